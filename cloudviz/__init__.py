@@ -1,0 +1,1 @@
+"""CloudViz: a SageMaker Pipelines MLOps project that also runs on one machine."""

@@ -1,0 +1,5 @@
+import sys
+
+from cloudviz.cli import main
+
+sys.exit(main())

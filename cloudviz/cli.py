@@ -1,0 +1,200 @@
+"""The ``cloudviz`` command: parses arguments, calls the packages, prints for people or for scripts.
+
+Exit status: 0 success; 1 a pipeline run that failed; 2 a usage or input error (one line on
+stderr, no traceback unless ``--debug``); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+
+from cloudviz import render
+from cloudviz.progress import ProgressDisplay
+from pipelines.definition import build_pipeline
+from pipelines.errors import UserError
+from pipelines.registry import APPROVAL_STATUSES, ModelRegistry
+from pipelines.runner import LocalRunner
+from pipelines.runs import SUCCEEDED, RunRecord, RunStore
+from pipelines.state import StateHome
+
+STATE_HOME_HELP = "State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, data/."
+
+
+def emit(args: argparse.Namespace, document: object, text: str) -> None:
+    print(json.dumps(document, indent=2, default=str) if args.json else text)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--param {pair!r}: expected NAME=VALUE")
+        overrides[name.strip()] = value
+    return overrides
+
+
+def make_runner(args: argparse.Namespace) -> LocalRunner:
+    interactive = sys.stderr.isatty() and not args.json
+    observer = None if args.quiet else ProgressDisplay(sys.stderr, interactive)
+    return LocalRunner(StateHome.from_env(), build_pipeline(), observer)
+
+
+def finish_run(args: argparse.Namespace, record: RunRecord) -> int:
+    emit(args, record.to_dict(), render.run_summary(record))
+    return 0 if record.status == SUCCEEDED else 1
+
+
+def pipeline_run(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.param)
+    if args.data is not None:
+        overrides["InputData"] = args.data
+    return finish_run(args, make_runner(args).start(overrides, use_cache=not args.no_cache))
+
+
+def pipeline_resume(args: argparse.Namespace) -> int:
+    return finish_run(args, make_runner(args).resume(args.run_id, use_cache=not args.no_cache))
+
+
+def pipeline_parameters(args: argparse.Namespace) -> int:
+    pipeline = build_pipeline()
+    rows = [[p.name, p.type, repr(p.default), p.description] for p in pipeline.parameters]
+    document = [{"name": p.name, "type": p.type, "default": p.default, "description": p.description}
+                for p in pipeline.parameters]
+    emit(args, document, render.table(["NAME", "TYPE", "DEFAULT", "DESCRIPTION"], rows))
+    return 0
+
+
+def runs_list(args: argparse.Namespace) -> int:
+    records = RunStore(StateHome.from_env().runs).list()[: args.limit]
+    text = render.runs_table(records) if records else "No runs yet: start one with `cloudviz pipeline run`."
+    emit(args, [r.to_dict() for r in records], text)
+    return 0
+
+
+def runs_show(args: argparse.Namespace) -> int:
+    record = RunStore(StateHome.from_env().runs).load(args.run_id)
+    emit(args, record.to_dict(), render.run_summary(record))
+    return 0
+
+
+def registry() -> ModelRegistry:
+    return ModelRegistry(StateHome.from_env().registry_db)
+
+
+def models_list(args: argparse.Namespace) -> int:
+    packages = registry().list_packages(args.group, args.status)
+    text = render.packages_table(packages) if packages else "No registered models yet."
+    emit(args, [p.to_dict() for p in packages], text)
+    return 0
+
+
+def models_show(args: argparse.Namespace) -> int:
+    package = registry().get(args.group, args.version)
+    emit(args, package.to_dict(), render.package_detail(package))
+    return 0
+
+
+def set_approval(status: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        package = registry().update_approval(args.group, args.version, status, args.reason)
+        emit(args, package.to_dict(), f"{package.group} version {package.version}: {package.approval_status}")
+        return 0
+
+    return handler
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    add_json(parser)
+    parser.add_argument("--no-cache", action="store_true", help="execute every step, ignoring the step cache")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cloudviz", description=__doc__.splitlines()[0], epilog=STATE_HOME_HELP)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    pipeline = groups.add_parser("pipeline", help="run the training pipeline").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    run = pipeline.add_parser(
+        "run",
+        help="run the pipeline on this machine",
+        description="Run Preprocess -> Train -> Evaluate -> CheckAccuracy -> Register on this machine.",
+        epilog="List the parameters with `cloudviz pipeline parameters`. " + STATE_HOME_HELP,
+    )
+    run.add_argument("--data", metavar="PATH", help="raw CSV to train on (default: the bundled iris data)")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="set a pipeline parameter")
+    add_run_options(run)
+    run.set_defaults(handler=pipeline_run)
+    resume = pipeline.add_parser("resume", help="resume a failed run from the step that failed")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    add_run_options(resume)
+    resume.set_defaults(handler=pipeline_resume)
+    parameters = pipeline.add_parser("parameters", help="list the pipeline parameters and their defaults")
+    add_json(parameters)
+    parameters.set_defaults(handler=pipeline_parameters)
+
+    runs = groups.add_parser("runs", help="inspect pipeline runs").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    listing = runs.add_parser("list", help="runs, newest first")
+    listing.add_argument("--limit", type=positive_int, default=20, help="show at most this many (default 20)")
+    add_json(listing)
+    listing.set_defaults(handler=runs_list)
+    show = runs.add_parser("show", help="one run: steps, times, metrics, registered version")
+    show.add_argument("run_id", metavar="RUN_ID")
+    add_json(show)
+    show.set_defaults(handler=runs_show)
+
+    models = groups.add_parser("models", help="the model registry").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    listing = models.add_parser("list", help="model package versions, newest first")
+    listing.add_argument("--group", help="only this model package group")
+    listing.add_argument("--status", choices=APPROVAL_STATUSES, help="only versions with this approval status")
+    add_json(listing)
+    listing.set_defaults(handler=models_list)
+    for name, handler, text in (
+        ("show", models_show, "one version: approval, artifact, metrics, lineage"),
+        ("approve", set_approval("Approved"), "approve a version (it becomes deployable)"),
+        ("reject", set_approval("Rejected"), "reject a version"),
+    ):
+        sub = models.add_parser(name, help=text)
+        sub.add_argument("group", metavar="GROUP")
+        sub.add_argument("version", metavar="VERSION", type=positive_int)
+        if name != "show":
+            sub.add_argument("--reason", default="", help="why (kept with the version)")
+        add_json(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UserError, OSError, sqlite3.Error) as error:
+        if args.debug:
+            raise
+        print(f"cloudviz: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cloudviz: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,123 @@
+"""Text views of runs and model packages for the terminal (``--json`` prints the records instead)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cloudviz.progress import step_note
+from pipelines.registry import ModelPackage
+from pipelines.runs import RunRecord
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(f"{cell!s:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [headers, *rows]]
+    return "\n".join(lines)
+
+
+def run_duration(record: RunRecord) -> float:
+    return sum(step.duration_seconds or 0.0 for step in record.steps.values())
+
+
+def evaluation_of(record: RunRecord) -> dict | None:
+    """The Evaluate step's report, when the run got that far."""
+    for step in record.steps.values():
+        folder = step.outputs.get("evaluation")
+        if folder and (Path(folder) / "evaluation.json").is_file():
+            return json.loads((Path(folder) / "evaluation.json").read_text(encoding="utf-8"))
+    return None
+
+
+def run_summary(record: RunRecord) -> str:
+    """Each step with its status and time, then the metrics and the registered version."""
+    lines = [f"Run {record.run_id}: {record.status} ({run_duration(record):.2f}s of step time)"]
+    rows = [
+        [step.name, step.status, f"{step.duration_seconds:.2f}s" if step.duration_seconds is not None else "-",
+         step_note(step)]
+        for step in record.steps.values()
+    ]
+    lines.append(table(["STEP", "STATUS", "TIME", "NOTE"], rows))
+    evaluation = evaluation_of(record)
+    if evaluation:
+        metrics = evaluation["multiclass_classification_metrics"]
+        lines.append(
+            f"Metrics: accuracy {metrics['accuracy']['value']:.4f}, macro F1 {metrics['macro_f1']['value']:.4f}, "
+            f"weighted F1 {metrics['weighted_f1']['value']:.4f} on {evaluation['test_rows']} test rows"
+        )
+    for step in record.steps.values():
+        if "version" in step.properties:
+            p = step.properties
+            lines.append(f"Registered: {p['model_package_group']} version {p['version']} ({p['approval_status']})")
+            if p["approval_status"] == "PendingManualApproval":
+                lines.append(f"  approve it with: cloudviz models approve {p['model_package_group']} {p['version']}")
+    if record.failure_reason:
+        lines.append(f"Failed: {record.failure_reason}")
+        if record.status == "Failed":
+            lines.append(f"  resume it with: cloudviz pipeline resume {record.run_id}")
+    lines.append(f"Folder: {record.folder}")
+    return "\n".join(lines)
+
+
+def runs_table(records: list[RunRecord]) -> str:
+    rows = []
+    for record in records:
+        registered = next((s.properties for s in record.steps.values() if "version" in s.properties), None)
+        evaluation = evaluation_of(record)
+        accuracy = evaluation["multiclass_classification_metrics"]["accuracy"]["value"] if evaluation else None
+        rows.append([
+            record.run_id,
+            record.status,
+            record.created_at.replace("T", " ")[:19],
+            f"{run_duration(record):.2f}s",
+            f"{accuracy:.4f}" if accuracy is not None else "-",
+            f"{registered['model_package_group']} v{registered['version']}" if registered else "-",
+        ])
+    return table(["RUN", "STATUS", "STARTED (UTC)", "TIME", "ACCURACY", "REGISTERED"], rows)
+
+
+def packages_table(packages: list[ModelPackage]) -> str:
+    rows = [
+        [
+            p.group,
+            str(p.version),
+            p.approval_status,
+            f"{p.metrics['multiclass_classification_metrics']['accuracy']['value']:.4f}"
+            if "multiclass_classification_metrics" in p.metrics else "-",
+            p.created_at.replace("T", " ")[:19],
+            p.lineage.get("run_id", "-"),
+        ]
+        for p in packages
+    ]
+    return table(["GROUP", "VERSION", "APPROVAL", "ACCURACY", "CREATED (UTC)", "RUN"], rows)
+
+
+def package_detail(package: ModelPackage) -> str:
+    lines = [
+        f"{package.group} version {package.version}",
+        f"  ARN:        {package.arn}",
+        f"  Approval:   {package.approval_status}" + (f" ({package.status_reason})" if package.status_reason else ""),
+        f"  Artifact:   {package.model_data_url}",
+        f"  Created:    {package.created_at}",
+        f"  Updated:    {package.updated_at}",
+    ]
+    metrics = package.metrics.get("multiclass_classification_metrics")
+    if metrics:
+        lines.append(
+            f"  Metrics:    accuracy {metrics['accuracy']['value']:.4f}, macro F1 {metrics['macro_f1']['value']:.4f},"
+            f" weighted F1 {metrics['weighted_f1']['value']:.4f}"
+        )
+        for name, scores in package.metrics.get("per_class", {}).items():
+            lines.append(
+                f"    {name:<14} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
+                f"  F1 {scores['f1']:.3f}  support {scores['support']}"
+            )
+    lineage = package.lineage
+    if lineage:
+        data = lineage.get("data", {})
+        lines.append(f"  Run:        {lineage.get('run_id')} ({lineage.get('pipeline')})")
+        lines.append(f"  Data:       {data.get('file')} sha256 {str(data.get('sha256'))[:16]}… {data.get('rows')}")
+        code = lineage.get("code_version", {})
+        lines.append(f"  Code:       cloudviz {code.get('cloudviz')} commit {code.get('git_commit') or 'unknown'}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The Evaluate step's Processing script (ships alone into a container)."""

@@ -1,0 +1,1 @@
+"""The pipeline: its declaration, the local runner and the model registry."""

@@ -1,0 +1,1 @@
+"""Local emulation of SageMaker's built-in XGBoost algorithm (training side)."""

@@ -1,0 +1,194 @@
+"""Local emulation of SageMaker's built-in XGBoost training container (image 3.0-5).
+
+Same contract as the container, below an ``/opt/ml``-shaped root (``--ml-root``)::
+
+    input/config/hyperparameters.json    {"num_round": "10", ...}: strings, as SageMaker passes them
+    input/config/inputdataconfig.json    {"train": {"ContentType": "text/csv"}, "validation": {...}}
+    input/data/<channel>/*.csv            label first, no header
+    model/xgboost-model                   the trained booster, UBJSON (what XGBoost 3.x saves and loads)
+    output/failure                        the reason, when the job fails
+
+Evaluation metrics are logged per round as the container logs them
+(``[3]#011train-merror:0.02#011validation-merror:0.04``), so the same metric regexes work.
+Exit status 2 for a user error (bad hyperparameters or data), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import xgboost as xgb
+
+from pipelines.builtin_xgboost.hyperparameters import HyperparameterError, validate
+
+SUPPORTED_CONTENT_TYPES = ("text/csv", "csv")
+MODEL_FILE = "xgboost-model"
+
+
+class UserError(Exception):
+    """The job's inputs are wrong; the container reports these as ClientError."""
+
+
+def sniff_delimiter(path: Path) -> str:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        sample = handle.readline()
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_channel(channel_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """All CSV files of a channel, concatenated: (features float32, labels float32)."""
+    files = sorted(p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"No data in {name} channel path {channel_dir}")
+    parts = []
+    for path in files:
+        options = pcsv.ParseOptions(delimiter=sniff_delimiter(path))
+        try:
+            table = pcsv.read_csv(
+                path,
+                read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+                parse_options=options,
+                convert_options=pcsv.ConvertOptions(column_types=None),
+            )
+        except pa.ArrowInvalid as exc:
+            raise UserError(f"{name} channel, {path.name}: {str(exc).splitlines()[0]}") from None
+        if table.num_columns < 2:
+            raise UserError(f"{name} channel, {path.name}: needs a label column and at least one feature")
+        try:
+            parts.append(np.column_stack([c.to_numpy().astype(np.float32) for c in table.columns]))
+        except (pa.ArrowInvalid, ValueError, TypeError):
+            raise UserError(f"{name} channel, {path.name}: every value must be a number") from None
+    widths = {part.shape[1] for part in parts}
+    if len(widths) > 1:
+        raise UserError(f"{name} channel: files have different column counts {sorted(widths)}")
+    data = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return data[:, 1:], data[:, 0]
+
+
+def check_labels(labels: np.ndarray, params: dict, channel: str) -> None:
+    num_class = params.get("num_class")
+    if num_class is None:
+        return
+    bad = np.flatnonzero((labels < 0) | (labels >= num_class) | (labels != np.floor(labels)))
+    if bad.size:
+        raise UserError(
+            f"{channel} channel, row {int(bad[0]) + 1}: label {labels[bad[0]]:g} is not a class index "
+            f"in [0, {num_class}) (num_class={num_class})"
+        )
+
+
+def read_config(ml_root: Path) -> tuple[dict, dict]:
+    config = ml_root / "input" / "config"
+    hyperparameters = json.loads((config / "hyperparameters.json").read_text(encoding="utf-8"))
+    data_config_path = config / "inputdataconfig.json"
+    data_config = (
+        json.loads(data_config_path.read_text(encoding="utf-8"))
+        if data_config_path.exists()
+        else {"train": {"ContentType": "text/csv"}}
+    )
+    return hyperparameters, data_config
+
+
+def check_channels(data_config: dict) -> None:
+    if "train" not in data_config:
+        raise UserError("Missing required channel: train")
+    for channel, settings in data_config.items():
+        if channel not in ("train", "validation"):
+            raise UserError(f"Extraneous channel found: {channel}")
+        content_type = settings.get("ContentType", "text/csv").split(";")[0].strip().lower()
+        if content_type not in SUPPORTED_CONTENT_TYPES:
+            raise UserError(
+                f"Channel {channel}: content type {content_type!r} is not supported by the local trainer "
+                "(use text/csv)"
+            )
+
+
+def log_evaluation(period: int = 1) -> xgb.callback.TrainingCallback:
+    class ContainerStyleLog(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict) -> bool:
+            if epoch % period == 0:
+                scores = [
+                    f"{data}-{metric}:{values[-1]:.5f}"
+                    for data, metrics in evals_log.items()
+                    for metric, values in metrics.items()
+                ]
+                print(f"[{epoch}]#011" + "#011".join(scores), flush=True)
+            return False
+
+    return ContainerStyleLog()
+
+
+def train(ml_root: Path) -> xgb.Booster:
+    hyperparameters, data_config = read_config(ml_root)
+    try:
+        params = validate(hyperparameters)
+    except HyperparameterError as exc:
+        raise UserError(str(exc)) from None
+    check_channels(data_config)
+    data_dir = ml_root / "input" / "data"
+    train_x, train_y = read_channel(data_dir / "train", "train")
+    check_labels(train_y, params, "train")
+    num_round = params.pop("num_round")
+    early_stopping = params.pop("early_stopping_rounds", None)
+    params.pop("csv_weights", None)
+    dtrain = xgb.QuantileDMatrix(train_x, label=train_y)
+    evals = [(dtrain, "train")]
+    if "validation" in data_config:
+        val_x, val_y = read_channel(data_dir / "validation", "validation")
+        if val_x.shape[1] != train_x.shape[1]:
+            raise UserError(
+                f"validation channel has {val_x.shape[1]} features, train channel has {train_x.shape[1]}"
+            )
+        check_labels(val_y, params, "validation")
+        evals.append((xgb.QuantileDMatrix(val_x, label=val_y, ref=dtrain), "validation"))
+    elif early_stopping is not None:
+        raise UserError("early_stopping_rounds needs a validation channel")
+    print(f"Train matrix has {train_x.shape[0]} rows and {train_x.shape[1]} features", flush=True)
+    del train_x
+    try:
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=num_round,
+            evals=evals,
+            early_stopping_rounds=early_stopping,
+            callbacks=[log_evaluation()],
+            verbose_eval=False,
+        )
+    except xgb.core.XGBoostError as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    model_dir = ml_root / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / MODEL_FILE).write_bytes(bytes(booster.save_raw("ubj")))
+    return booster
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ml-root", default="/opt/ml", help="root of the /opt/ml training layout")
+    args = parser.parse_args(argv)
+    ml_root = Path(args.ml_root)
+    try:
+        booster = train(ml_root)
+    except UserError as exc:
+        failure = ml_root / "output" / "failure"
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(f"ClientError: {exc}\n", encoding="utf-8")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Stored trained model ({booster.num_boosted_rounds()} rounds) at {ml_root / 'model' / MODEL_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

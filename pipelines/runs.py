@@ -1,0 +1,119 @@
+"""Run records: one folder per pipeline run, with ``run.json`` saying what happened.
+
+``<state home>/runs/<run id>/run.json`` holds the parameters, the run status, and per step
+its status, attempts, timings, cache use, outputs, log file and failure reason. The file is
+rewritten atomically at every change, so ``cloudviz runs show`` can read a live run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipelines.errors import NotFoundError
+from pipelines.state import write_json_atomic
+
+# Step and run statuses, as SageMaker names them.
+PENDING, EXECUTING, SUCCEEDED, FAILED, SKIPPED = "Pending", "Executing", "Succeeded", "Failed", "Skipped"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique across concurrent starts."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str = PENDING
+    attempts: int = 0
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_seconds: float | None = None
+    cache_key: str | None = None
+    cached_from: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    properties: dict = field(default_factory=dict)
+    log: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    pipeline: str
+    parameters: dict
+    folder: Path
+    status: str = EXECUTING
+    created_at: str = field(default_factory=utc_now)
+    ended_at: str | None = None
+    failure_reason: str | None = None
+    resumed: int = 0
+    pid: int | None = None
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        document = asdict(self)
+        document["folder"] = str(self.folder)
+        return document
+
+    @classmethod
+    def from_dict(cls, document: dict) -> RunRecord:
+        steps = {name: StepRecord(**step) for name, step in document.pop("steps").items()}
+        return cls(**{**document, "folder": Path(document["folder"]), "steps": steps})
+
+    def runner_alive(self) -> bool:
+        """Whether the process that executes this run is still running."""
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def save(self) -> None:
+        write_json_atomic(self.folder / "run.json", self.to_dict())
+
+
+class RunStore:
+    """The runs below ``<state home>/runs``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def create(self, pipeline: str, parameters: dict, step_names: list[str]) -> RunRecord:
+        run_id = new_run_id()
+        record = RunRecord(
+            run_id=run_id,
+            pipeline=pipeline,
+            parameters=parameters,
+            folder=self.folder / run_id,
+            pid=os.getpid(),
+            steps={name: StepRecord(name) for name in step_names},
+        )
+        record.save()
+        return record
+
+    def load(self, run_id: str) -> RunRecord:
+        path = self.folder / run_id / "run.json"
+        if not path.is_file():
+            raise NotFoundError(f"no run {run_id!r} under {self.folder}")
+        return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def list(self) -> list[RunRecord]:
+        """Newest first."""
+        if not self.folder.is_dir():
+            return []
+        paths = sorted(self.folder.glob("*/run.json"), reverse=True)
+        return [RunRecord.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in paths]

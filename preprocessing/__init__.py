@@ -1,0 +1,1 @@
+"""The Preprocess step's Processing script (ships alone into a container)."""

@@ -1,0 +1,304 @@
+"""Preprocess step: raw CSV -> train/validation/test channels, schema and baseline statistics.
+
+Runs unchanged as a SageMaker Processing script: every path defaults to the layout under
+``/opt/ml/processing`` and ``--base-dir`` moves the whole layout (the local runner points it
+at the step's folder). Imports nothing of the project outside this folder.
+
+Layout below the base dir::
+
+    input/            the raw CSV (one file, or a folder holding exactly one .csv)
+    train/train.csv   label first, no header (SageMaker built-in XGBoost layout)
+    validation/validation.csv
+    test/test.csv
+    schema/schema.json        feature names, classes and their indices, split sizes, data hash
+    baseline/statistics.json  training-feature statistics, for drift checks
+
+Exit status 2 with one ``error:`` line on stderr for any problem with the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+DEFAULT_BASE_DIR = "/opt/ml/processing"
+SPLITS = ("train", "validation", "test")
+HISTOGRAM_BINS = 10
+PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+
+
+class InputError(Exception):
+    """A problem with the user's data or arguments: reported as one line, exit status 2."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-dir", default=DEFAULT_BASE_DIR, help="root of the processing layout")
+    parser.add_argument("--input", help="raw CSV file or folder (default: <base-dir>/input)")
+    parser.add_argument("--label-column", required=True, help="name of the label column")
+    parser.add_argument("--feature-columns", required=True, help="comma-separated feature column names")
+    parser.add_argument(
+        "--class-names",
+        default="",
+        help="comma-separated class names in index order; empty: the sorted distinct labels",
+    )
+    parser.add_argument("--validation-fraction", type=float, default=0.15)
+    parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.add_argument("--seed", type=int, default=42)
+    return parser.parse_args(argv)
+
+
+def split_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def find_csv(path: Path) -> Path:
+    """The input may be a file or a folder holding exactly one CSV (a ProcessingInput prefix)."""
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if len(files) != 1:
+        raise InputError(f"{path}: expected exactly one CSV file, found {len(files)}")
+    return files[0]
+
+
+def sha256_of(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def line_of(row: int) -> int:
+    """File line of a 0-based data row (line 1 is the header)."""
+    return row + 2
+
+
+def read_header(path: Path) -> list[str]:
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty")
+    try:
+        with pcsv.open_csv(path) as reader:
+            return reader.schema.names
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{path}: not a readable CSV file ({first_line(exc)})") from None
+
+
+def check_columns(path: Path, header: list[str], label: str, features: list[str]) -> None:
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise InputError(f"{path}: duplicate column name(s): {', '.join(duplicates)}")
+    missing = [name for name in [label, *features] if name not in header]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(repr(m) for m in missing)}; "
+            f"columns found: {', '.join(header)}"
+        )
+    if label in features:
+        raise InputError(f"column {label!r} is both the label and a feature")
+
+
+def read_columns(path: Path, label: str, features: list[str], feature_type: pa.DataType) -> pa.Table:
+    options = pcsv.ConvertOptions(
+        include_columns=[label, *features],
+        column_types={label: pa.string(), **{name: feature_type for name in features}},
+        strings_can_be_null=False,
+    )
+    return pcsv.read_csv(path, convert_options=options)
+
+
+def read_table(path: Path, label: str, features: list[str]) -> tuple[pa.Table, np.ndarray]:
+    """The label column as text and the features as a float64 matrix.
+
+    Fast path: Arrow parses the floats. Only when that fails is the file read again as text,
+    to name the line and column of the first bad cell.
+    """
+    check_columns(path, read_header(path), label, features)
+    try:
+        table = read_columns(path, label, features, pa.float64())
+    except pa.ArrowInvalid:
+        text = read_columns(path, label, features, pa.string())
+        raise InputError(first_bad_cell(path, text, features)) from None
+    matrix = np.empty((table.num_rows, len(features)), dtype=np.float64)
+    for j, name in enumerate(features):
+        column = table.column(name)
+        if column.null_count:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(f"{path}, line {line_of(row)}, column {name!r}: missing value")
+        matrix[:, j] = column.to_numpy()
+        bad = np.flatnonzero(~np.isfinite(matrix[:, j]))
+        if bad.size:
+            raise InputError(
+                f"{path}, line {line_of(int(bad[0]))}, column {name!r}: non-finite value {matrix[bad[0], j]}"
+            )
+    return table.select([label]), matrix
+
+
+def first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
+NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)\s*$"
+
+
+def first_bad_cell(path: Path, text: pa.Table, features: list[str]) -> str:
+    """Message naming the first cell (in file order) that is not a number."""
+    first: tuple[int, int] | None = None
+    for j, name in enumerate(features):
+        valid = pc.match_substring_regex(text.column(name), NUMBER, ignore_case=True)
+        bad = np.flatnonzero(~valid.to_numpy(zero_copy_only=False))
+        if bad.size and (first is None or bad[0] < first[0]):
+            first = (int(bad[0]), j)
+    if first is None:
+        return f"{path}: the feature columns could not be read as numbers"
+    row, j = first
+    cell = text.column(features[j])[row].as_py().strip()
+    what = "missing value" if cell == "" else f"{cell!r} is not a number"
+    return f"{path}, line {line_of(row)}, column {features[j]!r}: {what}"
+
+
+def encode_labels(table: pa.Table, path: Path, label: str, class_names: list[str]) -> tuple[np.ndarray, list[str]]:
+    raw = pc.utf8_trim_whitespace(table.column(label))
+    empty = np.flatnonzero(pc.equal(raw, "").to_numpy(zero_copy_only=False))
+    if empty.size:
+        raise InputError(f"{path}, line {line_of(int(empty[0]))}, column {label!r}: missing label")
+    classes = class_names or sorted(set(pc.unique(raw).to_pylist()))
+    if len(set(classes)) != len(classes):
+        raise InputError(f"class names must be distinct: {', '.join(classes)}")
+    codes = pc.index_in(raw, value_set=pa.array(classes)).to_numpy(zero_copy_only=False)
+    unknown = np.flatnonzero(np.isnan(codes.astype(np.float64)))
+    if unknown.size:
+        row = int(unknown[0])
+        raise InputError(
+            f"{path}, line {line_of(row)}, column {label!r}: unknown label {raw[row].as_py()!r} "
+            f"(expected one of: {', '.join(classes)})"
+        )
+    return codes.astype(np.int64), classes
+
+
+def stratified_split(
+    labels: np.ndarray, classes: list[str], validation_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Row indices per split; every class lands in every split, in the same proportions."""
+    if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
+        raise InputError(
+            "--validation-fraction and --test-fraction must each be in (0, 1) and sum to less than 1, "
+            f"got {validation_fraction} and {test_fraction}"
+        )
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    for code, name in enumerate(classes):
+        rows = rng.permutation(np.flatnonzero(labels == code))
+        n_test = max(1, round(len(rows) * test_fraction))
+        n_validation = max(1, round(len(rows) * validation_fraction))
+        if len(rows) < n_test + n_validation + 1:
+            raise InputError(
+                f"class {name!r} has {len(rows)} row(s): too few to put at least one in each of "
+                f"train, validation and test (need at least {n_test + n_validation + 1})"
+            )
+        parts["test"].append(rows[:n_test])
+        parts["validation"].append(rows[n_test : n_test + n_validation])
+        parts["train"].append(rows[n_test + n_validation :])
+    return {split: rng.permutation(np.concatenate(chunks)) for split, chunks in parts.items()}
+
+
+def write_channel(path: Path, labels: np.ndarray, features: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = [pa.array(labels)] + [pa.array(features[:, j]) for j in range(features.shape[1])]
+    table = pa.Table.from_arrays(columns, names=[str(i) for i in range(len(columns))])
+    pcsv.write_csv(table, path, write_options=pcsv.WriteOptions(include_header=False))
+
+
+def baseline_statistics(features: np.ndarray, labels: np.ndarray, names: list[str], classes: list[str]) -> dict:
+    """Per-feature summary and decile histogram of the training split (the drift reference)."""
+    stats = {}
+    for j, name in enumerate(names):
+        column = features[:, j]
+        edges = np.unique(np.quantile(column, np.linspace(0, 1, HISTOGRAM_BINS + 1)))
+        counts, _ = np.histogram(column, bins=edges)
+        stats[name] = {
+            "count": int(column.size),
+            "mean": float(column.mean()),
+            "std": float(column.std()),
+            "min": float(column.min()),
+            "max": float(column.max()),
+            "quantiles": {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(column, PERCENTILES), strict=True)},
+            "histogram": {"bin_edges": edges.tolist(), "counts": counts.tolist()},
+        }
+    class_counts = np.bincount(labels, minlength=len(classes))
+    return {
+        "features": stats,
+        "class_distribution": {name: float(class_counts[i] / labels.size) for i, name in enumerate(classes)},
+    }
+
+
+def write_json(path: Path, document: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def preprocess(args: argparse.Namespace) -> dict:
+    base = Path(args.base_dir)
+    source = find_csv(Path(args.input) if args.input else base / "input")
+    features = split_names(args.feature_columns)
+    if not features:
+        raise InputError("--feature-columns names no column")
+    label = args.label_column.strip()
+    table, matrix = read_table(source, label, features)
+    if table.num_rows == 0:
+        raise InputError(f"{source}: the file has a header but no rows")
+    labels, classes = encode_labels(table, source, label, split_names(args.class_names))
+    del table
+    splits = stratified_split(labels, classes, args.validation_fraction, args.test_fraction, args.seed)
+    for split, rows in splits.items():
+        write_channel(base / split / f"{split}.csv", labels[rows], matrix[rows])
+    train_rows = splits["train"]
+    write_json(
+        base / "baseline" / "statistics.json",
+        baseline_statistics(matrix[train_rows], labels[train_rows], features, classes),
+    )
+    schema = {
+        "label_column": label,
+        "feature_columns": features,
+        "classes": classes,
+        "label_map": {name: i for i, name in enumerate(classes)},
+        "rows": {"input": int(labels.size), **{split: int(rows.size) for split, rows in splits.items()}},
+        "class_counts": {
+            split: dict(zip(classes, np.bincount(labels[rows], minlength=len(classes)).tolist(), strict=True))
+            for split, rows in splits.items()
+        },
+        "source": {"file": source.name, "sha256": sha256_of(source), "bytes": source.stat().st_size},
+        "seed": args.seed,
+        "validation_fraction": args.validation_fraction,
+        "test_fraction": args.test_fraction,
+    }
+    write_json(base / "schema" / "schema.json", schema)
+    return schema
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        schema = preprocess(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = schema["rows"]
+    print(
+        f"preprocessed {rows['input']} rows of {schema['source']['file']}: "
+        f"train {rows['train']}, validation {rows['validation']}, test {rows['test']}; "
+        f"classes {', '.join(f'{i}={c}' for i, c in enumerate(schema['classes']))}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

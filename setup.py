@@ -1,0 +1,33 @@
+"""Packaging for CloudViz: one distribution, one console script (`cloudviz`)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="cloudviz",
+    version="0.1.0",
+    description="SageMaker Pipelines MLOps that also runs on one machine, with no AWS account and no Docker",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(
+        include=["cloudviz*", "pipelines*", "preprocessing*", "evaluation*", "deploy*", "serving_lambdas*"]
+    ),
+    install_requires=[
+        # xgboost-cpu is the same library as xgboost without the NVIDIA NCCL wheel (~300 MB);
+        # 3.0.5 is the version inside SageMaker's built-in XGBoost image 3.0-5, so model files
+        # move between the two unchanged.
+        "xgboost-cpu==3.0.5",
+        "numpy>=1.26",
+        "pandas>=2.1",
+        "pyarrow>=15",
+        "scikit-learn>=1.4",
+        "boto3>=1.34",
+    ],
+    extras_require={
+        "aws": ["sagemaker>=3.27,<4"],
+        "test": ["pytest>=8", "ruff>=0.6", "psutil>=5.9"],
+    },
+    entry_points={"console_scripts": ["cloudviz=cloudviz.cli:main"]},
+)
