@@ -32,6 +32,10 @@ def _child(script: Path, argv: list[str], log_path: Path) -> None:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
+        # The parent's streams may not be fds 1 and 2 (pytest's capture, a notebook kernel):
+        # the step writes to its log whatever the runner was embedded in.
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.argv = [str(script), *argv]
         try:
             runpy.run_path(str(script), run_name="__main__")

@@ -22,7 +22,7 @@ PENDING, EXECUTING, SUCCEEDED, FAILED, SKIPPED = "Pending", "Executing", "Succee
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def new_run_id() -> str:
@@ -115,5 +115,6 @@ class RunStore:
         """Newest first."""
         if not self.folder.is_dir():
             return []
-        paths = sorted(self.folder.glob("*/run.json"), reverse=True)
-        return [RunRecord.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
+        paths = self.folder.glob("*/run.json")
+        records = [RunRecord.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
+        return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)

@@ -1,0 +1,1 @@
+"""Deployment: endpoints, the local API gateway, CloudFormation stacks, monitoring (the serving issues)."""

@@ -1,0 +1,31 @@
+"""Shared fixtures: a fresh state home per test, and small pipelines built from real scripts."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipelines.state import StateHome
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateHome:
+    """A state home in the test's folder, also exported as CLOUDVIZ_HOME for the CLI."""
+    root = tmp_path / "home"
+    monkeypatch.setenv("CLOUDVIZ_HOME", str(root))
+    return StateHome(root)
+
+
+@pytest.fixture
+def write_script(tmp_path: Path):
+    """Write a Python script into the test's folder and return its path."""
+
+    def write(name: str, body: str) -> Path:
+        path = tmp_path / "scripts" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(body), encoding="utf-8")
+        return path
+
+    return write
