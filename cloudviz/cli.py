@@ -112,8 +112,26 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
+def add_command(
+    actions: argparse._SubParsersAction,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    text: str,
+    *positionals: str,
+    **options: str,
+) -> argparse.ArgumentParser:
+    """A subcommand with ``--json`` and its handler; VERSION positionals are whole numbers >= 1."""
+    parser = actions.add_parser(name, help=text, description=options.get("description", text),
+                                epilog=options.get("epilog"))
+    for positional in positionals:
+        kind = positive_int if positional == "VERSION" else str
+        parser.add_argument(positional.lower(), metavar=positional, type=kind)
     add_json(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="execute every step, ignoring the step cache")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -125,64 +143,42 @@ def positive_int(text: str) -> int:
     return value
 
 
+def actions_of(groups: argparse._SubParsersAction, name: str, text: str) -> argparse._SubParsersAction:
+    return groups.add_parser(name, help=text).add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloudviz", description=__doc__.splitlines()[0], epilog=STATE_HOME_HELP)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    pipeline = groups.add_parser("pipeline", help="run the training pipeline").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    run = pipeline.add_parser(
-        "run",
-        help="run the pipeline on this machine",
+    pipeline = actions_of(groups, "pipeline", "run the training pipeline")
+    run = add_command(
+        pipeline, "run", pipeline_run, "run the pipeline on this machine",
         description="Run Preprocess -> Train -> Evaluate -> CheckAccuracy -> Register on this machine.",
         epilog="List the parameters with `cloudviz pipeline parameters`. " + STATE_HOME_HELP,
     )
     run.add_argument("--data", metavar="PATH", help="raw CSV to train on (default: the bundled iris data)")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="set a pipeline parameter")
     add_run_options(run)
-    run.set_defaults(handler=pipeline_run)
-    resume = pipeline.add_parser("resume", help="resume a failed run from the step that failed")
-    resume.add_argument("run_id", metavar="RUN_ID")
+    resume = add_command(pipeline, "resume", pipeline_resume, "resume a failed run from the step that failed", "RUN_ID")
     add_run_options(resume)
-    resume.set_defaults(handler=pipeline_resume)
-    parameters = pipeline.add_parser("parameters", help="list the pipeline parameters and their defaults")
-    add_json(parameters)
-    parameters.set_defaults(handler=pipeline_parameters)
+    add_command(pipeline, "parameters", pipeline_parameters, "list the pipeline parameters and their defaults")
 
-    runs = groups.add_parser("runs", help="inspect pipeline runs").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    listing = runs.add_parser("list", help="runs, newest first")
+    runs = actions_of(groups, "runs", "inspect pipeline runs")
+    listing = add_command(runs, "list", runs_list, "runs, newest first")
     listing.add_argument("--limit", type=positive_int, default=20, help="show at most this many (default 20)")
-    add_json(listing)
-    listing.set_defaults(handler=runs_list)
-    show = runs.add_parser("show", help="one run: steps, times, metrics, registered version")
-    show.add_argument("run_id", metavar="RUN_ID")
-    add_json(show)
-    show.set_defaults(handler=runs_show)
+    add_command(runs, "show", runs_show, "one run: steps, times, metrics, registered version", "RUN_ID")
 
-    models = groups.add_parser("models", help="the model registry").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    listing = models.add_parser("list", help="model package versions, newest first")
+    models = actions_of(groups, "models", "the model registry")
+    listing = add_command(models, "list", models_list, "model package versions, newest first")
     listing.add_argument("--group", help="only this model package group")
     listing.add_argument("--status", choices=APPROVAL_STATUSES, help="only versions with this approval status")
-    add_json(listing)
-    listing.set_defaults(handler=models_list)
-    for name, handler, text in (
-        ("show", models_show, "one version: approval, artifact, metrics, lineage"),
-        ("approve", set_approval("Approved"), "approve a version (it becomes deployable)"),
-        ("reject", set_approval("Rejected"), "reject a version"),
-    ):
-        sub = models.add_parser(name, help=text)
-        sub.add_argument("group", metavar="GROUP")
-        sub.add_argument("version", metavar="VERSION", type=positive_int)
-        if name != "show":
-            sub.add_argument("--reason", default="", help="why (kept with the version)")
-        add_json(sub)
-        sub.set_defaults(handler=handler)
+    add_command(models, "show", models_show, "one version: approval, artifact, metrics, lineage", "GROUP", "VERSION")
+    for name, status, text in (("approve", "Approved", "approve a version (it becomes deployable)"),
+                               ("reject", "Rejected", "reject a version")):
+        command = add_command(models, name, set_approval(status), text, "GROUP", "VERSION")
+        command.add_argument("--reason", default="", help="why (kept with the version)")
     return parser
 
 
