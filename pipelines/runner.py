@@ -164,6 +164,7 @@ class LocalRunner:
         state = record.steps[step.name]
         state.status, state.started_at, state.ended_at = EXECUTING, utc_now(), None
         state.cached_from, state.failure_reason = None, None
+        state.inputs = self._inputs_of(step, record)
         record.save()
         self.observer.run_changed(record)
         started = time.monotonic()
@@ -335,6 +336,20 @@ class LocalRunner:
                     document = document[key]
                 return document
         return value
+
+    def _inputs_of(self, step: Step, record: RunRecord) -> dict:
+        """What the step reads, for the run record: parameter values and upstream paths."""
+        inputs: dict = {}
+        for ref in references(step):
+            match ref:
+                case Param(name):
+                    inputs[name] = record.parameters[name]
+                case StepOutput(name, output):
+                    inputs[f"{name}.{output}"] = record.steps[name].outputs[output]
+                case JsonGet(name, output, file, json_path):
+                    source = str(Path(record.steps[name].outputs[output]) / file)
+                    inputs[f"{name}.{output}/{file}"] = f"{source}#{json_path}" if json_path else source
+        return inputs
 
     def _cache_key(self, step: Step, record: RunRecord) -> str:
         inputs = {}

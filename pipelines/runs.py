@@ -40,6 +40,7 @@ class StepRecord:
     duration_seconds: float | None = None
     cache_key: str | None = None
     cached_from: str | None = None
+    inputs: dict = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     properties: dict = field(default_factory=dict)
     log: str | None = None

@@ -59,6 +59,13 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
     assert package.lineage["parameters"]["Eta"] == 0.2
     assert steps["Register"].properties["version"] == 1
 
+    assert steps["Evaluate"].inputs == {
+        "Train.model": steps["Train"].outputs["model"],
+        "Preprocess.test": steps["Preprocess"].outputs["test"],
+        "Preprocess.schema": steps["Preprocess"].outputs["schema"],
+    }
+    assert steps["Preprocess"].inputs["InputData"] == str(home.data / "iris.csv")
+
     on_disk = json.loads((record.folder / "run.json").read_text())
     assert on_disk["status"] == "Succeeded"
     assert on_disk["steps"]["Train"]["log"].endswith("attempt-1.log")
