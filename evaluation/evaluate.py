@@ -30,6 +30,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pcsv
 import xgboost as xgb
 
@@ -51,15 +52,26 @@ def load_booster(model_dir: Path) -> xgb.Booster:
     archive = model_dir / "model.tar.gz"
     if not archive.is_file():
         raise InputError(f"{archive}: no model archive")
-    with tarfile.open(archive, "r:gz") as tar:
-        try:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
             member = tar.extractfile(MODEL_FILE)
-        except KeyError:
-            raise InputError(f"{archive}: no {MODEL_FILE} inside") from None
-        raw = member.read()
+            if member is None:
+                raise KeyError(MODEL_FILE)
+            raw = member.read()
+    except KeyError:
+        raise InputError(f"{archive}: no {MODEL_FILE} inside") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InputError(f"{archive}: not a readable tar.gz archive ({first_line(exc)})") from None
     booster = xgb.Booster()
-    booster.load_model(bytearray(raw))
+    try:
+        booster.load_model(bytearray(raw))
+    except xgb.core.XGBoostError as exc:
+        raise InputError(f"{archive}: {MODEL_FILE} is not a model XGBoost can load ({first_line(exc)})") from None
     return booster
+
+
+def first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def load_test(test_dir: Path, n_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,13 +79,34 @@ def load_test(test_dir: Path, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     if not files:
         raise InputError(f"{test_dir}: no test CSV")
     options = pcsv.ReadOptions(autogenerate_column_names=True)
-    table = pcsv.read_csv(files[0], read_options=options)
+    try:
+        table = pcsv.read_csv(files[0], read_options=options)
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{files[0]}: not a readable CSV file ({first_line(exc)})") from None
     if table.num_columns != n_features + 1:
         raise InputError(
             f"{files[0]}: {table.num_columns} columns, expected the label and {n_features} features"
         )
+    for i, column in enumerate(table.columns):
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            continue
+        row = next((r for r, value in enumerate(column.to_pylist()) if not is_number(value)), None)
+        if row is not None:
+            raise InputError(f"{files[0]}, line {row + 1}, column {i + 1}: {column[row].as_py()!r} is not a number")
+    labels = table.column(0)
+    if labels.null_count:
+        row = int(np.flatnonzero(labels.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"{files[0]}, line {row + 1}, column 1: missing label")
     data = np.column_stack([table.column(i).to_numpy() for i in range(table.num_columns)]).astype(np.float64)
     return data[:, 1:], data[:, 0].astype(np.int64)
+
+
+def is_number(value: object) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return value is None
+    return True
 
 
 def predict_classes(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
@@ -83,7 +116,8 @@ def predict_classes(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
         return output.argmax(axis=1)
     objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
     if objective.startswith("binary:"):
-        return (output > 0.5).astype(np.int64)
+        # logitraw gives the untransformed margin, the others a probability (or hinge's 0/1)
+        return (output > (0.0 if objective == "binary:logitraw" else 0.5)).astype(np.int64)
     return output.astype(np.int64)
 
 
@@ -146,9 +180,17 @@ def evaluate(base: Path) -> dict:
     schema_path = base / "schema" / "schema.json"
     if not schema_path.is_file():
         raise InputError(f"{schema_path}: no schema")
-    schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    classes, features = schema["classes"], schema["feature_columns"]
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        classes, features = schema["classes"], schema["feature_columns"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{schema_path}: not a schema written by the preprocess step ({first_line(exc)})") from None
     booster = load_booster(base / "model")
+    if booster.num_features() != len(features):
+        raise InputError(
+            f"{base / 'model' / 'model.tar.gz'}: the model takes {booster.num_features()} features, "
+            f"the schema names {len(features)}"
+        )
     test_x, test_y = load_test(base / "test", len(features))
     if test_y.min() < 0 or test_y.max() >= len(classes):
         raise InputError(f"{base / 'test'}: labels outside the {len(classes)} classes of the schema")

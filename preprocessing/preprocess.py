@@ -19,9 +19,12 @@ Exit status 2 with one ``error:`` line on stderr for any problem with the input.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import hashlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +64,18 @@ def split_names(text: str) -> list[str]:
 
 
 def find_csv(path: Path) -> Path:
-    """The input may be a file or a folder holding exactly one CSV (a ProcessingInput prefix)."""
+    """The input may be a file or a folder holding exactly one CSV (a ProcessingInput prefix).
+
+    Resolved, so that messages name the user's file rather than a link to it in the step's folder.
+    """
     if path.is_file():
-        return path
+        return path.resolve()
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     if len(files) != 1:
         raise InputError(f"{path}: expected exactly one CSV file, found {len(files)}")
-    return files[0]
+    return files[0].resolve()
 
 
 def sha256_of(path: Path) -> str:
@@ -77,9 +83,36 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def line_of(row: int) -> int:
-    """File line of a 0-based data row (line 1 is the header)."""
+def record_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The file's non-blank records, each with the line it starts on. Arrow skips blank lines and
+    a quoted cell may hold line breaks, so records and lines need not be one to one."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        end = 0  # the line the previous record ended on
+        with contextlib.suppress(csv.Error):
+            for record in reader:
+                if record:
+                    yield end + 1, record
+                end = reader.line_num
+
+
+def line_of(path: Path, row: int) -> int:
+    """File line of a 0-based data row (line 1 is the header); the file is read again, only to report an error."""
+    for index, (line, _) in enumerate(record_lines(path), start=-1):
+        if index == row:
+            return line
     return row + 2
+
+
+def unreadable(path: Path, exc: Exception) -> str:
+    """Message for a file Arrow cannot parse: the first row whose cell count differs from the header's."""
+    width = None
+    for line, record in record_lines(path):
+        if width is None:
+            width = len(record)
+        elif len(record) != width:
+            return f"{path}, line {line}: {len(record)} cells, the header has {width}"
+    return f"{path}: not a readable CSV file ({first_line(exc)})"
 
 
 def read_header(path: Path) -> list[str]:
@@ -89,7 +122,7 @@ def read_header(path: Path) -> list[str]:
         with pcsv.open_csv(path) as reader:
             return reader.schema.names
     except pa.ArrowInvalid as exc:
-        raise InputError(f"{path}: not a readable CSV file ({first_line(exc)})") from None
+        raise InputError(unreadable(path, exc)) from None
 
 
 def check_columns(path: Path, header: list[str], label: str, features: list[str]) -> None:
@@ -104,6 +137,9 @@ def check_columns(path: Path, header: list[str], label: str, features: list[str]
         )
     if label in features:
         raise InputError(f"column {label!r} is both the label and a feature")
+    repeated = sorted({name for name in features if features.count(name) > 1})
+    if repeated:
+        raise InputError(f"--feature-columns names {', '.join(repr(r) for r in repeated)} more than once")
 
 
 def read_columns(path: Path, label: str, features: list[str], feature_type: pa.DataType) -> pa.Table:
@@ -125,19 +161,22 @@ def read_table(path: Path, label: str, features: list[str]) -> tuple[pa.Table, n
     try:
         table = read_columns(path, label, features, pa.float64())
     except pa.ArrowInvalid:
-        text = read_columns(path, label, features, pa.string())
+        try:
+            text = read_columns(path, label, features, pa.string())
+        except pa.ArrowInvalid as exc:
+            raise InputError(unreadable(path, exc)) from None
         raise InputError(first_bad_cell(path, text, features)) from None
     matrix = np.empty((table.num_rows, len(features)), dtype=np.float64)
     for j, name in enumerate(features):
         column = table.column(name)
         if column.null_count:
             row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InputError(f"{path}, line {line_of(row)}, column {name!r}: missing value")
+            raise InputError(f"{path}, line {line_of(path, row)}, column {name!r}: missing value")
         matrix[:, j] = column.to_numpy()
         bad = np.flatnonzero(~np.isfinite(matrix[:, j]))
         if bad.size:
             raise InputError(
-                f"{path}, line {line_of(int(bad[0]))}, column {name!r}: non-finite value {matrix[bad[0], j]}"
+                f"{path}, line {line_of(path, int(bad[0]))}, column {name!r}: non-finite value {matrix[bad[0], j]}"
             )
     return table.select([label]), matrix
 
@@ -162,14 +201,14 @@ def first_bad_cell(path: Path, text: pa.Table, features: list[str]) -> str:
     row, j = first
     cell = text.column(features[j])[row].as_py().strip()
     what = "missing value" if cell == "" else f"{cell!r} is not a number"
-    return f"{path}, line {line_of(row)}, column {features[j]!r}: {what}"
+    return f"{path}, line {line_of(path, row)}, column {features[j]!r}: {what}"
 
 
 def encode_labels(table: pa.Table, path: Path, label: str, class_names: list[str]) -> tuple[np.ndarray, list[str]]:
     raw = pc.utf8_trim_whitespace(table.column(label))
     empty = np.flatnonzero(pc.equal(raw, "").to_numpy(zero_copy_only=False))
     if empty.size:
-        raise InputError(f"{path}, line {line_of(int(empty[0]))}, column {label!r}: missing label")
+        raise InputError(f"{path}, line {line_of(path, int(empty[0]))}, column {label!r}: missing label")
     classes = class_names or sorted(set(pc.unique(raw).to_pylist()))
     if len(set(classes)) != len(classes):
         raise InputError(f"class names must be distinct: {', '.join(classes)}")
@@ -178,7 +217,7 @@ def encode_labels(table: pa.Table, path: Path, label: str, class_names: list[str
     if unknown.size:
         row = int(unknown[0])
         raise InputError(
-            f"{path}, line {line_of(row)}, column {label!r}: unknown label {raw[row].as_py()!r} "
+            f"{path}, line {line_of(path, row)}, column {label!r}: unknown label {raw[row].as_py()!r} "
             f"(expected one of: {', '.join(classes)})"
         )
     return codes.astype(np.int64), classes
@@ -230,7 +269,9 @@ def baseline_statistics(features: np.ndarray, labels: np.ndarray, names: list[st
             "std": float(column.std()),
             "min": float(column.min()),
             "max": float(column.max()),
-            "quantiles": {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(column, PERCENTILES), strict=True)},
+            "quantiles": {
+                f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(column, PERCENTILES), strict=True)
+            },
             "histogram": {"bin_edges": edges.tolist(), "counts": counts.tolist()},
         }
     class_counts = np.bincount(labels, minlength=len(classes))

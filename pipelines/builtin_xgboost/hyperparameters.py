@@ -52,8 +52,8 @@ class Interval:
         return above and below
 
     def __str__(self) -> str:
-        low = "(-inf" if self.low == -math.inf else f"{'(' if self.low_open else '['}{self.low:g}"
-        high = "+inf)" if self.high == math.inf else f"{self.high:g}{')' if self.high_open else ']'}"
+        low = "(-inf" if self.low == -math.inf else f"{'(' if self.low_open else '['}{self.low}"
+        high = "+inf)" if self.high == math.inf else f"{self.high}{')' if self.high_open else ']'}"
         return f"{low}, {high}"
 
 
@@ -101,16 +101,16 @@ SPECS: dict[str, Spec] = {
     "tweedie_variance_power": Spec(float, Interval(1, 2, low_open=True, high_open=True)),
 }
 REQUIRED = ("num_round",)
+# Other names the container accepts, validated (and passed to XGBoost) as the hyperparameter they stand for.
+ALIASES = {"learning_rate": "eta", "min_split_loss": "gamma", "reg_lambda": "lambda", "reg_alpha": "alpha"}
+THRESHOLD_METRICS = ("error", "ndcg", "map")
 
 
 def parse_value(name: str, spec: Spec, raw: object) -> object:
     text = str(raw).strip()
     try:
         if spec.kind is int:
-            number = float(text)
-            if not number.is_integer():
-                raise ValueError(text)
-            return int(number)
+            return int(text)  # as the container parses: "10.0" and "1e3" are not integers
         if spec.kind is float:
             value = float(text)
             if not math.isfinite(value):
@@ -119,13 +119,30 @@ def parse_value(name: str, spec: Spec, raw: object) -> object:
     except ValueError:
         raise HyperparameterError(f"Hyperparameter {name}: could not parse value") from None
     if spec.kind == "list":
-        return [item.strip() for item in text.split(",")]
+        return text.split(",")  # no stripping: the container rejects "merror, mlogloss"
     return text
+
+
+def check_metric(metric: str) -> bool:
+    """Whether the container takes an ``eval_metric`` item, e.g. ``mlogloss`` or ``error@0.7``."""
+    if "@" not in metric:
+        return metric in EVAL_METRICS
+    name, threshold = (part.strip() for part in metric.split("@")[:2])
+    if name not in THRESHOLD_METRICS:
+        raise HyperparameterError(
+            f"Metric '{metric}' is not supported. Parameter 'eval_metric' with customized threshold should "
+            "be one of these options: 'error', 'ndcg', 'map'."
+        )
+    try:
+        float(threshold)
+    except ValueError:
+        raise HyperparameterError(f"Threshold value 't' in '{name}@t' expects float input.") from None
+    return True
 
 
 def check_range(name: str, spec: Spec, value: object) -> None:
     if spec.kind == "list":
-        if any(item not in spec.allowed for item in value):
+        if not all([check_metric(item) for item in value]):  # every item checked, as the container does
             raise HyperparameterError(f"Hyperparameter {name}: value {value} not in range {list(spec.allowed)}")
         return
     allowed = list(spec.allowed) if isinstance(spec.allowed, tuple) else spec.allowed
@@ -148,15 +165,17 @@ def check_dependencies(values: dict[str, object]) -> None:
 
 def validate(hyperparameters: dict[str, object]) -> dict[str, object]:
     """Parse string hyperparameters into typed values, or raise the container's error message."""
+    hyperparameters = {ALIASES.get(name, name): raw for name, raw in hyperparameters.items()}
     for name in REQUIRED:
         if name not in hyperparameters:
             raise HyperparameterError(f"Missing required hyperparameter: {name}")
     values: dict[str, object] = {}
-    for name, raw in hyperparameters.items():
+    for name, raw in hyperparameters.items():  # the container parses every value before it checks any range
         spec = SPECS.get(name)
         if spec is None:
             raise HyperparameterError(f"Extraneous hyperparameter found: {name}")
         values[name] = parse_value(name, spec, raw)
-        check_range(name, spec, values[name])
+    for name, value in values.items():
+        check_range(name, SPECS[name], value)
     check_dependencies(values)
     return values

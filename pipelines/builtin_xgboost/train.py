@@ -45,9 +45,12 @@ def sniff_delimiter(path: Path) -> str:
         return ","
 
 
-def read_channel(channel_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """All CSV files of a channel, concatenated: (features float32, labels float32)."""
-    files = sorted(p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+def read_channel(channel_dir: Path, name: str, num_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All CSV files of a channel, concatenated: (features float32, labels float32).
+
+    Like the container, files whose names start with ``.`` or ``_`` (``_SUCCESS`` markers) are not data.
+    """
+    files = sorted(p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
     if not files:
         raise UserError(f"No data in {name} channel path {channel_dir}")
     parts = []
@@ -68,6 +71,7 @@ def read_channel(channel_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
             parts.append(np.column_stack([c.to_numpy().astype(np.float32) for c in table.columns]))
         except (pa.ArrowInvalid, ValueError, TypeError):
             raise UserError(f"{name} channel, {path.name}: every value must be a number") from None
+        check_labels(parts[-1][:, 0], num_class, f"{name} channel, {path.name}")
     widths = {part.shape[1] for part in parts}
     if len(widths) > 1:
         raise UserError(f"{name} channel: files have different column counts {sorted(widths)}")
@@ -75,27 +79,31 @@ def read_channel(channel_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return data[:, 1:], data[:, 0]
 
 
-def check_labels(labels: np.ndarray, params: dict, channel: str) -> None:
-    num_class = params.get("num_class")
+def check_labels(labels: np.ndarray, num_class: int | None, where: str) -> None:
     if num_class is None:
         return
     bad = np.flatnonzero((labels < 0) | (labels >= num_class) | (labels != np.floor(labels)))
     if bad.size:
         raise UserError(
-            f"{channel} channel, row {int(bad[0]) + 1}: label {labels[bad[0]]:g} is not a class index "
+            f"{where}, row {int(bad[0]) + 1}: label {labels[bad[0]]:g} is not a class index "
             f"in [0, {num_class}) (num_class={num_class})"
         )
 
 
+def read_json(path: Path, default: dict) -> dict:
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
 def read_config(ml_root: Path) -> tuple[dict, dict]:
+    """hyperparameters.json (none: no hyperparameters, so num_round is missing) and inputdataconfig.json."""
     config = ml_root / "input" / "config"
-    hyperparameters = json.loads((config / "hyperparameters.json").read_text(encoding="utf-8"))
-    data_config_path = config / "inputdataconfig.json"
-    data_config = (
-        json.loads(data_config_path.read_text(encoding="utf-8"))
-        if data_config_path.exists()
-        else {"train": {"ContentType": "text/csv"}}
-    )
+    hyperparameters = read_json(config / "hyperparameters.json", {})
+    data_config = read_json(config / "inputdataconfig.json", {"train": {"ContentType": "text/csv"}})
     return hyperparameters, data_config
 
 
@@ -113,17 +121,42 @@ def check_channels(data_config: dict) -> None:
             )
 
 
+def matrix(features: np.ndarray, labels: np.ndarray, csv_weights: int) -> xgb.DMatrix:
+    """With csv_weights=1 the first column after the label holds the instance weights."""
+    if csv_weights == 1:
+        return xgb.DMatrix(features[:, 1:], label=labels, weight=features[:, 0])
+    return xgb.DMatrix(features, label=labels)
+
+
 def log_evaluation(period: int = 1) -> xgb.callback.TrainingCallback:
     class ContainerStyleLog(xgb.callback.TrainingCallback):
+        """Logs every evaluated round. XGBoost keeps callbacks in a set and stops calling them at the first
+        that asks to stop, so when early stopping runs first the last round is logged after training."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: dict = {}
+            self.logged = 0  # rounds logged so far
+
         def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict) -> bool:
-            if epoch % period == 0:
-                scores = [
-                    f"{data}-{metric}:{values[-1]:.5f}"
-                    for data, metrics in evals_log.items()
-                    for metric, values in metrics.items()
-                ]
-                print(f"[{epoch}]#011" + "#011".join(scores), flush=True)
+            self.history = evals_log  # the same dict every round, updated before any callback runs
+            self.log_until(epoch + 1)
             return False
+
+        def after_training(self, model: xgb.Booster) -> xgb.Booster:
+            self.log_until(max((len(v) for metrics in self.history.values() for v in metrics.values()), default=0))
+            return model
+
+        def log_until(self, rounds: int) -> None:
+            for epoch in range(self.logged, rounds):
+                if epoch % period == 0:
+                    scores = [
+                        f"{data}-{metric}:{values[epoch]:.5f}"
+                        for data, metrics in self.history.items()
+                        for metric, values in metrics.items()
+                    ]
+                    print(f"[{epoch}]#011" + "#011".join(scores), flush=True)
+            self.logged = max(self.logged, rounds)
 
     return ContainerStyleLog()
 
@@ -136,24 +169,28 @@ def train(ml_root: Path) -> xgb.Booster:
         raise UserError(str(exc)) from None
     check_channels(data_config)
     data_dir = ml_root / "input" / "data"
-    train_x, train_y = read_channel(data_dir / "train", "train")
-    check_labels(train_y, params, "train")
     num_round = params.pop("num_round")
     early_stopping = params.pop("early_stopping_rounds", None)
-    params.pop("csv_weights", None)
-    dtrain = xgb.QuantileDMatrix(train_x, label=train_y)
+    csv_weights = params.pop("csv_weights", 0)
+    # A plain DMatrix, as the container builds: QuantileDMatrix only works with tree_method=hist,
+    # the default max_bin and the gbtree booster.
+    train_x, train_y = read_channel(data_dir / "train", "train", params.get("num_class"))
+    dtrain = matrix(train_x, train_y, csv_weights)
     evals = [(dtrain, "train")]
+    callbacks = [log_evaluation()]
     if "validation" in data_config:
-        val_x, val_y = read_channel(data_dir / "validation", "validation")
+        val_x, val_y = read_channel(data_dir / "validation", "validation", params.get("num_class"))
         if val_x.shape[1] != train_x.shape[1]:
             raise UserError(
                 f"validation channel has {val_x.shape[1]} features, train channel has {train_x.shape[1]}"
             )
-        check_labels(val_y, params, "validation")
-        evals.append((xgb.QuantileDMatrix(val_x, label=val_y, ref=dtrain), "validation"))
+        evals.append((matrix(val_x, val_y, csv_weights), "validation"))
     elif early_stopping is not None:
         raise UserError("early_stopping_rounds needs a validation channel")
-    print(f"Train matrix has {train_x.shape[0]} rows and {train_x.shape[1]} features", flush=True)
+    if early_stopping is not None:
+        # save_best, as the container does: the stored model ends at the best round.
+        callbacks.append(xgb.callback.EarlyStopping(rounds=early_stopping, data_name="validation", save_best=True))
+    print(f"Train matrix has {dtrain.num_row()} rows and {dtrain.num_col()} features", flush=True)
     del train_x
     try:
         booster = xgb.train(
@@ -161,8 +198,7 @@ def train(ml_root: Path) -> xgb.Booster:
             dtrain,
             num_boost_round=num_round,
             evals=evals,
-            early_stopping_rounds=early_stopping,
-            callbacks=[log_evaluation()],
+            callbacks=callbacks,
             verbose_eval=False,
         )
     except xgb.core.XGBoostError as exc:
