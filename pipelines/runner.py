@@ -91,7 +91,6 @@ class LocalRunner:
         self.runs = RunStore(home.runs)
         self.cache = StepCache(home.cache)
         self.registry = ModelRegistry(home.registry_db)
-        self._warm = False
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -306,9 +305,6 @@ class LocalRunner:
         log = record.folder / "steps" / name / "logs" / f"attempt-{state.attempts}.log"
         state.log = str(log)
         record.save()
-        if not self._warm:
-            executor.warm_up()
-            self._warm = True
         code = executor.run_script(script, argv, log, on_tick=lambda: self.observer.run_changed(record))
         if code != 0:
             raise StepFailed(failure_reason(log, code), retryable=code != USER_ERROR_EXIT)

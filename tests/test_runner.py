@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from pipelines.registry import ModelRegistry
 from pipelines.runner import LocalRunner
 from pipelines.state import StateHome
 
+REPO = Path(__file__).resolve().parents[1]
 CACHEABLE = ("Preprocess", "Train", "Evaluate", "Register")
 
 
@@ -271,3 +274,22 @@ def test_a_traceback_is_kept_in_the_log(home: StateHome, write_script, tiny_inpu
     reason = record.steps["Work"].failure_reason
     assert reason.startswith("exited with status 1 (RuntimeError: boom); log: ")
     assert "Traceback" in Path(record.steps["Work"].log).read_text()
+
+
+def test_a_runner_embedded_after_multithreaded_training_does_not_hang(home: StateHome):
+    """A notebook that trained a model on several OpenMP threads, then runs the pipeline in the same kernel."""
+    script = (
+        "import numpy as np, xgboost as xgb\n"
+        "from pipelines.definition import build_pipeline\n"
+        "from pipelines.runner import LocalRunner\n"
+        "from pipelines.state import StateHome\nfrom pathlib import Path\n"
+        "x = np.random.default_rng(0).normal(size=(20000, 8)); y = (x[:, 0] > 0).astype(int)\n"
+        "xgb.train({'nthread': 2}, xgb.DMatrix(x, label=y), num_boost_round=5)\n"
+        f"record = LocalRunner(StateHome(Path({str(home.root)!r})), build_pipeline()).start({{}})\n"
+        "print(record.status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Succeeded"

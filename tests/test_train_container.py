@@ -30,14 +30,6 @@ PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_xgboost_thread():
-    """XGBoost on one thread in this process: once OpenMP has started worker threads, a process forked
-    from it (the local runner forks every step) hangs in its first parallel region."""
-    with xgb.config_context(nthread=1):
-        yield
-
-
 def iris_contract_order() -> tuple[np.ndarray, np.ndarray]:
     """Iris with the contract's class indices: setosa=0, virginica=1, versicolor=2."""
     iris = load_iris()
