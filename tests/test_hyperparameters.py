@@ -25,12 +25,13 @@ def rejects(hyperparameters: dict[str, object]) -> str:
 
 
 def test_defaults_are_the_original_deployment_as_strings():
+    """The original's, but multi:softprob for multi:softprob (test_train_container checks they predict alike)."""
     assert DEFAULT_HYPERPARAMETERS == {
         "max_depth": "5",
         "eta": "0.2",
         "gamma": "4",
         "min_child_weight": "6",
-        "objective": "multi:softmax",
+        "objective": "multi:softprob",
         "num_class": "3",
         "num_round": "10",
     }
@@ -44,7 +45,7 @@ def test_string_values_parse_to_typed_values():
         "eta": 0.2,
         "gamma": 4.0,
         "min_child_weight": 6.0,
-        "objective": "multi:softmax",
+        "objective": "multi:softprob",
         "num_class": 3,
         "num_round": 10,
     }

@@ -26,7 +26,7 @@ SAGEMAKER_METRIC_REGEX = re.compile(
 CHANNELS = {"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}
 # DEFAULT_HYPERPARAMETERS as XGBoost takes them, for reference trainings done directly with XGBoost.
 PARAMS = {
-    "max_depth": 5, "eta": 0.2, "gamma": 4.0, "min_child_weight": 6.0, "objective": "multi:softmax", "num_class": 3
+    "max_depth": 5, "eta": 0.2, "gamma": 4.0, "min_child_weight": 6.0, "objective": "multi:softprob", "num_class": 3
 }
 
 
@@ -110,10 +110,11 @@ def reference_booster(params: dict, rounds: int, **matrix: object) -> xgb.Booste
 
 def test_iris_model_answers_the_contract_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     booster, _ = trained(layout(tmp_path / "ml"), capsys)
-    prediction = booster.predict(xgb.DMatrix(np.array([CONTRACT_EXAMPLE])))
-    assert prediction.tolist() == [1.0]
+    probabilities = booster.predict(xgb.DMatrix(np.array([CONTRACT_EXAMPLE])))
+    assert probabilities.shape == (1, 3)
+    assert int(probabilities.argmax()) == 1
     config = json.loads(booster.save_config())["learner"]
-    assert config["objective"]["name"] == "multi:softmax"
+    assert config["objective"]["name"] == "multi:softprob"
     assert config["learner_model_param"]["num_class"] == "3"
     assert booster.num_boosted_rounds() == 10
     assert booster.num_features() == 4
@@ -129,6 +130,18 @@ def test_model_is_what_xgboost_trains_with_the_same_hyperparameters(tmp_path: Pa
     )
 
 
+def test_softprob_grows_the_original_softmax_model(tmp_path: Path, capsys):
+    """The default objective differs from the original's only in what predict returns."""
+    booster, _ = trained(layout(tmp_path / "ml"), capsys)
+    original = reference_booster({**PARAMS, "objective": "multi:softmax"}, 10)
+    x, _ = iris_contract_order()
+    everything = xgb.DMatrix(x)
+    np.testing.assert_array_equal(
+        booster.predict(everything, output_margin=True), original.predict(everything, output_margin=True)
+    )
+    np.testing.assert_array_equal(booster.predict(everything).argmax(axis=1), original.predict(everything))
+
+
 def test_model_file_is_ubjson(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     root = layout(tmp_path / "ml")
     trained(root, capsys)
@@ -138,7 +151,7 @@ def test_model_file_is_ubjson(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert data[:2] == b"{L" or data[1:2] in (b"i", b"U", b"I", b"l", b"$", b"#")
     again = xgb.Booster()
     again.load_model(bytearray(data))  # the way the hosting container and evaluate.py load it
-    assert again.predict(xgb.DMatrix(np.array([CONTRACT_EXAMPLE]))).tolist() == [1.0]
+    assert again.predict(xgb.DMatrix(np.array([CONTRACT_EXAMPLE]))).argmax() == 1
 
 
 def test_rounds_are_logged_in_the_container_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -303,7 +316,7 @@ def test_every_valid_hyperparameter_trains(tmp_path: Path, capsys: pytest.Captur
         del hyperparameters["eta"]
     booster, _ = trained(layout(tmp_path / "ml", hyperparameters=hyperparameters), capsys)
     prediction = booster.predict(xgb.DMatrix(np.array([CONTRACT_EXAMPLE])))
-    assert prediction.tolist() == [1.0]
+    assert prediction.argmax() == 1
 
 
 def test_eval_metric_list_is_logged_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

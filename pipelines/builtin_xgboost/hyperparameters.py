@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Defaults of the original deployment (DESIGN.md: the compatibility contract).
+# Defaults of the original deployment (DESIGN.md: the compatibility contract), but for the objective:
+# multi:softprob grows the same trees as the original's multi:softmax (the two differ only in what
+# predict returns), and its endpoint answers per-class probabilities, which the prediction API
+# reports; the API's prediction is their argmax, the class index multi:softmax would answer.
 DEFAULT_HYPERPARAMETERS: dict[str, str] = {
     "max_depth": "5",
     "eta": "0.2",
     "gamma": "4",
     "min_child_weight": "6",
-    "objective": "multi:softmax",
+    "objective": "multi:softprob",
     "num_class": "3",
     "num_round": "10",
 }
