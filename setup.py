@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         "aws": ["sagemaker>=3.27,<4"],
-        "test": ["pytest>=8", "ruff>=0.6", "psutil>=5.9"],
+        "test": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb]>=5.1", "openapi-spec-validator>=0.7"],
     },
     entry_points={"console_scripts": ["cloudviz=cloudviz.cli:main"]},
 )
