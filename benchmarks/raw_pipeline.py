@@ -34,7 +34,7 @@ PARAMS = {
     "eta": 0.2,
     "gamma": 4,
     "min_child_weight": 6,
-    "objective": "multi:softmax",
+    "objective": "multi:softprob",
     "num_class": 3,
 }
 NUM_ROUND = 10
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     # Evaluate: read the test channel, predict, accuracy / macro F1 / confusion matrix.
     test_x, test_y = read_channel(out / "test" / "test.csv")
     lap("read_test")
-    predicted = booster.predict(xgb.DMatrix(test_x)).astype(np.int64)
+    predicted = booster.predict(xgb.DMatrix(test_x)).argmax(axis=1)  # multi:softprob: one probability per class
     lap("predict")
     actual = test_y.astype(np.int64)
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)

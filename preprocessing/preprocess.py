@@ -25,6 +25,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +152,8 @@ def read_columns(path: Path, label: str, features: list[str], feature_type: pa.D
     return pcsv.read_csv(path, convert_options=options)
 
 
-def read_table(path: Path, label: str, features: list[str]) -> tuple[pa.Table, np.ndarray]:
-    """The label column as text and the features as a float64 matrix.
+def read_table(path: Path, label: str, features: list[str]) -> pa.Table:
+    """The label column as text and the features as float64 columns, every value checked.
 
     Fast path: Arrow parses the floats. Only when that fails is the file read again as text,
     to name the line and column of the first bad cell.
@@ -166,19 +167,19 @@ def read_table(path: Path, label: str, features: list[str]) -> tuple[pa.Table, n
         except pa.ArrowInvalid as exc:
             raise InputError(unreadable(path, exc)) from None
         raise InputError(first_bad_cell(path, text, features)) from None
-    matrix = np.empty((table.num_rows, len(features)), dtype=np.float64)
-    for j, name in enumerate(features):
-        column = table.column(name)
-        if column.null_count:
-            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InputError(f"{path}, line {line_of(path, row)}, column {name!r}: missing value")
-        matrix[:, j] = column.to_numpy()
-        bad = np.flatnonzero(~np.isfinite(matrix[:, j]))
-        if bad.size:
-            raise InputError(
-                f"{path}, line {line_of(path, int(bad[0]))}, column {name!r}: non-finite value {matrix[bad[0], j]}"
-            )
-    return table.select([label]), matrix
+    for name in features:
+        check_finite(path, table.column(name), name)
+    return table
+
+
+def check_finite(path: Path, column: pa.ChunkedArray, name: str) -> None:
+    """Arrow reads empty cells and NaN as nulls: both are missing values; infinities are refused too."""
+    if column.null_count:
+        row = pc.index(column.is_null(), True).as_py()
+        raise InputError(f"{path}, line {line_of(path, row)}, column {name!r}: missing value")
+    row = pc.index(pc.is_finite(column), False).as_py()
+    if row >= 0:
+        raise InputError(f"{path}, line {line_of(path, row)}, column {name!r}: non-finite value {column[row].as_py()}")
 
 
 def first_line(exc: Exception) -> str:
@@ -249,36 +250,45 @@ def stratified_split(
     return {split: rng.permutation(np.concatenate(chunks)) for split, chunks in parts.items()}
 
 
-def write_channel(path: Path, labels: np.ndarray, features: np.ndarray) -> None:
+def write_channel(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = [pa.array(labels)] + [pa.array(features[:, j]) for j in range(features.shape[1])]
-    table = pa.Table.from_arrays(columns, names=[str(i) for i in range(len(columns))])
     pcsv.write_csv(table, path, write_options=pcsv.WriteOptions(include_header=False))
 
 
-def baseline_statistics(features: np.ndarray, labels: np.ndarray, names: list[str], classes: list[str]) -> dict:
+def baseline_statistics(
+    features: list[pa.ChunkedArray], labels: np.ndarray, names: list[str], classes: list[str]
+) -> dict:
     """Per-feature summary and decile histogram of the training split (the drift reference)."""
-    stats = {}
-    for j, name in enumerate(names):
-        column = features[:, j]
-        edges = np.unique(np.quantile(column, np.linspace(0, 1, HISTOGRAM_BINS + 1)))
-        counts, _ = np.histogram(column, bins=edges)
-        stats[name] = {
-            "count": int(column.size),
-            "mean": float(column.mean()),
-            "std": float(column.std()),
-            "min": float(column.min()),
-            "max": float(column.max()),
-            "quantiles": {
-                f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(column, PERCENTILES), strict=True)
-            },
-            "histogram": {"bin_edges": edges.tolist(), "counts": counts.tolist()},
-        }
     class_counts = np.bincount(labels, minlength=len(classes))
     return {
-        "features": stats,
+        "features": {name: feature_statistics(column.to_numpy()) for name, column in zip(names, features, strict=True)},
         "class_distribution": {name: float(class_counts[i] / labels.size) for i, name in enumerate(classes)},
     }
+
+
+def feature_statistics(column: np.ndarray) -> dict:
+    """One feature's summary; its quantiles (histogram edges and percentiles) in one partial sort."""
+    deciles = np.linspace(0, 1, HISTOGRAM_BINS + 1)
+    quantiles = np.quantile(column, np.concatenate([deciles, np.array(PERCENTILES) / 100]))
+    edges = np.unique(quantiles[: deciles.size])
+    return {
+        "count": int(column.size),
+        "mean": float(column.mean()),
+        "std": float(column.std()),
+        "min": float(column.min()),
+        "max": float(column.max()),
+        "quantiles": {f"p{q}": float(v) for q, v in zip(PERCENTILES, quantiles[deciles.size :], strict=True)},
+        "histogram": {"bin_edges": edges.tolist(), "counts": histogram_counts(column, edges)},
+    }
+
+
+def histogram_counts(column: np.ndarray, edges: np.ndarray) -> list[int]:
+    """``np.histogram(column, edges)[0]`` (bins half-open but the last, closed) without sorting the column;
+    the edges span the column."""
+    if edges.size < 2:
+        return []
+    bins = np.searchsorted(edges[1:-1], column, side="right")
+    return np.bincount(bins, minlength=edges.size - 1).tolist()
 
 
 def write_json(path: Path, document: dict) -> None:
@@ -293,19 +303,25 @@ def preprocess(args: argparse.Namespace) -> dict:
     if not features:
         raise InputError("--feature-columns names no column")
     label = args.label_column.strip()
-    table, matrix = read_table(source, label, features)
-    if table.num_rows == 0:
-        raise InputError(f"{source}: the file has a header but no rows")
-    labels, classes = encode_labels(table, source, label, split_names(args.class_names))
-    del table
-    splits = stratified_split(labels, classes, args.validation_fraction, args.test_fraction, args.seed)
-    for split, rows in splits.items():
-        write_channel(base / split / f"{split}.csv", labels[rows], matrix[rows])
-    train_rows = splits["train"]
-    write_json(
-        base / "baseline" / "statistics.json",
-        baseline_statistics(matrix[train_rows], labels[train_rows], features, classes),
-    )
+    # A second thread hashes the source and computes the statistics while Arrow (which releases the GIL)
+    # parses the file and writes the channels.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        source_hash = background.submit(sha256_of, source)
+        table = read_table(source, label, features)
+        if table.num_rows == 0:
+            raise InputError(f"{source}: the file has a header but no rows")
+        labels, classes = encode_labels(table, source, label, split_names(args.class_names))
+        splits = stratified_split(labels, classes, args.validation_fraction, args.test_fraction, args.seed)
+        channels = pa.table([pa.array(labels), *table.select(features).columns], names=["label", *features])
+        del table
+        train_rows = splits["train"]
+        train = channels.take(train_rows)
+        statistics = background.submit(baseline_statistics, train.columns[1:], labels[train_rows], features, classes)
+        for split, rows in splits.items():
+            write_channel(base / split / f"{split}.csv", train if split == "train" else channels.take(rows))
+        del train, channels
+        write_json(base / "baseline" / "statistics.json", statistics.result())
+        sha256 = source_hash.result()
     schema = {
         "label_column": label,
         "feature_columns": features,
@@ -316,7 +332,7 @@ def preprocess(args: argparse.Namespace) -> dict:
             split: dict(zip(classes, np.bincount(labels[rows], minlength=len(classes)).tolist(), strict=True))
             for split, rows in splits.items()
         },
-        "source": {"file": source.name, "sha256": sha256_of(source), "bytes": source.stat().st_size},
+        "source": {"file": source.name, "sha256": sha256, "bytes": source.stat().st_size},
         "seed": args.seed,
         "validation_fraction": args.validation_fraction,
         "test_fraction": args.test_fraction,

@@ -236,6 +236,20 @@ def test_baseline_statistics_describe_the_training_split(tmp_path: Path):
     assert stats["features"]["x1"]["mean"] != pytest.approx(all_x1.mean(), rel=1e-9)
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        np.random.default_rng(0).normal(size=10_001),
+        np.random.default_rng(1).integers(0, 4, size=999).astype(np.float64),  # ties: fewer, repeated edges
+        np.full(50, 2.5),  # one edge, no bin
+    ],
+    ids=["continuous", "ties", "constant"],
+)
+def test_histogram_counts_are_numpys(column: np.ndarray):
+    edges = np.unique(np.quantile(column, np.linspace(0, 1, preprocess.HISTOGRAM_BINS + 1)))
+    assert preprocess.histogram_counts(column, edges) == np.histogram(column, bins=edges)[0].tolist()
+
+
 def test_input_may_be_a_folder_holding_one_csv(tmp_path: Path):
     base = tmp_path / "processing"
     (base / "input" / "nested").mkdir(parents=True)

@@ -217,6 +217,18 @@ def test_files_of_a_channel_are_concatenated(tmp_path: Path, capsys: pytest.Capt
     assert bytes(split.save_raw("ubj")) == bytes(single.save_raw("ubj"))
 
 
+def test_channel_is_read_as_float32_with_empty_cells_missing(tmp_path: Path):
+    channel = tmp_path / "train"
+    write_rows(channel / "part-0.csv", iris_rows("train")[:3])
+    (channel / "part-1.csv").write_text("1,0.1,,0.3,0.4\n", encoding="utf-8")
+    features, labels = train.read_channel(channel, "train", num_class=3)
+    assert features.dtype == labels.dtype == np.float32
+    assert features.flags.c_contiguous, "handed to XGBoost without a copy"
+    np.testing.assert_array_equal(features[:3], iris_rows("train")[:3, 1:].astype(np.float32))
+    np.testing.assert_array_equal(features[3], np.array([0.1, np.nan, 0.3, 0.4], dtype=np.float32))
+    np.testing.assert_array_equal(labels, np.append(iris_rows("train")[:3, 0], 1).astype(np.float32))
+
+
 def test_hidden_and_underscore_files_are_not_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     root = layout(tmp_path / "ml")
     (root / "input/data/train/_SUCCESS").write_text("", encoding="utf-8")

@@ -30,6 +30,7 @@ from pipelines.builtin_xgboost.hyperparameters import HyperparameterError, valid
 
 SUPPORTED_CONTENT_TYPES = ("text/csv", "csv")
 MODEL_FILE = "xgboost-model"
+TOO_FEW_COLUMNS = "needs a label column and at least one feature"
 
 
 class UserError(Exception):
@@ -53,30 +54,57 @@ def read_channel(channel_dir: Path, name: str, num_class: int | None = None) -> 
     files = sorted(p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
     if not files:
         raise UserError(f"No data in {name} channel path {channel_dir}")
-    parts = []
+    tables = []
     for path in files:
-        options = pcsv.ParseOptions(delimiter=sniff_delimiter(path))
-        try:
-            table = pcsv.read_csv(
-                path,
-                read_options=pcsv.ReadOptions(autogenerate_column_names=True),
-                parse_options=options,
-                convert_options=pcsv.ConvertOptions(column_types=None),
-            )
-        except pa.ArrowInvalid as exc:
-            raise UserError(f"{name} channel, {path.name}: {str(exc).splitlines()[0]}") from None
-        if table.num_columns < 2:
-            raise UserError(f"{name} channel, {path.name}: needs a label column and at least one feature")
-        try:
-            parts.append(np.column_stack([c.to_numpy().astype(np.float32) for c in table.columns]))
-        except (pa.ArrowInvalid, ValueError, TypeError):
-            raise UserError(f"{name} channel, {path.name}: every value must be a number") from None
-        check_labels(parts[-1][:, 0], num_class, f"{name} channel, {path.name}")
-    widths = {part.shape[1] for part in parts}
+        tables.append(read_file(path, f"{name} channel, {path.name}"))
+        check_labels(tables[-1].column(0).to_numpy(), num_class, f"{name} channel, {path.name}")
+    widths = {table.num_columns for table in tables}
     if len(widths) > 1:
         raise UserError(f"{name} channel: files have different column counts {sorted(widths)}")
-    data = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return data[:, 1:], data[:, 0]
+    return stack(tables)
+
+
+def stack(tables: list[pa.Table]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of label-first tables of equal width as (features, labels), float32, the features C-contiguous."""
+    features = np.empty((sum(table.num_rows for table in tables), tables[0].num_columns - 1), dtype=np.float32)
+    labels = np.empty(features.shape[0], dtype=np.float32)
+    start = 0
+    for table in tables:
+        end = start + table.num_rows
+        labels[start:end] = table.column(0).to_numpy()
+        for j, column in enumerate(table.columns[1:]):
+            features[start:end, j] = column.to_numpy()
+        start = end
+    return features, labels
+
+
+def read_file(path: Path, where: str) -> pa.Table:
+    """One file of a channel, its values parsed straight to float32 as the container's CSV parser does.
+
+    Arrow's streaming reader gives the column count. When the typed read fails, the file is read
+    again with type inference, only to say what is wrong with it.
+    """
+    options = {
+        "read_options": pcsv.ReadOptions(autogenerate_column_names=True),
+        "parse_options": pcsv.ParseOptions(delimiter=sniff_delimiter(path)),
+    }
+    try:
+        with pcsv.open_csv(path, **options) as reader:
+            float32 = {name: pa.float32() for name in reader.schema.names}
+        table = pcsv.read_csv(path, **options, convert_options=pcsv.ConvertOptions(column_types=float32))
+    except pa.ArrowInvalid:
+        raise UserError(f"{where}: {why_unreadable(path, options)}") from None
+    if table.num_columns < 2:
+        raise UserError(f"{where}: {TOO_FEW_COLUMNS}")
+    return table
+
+
+def why_unreadable(path: Path, options: dict) -> str:
+    try:
+        table = pcsv.read_csv(path, **options)
+    except pa.ArrowInvalid as exc:
+        return str(exc).splitlines()[0]
+    return TOO_FEW_COLUMNS if table.num_columns < 2 else "every value must be a number"
 
 
 def check_labels(labels: np.ndarray, num_class: int | None, where: str) -> None:
