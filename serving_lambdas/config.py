@@ -1,0 +1,107 @@
+"""The handlers' configuration, from environment variables as the Lambda function (or the local gateway) sets them.
+
+Read on every call, parsed once per distinct set of values: a test or a redeployment that changes a variable
+takes effect on the next call. A missing or malformed variable raises ``ConfigurationError``: an operator's
+mistake, answered 502 by API Gateway and logged, never guessed around.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from serving_lambdas.store import StoreSpec
+
+DEFAULT_MAX_BATCH_ROWS = 100
+INFERENCE_VARIABLES = (
+    "ENDPOINT_NAME",
+    "SAGEMAKER_RUNTIME_URL",
+    "PREDICTION_STORE",
+    "FEATURE_NAMES",
+    "FEATURE_ALIASES",
+    "CLASS_NAMES",
+    "MAX_BATCH_ROWS",
+)
+
+
+class ConfigurationError(RuntimeError):
+    """An environment variable is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    endpoint_name: str
+    runtime_url: str | None
+    store: StoreSpec
+    feature_names: tuple[str, ...]
+    aliases: Mapping[str, str]  # alias -> feature name
+    class_names: tuple[str, ...]
+    max_batch_rows: int
+
+
+def inference_settings(environ: Mapping[str, str] = os.environ) -> InferenceSettings:
+    return _parse_inference(tuple(environ.get(name) for name in INFERENCE_VARIABLES))
+
+
+def store_spec(environ: Mapping[str, str] = os.environ) -> StoreSpec:
+    return _parse_store(environ.get("PREDICTION_STORE"))
+
+
+@lru_cache(maxsize=16)
+def _parse_store(text: str | None) -> StoreSpec:
+    try:
+        return StoreSpec.parse(_required("PREDICTION_STORE", text))
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+
+
+@lru_cache(maxsize=16)
+def _parse_inference(values: tuple[str | None, ...]) -> InferenceSettings:
+    endpoint, runtime_url, store, features, aliases, classes, max_rows = values
+    spec = _parse_store(store)
+    feature_names = _names("FEATURE_NAMES", _required("FEATURE_NAMES", features))
+    return InferenceSettings(
+        endpoint_name=_required("ENDPOINT_NAME", endpoint),
+        runtime_url=runtime_url or None,
+        store=spec,
+        feature_names=feature_names,
+        aliases=_aliases(aliases or "", feature_names),
+        class_names=_names("CLASS_NAMES", _required("CLASS_NAMES", classes)),
+        max_batch_rows=_max_batch_rows(max_rows, spec.max_rows_per_put),
+    )
+
+
+def _required(name: str, value: str | None) -> str:
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is not set")
+    return value
+
+
+def _names(variable: str, text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if "" in names or len(set(names)) != len(names):
+        raise ConfigurationError(f"{variable} must list distinct comma-separated names, not {text!r}")
+    return names
+
+
+def _aliases(text: str, feature_names: tuple[str, ...]) -> dict[str, str]:
+    """``sepal_length=x1,...`` -> {"sepal_length": "x1", ...}; an alias names one feature and is not one."""
+    aliases: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        alias, _, name = (part.strip() for part in pair.partition("="))
+        if not alias or name not in feature_names or alias in feature_names or alias in aliases:
+            raise ConfigurationError(
+                f"FEATURE_ALIASES entry {pair!r} must be alias=feature, a feature of FEATURE_NAMES, each alias once"
+            )
+        aliases[alias] = name
+    return aliases
+
+
+def _max_batch_rows(text: str | None, store_limit: int) -> int:
+    if text is None or text == "":
+        return min(DEFAULT_MAX_BATCH_ROWS, store_limit)
+    if not text.isdigit() or not 1 <= int(text) <= store_limit:
+        raise ConfigurationError(f"MAX_BATCH_ROWS must be an integer from 1 to {store_limit}, not {text!r}")
+    return int(text)

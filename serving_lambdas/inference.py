@@ -1,0 +1,64 @@
+"""POST /predictions: validate the body, ask the endpoint, store every prediction, then answer.
+
+The store is written before the answer is returned, and only when the endpoint answered: a 400 or a 503
+leaves nothing behind, and a batch is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from serving_lambdas.config import InferenceSettings, inference_settings
+from serving_lambdas.endpoint import EndpointAnswer, EndpointUnavailable, invoke
+from serving_lambdas.payload import PayloadError, parse_payload
+from serving_lambdas.records import PredictionRecord, new_ids, timestamp_text, utc_now
+from serving_lambdas.responses import error_response, json_response
+from serving_lambdas.store import open_store
+
+logger = logging.getLogger(__name__)
+UNAVAILABLE = "the model endpoint is unavailable; nothing was stored, retry later"
+
+
+def handler(event: dict, context: object) -> dict:
+    settings = inference_settings()
+    try:
+        payload = parse_payload(event, settings.feature_names, settings.aliases, settings.max_batch_rows)
+    except PayloadError as error:
+        return error_response(400, str(error))
+    try:
+        answer = invoke(settings.endpoint_name, settings.runtime_url, payload.rows)
+    except EndpointUnavailable:
+        return error_response(503, UNAVAILABLE)
+    records = make_records(payload.rows, answer, settings)
+    open_store(settings.store).put(records)
+    logger.debug("stored %d prediction(s) of model version %s", len(records), answer.model_version)
+    if payload.batch:
+        return json_response(200, {"predictions": [record.answer() for record in records]})
+    return json_response(200, records[0].answer())
+
+
+def make_records(
+    rows: list[list[float]], answer: EndpointAnswer, settings: InferenceSettings
+) -> list[PredictionRecord]:
+    """One record per row, all made now; probabilities keyed by class name."""
+    moment = utc_now()
+    timestamp = timestamp_text(moment)
+    classes = settings.class_names
+    records = []
+    for prediction_id, row, score in zip(new_ids(moment, len(rows)), rows, answer.scores, strict=True):
+        probabilities = score.probabilities
+        if not 0 <= score.prediction < len(classes) or (probabilities and len(probabilities) != len(classes)):
+            raise ValueError(f"the endpoint's classes do not match CLASS_NAMES {list(classes)}")
+        records.append(
+            PredictionRecord(
+                id=prediction_id,
+                timestamp=timestamp,
+                features=dict(zip(settings.feature_names, row, strict=True)),
+                prediction=score.prediction,
+                label=classes[score.prediction],
+                probabilities=None if probabilities is None else dict(zip(classes, probabilities, strict=True)),
+                model_version=answer.model_version,
+                latency_ms=round(answer.latency_ms, 3),
+            )
+        )
+    return records

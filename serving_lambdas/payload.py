@@ -1,0 +1,135 @@
+"""The POST /predictions body: three accepted forms, checked field by field, into rows of floats.
+
+- ``{"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}``: one row, the original API's form;
+- ``{"input_data": [[6.7, 3.3, 5.7, 2.5], ...]}``: a batch, the original README's form;
+- ``{"features": {"sepal_length": 6.7, ...}}``: one row by name (feature names or their aliases).
+Every problem is a ``PayloadError`` whose one-line message names the field. A feature must be a JSON number
+(not a boolean) the model can read: XGBoost reads float32, so a value beyond float32's range is refused
+rather than silently turned into infinity or zero.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_SMALLEST_NORMAL = 1.1754943508222875e-38
+
+
+class PayloadError(ValueError):
+    """The body cannot be served; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Payload:
+    rows: list[list[float]]
+    batch: bool  # answer {"predictions": [...]} rather than one prediction
+
+
+def parse_payload(event: dict, features: tuple[str, ...], aliases: Mapping[str, str], max_rows: int) -> Payload:
+    """The rows of a proxy event's body, in ``features`` order."""
+    body = _json_body(event)
+    if not isinstance(body, dict):
+        raise PayloadError(f"the body must be a JSON object, not {_kind(body)}")
+    if "input_data" in body:
+        _only(body, "input_data")
+        return Payload(_batch(body["input_data"], features, max_rows), batch=True)
+    if "features" in body:
+        _only(body, "features")
+        return Payload([_named(body["features"], features, aliases)], batch=False)
+    unexpected = sorted(set(body) - set(features))
+    if unexpected:
+        accepted = ", ".join(features)
+        raise PayloadError(f"unexpected field {unexpected[0]!r}: send {accepted}, or input_data, or features")
+    missing = [name for name in features if name not in body]
+    if missing:
+        raise PayloadError(f"{missing[0]} is missing")
+    return Payload([[_number(body[name], name) for name in features]], batch=False)
+
+
+def _json_body(event: dict) -> object:
+    text = event.get("body")
+    if not text:
+        raise PayloadError("the body is empty: send a JSON object")
+    try:
+        if event.get("isBase64Encoded"):
+            text = base64.b64decode(text, validate=True).decode("utf-8")
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except (binascii.Error, UnicodeDecodeError):
+        raise PayloadError("the body is not JSON: it is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise PayloadError(f"the body is not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise PayloadError(f"the body gives {twice!r} twice")
+    return dict(pairs)
+
+
+def _only(body: dict, field: str) -> None:
+    others = sorted(set(body) - {field})
+    if others:
+        raise PayloadError(f"unexpected field {others[0]!r} beside {field}")
+
+
+def _batch(rows: object, features: tuple[str, ...], max_rows: int) -> list[list[float]]:
+    expected = f"{len(features)} numbers ({', '.join(features)})"
+    if not isinstance(rows, list):
+        raise PayloadError(f"input_data must be an array of rows of {expected}, not {_kind(rows)}")
+    if not 1 <= len(rows) <= max_rows:
+        raise PayloadError(f"input_data has {len(rows)} rows: send 1 to {max_rows}")
+    for index, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise PayloadError(f"input_data[{index}] must be an array of {expected}, not {_kind(row)}")
+        if len(row) != len(features):
+            raise PayloadError(f"input_data[{index}] has {len(row)} values, expected {expected}")
+    return [
+        [_number(value, f"input_data[{index}][{column}] ({features[column]})") for column, value in enumerate(row)]
+        for index, row in enumerate(rows)
+    ]
+
+
+def _named(values: object, features: tuple[str, ...], aliases: Mapping[str, str]) -> list[float]:
+    if not isinstance(values, dict):
+        raise PayloadError(f"features must be an object of feature values, not {_kind(values)}")
+    given: dict[str, str] = {}  # feature -> the key it was given as
+    for key in values:
+        name = key if key in features else aliases.get(key)
+        if name is None:
+            accepted = ", ".join([*features, *aliases])
+            raise PayloadError(f"features.{key} is not a feature: use {accepted}")
+        if name in given:
+            raise PayloadError(f"features.{name} is given twice (as {given[name]} and {key})")
+        given[name] = key
+    also = {name: alias for alias, name in aliases.items()}
+    for name in features:
+        if name not in given:
+            raise PayloadError(f"features.{name} is missing" + (f" (or {also[name]})" if name in also else ""))
+    return [_number(values[given[name]], f"features.{given[name]}") for name in features]
+
+
+def _number(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(f"{field} must be a number, not {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PayloadError(f"{field} must be a finite number")
+    if value != 0 and not FLOAT32_SMALLEST_NORMAL <= abs(value) <= FLOAT32_MAX:  # exact for big integers too
+        raise PayloadError(f"{field} is outside the model's float32 range (0, or 1.2e-38 to 3.4e38 in magnitude)")
+    return float(value)
+
+
+def _kind(value: object) -> str:
+    """A JSON value's type as a message names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a number")

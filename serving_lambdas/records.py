@@ -1,0 +1,70 @@
+"""A stored prediction, and the ids and timestamps that order predictions in time.
+
+An id is ``<UTC time, compact>-<12 random hex><row, 4 hex>``, e.g. ``20261129T032001123456Z-3f9a2c7e1b5d0001``:
+ids sort as the predictions were made (rows of one batch in row order), so a store needs one ordered key for
+both get-by-id and list-by-time, and a time bound is a plain string bound on ids (see ``time_bound``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+ID_PATTERN = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{16}")
+ID_TIME_LENGTH = 22  # the compact time at the start of an id
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One served prediction: what the API answered, plus what came in and how long the endpoint took."""
+
+    id: str
+    timestamp: str
+    features: dict[str, float]
+    prediction: int
+    label: str
+    probabilities: dict[str, float] | None
+    model_version: int | None
+    latency_ms: float
+
+    def answer(self) -> dict:
+        """The POST /predictions answer for this prediction."""
+        return {
+            "prediction": self.prediction,
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "id": self.id,
+            "timestamp": self.timestamp,
+            "model_version": self.model_version,
+        }
+
+    def document(self) -> dict:
+        """The stored item as GET /predictions answers it."""
+        return asdict(self)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp_text(moment: datetime) -> str:
+    """UTC ISO-8601 with microseconds and ``Z``: ``2026-11-29T03:20:01.123456Z``."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def time_bound(moment: datetime) -> str:
+    """The compact form of ``moment`` that starts ids: every id made at or after ``moment`` sorts >= it,
+    every id made before it sorts < it."""
+    return timestamp_text(moment).translate(str.maketrans("", "", "-:."))
+
+
+def new_ids(moment: datetime, count: int) -> list[str]:
+    """``count`` fresh ids made at ``moment``, in row order."""
+    prefix = f"{time_bound(moment)}-{secrets.token_hex(6)}"
+    return [f"{prefix}{row:04x}" for row in range(count)]
+
+
+def is_prediction_id(text: str) -> bool:
+    return ID_PATTERN.fullmatch(text) is not None

@@ -1,0 +1,47 @@
+"""The prediction store: one interface, two implementations, chosen by ``PREDICTION_STORE``.
+
+``sqlite:/abs/path/predictions.db`` is the embedded default (``SqliteStore``); ``dynamodb:TABLE`` is the
+AWS one (``DynamoDbStore``). Both order predictions by id, which starts with the time it was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from serving_lambdas.store.base import DuplicateId, PredictionStore
+from serving_lambdas.store.dynamodb import DynamoDbStore
+from serving_lambdas.store.sqlite import SqliteStore
+
+STORES: dict[str, type[SqliteStore] | type[DynamoDbStore]] = {"sqlite": SqliteStore, "dynamodb": DynamoDbStore}
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A parsed ``PREDICTION_STORE``: the kind of store and its file path or table name."""
+
+    kind: str
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> StoreSpec:
+        kind, _, target = text.partition(":")
+        if kind not in STORES or not target:
+            raise ValueError(f"PREDICTION_STORE must be sqlite:/absolute/path.db or dynamodb:TABLE_NAME, not {text!r}")
+        if kind == "sqlite" and not Path(target).is_absolute():
+            raise ValueError(f"PREDICTION_STORE needs an absolute SQLite path, not {target!r}")
+        return cls(kind, target)
+
+    @property
+    def max_rows_per_put(self) -> int:
+        return STORES[self.kind].max_rows_per_put
+
+
+@lru_cache(maxsize=16)
+def open_store(spec: StoreSpec) -> PredictionStore:
+    """The store of ``spec``, opened once per process and shared by every call and thread."""
+    return STORES[spec.kind](spec.target)
+
+
+__all__ = ["DuplicateId", "DynamoDbStore", "PredictionStore", "SqliteStore", "StoreSpec", "open_store"]

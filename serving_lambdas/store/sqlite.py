@@ -1,0 +1,111 @@
+"""The embedded prediction store: one SQLite file in WAL mode, safe for writers on many threads.
+
+Ids start with the time a prediction was made, so the table's primary key (``WITHOUT ROWID``: the rows are
+stored in id order) is also its time index: listing newest first between two times is a range search on it.
+Each thread gets its own connection; a write takes the write lock up front (``BEGIN IMMEDIATE``) and waits
+up to ``BUSY_TIMEOUT_SECONDS`` for it. ``synchronous=NORMAL``: a committed prediction survives a crash of
+the process; a power loss may lose the last transactions (WAL's usual trade for one fsync per checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from serving_lambdas.records import PredictionRecord
+from serving_lambdas.store.base import DuplicateId
+
+BUSY_TIMEOUT_SECONDS = 30.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id TEXT PRIMARY KEY,
+    timestamp TEXT NOT NULL,
+    features TEXT NOT NULL,
+    prediction INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    probabilities TEXT,
+    model_version INTEGER,
+    latency_ms REAL NOT NULL
+) WITHOUT ROWID
+"""
+COLUMNS = "id, timestamp, features, prediction, label, probabilities, model_version, latency_ms"
+
+
+class SqliteStore:
+    """Predictions in the SQLite file at ``path`` (created with its folder if missing)."""
+
+    max_rows_per_put = 65_536  # the row field of an id has four hex digits
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        connection = self._connection()
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+        return connection
+
+    def put(self, records: Sequence[PredictionRecord]) -> None:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(
+                f"INSERT INTO predictions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [_row(record) for record in records],
+            )
+        except sqlite3.IntegrityError as error:
+            connection.execute("ROLLBACK")
+            raise DuplicateId(f"a prediction id is already stored: {error}") from None
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        row = self._connection().execute(f"SELECT {COLUMNS} FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def newest(self, limit: int, since: str = "", before: str = "~") -> list[PredictionRecord]:
+        rows = self._connection().execute(
+            f"SELECT {COLUMNS} FROM predictions WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (since, before, limit),
+        )
+        return [_record(row) for row in rows]
+
+
+def _row(record: PredictionRecord) -> tuple:
+    probabilities = None if record.probabilities is None else json.dumps(record.probabilities)
+    return (
+        record.id,
+        record.timestamp,
+        json.dumps(record.features),
+        record.prediction,
+        record.label,
+        probabilities,
+        record.model_version,
+        record.latency_ms,
+    )
+
+
+def _record(row: tuple) -> PredictionRecord:
+    id_, timestamp, features, prediction, label, probabilities, model_version, latency_ms = row
+    return PredictionRecord(
+        id_,
+        timestamp,
+        json.loads(features),
+        prediction,
+        label,
+        None if probabilities is None else json.loads(probabilities),
+        model_version,
+        latency_ms,
+    )
