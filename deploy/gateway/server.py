@@ -1,0 +1,170 @@
+"""``ApiGateway``: what API Gateway does with a request, and the threaded HTTP/1.1 server in front of it.
+
+Lean on purpose, since every API call passes through it: the keep-alive server of ``deploy.http11``, literal
+routes found by one dict lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+from deploy.gateway import responses
+from deploy.gateway.access_log import AccessLog
+from deploy.gateway.events import LambdaContext, proxy_event
+from deploy.gateway.policy import key_matches, preflight_headers, with_cors
+from deploy.gateway.responses import MalformedProxyResponse, Response
+from deploy.gateway.routes import LambdaRoute, PlainRoute, Request, Route, Router
+from deploy.http11 import HTTPError, Service
+from deploy.http11 import Request as HTTPRequest
+
+# The largest legitimate call is a batch of MAX_BATCH_ROWS (100, at most 1000) rows of four numbers: well under
+# 100 KB. 1 MiB leaves ten times that headroom while bounding what one connection can make the process buffer
+# (API Gateway's own limit is 10 MB, Lambda's 6 MB); it is a parameter for APIs that need more.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+logger = logging.getLogger(__name__)
+
+
+def static_route(path: str, file: Path) -> PlainRoute:
+    """A GET route serving a file read once, now: what is served is what was there at start."""
+    body = file.read_bytes()
+    content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    return PlainRoute("GET", path, lambda request: (200, {"Content-Type": content_type}, body))
+
+
+class ApiGateway(Service):
+    """API Gateway's REST API front door for in-process handlers: routing, ``x-api-key``, CORS, a body-size
+    limit (413), an access log, and API Gateway's answers to unknown routes (403), refused keys (403) and
+    failing handlers (502, the traceback to the log, never to the client)."""
+
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        api_key: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        access_log: Path | None = None,
+        stage: str = "local",
+        static: Mapping[str, Path] | None = None,
+        cors_origin: str = "*",
+    ) -> None:
+        self.router = Router([*routes, *(static_route(path, file) for path, file in (static or {}).items())])
+        super().__init__(host, port, max_body_bytes, thread_name="api-gateway")
+        self.api_key = api_key
+        self.access_log_path = access_log
+        self.stage = stage
+        self.cors_origin = cors_origin
+        self._log: AccessLog | None = None
+
+    def start(self) -> ApiGateway:
+        self._log = AccessLog(self.access_log_path) if self.access_log_path is not None else None
+        return super().start()
+
+    def close(self) -> None:
+        """Stop serving, then close the access log."""
+        super().close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def respond(self, request: HTTPRequest, body: bytes) -> Response:
+        request_id = str(uuid.uuid4())
+        response, resource, error = self.answer(request, body, request_id)
+        return self.finish(request, request_id, response, resource, error, len(body))
+
+    def error_page(self, request: HTTPRequest | None, error: HTTPError) -> Response:
+        """A request refused before routing (unreadable, too large, no Content-Length), in API Gateway's shape."""
+        status, headers, payload = responses.refused(error.status, error.message)
+        if request is None:  # nothing to log: not even the method and path could be read
+            return status, with_cors(headers, self.cors_origin), payload
+        return self.finish(request, str(uuid.uuid4()), (status, headers, payload), None, None, 0)
+
+    def finish(
+        self,
+        request: HTTPRequest,
+        request_id: str,
+        response: Response,
+        resource: str | None,
+        error: str | None,
+        request_bytes: int,
+    ) -> Response:
+        """The response with CORS headers and the request id, its access log line written first, so a client
+        that has its answer finds the line."""
+        status, headers, payload = response
+        entry = {
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path,
+            "resource": resource,
+            "status": status,
+            "latency_ms": round((time.perf_counter() - request.received) * 1000, 3),
+            "source_ip": request.client,
+            "request_bytes": request_bytes,
+            "bytes": len(payload),
+        }
+        if error is not None:
+            entry["error"] = error
+        if self._log is not None:
+            self._log.write(entry)
+        headers = with_cors(headers, self.cors_origin)
+        headers.append(("x-amzn-RequestId", request_id))
+        return status, headers, payload
+
+    def answer(self, request: HTTPRequest, body: bytes, request_id: str) -> tuple[Response, str | None, str | None]:
+        """(response, resource template or None, error text for the log or None) for one request."""
+        method, raw_path, headers, source_ip = request.method, request.path, request.headers, request.client
+        found = self.router.resource(raw_path)
+        if found is None:
+            return responses.missing_authentication_token(), None, None
+        resource, path_parameters = found
+        route = resource.methods.get(method)
+        if route is None:
+            if method == "OPTIONS":
+                return (204, preflight_headers(self.cors_origin, resource.methods), b""), resource.template, None
+            return responses.missing_authentication_token(), resource.template, None
+        supplied_key = next((value for name, value in headers if name.lower() == "x-api-key"), None)
+        if route.api_key_required and not key_matches(supplied_key, self.api_key):
+            return responses.forbidden(), resource.template, None
+        try:
+            if isinstance(route, LambdaRoute):
+                event = proxy_event(
+                    method=method,
+                    path=unquote(raw_path),
+                    resource=resource.template,
+                    path_parameters=path_parameters,
+                    query=request.query,
+                    headers=headers,
+                    body=body,
+                    request_id=request_id,
+                    stage=self.stage,
+                    source_ip=source_ip,
+                    api_key=supplied_key if route.api_key_required else None,
+                )
+                context = LambdaContext(route.function_name, route.memory_limit_in_mb, route.timeout_seconds)
+                return responses.from_proxy_result(route.handler(event, context)), resource.template, None
+            plain = Request(
+                method=method,
+                path=unquote(raw_path),
+                path_parameters=path_parameters,
+                query=parse_qs(request.query, keep_blank_values=True),
+                headers={name.lower(): value for name, value in headers},
+                body=body,
+                request_id=request_id,
+                source_ip=source_ip,
+            )
+            status, plain_headers, plain_body = route.respond(plain)
+            return (status, list(plain_headers.items()), plain_body), resource.template, None
+        except MalformedProxyResponse as error:
+            problem = f"Execution failed due to configuration error: Malformed Lambda proxy response: {error}"
+        except Exception:  # a failing handler is the API's 502, whatever it raised; the service stays up
+            problem = traceback.format_exc()
+        logger.error("request %s %s %s failed: %s", request_id, method, raw_path, problem)
+        return responses.internal_server_error(), resource.template, problem

@@ -1,0 +1,52 @@
+"""The prediction API on the local gateway: the routes the API stack declares on AWS, wired to the same handlers.
+
+The serving Lambdas read their configuration from environment variables, as on AWS; here they run in this
+process, so ``build_prediction_api`` writes that configuration into ``os.environ``. One process therefore
+holds one prediction API's configuration: building a second API with another configuration changes the first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from deploy.gateway import DEFAULT_MAX_BODY_BYTES, ApiGateway, LambdaRoute, PlainRoute
+from serving_lambdas import inference, retrieve
+
+OPENAPI_DOCUMENT = Path(__file__).parent / "openapi.json"
+INFERENCE_FUNCTION = "cloudviz-inference"
+RETRIEVE_FUNCTION = "cloudviz-retrieve"
+
+
+def prediction_routes() -> list[LambdaRoute]:
+    """POST /predictions -> inference; GET /predictions and /predictions/{id} -> retrieve; all need the key."""
+    return [
+        LambdaRoute("POST", "/predictions", inference.handler, INFERENCE_FUNCTION),
+        LambdaRoute("GET", "/predictions", retrieve.handler, RETRIEVE_FUNCTION),
+        LambdaRoute("GET", "/predictions/{id}", retrieve.handler, RETRIEVE_FUNCTION),
+    ]
+
+
+def build_prediction_api(
+    environment: Mapping[str, str],
+    api_key: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: Path | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    extra_routes: Sequence[LambdaRoute | PlainRoute] = (),
+) -> ApiGateway:
+    """The API, not yet started. ``environment`` is the handlers' configuration (ENDPOINT_NAME,
+    SAGEMAKER_RUNTIME_URL, PREDICTION_STORE, FEATURE_NAMES, ...), set in ``os.environ`` for this process;
+    ``extra_routes`` adds the gateway's own pages (metrics, a dashboard) beside GET /openapi.json."""
+    os.environ.update(environment)
+    return ApiGateway(
+        [*prediction_routes(), *extra_routes],
+        api_key,
+        host=host,
+        port=port,
+        max_body_bytes=max_body_bytes,
+        access_log=access_log,
+        static={"/openapi.json": OPENAPI_DOCUMENT},
+    )
