@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NEWMAN_STAMP := $(VENV)/node/.installed
 
 .PHONY: run test lint bench-pipeline clean
 
@@ -12,10 +13,20 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Train, then (local demo only) approve the version just registered, deploy it and serve it.
 run: $(STAMP)
 	$(BIN)/cloudviz pipeline run
+	@echo "Local demo only: approving the version just registered. On AWS a person approves it in the registry."
+	$(BIN)/cloudviz models approve CloudVizIris latest --reason "make run: local demo"
+	$(BIN)/cloudviz deploy local
+	$(BIN)/cloudviz serve
 
-test: $(STAMP)
+# newman runs the Postman collection in tests/test_postman.py, which skips when npm (Node.js) is missing.
+$(NEWMAN_STAMP):
+	@if command -v npm >/dev/null; then npm install --prefix $(VENV)/node newman@6 --no-audit --no-fund && touch $@; \
+	else echo "npm not found: tests/test_postman.py will be skipped"; fi
+
+test: $(STAMP) $(NEWMAN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -29,5 +29,6 @@ setup(
         "aws": ["sagemaker>=3.27,<4"],
         "test": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb]>=5.1", "openapi-spec-validator>=0.7"],
     },
+    package_data={"deploy": ["openapi.json", "postman/*.json"]},
     entry_points={"console_scripts": ["cloudviz=cloudviz.cli:main"]},
 )

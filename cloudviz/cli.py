@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable
 
 from cloudviz import render
 from cloudviz.progress import ProgressDisplay
-from pipelines.definition import build_pipeline
+from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import UserError
 from pipelines.registry import APPROVAL_STATUSES, ModelRegistry
 from pipelines.runner import LocalRunner
 from pipelines.runs import SUCCEEDED, RunRecord, RunStore
 from pipelines.state import StateHome
 
+LATEST = "latest"
 STATE_HOME_HELP = "State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, data/."
 
 
@@ -93,19 +96,65 @@ def models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def version_of(models: ModelRegistry, args: argparse.Namespace) -> int:
+    return models.latest_version(args.group) if args.version == LATEST else args.version
+
+
 def models_show(args: argparse.Namespace) -> int:
-    package = registry().get(args.group, args.version)
+    models = registry()
+    package = models.get(args.group, version_of(models, args))
     emit(args, package.to_dict(), render.package_detail(package))
     return 0
 
 
 def set_approval(status: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        package = registry().update_approval(args.group, args.version, status, args.reason)
+        models = registry()
+        package = models.update_approval(args.group, version_of(models, args), status, args.reason)
         emit(args, package.to_dict(), f"{package.group} version {package.version}: {package.approval_status}")
         return 0
 
     return handler
+
+
+def deploy_local_command(args: argparse.Namespace) -> int:
+    from deploy.deployments import DeploymentStore  # deploy imports XGBoost: only the commands that serve pay for it
+    from deploy.release import deploy_local
+
+    home = StateHome.from_env()
+    deployment, _ = deploy_local(
+        ModelRegistry(home.registry_db), DeploymentStore(home.deployments), args.group, args.version, args.force,
+        reason="cloudviz deploy local",
+    )
+    emit(args, deployment.to_dict(), render.deployment(deployment))
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from deploy.api_key import api_key
+    from deploy.local_service import LocalService
+
+    home = StateHome.from_env()
+    key = api_key(home.api_key_file)
+    service = LocalService(home, args.group, key, args.api_port, args.endpoint_port, on_event=print_flushed)
+    try:
+        service.start()
+    except OSError as error:
+        raise UserError(
+            f"cannot listen on 127.0.0.1 (API port {args.api_port}, endpoint port {args.endpoint_port}): "
+            f"{error.strerror or error}; choose others with --api-port / --endpoint-port"
+        ) from None
+    with service:
+        print_flushed(render.serving(service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print_flushed("Stopping.")
+    return 0
+
+
+def print_flushed(text: str) -> None:
+    print(text, flush=True)
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -120,12 +169,14 @@ def add_command(
     *positionals: str,
     **options: str,
 ) -> argparse.ArgumentParser:
-    """A subcommand with ``--json`` and its handler; VERSION positionals are whole numbers >= 1."""
+    """A subcommand with ``--json`` and its handler; VERSION positionals are whole numbers >= 1 or ``latest``."""
     parser = actions.add_parser(name, help=text, description=options.get("description", text),
                                 epilog=options.get("epilog"))
     for positional in positionals:
-        kind = positive_int if positional == "VERSION" else str
-        parser.add_argument(positional.lower(), metavar=positional, type=kind)
+        if positional == "VERSION":
+            parser.add_argument("version", metavar="VERSION", type=version_number, help="a version number or 'latest'")
+        else:
+            parser.add_argument(positional.lower(), metavar=positional)
     add_json(parser)
     parser.set_defaults(handler=handler)
     return parser
@@ -141,6 +192,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535 (0: any free port), got {value}")
+    return value
+
+
+def version_number(text: str) -> int | str:
+    if text == LATEST:
+        return LATEST
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a version number (1, 2, ...) or 'latest', got {text!r}")
+    return int(text)
 
 
 def actions_of(groups: argparse._SubParsersAction, name: str, text: str) -> argparse._SubParsersAction:
@@ -179,6 +245,29 @@ def build_parser() -> argparse.ArgumentParser:
                                ("reject", "Rejected", "reject a version")):
         command = add_command(models, name, set_approval(status), text, "GROUP", "VERSION")
         command.add_argument("--reason", default="", help="why (kept with the version)")
+
+    deploy = actions_of(groups, "deploy", "deploy a registered model")
+    local = add_command(
+        deploy, "local", deploy_local_command, "serve a registered version on this machine",
+        description="Check a registered version (it loads and answers a smoke test) and make it the live one of "
+        "the group's local endpoint. A running `cloudviz serve` switches to it with no failed request.",
+    )
+    local.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
+    local.add_argument("--version", type=positive_int, help="version to deploy (default: the latest Approved)")
+    local.add_argument("--force", action="store_true", help="deploy a version that is not Approved")
+
+    serve = groups.add_parser(
+        "serve", help="run the local endpoint and prediction API until Ctrl-C",
+        description="Serve the group's live version (deploying the latest Approved one if none is live) through the "
+        "local endpoint (SageMaker hosting and Runtime API) and the prediction API (x-api-key). A version approved "
+        "while serving goes live with no failed request.",
+        epilog="The API key is CLOUDVIZ_API_KEY when set, else one generated once and kept in the state home. "
+        + STATE_HOME_HELP,
+    )
+    serve.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
+    serve.add_argument("--api-port", type=port_number, default=8000, help="prediction API port (default 8000)")
+    serve.add_argument("--endpoint-port", type=port_number, default=8080, help="endpoint port (default 8080)")
+    serve.set_defaults(handler=serve_command)
     return parser
 
 

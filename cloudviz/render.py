@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloudviz.progress import step_note
+from deploy.deployments import Deployment
 from pipelines.registry import ModelPackage
 from pipelines.runs import RunRecord
+
+if TYPE_CHECKING:
+    from deploy.local_service import LocalService  # imports XGBoost; only the type is needed here
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -121,3 +126,26 @@ def package_detail(package: ModelPackage) -> str:
         code = lineage.get("code_version", {})
         lines.append(f"  Code:       cloudviz {code.get('cloudviz')} commit {code.get('git_commit') or 'unknown'}")
     return "\n".join(lines)
+
+
+def deployment(record: Deployment) -> str:
+    return (
+        f"{record.endpoint} serves {record.group} version {record.version} ({record.model_data_url}).\n"
+        "A running `cloudviz serve` switches to it with no failed request; otherwise start one with `cloudviz serve`."
+    )
+
+
+def serving(service: LocalService, key_from_env: bool) -> str:
+    api, live = service.api.url, service.live
+    body = '{"x1":6.7,"x2":3.3,"x3":5.7,"x4":2.5}'
+    key_source = "CLOUDVIZ_API_KEY" if key_from_env else f"kept in {service.home.api_key_file}"
+    return "\n".join([
+        f"Endpoint  {service.endpoint} at {service.endpoint_server.url} (SageMaker hosting and Runtime API),"
+        f" serving {live.group} version {live.version}",
+        f"API       {api}/predictions   (OpenAPI document: {api}/openapi.json)",
+        f"API key   {service.api_key}   (send it as x-api-key; {key_source})",
+        f"Try       curl -s -X POST {api}/predictions -H 'x-api-key: {service.api_key}'"
+        f" -H 'Content-Type: application/json' -d '{body}'",
+        f"A version approved now (cloudviz models approve {live.group} N) goes live here with no failed request."
+        " Ctrl-C stops.",
+    ])

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 IRIS_COLUMNS = ("x1", "x2", "x3", "x4", "species")
+# What the original deployment's x1..x4 measure: API consumers may send these names instead.
+IRIS_FEATURE_DESCRIPTIONS = {"x1": "sepal_length", "x2": "sepal_width", "x3": "petal_length", "x4": "petal_width"}
 
 
 def iris_csv(data_dir: Path) -> Path:

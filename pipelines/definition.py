@@ -25,6 +25,7 @@ from pipelines.dag import (
 )
 
 PIPELINE_NAME = "CloudVizPipeline"
+DEFAULT_GROUP = "CloudVizIris"
 ACCURACY_PATH = "multiclass_classification_metrics.accuracy.value"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 PROCESSING = "/opt/ml/processing"
@@ -59,7 +60,7 @@ PARAMETERS = (
         for hp, (name, kind) in HYPERPARAMETER_PARAMETERS.items()
     ),
     Parameter("AccuracyThreshold", "Float", 0.9, "minimum test accuracy for the model to be registered"),
-    Parameter("ModelPackageGroupName", "String", "CloudVizIris", "model registry group to register into"),
+    Parameter("ModelPackageGroupName", "String", DEFAULT_GROUP, "model registry group to register into"),
     Parameter(
         "ModelApprovalStatus",
         "String",

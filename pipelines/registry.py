@@ -160,6 +160,14 @@ class ModelRegistry:
             raise NotFoundError(f"no model package {group} version {version}")
         return self._package(row)
 
+    def latest_version(self, group: str) -> int:
+        """The group's newest version number, whatever its approval status."""
+        with self._connect() as db:
+            (version,) = db.execute("SELECT MAX(version) FROM model_packages WHERE group_name = ?", (group,)).fetchone()
+        if version is None:
+            raise NotFoundError(f"no model package group {group!r} (or it has no versions)")
+        return version
+
     def list_groups(self) -> list[dict]:
         with self._connect() as db:
             rows = db.execute(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class StateHome:
-    """Runs, the step cache, the model registry and bundled data, all below one folder."""
+    """Runs, the step cache, the model registry, bundled data and serving state, all below one folder."""
 
     root: Path
 
@@ -33,6 +33,22 @@ class StateHome:
     @property
     def registry_db(self) -> Path:
         return self.root / "registry.db"
+
+    @property
+    def deployments(self) -> Path:
+        return self.root / "deployments"
+
+    @property
+    def predictions_db(self) -> Path:
+        return self.root / "predictions.db"
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.root / "api-key"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
 
 
 def write_json_atomic(path: Path, document: dict) -> None:

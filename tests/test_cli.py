@@ -29,6 +29,7 @@ def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
         [], ["pipeline"], ["pipeline", "run"], ["pipeline", "resume"], ["pipeline", "parameters"],
         ["runs"], ["runs", "list"], ["runs", "show"],
         ["models"], ["models", "list"], ["models", "show"], ["models", "approve"], ["models", "reject"],
+        ["deploy"], ["deploy", "local"], ["serve"],
     ],
 )
 def test_every_command_has_help(command: list[str]):
@@ -95,7 +96,8 @@ def test_models_list_show_approve_reject(home: StateHome, capsys):
     code, out, _ = cli(capsys, "models", "reject", "CloudVizIris", "1", "--reason", "superseded", "--json")
     assert json.loads(out)["approval_status"] == "Rejected"
     assert json.loads(out)["status_reason"] == "superseded"
-    code, out, _ = cli(capsys, "models", "show", "CloudVizIris", "2")
+    code, out, _ = cli(capsys, "models", "show", "CloudVizIris", "latest")
+    assert out.startswith("CloudVizIris version 2\n")
     assert "Approval:   Approved" in out
     assert "setosa" in out and "Data:       iris.csv sha256" in out
     approved = json.loads(cli(capsys, "models", "list", "--status", "Approved", "--json")[1])
@@ -115,6 +117,7 @@ def test_pipeline_parameters_lists_defaults(capsys):
         (["runs", "show", "nope"], "cloudviz: error: no run 'nope' under "),
         (["models", "show", "CloudVizIris", "3"], "cloudviz: error: no model package CloudVizIris version 3"),
         (["models", "approve", "CloudVizIris", "9"], "cloudviz: error: no model package CloudVizIris version 9"),
+        (["models", "approve", "Nope", "latest"], "cloudviz: error: no model package group 'Nope' (or it has no"),
         (["pipeline", "run", "--param", "Foo=1"], "cloudviz: error: unknown parameter 'Foo'"),
         (["pipeline", "run", "--param", "Eta"], "cloudviz: error: --param 'Eta': expected NAME=VALUE"),
         (["pipeline", "run", "--param", "Eta=abc"], "cloudviz: error: parameter Eta: expected float, got 'abc'"),
@@ -140,7 +143,7 @@ def test_bad_data_fails_the_run_naming_the_line(home: StateHome, capsys, tmp_pat
 def test_usage_errors_exit_2_without_traceback(home: StateHome):
     result = subprocess.run([*CLOUDVIZ, "models", "approve", "CloudVizIris", "zero"], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "argument VERSION: invalid positive_int value: 'zero'" in result.stderr
+    assert "argument VERSION: expected a version number (1, 2, ...) or 'latest', got 'zero'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

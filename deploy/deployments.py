@@ -1,0 +1,72 @@
+"""Which model version each local endpoint serves, and every change to it.
+
+One JSON record per endpoint (``<state home>/deployments/<endpoint>.json``, replaced atomically)
+says what should be live; ``<endpoint>.history.jsonl`` keeps every deployment and every refused
+one, so an on-call engineer can tell what served when, and why a version did not go live.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipelines.state import write_json_atomic
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    endpoint: str
+    group: str
+    version: int
+    model_data_url: str
+    deployed_at: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DeploymentStore:
+    """Deployment records under one folder of the state home."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _current_path(self, endpoint: str) -> Path:
+        return self.folder / f"{endpoint}.json"
+
+    def _history_path(self, endpoint: str) -> Path:
+        return self.folder / f"{endpoint}.history.jsonl"
+
+    def current(self, endpoint: str) -> Deployment | None:
+        path = self._current_path(endpoint)
+        if not path.exists():
+            return None
+        return Deployment(**json.loads(path.read_text(encoding="utf-8")))
+
+    def record(self, deployment: Deployment) -> None:
+        """Make ``deployment`` the live one and add it to the history."""
+        write_json_atomic(self._current_path(deployment.endpoint), deployment.to_dict())
+        self._append(deployment.endpoint, {"event": "deployed", **deployment.to_dict()})
+
+    def refused(self, endpoint: str, group: str, version: int, reason: str) -> None:
+        """A version that failed to load or its smoke test: kept in the history, the live one unchanged."""
+        self._append(endpoint, {"event": "refused", "endpoint": endpoint, "group": group, "version": version,
+                                "at": now(), "reason": reason})
+
+    def history(self, endpoint: str) -> list[dict]:
+        path = self._history_path(endpoint)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def _append(self, endpoint: str, event: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._history_path(endpoint).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event) + "\n")
