@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sqlite3
 import sys
 import threading
@@ -144,6 +145,7 @@ def serve_command(args: argparse.Namespace) -> int:
             f"cannot listen on 127.0.0.1 (API port {args.api_port}, endpoint port {args.endpoint_port}): "
             f"{error.strerror or error}; choose others with --api-port / --endpoint-port"
         ) from None
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # a service manager's stop ends it as cleanly as Ctrl-C
     with service:
         print_flushed(render.serving(service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
         try:
@@ -151,6 +153,10 @@ def serve_command(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print_flushed("Stopping.")
     return 0
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def print_flushed(text: str) -> None:

@@ -196,7 +196,8 @@ def test_a_newly_approved_version_that_cannot_serve_leaves_the_old_one_live(home
     assert (status, answer["model_version"]) == (200, 1)
 
 
-def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, stop: signal.Signals):
     registry(home).update_approval(GROUP, 1, "Approved")
     environment = {**os.environ, "CLOUDVIZ_API_KEY": KEY}
     process = subprocess.Popen(
@@ -213,7 +214,7 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome):
         status, answer = post(api, SEED)
         assert (status, answer["prediction"]) == (200, 1)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
     assert "Stopping." in out and "Traceback" not in err
