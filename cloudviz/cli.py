@@ -14,6 +14,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from cloudviz import render
 from cloudviz.progress import ProgressDisplay
@@ -163,6 +164,18 @@ def print_flushed(text: str) -> None:
     print(text, flush=True)
 
 
+def report_command(args: argparse.Namespace) -> int:
+    from deploy.deployments import DeploymentStore  # matplotlib and XGBoost: only this command pays for them
+    from deploy.run_report import write_report
+
+    home = StateHome.from_env()
+    record = RunStore(home.runs).load(args.run_id)
+    folder = Path(args.output) if args.output else record.folder / "report"
+    report = write_report(record, ModelRegistry(home.registry_db), DeploymentStore(home.deployments), folder)
+    emit(args, report.to_dict(), f"Report: {report.html}\nFigures: {', '.join(p.name for p in report.figures)}")
+    return 0
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -261,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
     local.add_argument("--version", type=positive_int, help="version to deploy (default: the latest Approved)")
     local.add_argument("--force", action="store_true", help="deploy a version that is not Approved")
+
+    report = add_command(
+        groups, "report", report_command, "write an HTML report (and PNG figures) of a pipeline run", "RUN_ID",
+        description="Write a self-contained HTML report of a pipeline run: data summary, split sizes, metrics, "
+        "confusion matrix, feature importance, step timings, and a comparison with the live model.",
+    )
+    report.add_argument("--output", metavar="DIR", help="folder to write into (default: the run's folder/report)")
 
     serve = groups.add_parser(
         "serve", help="run the local endpoint and prediction API until Ctrl-C",

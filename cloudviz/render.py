@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudviz.progress import step_note
@@ -26,13 +24,6 @@ def run_duration(record: RunRecord) -> float:
     return sum(step.duration_seconds or 0.0 for step in record.steps.values())
 
 
-def evaluation_of(record: RunRecord) -> dict | None:
-    """The Evaluate step's report, when the run got that far."""
-    for step in record.steps.values():
-        folder = step.outputs.get("evaluation")
-        if folder and (Path(folder) / "evaluation.json").is_file():
-            return json.loads((Path(folder) / "evaluation.json").read_text(encoding="utf-8"))
-    return None
 
 
 def run_summary(record: RunRecord) -> str:
@@ -44,7 +35,7 @@ def run_summary(record: RunRecord) -> str:
         for step in record.steps.values()
     ]
     lines.append(table(["STEP", "STATUS", "TIME", "NOTE"], rows))
-    evaluation = evaluation_of(record)
+    evaluation = record.output_json("evaluation", "evaluation.json")
     if evaluation:
         metrics = evaluation["multiclass_classification_metrics"]
         lines.append(
@@ -69,7 +60,7 @@ def runs_table(records: list[RunRecord]) -> str:
     rows = []
     for record in records:
         registered = next((s.properties for s in record.steps.values() if "version" in s.properties), None)
-        evaluation = evaluation_of(record)
+        evaluation = record.output_json("evaluation", "evaluation.json")
         accuracy = evaluation["multiclass_classification_metrics"]["accuracy"]["value"] if evaluation else None
         rows.append([
             record.run_id,

@@ -71,6 +71,15 @@ class RunRecord:
         steps = {name: StepRecord(**step) for name, step in document.pop("steps").items()}
         return cls(**{**document, "folder": Path(document["folder"]), "steps": steps})
 
+    def output_json(self, output: str, filename: str) -> dict | None:
+        """A JSON file a step wrote into one of its outputs (``evaluation``, ``schema``, ...), when the run got
+        that far."""
+        for step in self.steps.values():
+            folder = step.outputs.get(output)
+            if folder and (Path(folder) / filename).is_file():
+                return json.loads((Path(folder) / filename).read_text(encoding="utf-8"))
+        return None
+
     def runner_alive(self) -> bool:
         """Whether the process that executes this run is still running."""
         if self.pid is None:

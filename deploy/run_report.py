@@ -1,0 +1,306 @@
+"""``cloudviz report RUN_ID``: a pipeline run as one self-contained HTML file, with its figures as PNG files.
+
+The HTML embeds its figures (``data:`` URIs) and its style, so it can be mailed or attached to a ticket and
+opened anywhere offline; the same figures are written beside it as PNG files for slides and wikis. A run that
+failed part way is reported as far as it got, each missing part saying which step did not produce it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from deploy.deployments import DeploymentStore  # noqa: E402
+from deploy.release import endpoint_name  # noqa: E402
+from pipelines.registry import ModelPackage, ModelRegistry  # noqa: E402
+from pipelines.runs import RunRecord  # noqa: E402
+
+METRICS = ("accuracy", "macro_f1", "weighted_f1")
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { padding: .2em .8em; border-bottom: 1px solid #eee; }
+th { text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.Succeeded { color: #1a7f37; } .Failed { color: #cf222e; } .missing { color: #777; font-style: italic; }
+img { max-width: 100%; }
+"""
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Each figure's PNG bytes by file name, in the order the report shows them."""
+
+    images: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class Report:
+    html: Path
+    figures: list[Path]
+
+    def to_dict(self) -> dict:
+        return {"html": str(self.html), "figures": [str(path) for path in self.figures]}
+
+
+def write_report(record: RunRecord, registry: ModelRegistry, deployments: DeploymentStore, folder: Path) -> Report:
+    """Write ``report.html`` and the figures' PNG files into ``folder``."""
+    schema = record.output_json("schema", "schema.json")
+    evaluation = record.output_json("evaluation", "evaluation.json")
+    statistics = record.output_json("baseline", "statistics.json")
+    live = live_package(record, registry, deployments)
+    figures = draw(record, schema, evaluation, live)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, png in figures.images.items():
+        path = folder / name
+        path.write_bytes(png)
+        paths.append(path)
+    page = folder / "report.html"
+    page.write_text(render(record, schema, evaluation, statistics, live, figures), encoding="utf-8")
+    return Report(page, paths)
+
+
+def live_package(record: RunRecord, registry: ModelRegistry, deployments: DeploymentStore) -> ModelPackage | None:
+    """The version the run's group serves locally now, if any."""
+    group = str(record.parameters.get("ModelPackageGroupName", ""))
+    deployment = deployments.current(endpoint_name(group)) if group else None
+    return registry.get(group, deployment.version) if deployment else None
+
+
+def headline(evaluation: dict) -> dict[str, float]:
+    metrics = evaluation["multiclass_classification_metrics"]
+    return {name: metrics[name]["value"] for name in METRICS}
+
+
+# -- figures --------------------------------------------------------------------------------------
+
+
+def draw(record: RunRecord, schema: dict | None, evaluation: dict | None, live: ModelPackage | None) -> Figures:
+    images = {"step_timings.png": png(step_timings(record))}
+    if schema:
+        images["split_sizes.png"] = png(split_sizes(schema))
+    if evaluation:
+        images["confusion_matrix.png"] = png(confusion_matrix(evaluation))
+        images["feature_importance.png"] = png(feature_importance(evaluation))
+        if live is not None and "multiclass_classification_metrics" in live.metrics:
+            images["comparison.png"] = png(comparison(record, evaluation, live))
+    return Figures(images)
+
+
+def png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def step_timings(record: RunRecord) -> Figure:
+    steps = [step for step in record.steps.values() if step.duration_seconds is not None]
+    figure, axes = plt.subplots(figsize=(6, 0.45 * len(steps) + 1))
+    colours = ["#8c959f" if step.cached_from else "#0969da" for step in steps]
+    axes.barh([step.name for step in steps], [step.duration_seconds for step in steps], color=colours)
+    axes.invert_yaxis()
+    axes.set_xlabel("seconds (grey: reused from the step cache)")
+    axes.set_title("Step timings")
+    return figure
+
+
+def split_sizes(schema: dict) -> Figure:
+    classes, splits = schema["classes"], list(schema["class_counts"])
+    figure, axes = plt.subplots(figsize=(6, 3))
+    width = 0.8 / len(classes)
+    for i, name in enumerate(classes):
+        counts = [schema["class_counts"][split][name] for split in splits]
+        axes.bar([j + i * width for j in range(len(splits))], counts, width, label=name)
+    axes.set_xticks([j + width * (len(classes) - 1) / 2 for j in range(len(splits))], splits)
+    axes.set_ylabel("rows")
+    axes.set_title("Rows per split and class")
+    axes.legend()
+    return figure
+
+
+def confusion_matrix(evaluation: dict) -> Figure:
+    classes = evaluation["classes"]
+    table = evaluation["multiclass_classification_metrics"]["confusion_matrix"]
+    counts = [[table[actual][predicted] for predicted in classes] for actual in classes]
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.imshow(counts, cmap="Blues")
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > max(map(max, counts)) / 2
+                      else "black")
+    axes.set_xticks(range(len(classes)), classes, rotation=30)
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    axes.set_title("Confusion matrix (test split)")
+    return figure
+
+
+def feature_importance(evaluation: dict) -> Figure:
+    importance = evaluation.get("feature_importance", {})
+    figure, axes = plt.subplots(figsize=(6, 0.4 * len(importance) + 1))
+    axes.barh(list(importance), list(importance.values()), color="#0969da")
+    axes.invert_yaxis()
+    axes.set_xlabel("total gain")
+    axes.set_title("Feature importance")
+    return figure
+
+
+def comparison(record: RunRecord, evaluation: dict, live: ModelPackage) -> Figure:
+    ours, theirs = headline(evaluation), headline(live.metrics)
+    figure, axes = plt.subplots(figsize=(6, 3))
+    positions = range(len(METRICS))
+    axes.bar([p - 0.2 for p in positions], [ours[m] for m in METRICS], 0.4, label=f"run {record.run_id}")
+    axes.bar([p + 0.2 for p in positions], [theirs[m] for m in METRICS], 0.4, label=f"live: version {live.version}")
+    axes.set_xticks(list(positions), [m.replace("_", " ") for m in METRICS])
+    axes.set_ylim(0, 1.05)
+    axes.set_title("This run against the live model")
+    axes.legend(loc="lower right")
+    return figure
+
+
+# -- the page -------------------------------------------------------------------------------------
+
+
+def render(
+    record: RunRecord,
+    schema: dict | None,
+    evaluation: dict | None,
+    statistics: dict | None,
+    live: ModelPackage | None,
+    figures: Figures,
+) -> str:
+    sections = [
+        f"<h1>Pipeline run {esc(record.run_id)}: <span class='{esc(record.status)}'>{esc(record.status)}</span></h1>",
+        run_section(record, figures),
+        data_section(schema, statistics, figures),
+        metrics_section(evaluation, figures),
+        comparison_section(record, evaluation, live, figures),
+    ]
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>CloudViz run {esc(record.run_id)}</title><style>{STYLE}</style></head><body>"
+        + "\n".join(sections)
+        + "</body></html>\n"
+    )
+
+
+def run_section(record: RunRecord, figures: Figures) -> str:
+    rows = [
+        [step.name, f"<span class='{esc(step.status)}'>{esc(step.status)}</span>",
+         "-" if step.duration_seconds is None else f"{step.duration_seconds:.2f}s",
+         esc(f"cached from {step.cached_from}" if step.cached_from else step.failure_reason or "")]
+        for step in record.steps.values()
+    ]
+    parameters = [[esc(name), esc(value)] for name, value in record.parameters.items()]
+    failure = f"<p class='Failed'>{esc(record.failure_reason)}</p>" if record.failure_reason else ""
+    return (
+        f"<h2>Run</h2><p>Pipeline {esc(record.pipeline)}, started {esc(record.created_at)}, "
+        f"ended {esc(record.ended_at or 'not yet')}.</p>{failure}"
+        + table(["step", "status", "time", "note"], rows)
+        + image(figures, "step_timings.png", "Step timings")
+        + "<h3>Parameters</h3>" + table(["parameter", "value"], parameters)
+    )
+
+
+def data_section(schema: dict | None, statistics: dict | None, figures: Figures) -> str:
+    if schema is None:
+        return "<h2>Data</h2>" + missing("the Preprocess step produced no schema")
+    source = schema["source"]
+    splits = [[esc(split), number(count)] for split, count in schema["rows"].items()]
+    summary = (
+        f"<p>{esc(source['file'])} ({source['bytes']:,} bytes, sha256 <code>{esc(source['sha256'])}</code>); "
+        f"label column {esc(schema['label_column'])}, classes "
+        + ", ".join(f"{esc(name)} = {i}" for i, name in enumerate(schema["classes"]))
+        + ".</p>"
+    )
+    features = ""
+    if statistics:
+        rows = [
+            [esc(name), *(number(round(values[key], 4)) for key in ("mean", "std", "min", "max"))]
+            for name, values in statistics["features"].items()
+        ]
+        features = "<h3>Training features</h3>" + table(["feature", "mean", "std", "min", "max"], rows)
+    return (
+        "<h2>Data</h2>" + summary + table(["rows", "count"], splits)
+        + image(figures, "split_sizes.png", "Rows per split and class") + features
+    )
+
+
+def metrics_section(evaluation: dict | None, figures: Figures) -> str:
+    if evaluation is None:
+        return "<h2>Metrics</h2>" + missing("the run did not get as far as the Evaluate step")
+    values = headline(evaluation)
+    rows = [[esc(name.replace("_", " ")), number(round(value, 4))] for name, value in values.items()]
+    per_class = [
+        [esc(name), *(number(round(scores[key], 3)) for key in ("precision", "recall", "f1")),
+         number(scores["support"])]
+        for name, scores in evaluation["per_class"].items()
+    ]
+    return (
+        f"<h2>Metrics</h2><p>On {esc(evaluation['test_rows'])} test rows.</p>"
+        + table(["metric", "value"], rows)
+        + table(["class", "precision", "recall", "F1", "support"], per_class)
+        + image(figures, "confusion_matrix.png", "Confusion matrix")
+        + image(figures, "feature_importance.png", "Feature importance")
+    )
+
+
+def comparison_section(record: RunRecord, evaluation: dict | None, live: ModelPackage | None, figures: Figures) -> str:
+    title = "<h2>Against the live model</h2>"
+    if live is None:
+        return title + missing("no version of this run's model package group is deployed (cloudviz deploy local)")
+    if evaluation is None or "multiclass_classification_metrics" not in live.metrics:
+        return title + missing(f"version {live.version} is live, but there are no metrics to compare")
+    ours, theirs = headline(evaluation), headline(live.metrics)
+    rows = [
+        [esc(name.replace("_", " ")), number(round(ours[name], 4)), number(round(theirs[name], 4)),
+         number(f"{ours[name] - theirs[name]:+.4f}")]
+        for name in METRICS
+    ]
+    return (
+        title + f"<p>{esc(live.group)} version {live.version} is live (trained by run "
+        f"{esc(live.lineage.get('run_id', 'unknown'))}).</p>"
+        + table(["metric", f"run {esc(record.run_id)}", f"live v{live.version}", "difference"], rows)
+        + image(figures, "comparison.png", "This run against the live model")
+    )
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def number(value: object) -> str:
+    return f"<td class='n'>{esc(value)}</td>"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Cells are HTML already (escaped text, or a ``number`` cell)."""
+    head = "".join(f"<th>{esc(name)}</th>" for name in headers)
+    body = "".join(
+        "<tr>" + "".join(cell if cell.startswith("<td") else f"<td>{cell}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def image(figures: Figures, name: str, alt: str) -> str:
+    png_bytes = figures.images.get(name)
+    if png_bytes is None:
+        return ""
+    encoded = base64.b64encode(png_bytes).decode("ascii")
+    return f"<p><img alt='{esc(alt)}' src='data:image/png;base64,{encoded}'></p>"
+
+
+def missing(why: str) -> str:
+    return f"<p class='missing'>Not available: {esc(why)}.</p>"
