@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NEWMAN_STAMP := $(VENV)/node/.installed
 
-.PHONY: run test lint bench-pipeline clean
+.PHONY: run test lint bench-pipeline bench-serving clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+# Installs wrk (apt) and MLflow (in .venv-bench-mlflow) on first use.
+bench-serving: $(STAMP)
+	$(BIN)/python benchmarks/bench_serving.py
 
 clean:
 	rm -rf $(VENV) .cloudviz *.egg-info .pytest_cache

@@ -33,8 +33,6 @@ import contextlib
 import ctypes
 import json
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -42,15 +40,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import psutil
+from common import HERE, README, REPO, machine, positive_int, progress, table, write_section
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 DATA_DIR = HERE / ".data"
-README = HERE / "README.md"
 RAW_SCRIPT = HERE / "raw_pipeline.py"
 SECTION = "## Pipeline: `make bench-pipeline`"
 
@@ -254,40 +249,10 @@ def mib(value: int) -> str:
     return f"{value / 2**20:,.0f} MiB"
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = psutil.virtual_memory().total
-    return {
-        "CPUs (nproc)": str(len(os.sched_getaffinity(0))),
-        "CPU model": cpu,
-        "RAM": f"{memory / 2**30:.1f} GiB",
-        "OS": f"{platform.system()} {platform.release()}",
-        "Python": platform.python_version(),
-        **{name: version(name) for name in ("xgboost", "pyarrow", "numpy")},
-    }
 
 
-def version(package: str) -> str:
-    """Installed version of a package (xgboost may be installed as the xgboost-cpu distribution)."""
-    for distribution in (package, f"{package}-cpu"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            return metadata.version(distribution)
-    return "not installed"
 
 
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table (readable as plain text too)."""
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)]
 
 
 def figures(results: Results) -> list[str]:
@@ -385,29 +350,10 @@ def section(results: Results, command: str, info: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    """Replace the pipeline section of the README (up to the next ``## `` heading), keeping the others."""
-    current = README.read_text(encoding="utf-8") if README.exists() else (
-        "# Benchmarks\n\nSide-by-side benchmarks of CloudViz with their recorded results. Each section is "
-        "written by its benchmark script; rerun the script rather than editing the figures.\n\n"
-    )
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    README.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite benchmarks/README.md")
     args = parser.parse_args(argv)
     become_subreaper()
-    info = machine()
+    info = machine(("xgboost", "pyarrow", "numpy"))
     data = dataset(args.rows)
     results = Results(args.rows, args.repeats, data.stat().st_size)
     progress(f"data: {data.relative_to(REPO)} ({mib(results.csv_bytes)})")
@@ -442,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         command = " ".join([".venv/bin/python benchmarks/bench_pipeline.py", *options])
     print("\n".join(figures(results)))
     if not args.no_readme:
-        write_readme(section(results, command, info))
+        write_section(SECTION, section(results, command, info))
         progress(f"wrote {README.relative_to(REPO)}")
     return 0 if all(ok for *_, ok in results.verdicts()) else 1
 

@@ -1,0 +1,422 @@
+"""Serving benchmark: the local endpoint against `mlflow models serve` on the same model, and the API end to end.
+
+One model (the pipeline's, trained on iris by the real runner into ``benchmarks/.data/serving/``) is served by
+
+* endpoint: CloudViz's local endpoint (``deploy.endpoint.EndpointServer``) in its own process, answering
+  ``POST /invocations`` with a single-row ``text/csv`` body;
+* mlflow: ``mlflow models serve --env-manager local`` on the same booster, saved with
+  ``mlflow.xgboost.save_model``, answering the same row as ``text/csv`` (MLflow's CSV input has a header line).
+  MLflow lives in its own virtual environment (``.venv-bench-mlflow``, made on first use), not in the project's;
+* api: ``cloudviz serve`` (endpoint and API gateway in one process, as users run it), answering
+  ``POST /predictions`` with the original API's JSON body and an API key: gateway, inference Lambda, boto3
+  ``invoke_endpoint``, the endpoint, and the SQLite write of every prediction.
+
+The load comes from ``wrk`` (C, keep-alive connections; installed with apt when missing), with the same
+connections, threads and duration for every side, after a warm-up; the sides alternate for ``--rounds`` rounds
+and the medians are compared. A side that answers anything but 2xx fails the run.
+
+Targets (from the issue): endpoint requests/s >= 2x MLflow's; endpoint p99 <= 10 ms; API requests/s >= 50% of
+the endpoint's. Rewrites the "Serving" section of ``benchmarks/README.md``; exit status 1 when a target is missed.
+
+    .venv/bin/python benchmarks/bench_serving.py [--connections N] [--duration S] [--rounds N] [--no-readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common import HERE, REPO, machine, positive_int, progress, table, write_section
+
+SECTION = "## Serving: `make bench-serving`"
+WORK = HERE / ".data" / "serving"
+MLFLOW_VENV = REPO / ".venv-bench-mlflow"
+MLFLOW_PACKAGES = ["mlflow==3.*", "xgboost-cpu==3.0.5", "pandas"]
+API_KEY = "bench-serving-api-key-0123456789"
+ROW = [6.7, 3.3, 5.7, 2.5]
+RPS_VS_MLFLOW_TARGET = 2.0
+P99_TARGET_MS = 10.0
+API_SHARE_TARGET = 0.5
+WRK_DONE = """
+done = function(summary, latency, requests)
+  io.write(string.format('\\n{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d,'
+    .. ' "p50_us": %d, "p90_us": %d, "p99_us": %d}\\n', summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One side's server: how to start it, where it answers, and the request wrk sends."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str]
+    ready_path: str
+    path: str
+    content_type: str
+    body: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Load:
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    failures: int
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def trained_home() -> Path:
+    """A state home with the pipeline's model registered, approved and deployed (reused across runs)."""
+    home = WORK / "home"
+    cloudviz = [str(REPO / ".venv" / "bin" / "cloudviz")]
+    environment = {**os.environ, "CLOUDVIZ_HOME": str(home)}
+    for step in (["pipeline", "run", "--quiet"], ["models", "approve", "CloudVizIris", "latest"], ["deploy", "local"]):
+        subprocess.run(cloudviz + step, env=environment, check=True, stdout=subprocess.DEVNULL)
+    return home
+
+
+def model_tarball(home: Path) -> Path:
+    deployment = json.loads((home / "deployments" / "CloudVizIris-endpoint.json").read_text(encoding="utf-8"))
+    return Path(deployment["model_data_url"].removeprefix("file://"))
+
+
+def mlflow_model(tarball: Path) -> Path:
+    """The same booster as an MLflow model, saved by MLflow's own xgboost flavor (in MLflow's environment)."""
+    python = MLFLOW_VENV / "bin" / "python"
+    if not python.exists():
+        progress(f"installing MLflow into {MLFLOW_VENV.relative_to(REPO)} (once) ...")
+        subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *MLFLOW_PACKAGES], check=True)
+    folder = WORK / "mlflow-model"
+    shutil.rmtree(folder, ignore_errors=True)
+    script = (
+        "import sys, tarfile, tempfile, xgboost, mlflow.xgboost\n"
+        "with tempfile.TemporaryDirectory() as tmp:\n"
+        "    tarfile.open(sys.argv[1]).extractall(tmp, filter='data')\n"
+        "    booster = xgboost.Booster(model_file=tmp + '/xgboost-model')\n"
+        "mlflow.xgboost.save_model(booster, sys.argv[2])\n"
+    )
+    subprocess.run([str(python), "-c", script, str(tarball), str(folder)], check=True)
+    return folder
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        progress("installing wrk with apt-get ...")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("bench-serving needs wrk (apt-get install wrk)")
+    return found
+
+
+def targets(home: Path, tarball: Path, mlflow_dir: Path) -> list[Target]:
+    csv_row = ",".join(map(str, ROW))
+    endpoint_port, mlflow_port, api_port, api_endpoint_port = (free_port() for _ in range(4))
+    return [
+        Target(
+            "endpoint",
+            [sys.executable, __file__, "--serve-endpoint", str(tarball), "--port", str(endpoint_port)],
+            {}, f"http://127.0.0.1:{endpoint_port}/ping", f"http://127.0.0.1:{endpoint_port}/invocations",
+            "text/csv", csv_row, {},
+        ),
+        Target(
+            "mlflow",
+            [str(MLFLOW_VENV / "bin" / "mlflow"), "models", "serve", "-m", str(mlflow_dir), "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(mlflow_port)],
+            # MLflow starts `uvicorn` through the shell: its environment's bin folder must be on PATH.
+            {"MLFLOW_TRACKING_URI": f"file://{WORK / 'mlruns'}",
+             "PATH": f"{MLFLOW_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"},
+            f"http://127.0.0.1:{mlflow_port}/ping", f"http://127.0.0.1:{mlflow_port}/invocations",
+            "text/csv", "x1,x2,x3,x4\n" + csv_row, {},
+        ),
+        Target(
+            "api",
+            [str(REPO / ".venv" / "bin" / "cloudviz"), "serve", "--api-port", str(api_port),
+             "--endpoint-port", str(api_endpoint_port)],
+            {"CLOUDVIZ_HOME": str(home), "CLOUDVIZ_API_KEY": API_KEY},
+            f"http://127.0.0.1:{api_port}/openapi.json", f"http://127.0.0.1:{api_port}/predictions",
+            "application/json", json.dumps(dict(zip(("x1", "x2", "x3", "x4"), ROW, strict=True))),
+            {"x-api-key": API_KEY},
+        ),
+    ]
+
+
+# -- running a side -------------------------------------------------------------------------------
+
+
+def start(target: Target, log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    process = subprocess.Popen(target.command, env={**os.environ, **target.environment}, stdout=handle,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{target.name} server exited with {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(target.ready_path, timeout=1) as answer:
+                if answer.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.2)
+    stop(process)
+    raise SystemExit(f"{target.name} server did not become ready in 120 s; see {log}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wrk_script(target: Target, folder: Path) -> Path:
+    headers = {"Content-Type": target.content_type, **target.headers}
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(target.body)}"]
+    lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
+    path = folder / f"{target.name}.lua"
+    path.write_text("\n".join(lines) + "\n" + WRK_DONE, encoding="utf-8")
+    return path
+
+
+def load(wrk: str, target: Target, script: Path, connections: int, threads: int, seconds: int) -> Load:
+    output = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), target.path],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    figures = json.loads(output.strip().splitlines()[-1])
+    return Load(
+        requests_per_second=figures["requests"] / (figures["duration_us"] / 1e6),
+        p50_ms=figures["p50_us"] / 1000,
+        p90_ms=figures["p90_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        requests=figures["requests"],
+        failures=figures["status_errors"] + figures["socket_errors"],
+    )
+
+
+def check_answer(target: Target) -> str:
+    """One request by hand before the load: the side must answer the row, and we record what it answered."""
+    request = urllib.request.Request(target.path, data=target.body.encode(), method="POST",
+                                     headers={"Content-Type": target.content_type, **target.headers})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read().decode()[:200]
+
+
+def api_breakdown(tarball: Path, calls: int = 2000) -> dict[str, float]:
+    """Microseconds per call of each stage of the API path, one at a time in this process (no contention): where
+    the API's time goes."""
+    sys.path.insert(0, str(REPO))
+    import http.client
+
+    from deploy.endpoint import EndpointServer, ModelSlot, ServingModel
+    from serving_lambdas.config import inference_settings
+    from serving_lambdas.endpoint import invoke
+    from serving_lambdas.inference import handler, make_records
+    from serving_lambdas.records import new_ids, timestamp_text, utc_now
+    from serving_lambdas.store import SqliteStore
+
+    def per_call(action: object) -> float:
+        for _ in range(200):
+            action()
+        started = time.perf_counter()
+        for _ in range(calls):
+            action()
+        return (time.perf_counter() - started) / calls * 1e6
+
+    row = ",".join(map(str, ROW)).encode()
+    with tempfile.TemporaryDirectory() as scratch, EndpointServer(
+        ModelSlot(ServingModel.load(tarball, version=1)), name="bench"
+    ).start() as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port)
+
+        def raw_invocation() -> None:
+            connection.request("POST", "/endpoints/bench/invocations", row,
+                               {"Content-Type": "text/csv", "Accept": "application/json"})
+            connection.getresponse().read()
+
+        store = SqliteStore(Path(scratch) / "predictions.db")
+        os.environ.update({
+            "ENDPOINT_NAME": "bench", "SAGEMAKER_RUNTIME_URL": server.url, "FEATURE_NAMES": "x1,x2,x3,x4",
+            "CLASS_NAMES": "setosa,virginica,versicolor", "PREDICTION_STORE": f"sqlite:{store.path}",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        })
+        answer = invoke("bench", server.url, [ROW])
+        settings = inference_settings()
+        event = {"httpMethod": "POST", "resource": "/predictions", "path": "/predictions", "isBase64Encoded": False,
+                 "headers": {"Content-Type": "application/json"},
+                 "body": json.dumps(dict(zip(("x1", "x2", "x3", "x4"), ROW, strict=True)))}
+        return {
+            "the inference handler, whole (validation, boto3 invoke_endpoint, SQLite write)": per_call(
+                lambda: handler(event, None)
+            ),
+            "endpoint round trip over HTTP (http.client; the endpoint's own work included)": per_call(raw_invocation),
+            "the same through boto3 invoke_endpoint": per_call(lambda: invoke("bench", server.url, [ROW])),
+            "SQLite write of one prediction": per_call(lambda: store.put(make_records([ROW], answer, settings))),
+            "ids and timestamp of one prediction": per_call(lambda: (new_ids(utc_now(), 1), timestamp_text(utc_now()))),
+        }
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def median_load(loads: list[Load]) -> Load:
+    return Load(*(statistics.median(getattr(one, name) for one in loads) for name in Load.__dataclass_fields__))
+
+
+def verdicts(medians: dict[str, Load]) -> list[tuple[str, str, str, bool]]:
+    endpoint, mlflow, api = medians["endpoint"], medians["mlflow"], medians["api"]
+    vs_mlflow = endpoint.requests_per_second / mlflow.requests_per_second
+    share = api.requests_per_second / endpoint.requests_per_second
+    return [
+        ("endpoint requests/s / MLflow's", f">= {RPS_VS_MLFLOW_TARGET:.1f}", f"{vs_mlflow:.2f}",
+         vs_mlflow >= RPS_VS_MLFLOW_TARGET),
+        ("endpoint p99 latency", f"<= {P99_TARGET_MS:.0f} ms", f"{endpoint.p99_ms:.2f} ms",
+         endpoint.p99_ms <= P99_TARGET_MS),
+        ("API requests/s / endpoint's", f">= {API_SHARE_TARGET:.2f}", f"{share:.2f}", share >= API_SHARE_TARGET),
+    ]
+
+
+def section(
+    runs: dict[str, list[Load]], answers: dict[str, str], breakdown: dict[str, float], options: argparse.Namespace,
+    info: dict,
+) -> str:
+    medians = {name: median_load(loads) for name, loads in runs.items()}
+    rows = [
+        [name, f"{m.requests_per_second:,.0f}", ", ".join(f"{one.requests_per_second:,.0f}" for one in runs[name]),
+         f"{m.p50_ms:.2f}", f"{m.p90_ms:.2f}", f"{m.p99_ms:.2f}", str(sum(one.failures for one in runs[name]))]
+        for name, m in medians.items()
+    ]
+    lines = [
+        SECTION, "",
+        "The same model (the pipeline's iris model, `multi:softprob`) served three ways, loaded by `wrk` with the "
+        f"same settings: {options.connections} keep-alive connections, {options.threads} wrk thread(s), "
+        f"{options.duration} s per measurement after a {options.warmup} s warm-up, sides alternating, "
+        f"{options.rounds} rounds; medians compared.", "",
+        "- **endpoint**: CloudViz's local endpoint in its own process, `POST /invocations`, `text/csv` body "
+        f"`{','.join(map(str, ROW))}`.",
+        "- **mlflow**: `mlflow models serve --env-manager local` on the same booster saved with "
+        "`mlflow.xgboost.save_model`, MLflow's default server settings, the same row as `text/csv` with a header line.",
+        "- **api**: `cloudviz serve`, `POST /predictions` with `{\"x1\":6.7,\"x2\":3.3,\"x3\":5.7,\"x4\":2.5}` and the "
+        "API key: the gateway, the inference Lambda, boto3 `invoke_endpoint`, the endpoint (same process) and the "
+        "SQLite write of every prediction.", "",
+        f"Command: `make bench-serving`. Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.", "",
+        "### Machine", "", *table(["", ""], [[k, v] for k, v in info.items()]), "",
+        "### Results", "",
+        *table(["side", "requests/s (median)", "each round", "p50 ms", "p90 ms", "p99 ms", "failed requests"], rows),
+        "",
+        *table(["target", "limit", "measured", "result"],
+               [[name, limit, measured, "PASS" if ok else "FAIL"] for name, limit, measured, ok in verdicts(medians)]),
+        "", "What each side answered to the row:", "",
+        *(f"- {name}: `{answer.strip()}`" for name, answer in answers.items()),
+        "", "### Where the API's time goes", "",
+        "Each stage of the API path timed alone, serially in one process (microseconds per call; the API serves "
+        "from one Python process, so under load these costs add up on one interpreter lock):", "",
+        *table(["stage", "µs per call"], [[name, f"{value:,.0f}"] for name, value in breakdown.items()]),
+    ]
+    return "\n".join(lines)
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+
+def serve_endpoint(tarball: Path, port: int) -> None:
+    """The endpoint side's server process, until SIGTERM."""
+    sys.path.insert(0, str(REPO))
+    from deploy.endpoint import EndpointServer, ModelSlot, ServingModel
+
+    server = EndpointServer(ModelSlot(ServingModel.load(tarball, version=1)), name="CloudVizIris-endpoint", port=port)
+    server.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=positive_int, default=8, help="keep-alive connections (default 8)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--duration", type=positive_int, default=10, help="seconds per measurement (default 10)")
+    parser.add_argument("--warmup", type=positive_int, default=3, help="seconds of warm-up per side (default 3)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="rounds of all sides (default 3)")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite benchmarks/README.md")
+    parser.add_argument("--serve-endpoint", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.serve_endpoint:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        serve_endpoint(options.serve_endpoint, options.port)
+        return 0
+
+    wrk = ensure_wrk()
+    WORK.mkdir(parents=True, exist_ok=True)
+    home = trained_home()
+    tarball = model_tarball(home)
+    mlflow_dir = mlflow_model(tarball)
+    wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False).stdout.split()[1]
+    mlflow_version = subprocess.run(
+        [str(MLFLOW_VENV / "bin" / "python"), "-c", "import mlflow; print(mlflow.__version__)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    info = {**machine(("xgboost",)), "mlflow": mlflow_version, "wrk": wrk_version}
+    runs: dict[str, list[Load]] = {}
+    answers: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for round_number in range(1, options.rounds + 1):
+            for target in targets(home, tarball, mlflow_dir):
+                process = start(target, WORK / f"{target.name}.log")
+                try:
+                    answers[target.name] = check_answer(target)
+                    script = wrk_script(target, folder)
+                    load(wrk, target, script, options.connections, options.threads, options.warmup)
+                    measured = load(wrk, target, script, options.connections, options.threads, options.duration)
+                finally:
+                    stop(process)
+                runs.setdefault(target.name, []).append(measured)
+                progress(f"round {round_number} {target.name}: {measured.requests_per_second:,.0f} requests/s, "
+                         f"p99 {measured.p99_ms:.2f} ms, {measured.failures} failed")
+    progress("timing the API path's stages ...")
+    text = section(runs, answers, api_breakdown(tarball), options, info)
+    print(text)
+    if not options.no_readme:
+        write_section(SECTION, text)
+        progress("wrote benchmarks/README.md")
+    medians = {name: median_load(loads) for name, loads in runs.items()}
+    failed = any(load.failures for loads in runs.values() for load in loads)
+    return 0 if all(ok for *_, ok in verdicts(medians)) and not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
