@@ -29,7 +29,10 @@ setup(
     ],
     extras_require={
         "aws": ["sagemaker>=3.27,<4"],
-        "test": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb]>=5.1", "openapi-spec-validator>=0.7", "aiosmtpd>=1.4"],
+        "test": [
+            "pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb]>=5.1", "openapi-spec-validator>=0.7",
+            "aiosmtpd>=1.4",
+        ],
     },
     package_data={"deploy": ["openapi.json", "postman/*.json"]},
     entry_points={"console_scripts": ["cloudviz=cloudviz.cli:main"]},
