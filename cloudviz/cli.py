@@ -146,7 +146,10 @@ def serve_command(args: argparse.Namespace) -> int:
             f"cannot listen on 127.0.0.1 (API port {args.api_port}, endpoint port {args.endpoint_port}): "
             f"{error.strerror or error}; choose others with --api-port / --endpoint-port"
         ) from None
-    signal.signal(signal.SIGTERM, stop_on_sigterm)  # a service manager's stop ends it as cleanly as Ctrl-C
+    # Ctrl-C stops it even when started with SIGINT ignored (a background job of a script), and a service
+    # manager's SIGTERM ends it as cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     with service:
         print_flushed(render.serving(service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
         try:

@@ -201,7 +201,7 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
     registry(home).update_approval(GROUP, 1, "Approved")
     environment = {**os.environ, "CLOUDVIZ_API_KEY": KEY}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cloudviz", "serve", "--api-port", "0", "--endpoint-port", "0"],
+        [sys.executable, "-X", "faulthandler", "-m", "cloudviz", "serve", "--api-port", "0", "--endpoint-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
     )
     try:
@@ -215,6 +215,25 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
         assert (status, answer["prediction"]) == (200, 1)
     finally:
         process.send_signal(stop)
-        out, err = process.communicate(timeout=20)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGQUIT)  # faulthandler (enabled below) prints every thread's stack
+            out, err = process.communicate()
+            pytest.fail(f"serve did not stop on {stop.name}:\n{err}")
     assert process.returncode == 0, err
     assert "Stopping." in out and "Traceback" not in err
+
+
+def test_endpoint_down_is_a_503_and_nothing_is_stored(home: StateHome):
+    registry(home).update_approval(GROUP, 1, "Approved")
+    with LocalService(home, GROUP, KEY).start() as service:
+        status, answer = post(service.api.url, SEED)
+        assert status == 200
+        service.endpoint_server.close()
+        status, answer = post(service.api.url, {"input_data": [list(SEED.values())] * 3})
+        connection = http.client.HTTPConnection(service.api.url.removeprefix("http://"), timeout=10)
+        connection.request("GET", "/predictions", headers={"x-api-key": KEY})
+        stored = json.loads(connection.getresponse().read())
+    assert (status, answer) == (503, {"message": "the model endpoint is unavailable; nothing was stored, retry later"})
+    assert len(stored) == 1
