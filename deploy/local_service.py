@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from deploy.deployments import Deployment, DeploymentStore
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
+from deploy.monitoring.metrics import ApiMetrics, EndpointMetrics
 from deploy.release import deploy_local, endpoint_name, load_checked
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.errors import UserError
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.state import StateHome
+from serving_lambdas import metrics as lambda_metrics
 
 LOCAL_REGION = "us-east-1"
 
@@ -73,6 +75,8 @@ class LocalService:
         self.ports = (api_port, endpoint_port)
         self.on_event = on_event
         self.refused: set[int] = set()
+        self.api_metrics = ApiMetrics()
+        self.endpoint_metrics = EndpointMetrics(self.endpoint)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -87,11 +91,16 @@ class LocalService:
         self.live = live
         self.signature = Signature.of(self.registry.get(self.group, live.version))
         self.slot = ModelSlot(model)
+        self.endpoint_metrics.set_live_version(live.version)
         api_port, endpoint_port = self.ports
-        self.endpoint_server = EndpointServer(self.slot, name=self.endpoint, port=endpoint_port).start()
+        self.endpoint_server = EndpointServer(
+            self.slot, name=self.endpoint, port=endpoint_port, metrics=self.endpoint_metrics
+        ).start()
         environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home)
+        lambda_metrics.set_sink(self.api_metrics.observe_lambda)  # the handlers' EMF documents, in-process
         self.api = build_prediction_api(
-            environment, self.api_key, port=api_port, access_log=self.home.logs / "api-access.log"
+            environment, self.api_key, port=api_port, access_log=self.home.logs / "api-access.log",
+            extra_routes=[self.api_metrics.route()], observers=[self.api_metrics.observe_request],
         ).start()
         self._watcher = threading.Thread(target=self._watch, args=(poll_seconds,), name="deploy-watcher", daemon=True)
         self._watcher.start()
@@ -103,6 +112,7 @@ class LocalService:
             self._watcher.join()
         self.api.close()
         self.endpoint_server.close()
+        lambda_metrics.set_sink(None)
 
     def __enter__(self) -> LocalService:
         return self
@@ -154,4 +164,5 @@ class LocalService:
         previous = self.live.version
         self.slot.swap(model)
         self.live = deployment
+        self.endpoint_metrics.set_live_version(deployment.version)
         self.on_event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})")

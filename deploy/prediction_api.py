@@ -8,7 +8,7 @@ holds one prediction API's configuration: building a second API with another con
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from deploy.gateway import DEFAULT_MAX_BODY_BYTES, ApiGateway, LambdaRoute, PlainRoute
@@ -36,10 +36,12 @@ def build_prediction_api(
     access_log: Path | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     extra_routes: Sequence[LambdaRoute | PlainRoute] = (),
+    observers: Sequence[Callable[[dict], None]] = (),
 ) -> ApiGateway:
     """The API, not yet started. ``environment`` is the handlers' configuration (ENDPOINT_NAME,
     SAGEMAKER_RUNTIME_URL, PREDICTION_STORE, FEATURE_NAMES, ...), set in ``os.environ`` for this process;
-    ``extra_routes`` adds the gateway's own pages (metrics, a dashboard) beside GET /openapi.json."""
+    ``extra_routes`` adds the gateway's own pages (metrics, a dashboard) beside GET /openapi.json; ``observers``
+    receive every access-log entry."""
     os.environ.update(environment)
     return ApiGateway(
         [*prediction_routes(), *extra_routes],
@@ -49,4 +51,5 @@ def build_prediction_api(
         max_body_bytes=max_body_bytes,
         access_log=access_log,
         static={"/openapi.json": OPENAPI_DOCUMENT},
+        observers=observers,
     )

@@ -7,7 +7,10 @@ leaves nothing behind, and a batch is stored whole or not at all.
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 
+from serving_lambdas import metrics
 from serving_lambdas.config import InferenceSettings, inference_settings
 from serving_lambdas.endpoint import EndpointAnswer, EndpointUnavailable, invoke
 from serving_lambdas.payload import PayloadError, parse_payload
@@ -30,11 +33,31 @@ def handler(event: dict, context: object) -> dict:
     except EndpointUnavailable:
         return error_response(503, UNAVAILABLE)
     records = make_records(payload.rows, answer, settings)
-    open_store(settings.store).put(records)
-    logger.debug("stored %d prediction(s) of model version %s", len(records), answer.model_version)
+    store(records, settings)
+    report(records, answer, settings.endpoint_name)
     if payload.batch:
         return json_response(200, {"predictions": [record.answer() for record in records]})
     return json_response(200, records[0].answer())
+
+
+def store(records: list[PredictionRecord], settings: InferenceSettings) -> None:
+    """Write the predictions, timing the write; a failure is counted, then answered 502 by the gateway."""
+    started = time.perf_counter()
+    try:
+        open_store(settings.store).put(records)
+    except Exception:
+        metrics.emit({"StoreErrors": (1, "Count")}, Endpoint=settings.endpoint_name)
+        raise
+    latency_ms = (time.perf_counter() - started) * 1000
+    metrics.emit({"StoreWriteLatency": (latency_ms, "Milliseconds")}, Endpoint=settings.endpoint_name)
+
+
+def report(records: list[PredictionRecord], answer: EndpointAnswer, endpoint: str) -> None:
+    """The request's metrics: the endpoint call's latency, and the predictions by label."""
+    metrics.emit({"ModelLatency": (answer.latency_ms, "Milliseconds")}, Endpoint=endpoint)
+    for label, count in Counter(record.label for record in records).items():
+        metrics.emit({"Predictions": (count, "Count")}, Endpoint=endpoint, Label=label)
+    logger.debug("stored %d prediction(s) of model version %s", len(records), answer.model_version)
 
 
 def make_records(

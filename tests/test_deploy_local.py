@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.api_key import api_key
 from deploy.deployments import DeploymentStore
@@ -218,7 +220,7 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
         try:
             out, err = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGQUIT)  # faulthandler (enabled below) prints every thread's stack
+            process.send_signal(signal.SIGABRT)  # faulthandler (-X faulthandler) prints every thread's stack
             out, err = process.communicate()
             pytest.fail(f"serve did not stop on {stop.name}:\n{err}")
     assert process.returncode == 0, err
@@ -237,3 +239,40 @@ def test_endpoint_down_is_a_503_and_nothing_is_stored(home: StateHome):
         stored = json.loads(connection.getresponse().read())
     assert (status, answer) == (503, {"message": "the model endpoint is unavailable; nothing was stored, retry later"})
     assert len(stored) == 1
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a /metrics page: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain; version=")  # the Prometheus text format
+        text = answer.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_move_under_traffic(home: StateHome):
+    registry(home).update_approval(GROUP, 1, "Approved")
+    with LocalService(home, GROUP, KEY).start() as service:
+        api, endpoint = service.api.url, service.endpoint_server.url
+        before = scrape(api)
+        for _ in range(3):
+            assert post(api, SEED)[0] == 200
+        assert post(api, {"x1": 1})[0] == 400
+        assert post(api, SEED, key="wrong-key-0123456789")[0] == 403
+        after, at_endpoint = scrape(api), scrape(endpoint)
+    route = ("route", "/predictions")
+    assert ("cloudviz_api_requests_total", (("method", "POST"), route, ("status", "200"))) not in before
+    assert after[("cloudviz_api_requests_total", (("method", "POST"), route, ("status", "200")))] == 3
+    assert after[("cloudviz_api_requests_total", (("method", "POST"), route, ("status", "400")))] == 1
+    assert after[("cloudviz_api_requests_total", (("method", "POST"), route, ("status", "403")))] == 1
+    assert after[("cloudviz_api_request_duration_seconds_count", (("method", "POST"), route))] == 5
+    assert after[("cloudviz_predictions_total", (("label", "virginica"),))] == 3
+    assert after[("cloudviz_store_write_duration_seconds_count", ())] == 3
+    assert after[("cloudviz_api_model_latency_seconds_count", ())] == 3
+    assert after.get(("cloudviz_store_errors_total", ()), 0) == 0
+    assert at_endpoint[("cloudviz_endpoint_invocations_total", (("status", "200"),))] == 3
+    assert at_endpoint[("cloudviz_model_latency_seconds_count", ())] == 3
+    assert at_endpoint[("cloudviz_model_version_live", (("endpoint", "CloudVizIris-endpoint"),))] == 1

@@ -11,6 +11,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -584,3 +585,24 @@ def test_a_store_spec_opens_one_store_per_process(tmp_path: Path):
     spec = StoreSpec("sqlite", str(tmp_path / "predictions.db"))
     assert open_store(spec) is open_store(spec)
     assert isinstance(open_store(spec), SqliteStore)
+
+
+def test_metrics_are_embedded_metric_format_log_lines(capsys: pytest.CaptureFixture[str]):
+    from serving_lambdas import metrics  # noqa: PLC0415
+
+    metrics.emit({"Predictions": (2, "Count"), "ModelLatency": (1.5, "Milliseconds")}, Endpoint="e", Label="setosa")
+    line = json.loads(capsys.readouterr().out)
+    assert line["_aws"]["CloudWatchMetrics"] == [{
+        "Namespace": "CloudViz",
+        "Dimensions": [["Endpoint", "Label"]],
+        "Metrics": [{"Name": "Predictions", "Unit": "Count"}, {"Name": "ModelLatency", "Unit": "Milliseconds"}],
+    }]
+    assert (line["Endpoint"], line["Label"], line["Predictions"], line["ModelLatency"]) == ("e", "setosa", 2, 1.5)
+    assert abs(line["_aws"]["Timestamp"] / 1000 - time.time()) < 60
+    received: list[dict] = []
+    metrics.set_sink(received.append)
+    try:
+        metrics.emit({"StoreErrors": (1, "Count")}, Endpoint="e")
+    finally:
+        metrics.set_sink(None)
+    assert capsys.readouterr().out == "" and received[0]["StoreErrors"] == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 
 from deploy.endpoint import runtime
 from deploy.endpoint.encoding import selected_keys
@@ -18,6 +19,7 @@ from deploy.endpoint.invocation import invoke
 from deploy.endpoint.model import ServingModel
 from deploy.endpoint.slot import ModelSlot
 from deploy.http11 import MIB, HTTPError, Request, Response, Service
+from deploy.monitoring.metrics import EndpointMetrics
 
 logger = logging.getLogger(__name__)
 VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
@@ -39,11 +41,13 @@ class EndpointServer(Service):
         port: int = 0,
         max_body_bytes: int = 6 * MIB,
         inference_output: str | None = None,
+        metrics: EndpointMetrics | None = None,
     ) -> None:
         super().__init__(host, port, max_body_bytes, thread_name=f"endpoint-{name}")
         self.slot = slot
         self.name = name
         self.keys = selected_keys(inference_output)
+        self.metrics = metrics  # when given: counted invocations, and GET /metrics
 
     # -- routes -----------------------------------------------------------------------------------
 
@@ -55,6 +59,8 @@ class EndpointServer(Service):
             if self.slot.current is None:
                 return response(503, b"no model is loaded on this endpoint yet\n")
             return response(200)
+        if route == ("GET", "/metrics") and self.metrics is not None:
+            return self.metrics.response()
         if route == ("GET", "/execution-parameters"):
             return response(200, json.dumps(self.execution_parameters()).encode(), "application/json")
         if route == ("POST", "/invocations"):
@@ -70,6 +76,13 @@ class EndpointServer(Service):
         return self.invocation(request, body, runtime_api=True)
 
     def invocation(self, request: Request, body: bytes, runtime_api: bool) -> Response:
+        started = time.perf_counter()
+        answer = self._invoke(request, body, runtime_api)
+        if self.metrics is not None:
+            self.metrics.observe_invocation(answer[0], time.perf_counter() - started)
+        return answer
+
+    def _invoke(self, request: Request, body: bytes, runtime_api: bool) -> Response:
         model = self.slot.current  # the request's one reference: a swap from here on does not touch it
         try:
             headers = request.lower

@@ -11,7 +11,7 @@ import mimetypes
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
@@ -55,6 +55,7 @@ class ApiGateway(Service):
         stage: str = "local",
         static: Mapping[str, Path] | None = None,
         cors_origin: str = "*",
+        observers: Sequence[Callable[[dict], None]] = (),
     ) -> None:
         self.router = Router([*routes, *(static_route(path, file) for path, file in (static or {}).items())])
         super().__init__(host, port, max_body_bytes, thread_name="api-gateway")
@@ -62,6 +63,7 @@ class ApiGateway(Service):
         self.access_log_path = access_log
         self.stage = stage
         self.cors_origin = cors_origin
+        self.observers = tuple(observers)  # each gets every access-log entry (metrics)
         self._log: AccessLog | None = None
 
     def start(self) -> ApiGateway:
@@ -114,6 +116,8 @@ class ApiGateway(Service):
             entry["error"] = error
         if self._log is not None:
             self._log.write(entry)
+        for observe in self.observers:
+            observe(entry)
         headers = with_cors(headers, self.cors_origin)
         headers.append(("x-amzn-RequestId", request_id))
         return status, headers, payload
