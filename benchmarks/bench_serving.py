@@ -242,6 +242,8 @@ def api_breakdown(tarball: Path, calls: int = 2000) -> dict[str, float]:
     import http.client
 
     from deploy.endpoint import EndpointServer, ModelSlot, ServingModel
+    from deploy.monitoring.metrics import ApiMetrics
+    from serving_lambdas import metrics as lambda_metrics
     from serving_lambdas.config import inference_settings
     from serving_lambdas.endpoint import invoke
     from serving_lambdas.inference import handler, make_records
@@ -273,6 +275,7 @@ def api_breakdown(tarball: Path, calls: int = 2000) -> dict[str, float]:
             "CLASS_NAMES": "setosa,virginica,versicolor", "PREDICTION_STORE": f"sqlite:{store.path}",
             "AWS_DEFAULT_REGION": "us-east-1",
         })
+        lambda_metrics.set_sink(ApiMetrics().observe_lambda)  # as in cloudviz serve, not printed
         answer = invoke("bench", server.url, [ROW])
         settings = inference_settings()
         event = {"httpMethod": "POST", "resource": "/predictions", "path": "/predictions", "isBase64Encoded": False,
