@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,9 +52,19 @@ class EndpointAnswer:
     latency_ms: float
 
 
-@lru_cache(maxsize=8)
 def runtime_client(runtime_url: str | None) -> Any:
-    """The sagemaker-runtime client for ``runtime_url`` (None: the AWS service), created once."""
+    """The sagemaker-runtime client for ``runtime_url`` (None: the AWS service), created once. Under a lock:
+    after a restart the first concurrent requests would each build a client (~0.2 s of CPU apiece) and queue
+    behind one another for seconds."""
+    with _client_lock:
+        return _new_client(runtime_url)
+
+
+_client_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _new_client(runtime_url: str | None) -> Any:
     config = Config(**CLIENT_CONFIG)
     if runtime_url is not None and urlsplit(runtime_url).hostname in LOOPBACK_HOSTS:
         config = config.merge(Config(signature_version=UNSIGNED))
