@@ -20,6 +20,7 @@ from serving_lambdas.store import open_store
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "the model endpoint is unavailable; nothing was stored, retry later"
+STORE_UNAVAILABLE = "the prediction store is unavailable; the prediction was not stored or answered, retry later"
 
 
 def handler(event: dict, context: object) -> dict:
@@ -33,7 +34,11 @@ def handler(event: dict, context: object) -> dict:
     except EndpointUnavailable:
         return error_response(503, UNAVAILABLE)
     records = make_records(payload.rows, answer, settings)
-    store(records, settings)
+    try:
+        store(records, settings)
+    except Exception:  # the store's own error (SQLite, DynamoDB, the disk): logged, nothing was written
+        logger.exception("prediction store %s failed", settings.store.target)
+        return error_response(503, STORE_UNAVAILABLE)
     report(records, answer, settings.endpoint_name)
     if payload.batch:
         return json_response(200, {"predictions": [record.answer() for record in records]})
@@ -41,7 +46,7 @@ def handler(event: dict, context: object) -> dict:
 
 
 def store(records: list[PredictionRecord], settings: InferenceSettings) -> None:
-    """Write the predictions, timing the write; a failure is counted, then answered 502 by the gateway."""
+    """Write the predictions (all or none), timing the write; a failure is counted and raised."""
     started = time.perf_counter()
     try:
         open_store(settings.store).put(records)

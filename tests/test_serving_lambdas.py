@@ -376,6 +376,17 @@ def test_an_unknown_endpoint_name_is_a_503(live):
     unavailable()
 
 
+def test_a_store_that_cannot_write_is_a_503_naming_the_store(live, tmp_path: Path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    live.setenv("PREDICTION_STORE", f"sqlite:{blocker / 'predictions.db'}")  # its folder cannot be made
+    status, answer = post(SEED)
+    assert (status, answer) == (503, {
+        "message": "the prediction store is unavailable; the prediction was not stored or answered, retry later"
+    })
+    assert f"prediction store {blocker / 'predictions.db'} failed" in caplog.text
+
+
 # -- configuration ----------------------------------------------------------------------------------------------
 
 
