@@ -20,6 +20,7 @@ from cloudviz import render
 from cloudviz.progress import ProgressDisplay
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import UserError
+from pipelines.json_logs import log_to_file
 from pipelines.registry import APPROVAL_STATUSES, ModelRegistry
 from pipelines.runner import LocalRunner
 from pipelines.runs import SUCCEEDED, RunRecord, RunStore
@@ -46,7 +47,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 def make_runner(args: argparse.Namespace) -> LocalRunner:
     interactive = sys.stderr.isatty() and not args.json
     observer = None if args.quiet else ProgressDisplay(sys.stderr, interactive)
-    return LocalRunner(StateHome.from_env(), build_pipeline(), observer)
+    home = StateHome.from_env()
+    log_to_file(home.logs / "runner.log", "pipelines")
+    return LocalRunner(home, build_pipeline(), observer)
 
 
 def finish_run(args: argparse.Namespace, record: RunRecord) -> int:
@@ -138,6 +141,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     home = StateHome.from_env()
     key = api_key(home.api_key_file)
+    log_to_file(home.logs / "serve.log", "deploy", "serving_lambdas")
     service = LocalService(home, args.group, key, args.api_port, args.endpoint_port, on_event=print_flushed)
     try:
         service.start()

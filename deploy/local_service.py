@@ -8,6 +8,7 @@ why). It also follows ``cloudviz deploy local`` run from another terminal.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pipelines.state import StateHome
 from serving_lambdas import metrics as lambda_metrics
 
 LOCAL_REGION = "us-east-1"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class LocalService:
         self.store = DeploymentStore(home.deployments)
         self.api_key = api_key
         self.ports = (api_port, endpoint_port)
-        self.on_event = on_event
+        self.on_event = on_event  # and every event is logged
         self.refused: set[int] = set()
         self.api_metrics = ApiMetrics()
         self.endpoint_metrics = EndpointMetrics(self.endpoint)
@@ -125,7 +127,7 @@ class LocalService:
             try:
                 self.poll()
             except Exception as error:  # the watcher must outlive a bad poll: the endpoint keeps serving
-                self.on_event(f"deployment watcher: {error}")
+                self._event(f"deployment watcher: {error}")
 
     def poll(self) -> None:
         """Deploy a newly approved version, or follow a deployment recorded by another process."""
@@ -158,11 +160,16 @@ class LocalService:
         except (UserError, SwapRefused) as error:
             self.refused.add(package.version)
             self.store.refused(self.endpoint, self.group, package.version, str(error))
-            self.on_event(f"kept version {self.live.version} live: {error}")
+            self._event(f"kept version {self.live.version} live: {error}", version=package.version)
 
     def _swap(self, model: ServingModel, deployment: Deployment) -> None:
         previous = self.live.version
         self.slot.swap(model)
         self.live = deployment
         self.endpoint_metrics.set_live_version(deployment.version)
-        self.on_event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})")
+        self._event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})",
+                    version=deployment.version)
+
+    def _event(self, message: str, version: int | None = None) -> None:
+        logger.info(message, extra={"endpoint": self.endpoint, "model_version": version})
+        self.on_event(message)

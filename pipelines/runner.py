@@ -11,6 +11,7 @@ input's fault (exit status 2); a failed run can be resumed from the step that fa
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import os
 import shutil
@@ -45,6 +46,8 @@ from pipelines.errors import UserError
 from pipelines.registry import ModelRegistry
 from pipelines.runs import EXECUTING, FAILED, PENDING, SKIPPED, SUCCEEDED, RunRecord, RunStore, utc_now
 from pipelines.state import StateHome
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINER = Path(__file__).resolve().parent / "builtin_xgboost" / "train.py"
@@ -157,6 +160,9 @@ class LocalRunner:
             record.ended_at = utc_now()
             record.save()
             self.observer.run_changed(record)
+            logger.info("run %s %s", record.run_id, record.status, extra={
+                "run_id": record.run_id, "status": record.status, "failure_reason": record.failure_reason,
+            })
         return record
 
     def _run_step(self, record: RunRecord, step: Step, use_cache: bool) -> None:
@@ -181,6 +187,12 @@ class LocalRunner:
         state.duration_seconds = round(time.monotonic() - started, 3)
         record.save()
         self.observer.run_changed(record)
+        logger.info(
+            "step %s %s", step.name, state.status,
+            extra={"run_id": record.run_id, "step": step.name, "status": state.status, "attempts": state.attempts,
+                   "duration_seconds": state.duration_seconds, "cached_from": state.cached_from,
+                   "failure_reason": state.failure_reason},
+        )
 
     def _run_control(self, record: RunRecord, step: ConditionStep | FailStep) -> None:
         if isinstance(step, FailStep):

@@ -1,27 +1,29 @@
-"""One JSON line per request, like an API Gateway access log with ``$context`` variables, appended to a file."""
+"""One JSON line per request, like an API Gateway access log with ``$context`` variables, appended to a file that
+is rotated by size (10 MiB, five old files kept) so a long-running server cannot fill the disk."""
 
 from __future__ import annotations
 
 import json
-import threading
+import logging
 from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
+
+from pipelines.json_logs import BACKUPS, MAX_BYTES
 
 
 class AccessLog:
-    """Thread-safe: each line is written whole under a lock and flushed, so ``tail -f`` sees complete lines."""
+    """Thread-safe: the handler writes each line whole under its lock and flushes it, so ``tail -f`` sees
+    complete lines."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file = path.open("a", encoding="utf-8", buffering=1)
-        self._lock = threading.Lock()
+        self._handler = RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
 
     def write(self, record: dict) -> None:
         line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **record})
-        with self._lock:
-            self._file.write(line + "\n")
+        self._handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"}))
 
     def close(self) -> None:
-        with self._lock:
-            self._file.close()
+        self._handler.close()
