@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from serving_lambdas.records import PredictionRecord, new_ids, time_bound, timestamp_text
-from serving_lambdas.store import DuplicateId, DynamoDbStore, SqliteStore, StoreSpec
+from serving_lambdas.store import DuplicateId, DynamoDbStore, SqliteStore, StoreSpec, open_store
 from serving_lambdas.store.dynamodb import SHARDS, partition_of, table_definition
 
 START = datetime(2026, 11, 29, 3, 20, 1, 123456, tzinfo=UTC)
@@ -244,3 +244,24 @@ def test_dynamodb_numbers_are_numbers(dynamodb):
     assert item["features"]["M"]["x1"] == {"N": "6.7"}
     assert item["model_version"] == {"N": "3"}
     assert item["probabilities"]["M"]["setosa"] == {"N": "0"}  # below DynamoDB's smallest number
+
+
+def test_the_first_concurrent_opens_share_one_store(tmp_path: Path):
+    """After a restart, the first requests arrive together: each used to open the file and switch it to WAL."""
+    spec = StoreSpec.parse(f"sqlite:{tmp_path / 'predictions.db'}")
+    opened: list[object] = []
+    errors: list[BaseException] = []
+
+    def first_request() -> None:
+        try:
+            opened.append(open_store(spec))
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=first_request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len({id(store) for store in opened}) == 1

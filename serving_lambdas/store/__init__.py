@@ -6,6 +6,7 @@ AWS one (``DynamoDbStore``). Both order predictions by id, which starts with the
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,9 +39,19 @@ class StoreSpec:
         return STORES[self.kind].max_rows_per_put
 
 
-@lru_cache(maxsize=16)
 def open_store(spec: StoreSpec) -> PredictionStore:
-    """The store of ``spec``, opened once per process and shared by every call and thread."""
+    """The store of ``spec``, opened once per process and shared by every call and thread. Under a lock: the
+    first concurrent requests would each open the SQLite file and switch it to WAL at once, and all but one
+    of them fail with "database is locked"."""
+    with _open_lock:
+        return _open(spec)
+
+
+_open_lock = threading.Lock()
+
+
+@lru_cache(maxsize=16)
+def _open(spec: StoreSpec) -> PredictionStore:
     return STORES[spec.kind](spec.target)
 
 
