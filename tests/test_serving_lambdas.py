@@ -27,7 +27,7 @@ from serving_lambdas import inference, retrieve
 from serving_lambdas.config import ConfigurationError, inference_settings
 from serving_lambdas.endpoint import runtime_client
 from serving_lambdas.records import PredictionRecord, new_ids, timestamp_text
-from serving_lambdas.store import SqliteStore, StoreSpec, open_store
+from serving_lambdas.store import SqliteStore, StoreSpec, forget_opened_stores, open_store
 from serving_lambdas.store.dynamodb import table_definition
 
 PACKAGE = Path(__file__).resolve().parents[1] / "serving_lambdas"
@@ -563,7 +563,7 @@ def moto_dynamodb(live):
         boto3.client("dynamodb").create_table(**table_definition("cloudviz-handlers"))
         live.setenv("PREDICTION_STORE", "dynamodb:cloudviz-handlers")
         yield
-    open_store.cache_clear()
+    forget_opened_stores()
 
 
 def test_the_handlers_on_a_dynamodb_store(moto_dynamodb):

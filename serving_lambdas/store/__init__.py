@@ -55,4 +55,18 @@ def _open(spec: StoreSpec) -> PredictionStore:
     return STORES[spec.kind](spec.target)
 
 
-__all__ = ["DuplicateId", "DynamoDbStore", "PredictionStore", "SqliteStore", "StoreSpec", "open_store"]
+def forget_opened_stores() -> None:
+    """Drop the stores opened so far, so the next ``open_store`` opens afresh (a test's moto session ends)."""
+    with _open_lock:
+        _open.cache_clear()
+
+
+__all__ = [
+    "DuplicateId",
+    "DynamoDbStore",
+    "PredictionStore",
+    "SqliteStore",
+    "StoreSpec",
+    "forget_opened_stores",
+    "open_store",
+]
