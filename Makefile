@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 NEWMAN_STAMP := $(VENV)/node/.installed
 
 .PHONY: run test lint bench-pipeline bench-serving clean
@@ -10,8 +11,13 @@ NEWMAN_STAMP := $(VENV)/node/.installed
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The tests also check the SageMaker side, so they need the aws extra (the SageMaker SDK, about 1 GB).
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,aws]'
+	touch $(TEST_STAMP)
 
 # Train, then (local demo only) approve the version just registered, deploy it and serve it.
 run: $(STAMP)
@@ -26,18 +32,18 @@ $(NEWMAN_STAMP):
 	@if command -v npm >/dev/null; then npm install --prefix $(VENV)/node newman@6 --no-audit --no-fund && touch $@; \
 	else echo "npm not found: tests/test_postman.py will be skipped"; fi
 
-test: $(STAMP) $(NEWMAN_STAMP)
+test: $(TEST_STAMP) $(NEWMAN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench-pipeline: $(STAMP)
+bench-pipeline: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
 
 # Installs wrk (apt) and MLflow (in .venv-bench-mlflow) on first use.
-bench-serving: $(STAMP)
+bench-serving: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_serving.py
 
 clean:

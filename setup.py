@@ -30,7 +30,7 @@ setup(
     extras_require={
         "aws": ["sagemaker>=3.27,<4"],
         "test": [
-            "pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb]>=5.1", "openapi-spec-validator>=0.7",
+            "pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb,s3,sagemaker]>=5.1", "openapi-spec-validator>=0.7",
             "aiosmtpd>=1.4",
         ],
     },

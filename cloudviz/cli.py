@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from cloudviz import render
+from cloudviz import aws_pipeline, render
 from cloudviz.progress import ProgressDisplay
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import UserError
@@ -62,6 +62,14 @@ def pipeline_run(args: argparse.Namespace) -> int:
     if args.data is not None:
         overrides["InputData"] = args.data
     return finish_run(args, make_runner(args).start(overrides, use_cache=not args.no_cache))
+
+
+def pipeline_start(args: argparse.Namespace) -> int:
+    if args.target == "local":
+        return pipeline_run(args)
+    if args.data is not None:
+        raise UserError("--data names a local file: with --target aws use --param InputData=s3://BUCKET/KEY.csv")
+    return aws_pipeline.start_command(args, parse_overrides(args.param))
 
 
 def pipeline_resume(args: argparse.Namespace) -> int:
@@ -250,9 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run Preprocess -> Train -> Evaluate -> CheckAccuracy -> Register on this machine.",
         epilog="List the parameters with `cloudviz pipeline parameters`. " + STATE_HOME_HELP,
     )
-    run.add_argument("--data", metavar="PATH", help="raw CSV to train on (default: the bundled iris data)")
-    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="set a pipeline parameter")
-    add_run_options(run)
+    start = add_command(
+        pipeline, "start", pipeline_start, "run the pipeline here (--target local) or on SageMaker (--target aws)",
+        epilog="--target aws starts an execution of the pipeline put there by `cloudviz pipeline upsert`.",
+    )
+    start.add_argument("--target", choices=("local", "aws"), default="local", help="where to run (default local)")
+    aws_pipeline.add_aws_options(start)
+    for runner in (run, start):
+        runner.add_argument("--data", metavar="PATH", help="raw CSV to train on (default: the bundled iris data)")
+        runner.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                            help="set a pipeline parameter")
+        add_run_options(runner)
+    for name, handler, text in (
+        ("definition", aws_pipeline.definition_command, "print the SageMaker Pipeline definition (offline)"),
+        ("upsert", aws_pipeline.upsert_command, "create or update the SageMaker Pipeline (needs AWS credentials)"),
+    ):
+        aws_pipeline.add_aws_options(add_command(pipeline, name, handler, text))
     resume = add_command(pipeline, "resume", pipeline_resume, "resume a failed run from the step that failed", "RUN_ID")
     add_run_options(resume)
     add_command(pipeline, "parameters", pipeline_parameters, "list the pipeline parameters and their defaults")

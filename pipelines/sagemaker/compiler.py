@@ -1,0 +1,263 @@
+"""The SageMaker Pipeline compiled from the one DAG declaration (``pipelines.definition``).
+
+Each declared step becomes its SageMaker counterpart: ProcessingStep -> a Processing job running the same
+script on the built-in XGBoost image (it carries numpy, pyarrow and XGBoost, which the scripts need),
+TrainingStep -> the built-in XGBoost algorithm with the same hyperparameters, ConditionStep -> a Condition
+on a JsonGet of a PropertyFile, RegisterModelStep -> a ModelStep registering into a model package group,
+FailStep -> a Fail step. References become step properties, so the dependencies are the same as locally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from pipelines import dag
+from pipelines.sagemaker.staging import staged_code
+
+XGBOOST_IMAGE_VERSION = "3.0-5"  # the image the local emulation reproduces (XGBoost 3.0.5)
+CACHE_EXPIRY = "P30D"
+CONTENT_TYPES = ["text/csv", "application/json", "text/libsvm"]
+RESPONSE_TYPES = ["text/csv", "application/json"]
+
+# Only on AWS: where the jobs run. Locally there is one machine.
+AWS_PARAMETERS = (
+    dag.Parameter("ProcessingInstanceType", "String", "ml.m5.large", "instance type of the Processing jobs"),
+    dag.Parameter("ProcessingInstanceCount", "Integer", 1, "instance count of the Processing jobs"),
+    dag.Parameter("TrainingInstanceType", "String", "ml.m5.large", "instance type of the training job"),
+    dag.Parameter("TrainingInstanceCount", "Integer", 1, "instance count of the training job"),
+    dag.Parameter("InferenceInstanceType", "String", "ml.m5.large", "instance type the model is registered for"),
+)
+COMPARISONS = {
+    ">=": "ConditionGreaterThanOrEqualTo",
+    ">": "ConditionGreaterThan",
+    "<=": "ConditionLessThanOrEqualTo",
+    "<": "ConditionLessThan",
+    "==": "ConditionEquals",
+}
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    """Where the pipeline runs: the account's region, the SageMaker execution role and the artifact bucket."""
+
+    region: str
+    role_arn: str
+    bucket: str
+    prefix: str = "cloudviz"
+    input_data_uri: str = ""  # the InputData default on AWS (the staged iris CSV when the local default is empty)
+
+
+class Compiler:
+    """Turns one ``dag.Pipeline`` into a ``sagemaker.mlops.workflow.pipeline.Pipeline``."""
+
+    def __init__(self, sdk: SimpleNamespace, session: object, target: AwsTarget) -> None:
+        self.sdk = sdk
+        self.session = session
+        self.target = target
+        self.image = sdk.image_uris.retrieve("xgboost", target.region, XGBOOST_IMAGE_VERSION)
+        self.parameters: dict[str, object] = {}
+        self.steps: dict[str, object] = {}
+        self.property_files: dict[tuple[str, str, str], object] = {}
+
+    def compile(self, pipeline: dag.Pipeline) -> object:
+        for parameter in (*pipeline.parameters, *AWS_PARAMETERS):
+            self.parameters[parameter.name] = self.parameter(parameter)
+        self.property_files = {
+            (ref.step, ref.output, ref.file): self.sdk.properties.PropertyFile(
+                name=f"{ref.step}{ref.output.title()}", output_name=ref.output, path=ref.file
+            )
+            for step in pipeline.steps
+            for ref in dag.references(step)
+            if isinstance(ref, dag.JsonGet)
+        }
+        # A condition takes its branches as built steps: build it after every other step.
+        order = pipeline.order()
+        for name in sorted(order, key=lambda n: isinstance(pipeline.step(n), dag.ConditionStep)):
+            self.steps[name] = self.step(pipeline.step(name))
+        branched = {n for s in pipeline.steps if isinstance(s, dag.ConditionStep) for n in (*s.if_steps, *s.else_steps)}
+        return self.sdk.pipeline.Pipeline(
+            name=pipeline.name,
+            parameters=list(self.parameters.values()),
+            steps=[self.steps[name] for name in order if name not in branched],
+            sagemaker_session=self.session,
+        )
+
+    def parameter(self, parameter: dag.Parameter) -> object:
+        kind = {"String": "ParameterString", "Integer": "ParameterInteger", "Float": "ParameterFloat"}
+        default = parameter.default
+        if parameter.name == "InputData" and not default:
+            default = self.target.input_data_uri
+        return getattr(self.sdk.parameters, kind[parameter.type])(name=parameter.name, default_value=default)
+
+    def value(self, value: dag.Value, as_text: bool = False) -> object:
+        """A declared value as the SDK takes it: a parameter, a step property, a JsonGet or a constant."""
+        match value:
+            case dag.Param(name):
+                resolved = self.parameters[name]
+                return resolved.to_string() if as_text and not isinstance(resolved.default_value, str) else resolved
+            case dag.StepOutput(step, output):
+                return self.output_uri(step, output)
+            case dag.JsonGet(step, output, file, json_path):
+                return self.sdk.functions.JsonGet(
+                    step_name=step, property_file=self.property_files[(step, output, file)], json_path=json_path
+                )
+        return str(value) if as_text else value
+
+    def output_uri(self, step: str, output: str) -> object:
+        properties = self.steps[step].properties
+        if output == "model":
+            return properties.ModelArtifacts.S3ModelArtifacts
+        return properties.ProcessingOutputConfig.Outputs[output].S3Output.S3Uri
+
+    def execution_uri(self, *parts: str) -> object:
+        """``s3://BUCKET/PREFIX/<execution id>/<parts>``: every execution writes below its own prefix."""
+        execution_id = self.sdk.execution_variables.ExecutionVariables.PIPELINE_EXECUTION_ID
+        root = f"s3://{self.target.bucket}/{self.target.prefix}/executions"
+        return self.sdk.functions.Join(on="/", values=[root, execution_id, *parts])
+
+    def step(self, step: dag.Step) -> object:
+        match step:
+            case dag.ProcessingStep():
+                return self.processing_step(step)
+            case dag.TrainingStep():
+                return self.training_step(step)
+            case dag.RegisterModelStep():
+                return self.register_step(step)
+            case dag.ConditionStep():
+                return self.condition_step(step)
+            case dag.FailStep():
+                return self.sdk.fail_step.FailStep(
+                    name=step.name,
+                    error_message=self.sdk.functions.Join(on="", values=[self.value(p) for p in step.message]),
+                )
+        raise TypeError(f"not a step: {step!r}")
+
+    def job_options(self, step: dag.ProcessingStep | dag.TrainingStep) -> dict:
+        """Caching and retries, as declared: retried on service faults, throttling and job failures
+        that are not the step's own (capacity, internal errors)."""
+        retry = self.sdk.retry
+        attempts = step.retry.max_attempts
+        cache = self.sdk.steps.CacheConfig(enable_caching=step.cache, expire_after=CACHE_EXPIRY)
+        options: dict = {"cache_config": cache}
+        if attempts > 1:
+            common = {"max_attempts": attempts, "interval_seconds": max(1, round(step.retry.interval_seconds)),
+                      "backoff_rate": step.retry.backoff_rate}
+            options["retry_policies"] = [
+                retry.StepRetryPolicy(
+                    exception_types=[retry.StepExceptionTypeEnum.SERVICE_FAULT, retry.StepExceptionTypeEnum.THROTTLING],
+                    **common,
+                ),
+                retry.SageMakerJobStepRetryPolicy(
+                    exception_types=[
+                        retry.SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                        retry.SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                    ],
+                    **common,
+                ),
+            ]
+        return options
+
+    def processing_step(self, step: dag.ProcessingStep) -> object:
+        shapes = self.sdk.shapes
+        processor = self.sdk.processing.ScriptProcessor(
+            image_uri=self.image,
+            command=["python3"],
+            instance_type=self.parameters["ProcessingInstanceType"],
+            instance_count=self.parameters["ProcessingInstanceCount"],
+            role=self.target.role_arn,
+            sagemaker_session=self.session,
+            base_job_name=f"cloudviz-{step.name.lower()}",
+        )
+        arguments = processor.run(
+            inputs=[
+                shapes.ProcessingInput(
+                    input_name=item.name,
+                    s3_input=shapes.ProcessingS3Input(
+                        s3_uri=self.value(item.source), local_path=item.destination,
+                        s3_data_type="S3Prefix", s3_input_mode="File",
+                    ),
+                )
+                for item in step.inputs
+            ],
+            outputs=[
+                shapes.ProcessingOutput(
+                    output_name=item.name,
+                    s3_output=shapes.ProcessingS3Output(
+                        s3_uri=self.execution_uri(step.name, item.name), local_path=item.source,
+                        s3_upload_mode="EndOfJob",
+                    ),
+                )
+                for item in step.outputs
+            ],
+            code=staged_code(step.code, self.target.bucket, self.target.prefix).uri,
+            arguments=[self.value(argument, as_text=True) for argument in step.arguments],
+        )
+        property_files = [file for (name, _, _), file in self.property_files.items() if name == step.name]
+        return self.sdk.steps.ProcessingStep(
+            name=step.name, step_args=arguments, property_files=property_files or None, **self.job_options(step)
+        )
+
+    def training_step(self, step: dag.TrainingStep) -> object:
+        configs = self.sdk.train_configs
+        trainer = self.sdk.train.ModelTrainer(
+            training_image=self.image,
+            compute=configs.Compute(
+                instance_type=self.parameters["TrainingInstanceType"],
+                instance_count=self.parameters["TrainingInstanceCount"],
+            ),
+            hyperparameters={name: self.value(value) for name, value in step.hyperparameters.items()},
+            input_data_config=[
+                configs.InputData(channel_name=channel, data_source=self.value(source), content_type=step.content_type)
+                for channel, source in step.channels.items()
+            ],
+            output_data_config=configs.OutputDataConfig(s3_output_path=self.execution_uri(step.name)),
+            role=self.target.role_arn,
+            sagemaker_session=self.session,
+            base_job_name=f"cloudviz-{step.name.lower()}",
+        )
+        return self.sdk.steps.TrainingStep(name=step.name, step_args=trainer.train(), **self.job_options(step))
+
+    def register_step(self, step: dag.RegisterModelStep) -> object:
+        """The evaluation report goes along as the version's model statistics; the data schema as metadata."""
+        functions, metrics = self.sdk.functions, self.sdk.metrics
+        evaluation = functions.Join(on="/", values=[self.value(dag.StepOutput(step.metrics.step, step.metrics.output)),
+                                                    step.metrics.file])
+        schema = functions.Join(on="/", values=[self.value(step.data), "schema.json"])
+        builder = self.sdk.model_builder.ModelBuilder(
+            s3_model_data_url=self.value(step.model),
+            image_uri=self.image,
+            role_arn=self.target.role_arn,
+            sagemaker_session=self.session,
+        )
+        arguments = builder.register(
+            model_package_group_name=self.value(step.model_package_group),
+            approval_status=self.value(step.approval_status),
+            content_types=CONTENT_TYPES,
+            response_types=RESPONSE_TYPES,
+            inference_instances=[self.parameters["InferenceInstanceType"]],
+            transform_instances=[self.parameters["InferenceInstanceType"]],
+            model_metrics=metrics.ModelMetrics(
+                model_statistics=metrics.MetricsSource(content_type="application/json", s3_uri=evaluation)
+            ),
+            customer_metadata_properties={"DataSchema": schema},
+            description="trained by the CloudViz pipeline",
+        )
+        return self.sdk.model_step.ModelStep(name=step.name, step_args=arguments)
+
+    def condition_step(self, step: dag.ConditionStep) -> object:
+        conditions = self.sdk.conditions
+        if step.comparison == "!=":
+            condition = conditions.ConditionNot(
+                expression=conditions.ConditionEquals(left=self.value(step.left), right=self.value(step.right))
+            )
+        else:
+            condition = getattr(conditions, COMPARISONS[step.comparison])(
+                left=self.value(step.left), right=self.value(step.right)
+            )
+        return self.sdk.condition_step.ConditionStep(
+            name=step.name,
+            conditions=[condition],
+            if_steps=[self.steps[name] for name in step.if_steps],
+            else_steps=[self.steps[name] for name in step.else_steps],
+        )

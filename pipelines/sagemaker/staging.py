@@ -1,0 +1,40 @@
+"""Where the pipeline's files live in S3: addressed by content, so the definition names them offline.
+
+``definition`` only computes these URIs; ``upsert`` uploads what is missing before it creates or updates the
+pipeline. A changed script gets a new key, so a running execution never sees its code replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A local file and the ``s3://`` URI it is (or will be) uploaded to."""
+
+    path: Path
+    uri: str
+
+    @property
+    def bucket(self) -> str:
+        return self.uri.removeprefix("s3://").split("/", 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.uri.removeprefix("s3://").split("/", 1)[1]
+
+
+def staged(path: Path, bucket: str, prefix: str, folder: str) -> StagedFile:
+    """``s3://BUCKET/PREFIX/FOLDER/<sha256 of the content, 16 hex>/<file name>``."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return StagedFile(path, f"s3://{bucket}/{prefix}/{folder}/{digest}/{path.name}")
+
+
+def staged_code(script: str, bucket: str, prefix: str) -> StagedFile:
+    """A step's script, given relative to the repository root (``preprocessing/preprocess.py``)."""
+    return staged(REPOSITORY / script, bucket, prefix, "code")
