@@ -31,6 +31,7 @@ setup(
         "aws": ["sagemaker>=3.27,<4"],
         "test": [
             "pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb,s3,sagemaker]>=5.1", "openapi-spec-validator>=0.7",
+            "vermin>=1.6",
             "aiosmtpd>=1.4",
         ],
     },

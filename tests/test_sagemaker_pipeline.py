@@ -7,6 +7,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -17,7 +19,7 @@ from cloudviz.cli import main
 from pipelines import dag
 from pipelines.definition import ACCURACY_PATH, build_pipeline
 from pipelines.sagemaker import AWS_PARAMETERS, definition
-from pipelines.sagemaker.staging import staged_code
+from pipelines.sagemaker.staging import REPOSITORY, staged_code
 
 REGION = "eu-west-1"
 ROLE = "arn:aws:iam::123456789012:role/CloudVizSageMakerExecution"
@@ -125,6 +127,14 @@ def test_jobs_run_the_same_scripts_arguments_and_hyperparameters(offline):
         name: {"Get": f"Parameters.{value.name}"} for name, value in local.step("Train").hyperparameters.items()
     }
     assert [c["ChannelName"] for c in training["InputDataConfig"]] == list(local.step("Train").channels)
+
+
+def test_the_processing_scripts_run_on_the_images_python():
+    """The SageMaker XGBoost 3.0-5 image runs Python 3.10; vermin finds the oldest Python each script needs."""
+    scripts = [REPOSITORY / step.code for step in build_pipeline().steps if isinstance(step, dag.ProcessingStep)]
+    vermin = Path(sys.executable).with_name("vermin")
+    result = subprocess.run([vermin, "--no-tips", "--violations", "-t=3.10-", *scripts], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
 
 
 def normalized(document: dict) -> dict:
