@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 NEWMAN_STAMP := $(VENV)/node/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint bench-pipeline bench-serving clean
+.PHONY: run test lint bench-pipeline bench-serving dashboard-screenshot clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,9 +33,19 @@ $(NEWMAN_STAMP):
 	@if command -v npm >/dev/null; then npm install --prefix $(VENV)/node newman@6 --no-audit --no-fund && touch $@; \
 	else echo "npm not found: tests/test_postman.py will be skipped"; fi
 
-test: $(TEST_STAMP) $(NEWMAN_STAMP)
+# Debian's chromium, which Playwright drives in tests/test_dashboard.py (no browser download: never
+# `playwright install`). apt needs root; without it the browser test is skipped and says why.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "not root: cannot apt-get install chromium; tests/test_dashboard.py's browser test will be skipped"; fi
+
+test: $(TEST_STAMP) $(NEWMAN_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# docs/dashboard.png, the README's screenshot: a demo state home, live traffic, headless chromium.
+dashboard-screenshot: $(TEST_STAMP) $(CHROMIUM)
+	$(BIN)/python docs/dashboard_screenshot.py docs/dashboard.png
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -26,6 +26,8 @@ setup(
         "boto3>=1.34",
         "prometheus-client>=0.20",
         "matplotlib>=3.8",
+        # Only for the plotly.js it ships (package_data/plotly.min.js): the dashboard serves it, no CDN.
+        "plotly>=6",
     ],
     extras_require={
         "aws": ["sagemaker>=3.27,<4"],
@@ -33,8 +35,10 @@ setup(
             "pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb,s3,sagemaker]>=5.1", "openapi-spec-validator>=0.7",
             "vermin>=1.6",
             "aiosmtpd>=1.4",
+            # Drives Debian's chromium (/usr/bin/chromium) in the dashboard's browser test; never `playwright install`.
+            "playwright>=1.45",
         ],
     },
-    package_data={"deploy": ["openapi.json", "postman/*.json"]},
+    package_data={"deploy": ["openapi.json", "postman/*.json", "dashboard/assets/*"]},
     entry_points={"console_scripts": ["cloudviz=cloudviz.cli:main"]},
 )

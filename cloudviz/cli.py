@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,12 +146,17 @@ def deploy_local_command(args: argparse.Namespace) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     from deploy.api_key import api_key
+    from deploy.dashboard.serve_file import ServeRecord, forget_serve, record_serve
     from deploy.local_service import LocalService
+    from deploy.monitoring.notifications import NotificationSettings
 
     home = StateHome.from_env()
     key = api_key(home.api_key_file)
+    notifications = NotificationSettings.resolve(args.alarm_webhook, args.smtp_host, args.smtp_port, args.smtp_from,
+                                                 args.smtp_to)
     log_to_file(home.logs / "serve.log", "deploy", "serving_lambdas")
-    service = LocalService(home, args.group, key, args.api_port, args.endpoint_port, on_event=print_flushed)
+    service = LocalService(home, args.group, key, args.api_port, args.endpoint_port, on_event=print_flushed,
+                           alarm_period_seconds=args.alarm_period, notifiers=notifications.notifiers())
     try:
         service.start()
     except OSError as error:
@@ -163,12 +169,70 @@ def serve_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     with service:
+        record = ServeRecord(service.api.url, service.endpoint_server.url, os.getpid(), args.group)
+        record_serve(home.serve_file, record)  # how `cloudviz dashboard` finds this serve
         print_flushed(render.serving(service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print_flushed("Stopping.")
+        finally:
+            forget_serve(home.serve_file, record)
     return 0
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    from deploy.dashboard.serve_file import check_answers, running_serve
+
+    record = running_serve(StateHome.from_env().serve_file)
+    check_answers(record)
+    url = record.dashboard_url
+    opened = not args.no_browser and webbrowser.open(url)
+    if opened or args.no_browser:
+        text = f"Dashboard: {url}"
+    else:
+        text = f"Dashboard: {url}\n(no browser could be started here: open the URL in one on this machine)"
+    emit(args, {"url": url, "opened": opened, "serve": record.to_dict()}, text)
+    return 0
+
+
+def alarms_list(args: argparse.Namespace) -> int:
+    from deploy.monitoring.alarm_history import AlarmHistory
+    from deploy.monitoring.alarm_rules import ALARM_RULES
+
+    states = AlarmHistory(StateHome.from_env().alarms_db).states()
+    document = []
+    for rule in ALARM_RULES:
+        state = states.get(rule.name)  # None: never evaluated
+        document.append({"rule": rule.name, "condition": state.condition if state else rule.condition,
+                         "description": rule.description, "aws_metric": f"{rule.namespace} {rule.metric_name}",
+                         "state": state.to_dict() if state else None})
+    emit(args, document, render.alarms_table(ALARM_RULES, states))
+    return 0
+
+
+def alarms_history(args: argparse.Namespace) -> int:
+    from deploy.monitoring.alarm_history import AlarmHistory
+    from deploy.monitoring.alarm_rules import ALARM_RULES
+
+    names = [rule.name for rule in ALARM_RULES]
+    if args.alarm is not None and args.alarm not in names:
+        raise UserError(f"--alarm {args.alarm!r}: no such alarm; the alarms are {', '.join(names)}")
+    transitions = AlarmHistory(StateHome.from_env().alarms_db).transitions(args.alarm, args.limit)
+    text = render.alarm_history(transitions) if transitions else (
+        "No alarm state changes recorded yet: `cloudviz serve` evaluates the alarms while it runs.")
+    emit(args, [transition.to_dict() for transition in transitions], text)
+    return 0
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def stop_on_sigterm(signum: int, frame: object) -> None:
@@ -321,7 +385,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
     serve.add_argument("--api-port", type=port_number, default=8000, help="prediction API port (default 8000)")
     serve.add_argument("--endpoint-port", type=port_number, default=8080, help="endpoint port (default 8080)")
+    alarms = serve.add_argument_group(
+        "alarms", "The alarm rules (`cloudviz alarms list`) are evaluated while serving; their changes into and out "
+        "of ALARM are sent to a webhook and/or by email. Each flag falls back to its environment variable.")
+    alarms.add_argument("--alarm-period", type=positive_seconds, metavar="SECONDS",
+                        help="evaluate every alarm over periods of this length (default: each rule's own, 60 s)")
+    alarms.add_argument("--alarm-webhook", metavar="URL", help="POST each alarm change as JSON here "
+                        "[CLOUDVIZ_ALARM_WEBHOOK]")
+    alarms.add_argument("--smtp-host", metavar="HOST", help="email alarm changes through this SMTP server "
+                        "[CLOUDVIZ_SMTP_HOST]")
+    alarms.add_argument("--smtp-port", metavar="PORT", help="its port (default 25) [CLOUDVIZ_SMTP_PORT]")
+    alarms.add_argument("--smtp-from", metavar="ADDRESS", help="sender address [CLOUDVIZ_SMTP_FROM]")
+    alarms.add_argument("--smtp-to", metavar="ADDRESSES", help="recipients, separated by commas [CLOUDVIZ_SMTP_TO]")
     serve.set_defaults(handler=serve_command)
+
+    alarm_actions = actions_of(groups, "alarms", "alarm rules, their states and history")
+    add_command(alarm_actions, "list", alarms_list, "the alarm rules and their current states",
+                epilog="States are those `cloudviz serve` recorded in the state home (alarms.db).")
+    history = add_command(alarm_actions, "history", alarms_history, "alarm state changes, newest first")
+    history.add_argument("--alarm", metavar="NAME", help="only this alarm")
+    history.add_argument("--limit", type=positive_int, default=50, help="show at most this many (default 50)")
+
+    dashboard = add_command(
+        groups, "dashboard", dashboard_command, "open the live dashboard of the running `cloudviz serve`",
+        description="Open the monitoring dashboard (/dashboard on the API) of the `cloudviz serve` running on this "
+        "state home in a web browser, or print its URL: traffic, errors, latency, alarms, predictions by class, "
+        "drift, the live model's evaluation, pipeline runs and registry versions, refreshed every 5 s.",
+        epilog="It reads <state home>/serve.json, which `cloudviz serve` writes while it runs. " + STATE_HOME_HELP,
+    )
+    dashboard.add_argument("--no-browser", action="store_true", help="only print the URL")
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from cloudviz.progress import step_note
@@ -11,6 +12,8 @@ from pipelines.runs import RunRecord
 
 if TYPE_CHECKING:
     from deploy.local_service import LocalService  # imports XGBoost; only the type is needed here
+    from deploy.monitoring.alarm_history import AlarmState, Transition
+    from deploy.monitoring.alarm_rules import AlarmRule
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -137,6 +140,47 @@ def serving(service: LocalService, key_from_env: bool) -> str:
         f"API key   {service.api_key}   (send it as x-api-key; {key_source})",
         f"Try       curl -s -X POST {api}/predictions -H 'x-api-key: {service.api_key}'"
         f" -H 'Content-Type: application/json' -d '{body}'",
+        f"Dashboard {api}/dashboard   (live monitoring; `cloudviz dashboard` opens it; Prometheus: {api}/metrics)",
+        alarms_line(service),
         f"A version approved now (cloudviz models approve {live.group} N) goes live here with no failed request."
         " Ctrl-C stops.",
     ])
+
+
+def alarms_line(service: LocalService) -> str:
+    rules = service.evaluator.rules if service.evaluator is not None else ()
+    periods = "/".join(f"{period:g}" for period in sorted({rule.period_seconds for rule in rules}))
+    destinations = ", ".join(notifier.destination for notifier in service.notifiers)
+    return (f"Alarms    {len(rules)} rules over {periods} s periods (cloudviz alarms list); changes go to:"
+            f" {destinations}")
+
+
+def alarm_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def alarms_table(rules: Sequence[AlarmRule], states: Mapping[str, AlarmState]) -> str:
+    """Each rule with its recorded state; rules never evaluated show "-"."""
+    rows = []
+    for rule in rules:
+        state = states.get(rule.name)
+        rows.append([
+            rule.name,
+            state.state if state else "-",
+            state.since.replace("T", " ")[:19] if state else "-",
+            alarm_value(state.value) if state else "-",
+            state.condition if state else rule.condition,
+        ])
+    lines = [table(["ALARM", "STATE", "SINCE (UTC)", "VALUE", "CONDITION"], rows)]
+    if any(rule.name not in states for rule in rules):
+        lines.append("-: not evaluated yet (`cloudviz serve` evaluates the alarms while it runs)")
+    return "\n".join(lines)
+
+
+def alarm_history(transitions: Sequence[Transition]) -> str:
+    rows = [
+        [t.timestamp.replace("T", " ")[:23], t.alarm, f"{t.old_state} -> {t.new_state}", alarm_value(t.value),
+         t.reason]
+        for t in transitions
+    ]
+    return table(["TIME (UTC)", "ALARM", "CHANGE", "VALUE", "REASON"], rows)

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from deploy.dashboard import Dashboard, DashboardSources
 from deploy.deployments import Deployment, DeploymentStore
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
+from deploy.monitoring.alarm_history import AlarmHistory
+from deploy.monitoring.alarm_rules import ALARM_RULES
+from deploy.monitoring.alarms import AlarmEvaluator
+from deploy.monitoring.drift import Baseline, DriftMonitor, load_baseline
 from deploy.monitoring.metrics import ApiMetrics, EndpointMetrics
+from deploy.monitoring.notifications import EventNotifier, Notifier
+from deploy.monitoring.sampler import MetricSampler, sampling_period
 from deploy.release import deploy_local, endpoint_name, load_checked
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.errors import UserError
 from pipelines.registry import ModelPackage, ModelRegistry
+from pipelines.runs import RunStore
 from pipelines.state import StateHome
 from serving_lambdas import metrics as lambda_metrics
+from serving_lambdas.store import StoreSpec, open_store
 
 LOCAL_REGION = "us-east-1"
 logger = logging.getLogger(__name__)
@@ -67,7 +76,11 @@ class LocalService:
         api_port: int = 0,
         endpoint_port: int = 0,
         on_event: Callable[[str], None] = lambda message: None,
+        alarm_period_seconds: float | None = None,
+        notifiers: Sequence[Notifier] = (),
     ) -> None:
+        """``alarm_period_seconds`` replaces the alarm rules' own period (60 s) locally; ``notifiers`` receive the
+        alarms' changes into and out of ALARM (``on_event`` too), and are closed with the service."""
         self.home = home
         self.group = group
         self.endpoint = endpoint_name(group)
@@ -79,6 +92,11 @@ class LocalService:
         self.refused: set[int] = set()
         self.api_metrics = ApiMetrics()
         self.endpoint_metrics = EndpointMetrics(self.endpoint)
+        self.sampler = MetricSampler(self.api_metrics, self.endpoint_metrics, sampling_period(alarm_period_seconds))
+        self.alarm_history = AlarmHistory(home.alarms_db)
+        self.alarm_period_seconds = alarm_period_seconds
+        self.notifiers = [*notifiers, EventNotifier(on_event)]
+        self.evaluator: AlarmEvaluator | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -100,10 +118,18 @@ class LocalService:
         ).start()
         environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home)
         lambda_metrics.set_sink(self.api_metrics.observe_lambda)  # the handlers' EMF documents, in-process
+        store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
+        self.drift = DriftMonitor(self._drift_baseline(live.version), metrics=self.api_metrics, store=store)
+        dashboard = Dashboard(DashboardSources(
+            self.home, self.group, self.endpoint, live=lambda: self.live, store=store, sampler=self.sampler,
+            alarm_states=lambda: self.evaluator.states() if self.evaluator is not None else [], drift=self.drift,
+        ))
         self.api = build_prediction_api(
             environment, self.api_key, port=api_port, access_log=self.home.logs / "api-access.log",
-            extra_routes=[self.api_metrics.route()], observers=[self.api_metrics.observe_request],
+            extra_routes=[self.api_metrics.route(), *dashboard.routes()], observers=[self.api_metrics.observe_request],
         ).start()
+        self.evaluator = AlarmEvaluator(ALARM_RULES, self.sampler, self.alarm_history, self.notifiers,
+                                        self.alarm_period_seconds, before_sample=[self.drift.refresh]).start()
         self._watcher = threading.Thread(target=self._watch, args=(poll_seconds,), name="deploy-watcher", daemon=True)
         self._watcher.start()
         return self
@@ -112,6 +138,8 @@ class LocalService:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join()
+        if self.evaluator is not None:
+            self.evaluator.close()
         self.api.close()
         self.endpoint_server.close()
         lambda_metrics.set_sink(None)
@@ -166,9 +194,20 @@ class LocalService:
         previous = self.live.version
         self.slot.swap(model)
         self.live = deployment
+        self.drift.set_baseline(self._drift_baseline(deployment.version))
         self.endpoint_metrics.set_live_version(deployment.version)
         self._event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})",
                     version=deployment.version)
+
+    def _drift_baseline(self, version: int) -> Baseline | None:
+        """The training statistics of ``version``, which drift is measured against; None, with the reason logged,
+        when its training run is gone (a copied state home, deleted runs): the model serves, drift goes unmeasured."""
+        try:
+            return load_baseline(RunStore(self.home.runs), self.registry.get(self.group, version))
+        except UserError as error:
+            logger.warning("drift not measured for version %s: %s", version, error,
+                           extra={"endpoint": self.endpoint, "model_version": version})
+            return None
 
     def _event(self, message: str, version: int | None = None) -> None:
         logger.info(message, extra={"endpoint": self.endpoint, "model_version": version})

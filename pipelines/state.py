@@ -50,6 +50,15 @@ class StateHome:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def alarms_db(self) -> Path:
+        return self.root / "alarms.db"
+
+    @property
+    def serve_file(self) -> Path:
+        """Where a running ``cloudviz serve`` answers (removed when it stops)."""
+        return self.root / "serve.json"
+
 
 def write_json_atomic(path: Path, document: dict) -> None:
     """Readers never see a half-written file: write beside it, then rename over it."""

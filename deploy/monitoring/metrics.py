@@ -39,6 +39,15 @@ class ApiMetrics:
                                       buckets=LATENCY_BUCKETS, registry=self.registry)
         self.store_errors = Counter("cloudviz_store_errors", "Prediction store writes that failed",
                                     registry=self.registry)
+        # Set by deploy.monitoring.drift: absent (features) or NaN (classes) until enough predictions are stored.
+        self.feature_drift = Gauge("cloudviz_feature_drift", "PSI of a feature, newest predictions vs training",
+                                   ["feature"], registry=self.registry)
+        self.prediction_class_drift = Gauge("cloudviz_prediction_class_drift",
+                                            "PSI of the predicted classes vs the training class distribution",
+                                            registry=self.registry)
+        self.prediction_class_drift.set(float("nan"))
+        self.drift_window_rows = Gauge("cloudviz_drift_window_rows", "Predictions the drift gauges are computed over",
+                                       registry=self.registry)
 
     def observe_request(self, entry: dict) -> None:
         """One gateway access-log entry."""

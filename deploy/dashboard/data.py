@@ -1,0 +1,435 @@
+"""The dashboard's data: one JSON document holding every panel, built for each ``GET /dashboard/data``.
+
+Each panel is read from where its truth lives: the prediction store (predictions over time, class shares; the
+last hour's rows are kept between requests and only new ones read, see ``RecentPredictions``), the
+metric sampler's series (traffic, latency, drift), the alarm evaluator (alarm states), the registry (the live
+version's evaluation, every version's approval), the run store (pipeline runs and their step timings). A panel
+whose source fails carries ``{"error": ...}`` instead of its data, so one unreadable file never blanks the page.
+Every time is UTC, written ``YYYY-MM-DD HH:MM:SS.fff`` (what plotly's date axes read without shifting it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from deploy.deployments import Deployment
+from deploy.monitoring.alarm_history import AlarmState
+from deploy.monitoring.drift import MODERATE_DRIFT, SIGNIFICANT_DRIFT, DriftMonitor
+from deploy.monitoring.sampler import MetricSampler, PeriodSample
+from pipelines.errors import NotFoundError
+from pipelines.registry import ModelPackage, ModelRegistry
+from pipelines.runs import RunRecord, RunStore
+from pipelines.state import StateHome
+from serving_lambdas.records import time_bound
+from serving_lambdas.store import PredictionStore
+
+REFRESH_SECONDS = 5
+PREDICTION_WINDOW = timedelta(hours=1)
+MAX_PREDICTION_ROWS = 50_000  # a busier hour is summarised from its newest rows; the panel says so
+OVERLAP_SECONDS = 10.0  # how far back each refresh re-reads, for predictions committed out of id order
+BUCKET_SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)  # predictions-over-time bar widths to choose from
+MAX_BUCKETS = 60
+TRAFFIC_SUMMARY_SECONDS = 60.0  # the headline tiles cover the last minute
+RUNS_SHOWN = 8
+SAMPLE_BODY = '{"x1":6.7,"x2":3.3,"x3":5.7,"x4":2.5}'
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DashboardSources:
+    """Where each panel comes from. ``live`` answers the deployment the endpoint serves now, ``alarm_states``
+    the evaluator's alarms as they stand; the sampler, the alarm states and the drift monitor are None when the
+    server runs without them (their panels say so)."""
+
+    home: StateHome
+    group: str
+    endpoint: str
+    live: Callable[[], Deployment | None]
+    store: PredictionStore
+    sampler: MetricSampler | None = None
+    alarm_states: Callable[[], Sequence[AlarmState]] | None = None
+    drift: DriftMonitor | None = None
+
+
+def clock(moment: datetime) -> str:
+    """A UTC time as the page shows and plots it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def clock_of(iso: str | None) -> str | None:
+    """An ISO-8601 time (``Z``, an offset, or naive UTC) as ``clock`` writes it."""
+    if not iso:
+        return None
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return clock(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def finite(value: float | None, digits: int = 6) -> float | None:
+    """JSON has no NaN or infinity: those become null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def build(
+    sources: DashboardSources, recent: RecentPredictions, host: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """The whole document. ``recent`` holds the store's newest predictions between calls; ``host`` is the Host
+    header the page was loaded with (for the curl hint)."""
+    now = now or datetime.now(UTC)
+    live = sources.live()
+    package = _package(sources, live)
+    series = sources.sampler.series() if sources.sampler is not None else []
+    document: dict[str, Any] = {
+        "generated_at": clock(now),
+        "refresh_seconds": REFRESH_SECONDS,
+        "group": sources.group,
+        "endpoint": sources.endpoint,
+        "classes": _classes(package),
+    }
+    panels: dict[str, Callable[[], Any]] = {
+        "traffic": lambda: traffic(sources.sampler, series),
+        "alarms": lambda: alarms(sources.alarm_states),
+        "predictions": lambda: predictions(recent, package, host, now, sources.home),
+        "drift": lambda: drift(sources, package, series),
+        "model": lambda: model(live, package),
+        "runs": lambda: runs(RunStore(sources.home.runs), sources.group),
+        "registry": lambda: registry(sources.home, sources.group, live),
+    }
+    for name, panel in panels.items():
+        try:
+            document[name] = panel()
+        except Exception as error:  # one unreadable source must not blank the other panels
+            logger.warning("dashboard: the %s panel failed: %s", name, error)
+            document[name] = {"error": f"{type(error).__name__}: {error}"}
+    return document
+
+
+def to_json(document: dict) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _package(sources: DashboardSources, live: Deployment | None) -> ModelPackage | None:
+    if live is None:
+        return None
+    try:
+        return ModelRegistry(sources.home.registry_db).get(live.group, live.version)
+    except NotFoundError:
+        return None
+
+
+def _classes(package: ModelPackage | None) -> list[str]:
+    if package is None:
+        return []
+    return list(package.lineage.get("data", {}).get("classes") or package.metrics.get("classes") or [])
+
+
+# -- traffic -------------------------------------------------------------------------------------
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 3) if whole else None
+
+
+def traffic(sampler: MetricSampler | None, series: list[PeriodSample]) -> dict[str, Any]:
+    """Per period: request rate, 4xx/5xx rates (% of requests), API latency percentiles and the model's p99."""
+    if sampler is None:
+        return {"available": False, "why": "this server runs no metric sampler, so there is no time series"}
+    periods = max(1, round(TRAFFIC_SUMMARY_SECONDS / sampler.period_seconds))
+    last = sampler.window(periods)
+    summary = None
+    if last is not None:
+        summary = {
+            "seconds": last.seconds,
+            "requests": last.requests,
+            "requests_per_second": round(last.requests / last.seconds, 3) if last.seconds else None,
+            "error_5xx_percent": _rate(last.errors_5xx, last.requests),
+            "latency_p99_ms": finite(last.latency_p99_ms, 3),
+        }
+    return {
+        "available": True,
+        "period_seconds": sampler.period_seconds,
+        "summary": summary,
+        "time": [clock_of(s.timestamp) for s in series],
+        "requests_per_second": [round(s.requests / s.seconds, 3) if s.seconds else 0.0 for s in series],
+        "requests": [s.requests for s in series],
+        "error_4xx_percent": [_rate(s.errors_4xx, s.requests) for s in series],
+        "error_5xx_percent": [_rate(s.errors_5xx, s.requests) for s in series],
+        "latency_p50_ms": [finite(s.latency_p50_ms, 3) for s in series],
+        "latency_p90_ms": [finite(s.latency_p90_ms, 3) for s in series],
+        "latency_p99_ms": [finite(s.latency_p99_ms, 3) for s in series],
+        "model_latency_p99_ms": [finite(s.model_latency_p99_ms, 3) for s in series],
+    }
+
+
+# -- alarms --------------------------------------------------------------------------------------
+
+
+def alarms(states: Callable[[], Sequence[AlarmState]] | None) -> dict[str, Any]:
+    if states is None:
+        return {"available": False, "why": "this server runs no alarm evaluator"}
+    rows = [
+        {
+            "name": s.name,
+            "state": s.state,
+            "reason": s.reason,
+            "since": clock_of(s.since),
+            "value": finite(s.value),
+            "threshold": finite(s.threshold),
+            "description": s.description,
+            "metric": s.metric,
+            "condition": s.condition or s.metric,
+            "evaluated_at": clock_of(s.evaluated_at),
+        }
+        for s in states()
+    ]
+    return {"available": True, "states": rows, "in_alarm": sum(row["state"] == "ALARM" for row in rows)}
+
+
+# -- predictions ---------------------------------------------------------------------------------
+
+
+def curl_hint(host: str, home: StateHome) -> str:
+    """A request that makes a prediction, with the key read from where ``cloudviz serve`` took it."""
+    key = "$CLOUDVIZ_API_KEY" if "CLOUDVIZ_API_KEY" in os.environ else f"$(cat {home.api_key_file})"
+    return (f"curl -s -X POST http://{host}/predictions -H \"x-api-key: {key}\""
+            f" -H 'Content-Type: application/json' -d '{SAMPLE_BODY}'")
+
+
+def bucket_seconds(span_seconds: float) -> int:
+    """The narrowest bar width that draws ``span_seconds`` in at most ``MAX_BUCKETS`` bars."""
+    for size in BUCKET_SECONDS:
+        if span_seconds / size <= MAX_BUCKETS:
+            return size
+    return BUCKET_SECONDS[-1]
+
+
+@dataclass(frozen=True)
+class Recent:
+    """One stored prediction, as the charts need it."""
+
+    time: float  # seconds since the epoch
+    label: str
+    model_version: int | None
+
+
+class RecentPredictions:
+    """The stored predictions of the last ``window``, kept between refreshes so that a dashboard left open does
+    not re-read a busy hour every few seconds: each read asks the store only for the rows made since
+    ``OVERLAP_SECONDS`` before the newest one held (a row committed late, behind an id already read, is still
+    found; ids dedupe the overlap). At most ``max_rows`` are held: past that the oldest are dropped and the
+    panel says it shows the newest rows only."""
+
+    def __init__(self, store: PredictionStore, window: timedelta = PREDICTION_WINDOW,
+                 max_rows: int = MAX_PREDICTION_ROWS) -> None:
+        self.store = store
+        self.window = window
+        self.max_rows = max_rows
+        self.truncated = False
+        self._rows: dict[str, Recent] = {}
+        self._newest = 0.0
+        self._complete_from = 0.0  # rows made before this time may be missing (the cap was hit)
+        self._lock = threading.Lock()
+
+    def read(self, now: datetime) -> list[Recent]:
+        """The predictions made in the ``window`` before ``now``."""
+        with self._lock:
+            start = (now - self.window).timestamp()
+            since = max(start, self._newest - OVERLAP_SECONDS)
+            records = self.store.newest(self.max_rows, since=time_bound(datetime.fromtimestamp(since, UTC)))
+            for record in records:
+                moment = datetime.fromisoformat(record.timestamp.replace("Z", "+00:00")).timestamp()
+                self._rows[record.id] = Recent(moment, record.label, record.model_version)
+                self._newest = max(self._newest, moment)
+            if len(records) == self.max_rows:  # the store holds more since then: keep the newest, with no gap
+                oldest = records[-1].id
+                self._complete_from = self._rows[oldest].time
+                self._rows = {key: row for key, row in self._rows.items() if key >= oldest}
+            cutoff = time_bound(datetime.fromtimestamp(start, UTC))
+            self._rows = {key: row for key, row in self._rows.items() if key >= cutoff}
+            if len(self._rows) > self.max_rows:
+                keep = sorted(self._rows)[-self.max_rows:]
+                self._rows = {key: self._rows[key] for key in keep}
+                self._complete_from = self._rows[keep[0]].time
+            self.truncated = self._complete_from > start
+            return list(self._rows.values())
+
+
+def predictions(
+    recent: RecentPredictions, package: ModelPackage | None, host: str, now: datetime, home: StateHome
+) -> dict[str, Any]:
+    """Predictions of the last hour by class, in time buckets, and each class's share against training."""
+    rows = recent.read(now)
+    document: dict[str, Any] = {
+        "window_minutes": round(PREDICTION_WINDOW.total_seconds() / 60),
+        "rows": len(rows),
+        "truncated": recent.truncated,
+        "hint": curl_hint(host, home),
+        "training_share": _training_shares(home, package),
+    }
+    if not rows:
+        return document
+    start, newest = min(row.time for row in rows), max(row.time for row in rows)
+    size = bucket_seconds(max(now.timestamp() - start, 60.0))
+    first = math.floor(start / size) * size
+    count = math.floor(now.timestamp() / size) - math.floor(start / size) + 1
+    by_class: dict[str, list[int]] = {}
+    for row in rows:
+        index = min(int((row.time - first) // size), count - 1)
+        by_class.setdefault(row.label, [0] * count)[index] += 1
+    document.update({
+        "bucket_seconds": size,
+        "time": [clock(datetime.fromtimestamp(first + i * size, UTC)) for i in range(count)],
+        "by_class": by_class,
+        "class_counts": dict(Counter(row.label for row in rows)),
+        "newest": clock(datetime.fromtimestamp(newest, UTC)),
+        "model_versions": dict(Counter(str(row.model_version) for row in rows)),
+    })
+    return document
+
+
+def _training_shares(home: StateHome, package: ModelPackage | None) -> dict[str, float] | None:
+    """The live model's training class distribution (preprocessing's baseline statistics), when it is known."""
+    run_id = package.lineage.get("run_id") if package is not None else None
+    if not run_id:
+        return None
+    try:
+        statistics = RunStore(home.runs).load(run_id).output_json("baseline", "statistics.json")
+    except NotFoundError:
+        return None
+    return statistics.get("class_distribution") if statistics else None
+
+
+# -- drift ---------------------------------------------------------------------------------------
+
+
+def drift(sources: DashboardSources, package: ModelPackage | None, series: list[PeriodSample]) -> dict[str, Any]:
+    """The newest PSI per feature and of the predicted classes, their history, and why there may be none."""
+    monitor = sources.drift
+    document: dict[str, Any] = {
+        "moderate": MODERATE_DRIFT,
+        "significant": SIGNIFICANT_DRIFT,
+        "baseline_version": package.version if package is not None else None,
+    }
+    if monitor is None:
+        return {**document, "available": False, "why": "this server runs no drift monitor"}
+    document.update({"available": True, "window": monitor.window, "min_rows": monitor.min_rows})
+    if monitor.baseline is None:
+        document["why"] = "the live model has no baseline statistics (its training run is gone)"
+    latest = series[-1] if series else None
+    if latest is None or not latest.feature_drift:
+        document["stored_rows"] = len(sources.store.newest(monitor.min_rows))
+        document["features"] = {}
+        document["class_drift"] = None
+    else:
+        document["measured_at"] = clock_of(latest.timestamp)
+        document["features"] = {name: finite(value) for name, value in sorted(latest.feature_drift.items())}
+        document["class_drift"] = finite(latest.class_drift)
+    history = [s for s in series if s.feature_drift]
+    document["history"] = {
+        "time": [clock_of(s.timestamp) for s in history],
+        "features": {
+            name: [finite(s.feature_drift.get(name)) for s in history]
+            for name in sorted({name for s in history for name in s.feature_drift})
+        },
+        "class_drift": [finite(s.class_drift) for s in history],
+    }
+    return document
+
+
+# -- the live model ------------------------------------------------------------------------------
+
+
+def model(live: Deployment | None, package: ModelPackage | None) -> dict[str, Any]:
+    """The live version, its approval and deployment, and its evaluation on the test split."""
+    if live is None or package is None:
+        return {"live": False}
+    document: dict[str, Any] = {
+        "live": True,
+        "version": package.version,
+        "approval_status": package.approval_status,
+        "deployed_at": clock_of(live.deployed_at),
+        "deployed_because": live.reason,
+        "created_at": clock_of(package.created_at),
+        "run_id": package.lineage.get("run_id"),
+        "evaluation": None,
+    }
+    metrics = package.metrics
+    headline = metrics.get("multiclass_classification_metrics")
+    if not headline:
+        return document
+    classes = metrics.get("classes") or list(metrics.get("per_class", {}))
+    table = headline.get("confusion_matrix", {})
+    importance = sorted(metrics.get("feature_importance", {}).items(), key=lambda item: item[1], reverse=True)
+    document["evaluation"] = {
+        "test_rows": metrics.get("test_rows"),
+        "accuracy": finite(headline["accuracy"]["value"]),
+        "macro_f1": finite(headline["macro_f1"]["value"]),
+        "weighted_f1": finite(headline["weighted_f1"]["value"]),
+        "classes": classes,
+        "per_class": {
+            name: {key: finite(scores[key]) for key in ("precision", "recall", "f1")} | {"support": scores["support"]}
+            for name, scores in metrics.get("per_class", {}).items()
+        },
+        "confusion_matrix": [[table.get(actual, {}).get(predicted, 0) for predicted in classes] for actual in classes],
+        "feature_importance": {name: finite(gain) for name, gain in importance},
+    }
+    return document
+
+
+# -- pipeline runs and the registry ---------------------------------------------------------------
+
+
+def _run(record: RunRecord) -> dict[str, Any]:
+    evaluation = record.output_json("evaluation", "evaluation.json")
+    registered = next((s.properties for s in record.steps.values() if "version" in s.properties), None)
+    return {
+        "run_id": record.run_id,
+        "status": record.status,
+        "created_at": clock_of(record.created_at),
+        "seconds": finite(sum(step.duration_seconds or 0.0 for step in record.steps.values()), 3),
+        "accuracy": finite(evaluation["multiclass_classification_metrics"]["accuracy"]["value"]) if evaluation
+        else None,
+        "registered_version": registered["version"] if registered else None,
+        "failure_reason": record.failure_reason,
+        "steps": [
+            {"name": step.name, "status": step.status, "seconds": finite(step.duration_seconds, 3),
+             "cached": step.cached_from is not None}
+            for step in record.steps.values()
+        ],
+    }
+
+
+def runs(store: RunStore, group: str) -> dict[str, Any]:
+    """The newest runs of this group's pipeline (runs registering into another group are left out)."""
+    records = [r for r in store.list() if r.parameters.get("ModelPackageGroupName", group) == group]
+    return {"runs": [_run(record) for record in records[:RUNS_SHOWN]], "total": len(records)}
+
+
+def registry(home: StateHome, group: str, live: Deployment | None) -> dict[str, Any]:
+    packages = ModelRegistry(home.registry_db).list_packages(group)
+    rows = []
+    for package in packages:
+        headline = package.metrics.get("multiclass_classification_metrics", {})
+        rows.append({
+            "version": package.version,
+            "approval_status": package.approval_status,
+            "status_reason": package.status_reason,
+            "accuracy": finite(headline["accuracy"]["value"]) if "accuracy" in headline else None,
+            "macro_f1": finite(headline["macro_f1"]["value"]) if "macro_f1" in headline else None,
+            "created_at": clock_of(package.created_at),
+            "updated_at": clock_of(package.updated_at),
+            "run_id": package.lineage.get("run_id"),
+            "live": live is not None and live.version == package.version,
+        })
+    return {"versions": rows}
