@@ -10,13 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from polling import wait_for
 
 from deploy.dashboard import browser
 from deploy.dashboard.data import RecentPredictions
@@ -24,6 +24,7 @@ from deploy.dashboard.routes import is_loopback, plotly_js
 from deploy.dashboard.serve_file import ServeRecord, record_serve
 from deploy.gateway import Request
 from deploy.local_service import LocalService
+from deploy.monitoring.alarm_rules import ALARM_RULES
 from pipelines.definition import build_pipeline
 from pipelines.registry import ModelRegistry
 from pipelines.runner import LocalRunner
@@ -38,7 +39,7 @@ FEATURES = ("x1", "x2", "x3", "x4")
 PERIOD = 0.5  # seconds: the alarm period, and so the sampler's
 CHART_PANELS = ("requests", "errors", "latency", "predictions", "classes", "drift", "drift-history", "evaluation",
                 "confusion", "importance", "runs")
-TABLE_PANELS = {"alarms": 6, "registry": 2, "runs": 2}  # panel: rows expected in its table
+TABLE_PANELS = {"alarms": len(ALARM_RULES), "registry": 2, "runs": 2}  # panel: rows expected in its table
 
 needs_browser = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
 
@@ -105,17 +106,6 @@ def send_traffic(service: LocalService, rows: list[list[float]]) -> None:
         assert request(service.api.url, "POST", "/predictions", {"x1": "wide"})[0] == 400
 
 
-def wait_for(what: str, ready, timeout: float = 60.0):
-    """Poll ``ready()`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = ready()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def ready(document: dict) -> dict | None:
     """The document once every panel has something to draw: traffic, drift values, evaluated alarms."""
     traffic, drift = document["traffic"], document["drift"]
@@ -166,7 +156,7 @@ def panel_states(page) -> dict[str, str]:
 def test_every_panel_renders_with_data_after_real_traffic(home: StateHome, tmp_path: Path):
     with LocalService(home, GROUP, KEY, alarm_period_seconds=PERIOD).start() as service:
         send_traffic(service, training_rows(home))
-        document = wait_for("traffic, drift and alarms in the data document", lambda: ready(data(service)))
+        document = wait_for(lambda: ready(data(service)), "traffic, drift and alarms in the data document", timeout=60)
         predictions = document["predictions"]
         assert predictions["rows"] == 320
         assert sum(sum(counts) for counts in predictions["by_class"].values()) == 320

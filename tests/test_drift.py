@@ -9,13 +9,13 @@ import logging
 import math
 import shutil
 import sqlite3
-import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local_service import LocalService
@@ -310,13 +310,6 @@ def send(url: str, rows: np.ndarray, singles: int = 0) -> None:
         post(url, {"input_data": rows[start:start + 100, 1:].tolist()})
 
 
-def wait_for(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
         return samples(answer.read().decode())
@@ -370,7 +363,7 @@ def test_the_baseline_follows_the_live_version(home: StateHome):
         assert service.drift.refresh().features[PETAL_LENGTH] > SIGNIFICANT_DRIFT
 
         registry.update_approval(GROUP, 2, "Approved")
-        wait_for(lambda: service.live.version == 2)
+        wait_for(lambda: service.live.version == 2, "version 2 live")
         assert service.drift.baseline.source.endswith(f"of run {registry.get(GROUP, 2).lineage['run_id']}")
         service.drift.refresh()
         drift = feature_gauges(samples(service.api_metrics.registry))
@@ -378,7 +371,7 @@ def test_the_baseline_follows_the_live_version(home: StateHome):
 
         lineage = {key: value for key, value in registry.get(GROUP, 1).lineage.items() if key != "run_id"}
         registry.register(GROUP, registry.get(GROUP, 1).model_data_url, "Approved", lineage=lineage)
-        wait_for(lambda: service.live.version == 3)
+        wait_for(lambda: service.live.version == 3, "version 3 live")
         assert service.drift.baseline is None
         assert service.drift.refresh().features == {}
         metrics = scrape(service.api.url)
@@ -410,9 +403,9 @@ def test_the_drift_alarms_fire_on_shifted_inputs_and_not_on_in_distribution_inpu
 
         assert {state(FEATURE_ALARM), state(CLASS_ALARM)} == {INSUFFICIENT_DATA}
         send(service.api.url, draw(train, 500))
-        wait_for(lambda: state(FEATURE_ALARM) == state(CLASS_ALARM) == OK)
+        wait_for(lambda: state(FEATURE_ALARM) == state(CLASS_ALARM) == OK, "both drift alarms OK")
         send(service.api.url, shifted(draw(train, 500, seed=8), PETAL_LENGTH, 3.0))
-        wait_for(lambda: state(FEATURE_ALARM) == state(CLASS_ALARM) == ALARM)
+        wait_for(lambda: state(FEATURE_ALARM) == state(CLASS_ALARM) == ALARM, "both drift alarms in ALARM")
     for alarm in (FEATURE_ALARM, CLASS_ALARM):
         changes = [(t.old_state, t.new_state) for t in reversed(service.alarm_history.transitions(alarm))]
         assert changes == [(INSUFFICIENT_DATA, OK), (OK, ALARM)], alarm
