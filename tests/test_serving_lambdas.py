@@ -617,3 +617,14 @@ def test_metrics_are_embedded_metric_format_log_lines(capsys: pytest.CaptureFixt
     finally:
         metrics.set_sink(None)
     assert capsys.readouterr().out == "" and received[0]["StoreErrors"] == 1
+
+
+def test_answers_carry_cors_when_the_stack_sets_an_origin(live):
+    """On AWS nothing adds CORS to a proxy response; locally the gateway does and the variable is unset."""
+    event = rest_event("POST", "/predictions", json.dumps(SEED))
+    assert "Access-Control-Allow-Origin" not in inference.handler(event, None)["headers"]
+    live.setenv("CORS_ALLOW_ORIGIN", "https://app.example.com")
+    for response in (inference.handler(event, None), inference.handler(rest_event("POST", "/predictions", "{"), None),
+                     retrieve.handler(rest_event("GET", "/predictions"), None)):
+        assert response["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"
+        assert response["headers"]["Access-Control-Expose-Headers"] == "X-Next-Token"
