@@ -54,6 +54,7 @@ class AlarmRule:
     evaluation_periods: int = 1
     datapoints_to_alarm: int = 1
     treat_missing_data: str = "notBreaching"
+    aws_unit_scale: float = 1.0  # the AWS metric's units per unit of the local measure (1000: ms -> microseconds)
 
     def __post_init__(self) -> None:
         if self.comparison not in COMPARISONS:
@@ -97,7 +98,7 @@ class AlarmRule:
             "Period": int(self.period_seconds),
             "EvaluationPeriods": self.evaluation_periods,
             "DatapointsToAlarm": self.datapoints_to_alarm,
-            "Threshold": self.threshold,
+            "Threshold": self.threshold * self.aws_unit_scale,
             "ComparisonOperator": self.comparison,
             "TreatMissingData": self.treat_missing_data,
         }
@@ -112,6 +113,11 @@ class AlarmRule:
 
 def error_rate_5xx(sample: PeriodSample) -> float | None:
     return sample.errors_5xx / sample.requests if sample.requests else None
+
+
+def not_measured_locally(sample: PeriodSample) -> None:
+    """The measure of an AWS-only rule: the local service has nothing that corresponds to it."""
+    return None
 
 
 def largest_feature_drift(sample: PeriodSample) -> float | None:
@@ -159,6 +165,22 @@ ALARM_RULES: tuple[AlarmRule, ...] = (
         statistic="Sum",
     ),
     AlarmRule(
+        name="cloudviz-endpoint-model-latency-p99",
+        description="The model's p99 latency inside the endpoint stayed above 500 ms for three periods in a row.",
+        local_metric="model_latency_p99_ms",
+        measure=lambda sample: sample.model_latency_p99_ms,
+        threshold=500.0,
+        comparison="GreaterThanThreshold",
+        namespace="AWS/SageMaker",
+        metric_name="ModelLatency",
+        dimensions=("EndpointName", "VariantName"),
+        extended_statistic="p99",
+        unit="Microseconds",  # SageMaker reports ModelLatency in microseconds; the local measure is milliseconds
+        evaluation_periods=3,
+        datapoints_to_alarm=3,
+        aws_unit_scale=1000.0,
+    ),
+    AlarmRule(
         name="cloudviz-store-errors",
         description="Predictions could not be written to the prediction store (answered 503, not stored).",
         local_metric="store_errors",
@@ -200,3 +222,32 @@ ALARM_RULES: tuple[AlarmRule, ...] = (
     ),
 )
 
+# Rules that exist only on AWS: locally the handlers run in-process inside the gateway, so an unhandled error
+# is already a 5xx of cloudviz-api-5xx-rate and nothing limits concurrency (no throttling). On AWS a Lambda
+# error or throttle is worth its own alarm: it names the failing function. One alarm per serving function.
+AWS_ONLY_RULES: tuple[AlarmRule, ...] = (
+    AlarmRule(
+        name="cloudviz-lambda-errors",
+        description="A serving Lambda function failed (an unhandled error or a timeout): API Gateway answered 502.",
+        local_metric="(AWS only: Lambda Errors)",
+        measure=not_measured_locally,
+        threshold=0.0,
+        comparison="GreaterThanThreshold",
+        namespace="AWS/Lambda",
+        metric_name="Errors",
+        dimensions=("FunctionName",),
+        statistic="Sum",
+    ),
+    AlarmRule(
+        name="cloudviz-lambda-throttles",
+        description="A serving Lambda function was throttled (concurrency limit reached): requests were refused.",
+        local_metric="(AWS only: Lambda Throttles)",
+        measure=not_measured_locally,
+        threshold=0.0,
+        comparison="GreaterThanThreshold",
+        namespace="AWS/Lambda",
+        metric_name="Throttles",
+        dimensions=("FunctionName",),
+        statistic="Sum",
+    ),
+)

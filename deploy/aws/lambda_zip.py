@@ -1,0 +1,77 @@
+"""The Lambda deployment packages, built from the project's own sources.
+
+- ``serving_lambdas``: the ``serving_lambdas/`` package (inference and retrieve handlers); boto3 and the
+  standard library come with the Lambda Python runtime, so nothing else goes in.
+- ``redeploy``: ``deploy/aws/functions/redeploy.py`` at the root of the zip (handler ``redeploy.handler``).
+
+Zips are reproducible (sorted entries, fixed timestamps and modes): the same sources give the same bytes, so
+the S3 key (which carries a digest of the bytes) changes, and CloudFormation updates the function, exactly
+when the code changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import serving_lambdas
+from deploy.aws.functions import redeploy
+
+KEY_PREFIX = "cloudviz/lambda"
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+INFERENCE_HANDLER = "serving_lambdas.inference.handler"
+RETRIEVE_HANDLER = "serving_lambdas.retrieve.handler"
+REDEPLOY_HANDLER = "redeploy.handler"
+
+
+@dataclass(frozen=True)
+class LambdaZip:
+    """A deployment package: its name, its bytes, and the S3 key it is uploaded to."""
+
+    name: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def key(self) -> str:
+        return f"{KEY_PREFIX}/{self.name}-{self.sha256[:16]}.zip"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.zip"
+
+
+def _zip(files: dict[str, Path]) -> bytes:
+    """A reproducible zip of ``files`` (archive name -> source path)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            entry = zipfile.ZipInfo(name, FIXED_TIME)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            archive.writestr(entry, files[name].read_bytes())
+    return buffer.getvalue()
+
+
+def serving_zip() -> LambdaZip:
+    """The ``serving_lambdas`` package's Python sources, under ``serving_lambdas/``."""
+    package = Path(serving_lambdas.__file__).parent
+    files = {f"serving_lambdas/{path.relative_to(package).as_posix()}": path for path in package.rglob("*.py")}
+    return LambdaZip("serving_lambdas", _zip(files))
+
+
+def redeploy_zip() -> LambdaZip:
+    """The redeploy function, alone at the root of the zip."""
+    source = Path(redeploy.__file__)
+    return LambdaZip("redeploy", _zip({source.name: source}))
+
+
+def lambda_zips() -> tuple[LambdaZip, ...]:
+    """Every package the stacks reference, for the deployer to upload (and ``write_synth`` to write)."""
+    return serving_zip(), redeploy_zip()

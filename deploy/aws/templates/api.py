@@ -1,0 +1,319 @@
+"""The API stack: the two serving Lambdas, the REST API in front of them, its key and usage plan, and the
+DynamoDB prediction table, with one least-privilege role per function."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from deploy.aws.lambda_zip import INFERENCE_HANDLER, RETRIEVE_HANDLER
+from deploy.aws.names import ResourceNames
+from deploy.aws.templates.common import (
+    LAMBDA_ARCHITECTURE,
+    LAMBDA_RUNTIME,
+    arn,
+    get_att,
+    log_group,
+    output,
+    ref,
+    retention_parameter,
+    role,
+    statement,
+    sub,
+    template,
+    write_logs,
+)
+from deploy.gateway.policy import ALLOW_HEADERS, EXPOSE_HEADERS, PREFLIGHT_MAX_AGE_SECONDS
+from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
+from pipelines.definition import PARAMETERS
+from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS
+from serving_lambdas.store.dynamodb import ATTRIBUTE_DEFINITIONS, BILLING_MODE, KEY_SCHEMA
+
+PIPELINE_DEFAULTS = {parameter.name: parameter.default for parameter in PARAMETERS}
+FEATURE_NAMES = str(PIPELINE_DEFAULTS["FeatureColumns"])
+CLASS_NAMES = str(PIPELINE_DEFAULTS["ClassNames"])
+FEATURE_ALIASES = ",".join(f"{alias}={name}" for name, alias in IRIS_FEATURE_DESCRIPTIONS.items())
+FUNCTION_TIMEOUT_SECONDS = 25  # under API Gateway's 29 s integration timeout: the function answers, not the gateway
+FUNCTION_MEMORY_MB = 256
+
+# (logical id of the method, HTTP method, resource logical id, function logical id)
+ROUTES = (
+    ("PostPredictionsMethod", "POST", "PredictionsResource", "InferenceFunction"),
+    ("GetPredictionsMethod", "GET", "PredictionsResource", "RetrieveFunction"),
+    ("GetPredictionMethod", "GET", "PredictionIdResource", "RetrieveFunction"),
+)
+RESOURCE_PATHS = {"PredictionsResource": "predictions", "PredictionIdResource": "predictions/{id}"}
+
+
+def _function(name: str, handler: str, role_id: str, log_group_id: str, environment: dict, description: str) -> dict:
+    return {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "FunctionName": name,
+            "Description": description,
+            "Runtime": LAMBDA_RUNTIME,
+            "Architectures": [LAMBDA_ARCHITECTURE],
+            "Handler": handler,
+            "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
+            "Role": get_att(role_id, "Arn"),
+            "Timeout": FUNCTION_TIMEOUT_SECONDS,
+            "MemorySize": FUNCTION_MEMORY_MB,
+            # The handlers answer CORS themselves: API Gateway passes a proxy response through unchanged.
+            "Environment": {"Variables": {**environment, "CORS_ALLOW_ORIGIN": ref("AllowedOrigin")}},
+            # JSON: each logging record becomes one JSON object with the request id, as the local JSON logs;
+            # the EMF lines the handlers print stay as printed, which CloudWatch needs to extract metrics.
+            "LoggingConfig": {"LogGroup": ref(log_group_id), "LogFormat": "JSON",
+                              "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"},
+        },
+    }
+
+
+def _proxy_method(http_method: str, resource_id: str, function_id: str) -> dict:
+    properties = {
+        "RestApiId": ref("RestApi"),
+        "ResourceId": ref(resource_id),
+        "HttpMethod": http_method,
+        "AuthorizationType": "NONE",
+        "ApiKeyRequired": True,
+        "Integration": {
+            "Type": "AWS_PROXY",
+            "IntegrationHttpMethod": "POST",
+            "Uri": sub(
+                "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                f"${{{function_id}.Arn}}/invocations"
+            ),
+        },
+    }
+    if resource_id == "PredictionIdResource":
+        properties["RequestParameters"] = {"method.request.path.id": True}
+    return {"Type": "AWS::ApiGateway::Method", "Properties": properties}
+
+
+def _quoted(value: str) -> str:
+    """A static header value in API Gateway's mapping syntax (single-quoted)."""
+    return f"'{value}'"
+
+
+def _preflight_method(resource_id: str, methods: list[str]) -> dict:
+    """OPTIONS answered by API Gateway itself (a MOCK integration), without a key, as "Enable CORS" sets it up."""
+    headers = {
+        "Access-Control-Allow-Origin": sub("'${AllowedOrigin}'"),
+        "Access-Control-Allow-Methods": _quoted(",".join(sorted({*methods, "OPTIONS"}))),
+        "Access-Control-Allow-Headers": _quoted(ALLOW_HEADERS),
+        "Access-Control-Max-Age": _quoted(PREFLIGHT_MAX_AGE_SECONDS),
+    }
+    return {
+        "Type": "AWS::ApiGateway::Method",
+        "Properties": {
+            "RestApiId": ref("RestApi"),
+            "ResourceId": ref(resource_id),
+            "HttpMethod": "OPTIONS",
+            "AuthorizationType": "NONE",
+            "ApiKeyRequired": False,
+            "Integration": {
+                "Type": "MOCK",
+                "RequestTemplates": {"application/json": '{"statusCode": 200}'},
+                "IntegrationResponses": [{
+                    "StatusCode": "200",
+                    "ResponseParameters": {f"method.response.header.{name}": value for name, value in headers.items()},
+                    "ResponseTemplates": {"application/json": ""},
+                }],
+            },
+            "MethodResponses": [{
+                "StatusCode": "200",
+                "ResponseParameters": {f"method.response.header.{name}": False for name in headers},
+                "ResponseModels": {"application/json": "Empty"},
+            }],
+        },
+    }
+
+
+def _gateway_response(response_type: str) -> dict:
+    """CORS headers on API Gateway's own errors too (a missing key's 403, throttling's 429), so a browser page
+    can read the message."""
+    return {
+        "Type": "AWS::ApiGateway::GatewayResponse",
+        "Properties": {
+            "RestApiId": ref("RestApi"),
+            "ResponseType": response_type,
+            "ResponseParameters": {
+                "gatewayresponse.header.Access-Control-Allow-Origin": sub("'${AllowedOrigin}'"),
+                "gatewayresponse.header.Access-Control-Expose-Headers": _quoted(EXPOSE_HEADERS),
+            },
+        },
+    }
+
+
+def _permission(function_id: str, http_method: str, path: str) -> dict:
+    """API Gateway may invoke the function, from this API's route only (any stage)."""
+    return {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": ref(function_id),
+            "Principal": "apigateway.amazonaws.com",
+            "SourceAccount": ref("AWS::AccountId"),
+            "SourceArn": arn("execute-api", f"${{RestApi}}/*/{http_method}/{path}"),
+        },
+    }
+
+
+def api_template(names: ResourceNames) -> dict:
+    """The API stack's template."""
+    parameters = {
+        "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the serving Lambdas' zip"},
+        "CodeKey": {"Type": "String", "Description": "S3 key of the serving Lambdas' zip (serving_lambdas-*.zip)"},
+        "ThrottleRateLimit": {"Type": "Number", "Default": 10, "MinValue": 1,
+                              "Description": "usage plan: steady-state requests per second per API key"},
+        "ThrottleBurstLimit": {"Type": "Number", "Default": 20, "MinValue": 1,
+                               "Description": "usage plan: burst of requests per API key"},
+        "MaxBatchRows": {"Type": "Number", "Default": DEFAULT_MAX_BATCH_ROWS, "MinValue": 1, "MaxValue": 100,
+                         "Description": "most rows one POST /predictions may carry (a batch is one DynamoDB "
+                                        "transaction: at most 100 items)"},
+        "AllowedOrigin": {"Type": "String", "Default": "*", "AllowedPattern": "[^']+",
+                          "Description": "CORS Access-Control-Allow-Origin of the API's preflight and errors"},
+        "LogRetentionDays": retention_parameter(),
+    }
+    inference_environment = {
+        "ENDPOINT_NAME": names.endpoint_name,
+        "PREDICTION_STORE": sub("dynamodb:${PredictionTable}"),
+        "FEATURE_NAMES": FEATURE_NAMES,
+        "FEATURE_ALIASES": FEATURE_ALIASES,
+        "CLASS_NAMES": CLASS_NAMES,
+        "MAX_BATCH_ROWS": ref("MaxBatchRows"),
+    }
+    table_arn = get_att("PredictionTable", "Arn")
+    endpoint_arn = arn("sagemaker", f"endpoint/{names.endpoint_name}")
+    resources: dict[str, dict] = {
+        "PredictionTable": {
+            "Type": "AWS::DynamoDB::Table",
+            # Deleted with the stack: `cloudviz destroy aws` removes everything it created (PITR covers mistakes
+            # while the stack lives).
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "TableName": names.table_name,
+                "KeySchema": KEY_SCHEMA,
+                "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+                "BillingMode": BILLING_MODE,
+                "SSESpecification": {"SSEEnabled": True},
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            },
+        },
+        "InferenceLogGroup": log_group(names.inference_log_group, ref("LogRetentionDays")),
+        "RetrieveLogGroup": log_group(names.retrieve_log_group, ref("LogRetentionDays")),
+        "InferenceRole": role(
+            names.inference_role_name, "lambda.amazonaws.com", "invoke-endpoint-store-predictions",
+            [
+                statement(["sagemaker:InvokeEndpoint"], [endpoint_arn], "InvokeTheEndpoint"),
+                # PutItem also authorizes the Puts of a TransactWriteItems batch.
+                statement(["dynamodb:PutItem"], [table_arn], "StorePredictions"),
+                write_logs(names.inference_log_group),
+            ],
+            "POST /predictions: invokes the stage's endpoint and stores predictions",
+        ),
+        "RetrieveRole": role(
+            names.retrieve_role_name, "lambda.amazonaws.com", "read-predictions",
+            [
+                statement(["dynamodb:GetItem", "dynamodb:Query"], [table_arn], "ReadPredictions"),
+                write_logs(names.retrieve_log_group),
+            ],
+            "GET /predictions: reads stored predictions",
+        ),
+        "InferenceFunction": _function(
+            names.inference_function, INFERENCE_HANDLER, "InferenceRole", "InferenceLogGroup",
+            inference_environment, "POST /predictions: validate, invoke the endpoint, store, answer",
+        ),
+        "RetrieveFunction": _function(
+            names.retrieve_function, RETRIEVE_HANDLER, "RetrieveRole", "RetrieveLogGroup",
+            {"PREDICTION_STORE": sub("dynamodb:${PredictionTable}")},
+            "GET /predictions and GET /predictions/{id}: stored predictions, newest first",
+        ),
+        "RestApi": {
+            "Type": "AWS::ApiGateway::RestApi",
+            "Properties": {
+                "Name": names.api_name,
+                "Description": "CloudViz prediction API",
+                "ApiKeySourceType": "HEADER",
+                "EndpointConfiguration": {"Types": ["REGIONAL"]},
+            },
+        },
+        "PredictionsResource": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {"RestApiId": ref("RestApi"), "ParentId": get_att("RestApi", "RootResourceId"),
+                           "PathPart": "predictions"},
+        },
+        "PredictionIdResource": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {"RestApiId": ref("RestApi"), "ParentId": ref("PredictionsResource"), "PathPart": "{id}"},
+        },
+        "Default4xxResponse": _gateway_response("DEFAULT_4XX"),
+        "Default5xxResponse": _gateway_response("DEFAULT_5XX"),
+    }
+    for method_id, http_method, resource_id, function_id in ROUTES:
+        resources[method_id] = _proxy_method(http_method, resource_id, function_id)
+        path = RESOURCE_PATHS[resource_id].replace("{id}", "*")
+        resources[f"{method_id}Permission"] = _permission(function_id, http_method, path)
+    for resource_id in RESOURCE_PATHS:
+        allowed = [http_method for _, http_method, resource, _ in ROUTES if resource == resource_id]
+        resources[f"{resource_id.removesuffix('Resource')}OptionsMethod"] = _preflight_method(resource_id, allowed)
+    methods = [name for name, body in resources.items() if body["Type"] == "AWS::ApiGateway::Method"]
+    # A Deployment is a snapshot taken when it is created: its logical id carries a digest of the API's methods
+    # and gateway responses, so a changed API gets a new deployment (and the stage moves to it).
+    api_shape = {name: body for name, body in resources.items()
+                 if body["Type"] in ("AWS::ApiGateway::Method", "AWS::ApiGateway::Resource",
+                                     "AWS::ApiGateway::GatewayResponse")}
+    digest = hashlib.sha256(json.dumps(api_shape, sort_keys=True).encode()).hexdigest()[:10]
+    deployment_id = f"ApiDeployment{digest}"
+    resources[deployment_id] = {
+        "Type": "AWS::ApiGateway::Deployment",
+        "DependsOn": [*methods, "Default4xxResponse", "Default5xxResponse"],
+        "Properties": {"RestApiId": ref("RestApi"), "Description": f"CloudViz API {digest}"},
+    }
+    resources["ApiStage"] = {
+        "Type": "AWS::ApiGateway::Stage",
+        "Properties": {
+            "RestApiId": ref("RestApi"),
+            "DeploymentId": ref(deployment_id),
+            "StageName": names.api_stage_name,
+            "Description": f"the {names.stage} stage",
+            "MethodSettings": [{
+                "ResourcePath": "/*",
+                "HttpMethod": "*",
+                "MetricsEnabled": True,
+                "ThrottlingRateLimit": ref("ThrottleRateLimit"),
+                "ThrottlingBurstLimit": ref("ThrottleBurstLimit"),
+            }],
+        },
+    }
+    resources["ApiKey"] = {
+        "Type": "AWS::ApiGateway::ApiKey",
+        "Properties": {"Name": names.api_key_name, "Enabled": True,
+                       "Description": f"the key of the CloudViz {names.stage} API"},
+    }
+    resources["UsagePlan"] = {
+        "Type": "AWS::ApiGateway::UsagePlan",
+        # The stage by name (not Ref): the stage resource must exist first, hence DependsOn.
+        "DependsOn": ["ApiStage"],
+        "Properties": {
+            "UsagePlanName": names.usage_plan_name,
+            "Description": "throttling of the CloudViz API key",
+            "ApiStages": [{"ApiId": ref("RestApi"), "Stage": names.api_stage_name}],
+            "Throttle": {"RateLimit": ref("ThrottleRateLimit"), "BurstLimit": ref("ThrottleBurstLimit")},
+        },
+    }
+    resources["UsagePlanKey"] = {
+        "Type": "AWS::ApiGateway::UsagePlanKey",
+        "Properties": {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
+    }
+    outputs = {
+        "ApiUrl": output(
+            sub(f"https://${{RestApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{names.api_stage_name}"),
+            "the stage's invoke URL (append /predictions)",
+        ),
+        "ApiKeyId": output(ref("ApiKey"), "aws apigateway get-api-key --api-key <ApiKeyId> --include-value"),
+        "TableName": output(ref("PredictionTable"), "the DynamoDB prediction table"),
+        "ApiId": output(ref("RestApi"), "the REST API's id"),
+    }
+    return template(f"CloudViz {names.stage}: prediction API (API Gateway, Lambda, DynamoDB)", parameters,
+                    resources, outputs)

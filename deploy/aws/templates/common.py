@@ -1,0 +1,112 @@
+"""Small builders shared by the stack templates: intrinsic functions, ARNs, IAM roles and the template frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.aws.names import ResourceNames
+
+TEMPLATE_VERSION = "2010-09-09"
+LAMBDA_RUNTIME = "python3.12"
+LAMBDA_ARCHITECTURE = "arm64"  # pure-Python functions: Graviton is cheaper and runs them unchanged
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+
+
+def ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+def get_att(resource: str, attribute: str) -> dict:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def sub(text: str) -> dict:
+    return {"Fn::Sub": text}
+
+
+def arn(service: str, resource: str, region: bool = True, account: bool = True) -> dict:
+    """``arn:<partition>:<service>:<region>:<account>:<resource>`` with the stack's pseudo-parameters."""
+    return sub(
+        f"arn:${{AWS::Partition}}:{service}:{'${AWS::Region}' if region else ''}:"
+        f"{'${AWS::AccountId}' if account else ''}:{resource}"
+    )
+
+
+def log_group_arn(log_group: str) -> dict:
+    """The ARN of a log group and its streams (what logs:CreateLogStream/PutLogEvents are granted on)."""
+    return arn("logs", f"log-group:{log_group}:*")
+
+
+def statement(actions: list[str], resources: list[Any], sid: str | None = None) -> dict:
+    document: dict[str, Any] = {"Effect": "Allow", "Action": actions, "Resource": resources}
+    if sid is not None:
+        document["Sid"] = sid
+    return document
+
+
+def write_logs(log_group: str) -> dict:
+    """A Lambda function writing to its own log group, which the stack creates (so no logs:CreateLogGroup)."""
+    return statement(["logs:CreateLogStream", "logs:PutLogEvents"], [log_group_arn(log_group)], "OwnLogGroup")
+
+
+def role(name: str, service: str, policy_name: str, statements: list[dict], description: str) -> dict:
+    """An IAM role assumable by ``service`` (e.g. ``lambda.amazonaws.com``) with one inline policy."""
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "RoleName": name,
+            "Description": description,
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"},
+                ],
+            },
+            "Policies": [
+                {"PolicyName": policy_name, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}},
+            ],
+        },
+    }
+
+
+def log_group(name: str, retention: Any) -> dict:
+    return {
+        "Type": "AWS::Logs::LogGroup",
+        "DeletionPolicy": "Delete",
+        "UpdateReplacePolicy": "Delete",
+        "Properties": {"LogGroupName": name, "RetentionInDays": retention},
+    }
+
+
+def retention_parameter(default: int = 30) -> dict:
+    return {
+        "Type": "Number",
+        "Default": default,
+        "AllowedValues": list(LOG_RETENTION_DAYS),
+        "Description": "days the functions' log groups keep their events",
+    }
+
+
+def stack_tags(names: ResourceNames) -> dict[str, str]:
+    """The tags every stack (and so every taggable resource in it) carries."""
+    return {"project": "cloudviz", "stage": names.stage}
+
+
+def template(
+    description: str, parameters: dict, resources: dict, outputs: dict, conditions: dict | None = None
+) -> dict:
+    document: dict[str, Any] = {
+        "AWSTemplateFormatVersion": TEMPLATE_VERSION,
+        "Description": description,
+        "Parameters": parameters,
+    }
+    if conditions:
+        document["Conditions"] = conditions
+    document["Resources"] = resources
+    document["Outputs"] = outputs
+    return document
+
+
+def output(value: Any, description: str) -> dict:
+    return {"Description": description, "Value": value}

@@ -1,0 +1,209 @@
+"""The endpoint stack: the approved model package served by a SageMaker real-time endpoint with data capture.
+
+Model -> EndpointConfig (variant ``v{ModelVersion}``, data capture of every request and response) ->
+Endpoint. The Model and EndpointConfig keep CloudFormation-generated names: a new package or instance type
+replaces them, and the Endpoint (named, stable) is updated in place to the new config. In prod the update is
+blue/green: the new fleet takes all traffic, bakes, and is rolled back automatically if an endpoint alarm
+(created here, from the shared alarm rules) fires.
+
+The stack also holds the CloudFormation service role the redeploy function updates it through. Once a stack
+has been updated with a role, CloudFormation keeps using that role for every later operation, so the role may
+manage every resource of this stack (and nothing else); it is retained when the stack is deleted (a role
+cannot delete itself halfway through a stack deletion): the deployer deletes it after the stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deploy.aws.names import ResourceNames
+from deploy.aws.templates.common import arn, get_att, output, ref, role, statement, sub, template
+from deploy.monitoring.alarm_rules import ALARM_RULES, AlarmRule
+
+if TYPE_CHECKING:
+    from deploy.aws.stacks import AwsSettings
+
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+XGBOOST_REPOSITORY = "sagemaker-xgboost"  # the built-in algorithm's image repository (an AWS-owned account)
+INSTANCE_TYPES = {"dev": "ml.t2.medium", "prod": "ml.m5.large"}
+INSTANCE_COUNTS = {"dev": 1, "prod": 2}
+BAKE_SECONDS = 600  # how long the new fleet serves all traffic, watched by the alarms, before the old one goes
+TERMINATION_WAIT_SECONDS = 300
+MAX_DEPLOYMENT_SECONDS = 3600
+MANAGED_ROLE_ACTIONS = [
+    "iam:GetRole", "iam:CreateRole", "iam:DeleteRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
+    "iam:UpdateAssumeRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy",
+    "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole",
+]
+
+
+def endpoint_rules() -> tuple[AlarmRule, ...]:
+    """The shared alarm rules about the SageMaker endpoint: they live in this stack (rollback watches them)."""
+    return tuple(rule for rule in ALARM_RULES if rule.namespace == SAGEMAKER_NAMESPACE)
+
+
+def alarm_logical_id(rule: AlarmRule) -> str:
+    words = rule.name.removeprefix("cloudviz-").replace("5xx", "5XX").split("-")
+    return "".join(word[:1].upper() + word[1:] for word in words) + "Alarm"
+
+
+def topic_arn(names: ResourceNames) -> dict:
+    """The monitoring stack's SNS topic, by name (that stack is deployed after this one)."""
+    return arn("sns", names.topic_name)
+
+
+def role_arn(role_name: str) -> dict:
+    return arn("iam", f"role/{role_name}", region=False)
+
+
+def _alarm(rule: AlarmRule, names: ResourceNames) -> dict:
+    properties = rule.cloudwatch_properties({"EndpointName": names.endpoint_name,
+                                             "VariantName": sub("v${ModelVersion}")})
+    properties["AlarmName"] = names.alarm_name(rule.name)
+    properties["AlarmActions"] = [topic_arn(names)]
+    properties["OKActions"] = [topic_arn(names)]
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": properties}
+
+
+def _model_role(names: ResourceNames) -> dict:
+    capture_bucket = {"Fn::Select": [2, {"Fn::Split": ["/", ref("DataCaptureS3Uri")]}]}  # s3://BUCKET/prefix
+    endpoint_logs = f"/aws/sagemaker/Endpoints/{names.endpoint_name}"
+    return role(
+        names.model_role_name, "sagemaker.amazonaws.com", "serve-model",
+        [
+            statement(["s3:GetObject"], [sub("arn:${AWS::Partition}:s3:::${ModelArtifactBucket}/*")],
+                      "ReadModelArtifacts"),
+            statement(["s3:PutObject"], [sub(["arn:${AWS::Partition}:s3:::${Bucket}/*", {"Bucket": capture_bucket}])],
+                      "WriteDataCapture"),
+            # GetAuthorizationToken has no resource type: IAM accepts only "*" for it.
+            statement(["ecr:GetAuthorizationToken"], ["*"], "EcrLogin"),
+            statement(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                      [sub(f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:*:repository/{XGBOOST_REPOSITORY}")],
+                      "PullXgboostImage"),
+            statement(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                      [arn("logs", f"log-group:{endpoint_logs}:*")], "EndpointLogs"),
+        ],
+        "SageMaker execution role of the CloudViz model: reads its artifact, pulls its image, writes captures",
+    )
+
+
+def _deploy_role(names: ResourceNames) -> dict:
+    alarms = [arn("cloudwatch", f"alarm:{names.alarm_name(rule.name)}") for rule in endpoint_rules()]
+    group = names.model_package_group.lower()
+    resource = role(
+        names.endpoint_deploy_role_name, "cloudformation.amazonaws.com", "manage-endpoint-stack",
+        [
+            statement(["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel"],
+                      [arn("sagemaker", "model/*")], "Models"),
+            statement(["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+                       "sagemaker:DeleteEndpointConfig"], [arn("sagemaker", "endpoint-config/*")], "EndpointConfigs"),
+            statement(["sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint",
+                       "sagemaker:DeleteEndpoint"], [arn("sagemaker", f"endpoint/{names.endpoint_name}")], "Endpoint"),
+            statement(["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"],
+                      [arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*"),
+                       arn("sagemaker", f"endpoint/{names.endpoint_name}")], "Tags"),
+            statement(["sagemaker:DescribeModelPackage"], [arn("sagemaker", f"model-package/{group}/*")],
+                      "ReadApprovedPackage"),
+            statement(["iam:PassRole"], [role_arn(names.model_role_name)], "PassModelRole"),
+            statement(MANAGED_ROLE_ACTIONS,
+                      [role_arn(names.model_role_name), role_arn(names.endpoint_deploy_role_name)], "StackRoles"),
+            statement(["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
+                       "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"],
+                      alarms, "EndpointAlarms"),
+        ],
+        "CloudFormation service role of the endpoint stack (the redeploy function updates the stack through it)",
+    )
+    resource["DeletionPolicy"] = "Retain"
+    resource["UpdateReplacePolicy"] = "Retain"
+    return resource
+
+
+def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
+    """The endpoint stack's template."""
+    prod = names.stage == "prod"
+    package_parameter: dict = {
+        "Type": "String",
+        "AllowedPattern": r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:model-package/.+",
+        "Description": f"ARN of the Approved model package (group {names.model_package_group}) to serve",
+    }
+    if settings.model_package_arn:
+        package_parameter["Default"] = settings.model_package_arn
+    parameters = {
+        "ModelPackageArn": package_parameter,
+        "ModelVersion": {"Type": "Number", "MinValue": 1, "Default": settings.model_version,
+                         "Description": "the package's version: the production variant is named v<ModelVersion>"},
+        "InstanceType": {"Type": "String", "Default": INSTANCE_TYPES[names.stage], "AllowedPattern": r"ml\..+",
+                         "Description": "instance type of the endpoint"},
+        "InstanceCount": {"Type": "Number", "Default": INSTANCE_COUNTS[names.stage], "MinValue": 1,
+                          "Description": "instances behind the endpoint"},
+        "DataCaptureS3Uri": {"Type": "String", "AllowedPattern": "s3://[a-z0-9.-]+(/.*)?",
+                             "Default": f"s3://{settings.artifact_bucket}/cloudviz/data-capture/{names.stage}",
+                             "Description": "where the endpoint captures its requests and responses"},
+        "ModelArtifactBucket": {"Type": "String", "Default": settings.artifact_bucket,
+                                "Description": "the bucket holding the pipeline's model artifacts"},
+    }
+    tags = [{"Key": "project", "Value": "cloudviz"}, {"Key": "stage", "Value": names.stage}]
+    endpoint_properties: dict = {
+        "EndpointName": names.endpoint_name,
+        "EndpointConfigName": get_att("EndpointConfig", "EndpointConfigName"),
+        "Tags": tags,
+    }
+    alarm_ids = {rule: alarm_logical_id(rule) for rule in endpoint_rules()}
+    if prod:
+        endpoint_properties["DeploymentConfig"] = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": BAKE_SECONDS},
+                "TerminationWaitInSeconds": TERMINATION_WAIT_SECONDS,
+                "MaximumExecutionTimeoutInSeconds": MAX_DEPLOYMENT_SECONDS,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ref(alarm_id)} for alarm_id in alarm_ids.values()]},
+        }
+    resources: dict[str, dict] = {
+        "EndpointDeployRole": _deploy_role(names),
+        "ModelExecutionRole": _model_role(names),
+        "Model": {
+            "Type": "AWS::SageMaker::Model",
+            "Properties": {
+                "ExecutionRoleArn": get_att("ModelExecutionRole", "Arn"),
+                # One container, so PrimaryContainer (the same as a one-item Containers; moto knows only this one).
+                "PrimaryContainer": {"ModelPackageName": ref("ModelPackageArn")},
+                "Tags": tags,
+            },
+        },
+        "EndpointConfig": {
+            "Type": "AWS::SageMaker::EndpointConfig",
+            "Properties": {
+                "ProductionVariants": [{
+                    "VariantName": sub("v${ModelVersion}"),
+                    "ModelName": get_att("Model", "ModelName"),
+                    "InstanceType": ref("InstanceType"),
+                    "InitialInstanceCount": ref("InstanceCount"),
+                    "InitialVariantWeight": 1.0,
+                }],
+                "DataCaptureConfig": {
+                    "EnableCapture": True,
+                    "InitialSamplingPercentage": 100,
+                    "DestinationS3Uri": ref("DataCaptureS3Uri"),
+                    "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                    "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"],
+                                                 "JsonContentTypes": ["application/json"]},
+                },
+                "Tags": tags,
+            },
+        },
+        **{alarm_id: _alarm(rule, names) for rule, alarm_id in alarm_ids.items()},
+        "Endpoint": {"Type": "AWS::SageMaker::Endpoint", "Properties": endpoint_properties},
+    }
+    if not prod:  # in prod the rollback configuration's Refs already order them
+        # The alarms exist (and watch the new variant) before the endpoint moves to it.
+        resources["Endpoint"]["DependsOn"] = list(alarm_ids.values())
+    outputs = {
+        "EndpointName": output(get_att("Endpoint", "EndpointName"), "the SageMaker endpoint"),
+        "ModelVersion": output(ref("ModelVersion"), "the served model package version"),
+        "ModelPackageArn": output(ref("ModelPackageArn"), "the served model package"),
+        "VariantName": output(sub("v${ModelVersion}"), "the production variant (the model version)"),
+        "DeployRoleArn": output(get_att("EndpointDeployRole", "Arn"), "the stack's CloudFormation service role"),
+    }
+    kind = "blue/green with automatic rollback" if prod else "in-place updates"
+    return template(f"CloudViz {names.stage}: SageMaker endpoint of the approved model ({kind})", parameters,
+                    resources, outputs)

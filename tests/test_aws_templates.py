@@ -1,0 +1,445 @@
+"""The generated CloudFormation templates, checked offline: cfn-lint (AWS's resource schemas), least-privilege
+IAM, one source of names, the Lambda zips, and the correspondence with the local alarms and dashboard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import boto3
+import pytest
+from cfnlint.api import lint
+from moto import mock_aws
+
+from deploy.aws.functions import redeploy
+from deploy.aws.lambda_zip import lambda_zips, redeploy_zip, serving_zip
+from deploy.aws.names import ResourceNames
+from deploy.aws.stacks import AwsSettings, StackSpec, synthesize, write_synth
+from deploy.aws.templates.monitoring import LOCAL_ONLY_PANELS, dashboard_panels
+from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES
+from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
+from serving_lambdas.store.dynamodb import ATTRIBUTE_DEFINITIONS, BILLING_MODE, KEY_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD_HTML = ROOT / "deploy" / "dashboard" / "assets" / "dashboard.html"
+PACKAGE_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/cloudviziris/7"
+SETTINGS = AwsSettings(region="eu-west-1", account_id="123456789012", artifact_bucket="cloudviz-artifacts",
+                       alarm_email="ops@example.com", model_package_arn=PACKAGE_ARN, model_version=7)
+STAGES = ("dev", "prod")
+LINT_REGIONS = ["us-east-1", "eu-west-1"]
+# cfn-lint findings accepted, each with its reason (rule id -> why). None today: every template lints clean.
+JUSTIFIED_WARNINGS: dict[str, str] = {}
+# Actions IAM offers no resource type for: "*" is the only resource they accept.
+RESOURCE_STAR_ACTIONS = {"ecr:GetAuthorizationToken"}
+# What a Lambda zip may import besides its own files: the standard library and the runtime's boto3.
+# (certifi: botocore imports it when present, and falls back to its own CA bundle when not)
+BOTO3_DISTRIBUTION = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six", "certifi")
+
+
+def stacks(stage: str) -> dict[str, StackSpec]:
+    names = ResourceNames(stage)
+    specs = {spec.name: spec for spec in synthesize(stage, SETTINGS)}
+    return {kind: specs[getattr(names, f"{kind}_stack")] for kind in ("endpoint", "api", "monitoring", "automation")}
+
+
+def resources_of(template: dict, resource_type: str) -> dict[str, dict]:
+    return {key: body for key, body in template["Resources"].items() if body["Type"] == resource_type}
+
+
+# --- names ---------------------------------------------------------------------------------------------------
+
+def test_resource_names_of_a_stage():
+    names = ResourceNames("prod")
+    assert names.stacks == ("cloudviz-prod-endpoint", "cloudviz-prod-api", "cloudviz-prod-monitoring",
+                            "cloudviz-prod-automation")
+    assert (names.endpoint_name, names.table_name, names.api_name) == (
+        "cloudviz-prod", "cloudviz-prod-predictions", "cloudviz-prod-api")
+    assert names.inference_log_group == f"/aws/lambda/{names.inference_function}"
+    assert (names.model_package_group, names.pipeline_name) == (DEFAULT_GROUP, PIPELINE_NAME)
+    assert names.alarm_name("cloudviz-api-5xx-rate") == "cloudviz-prod-api-5xx-rate"
+    with pytest.raises(ValueError, match="unknown stage 'staging'"):
+        ResourceNames("staging")
+
+
+# --- cfn-lint --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_template_passes_cfn_lint(stage):
+    for spec in synthesize(stage, SETTINGS):
+        findings = [match for match in lint(json.dumps(spec.template), regions=LINT_REGIONS)
+                    if match.rule.id not in JUSTIFIED_WARNINGS]
+        assert findings == [], f"{spec.name}: " + "\n".join(str(match) for match in findings)
+
+
+def test_cfn_lint_is_a_real_oracle():
+    """A property the schema does not know is an error: the clean results above mean something."""
+    template = stacks("dev")["endpoint"].template
+    template["Resources"]["EndpointConfig"]["Properties"]["DataCaptureConfig"]["SamplingPercent"] = 100
+    assert any(match.rule.id == "E3002" for match in lint(json.dumps(template), regions=LINT_REGIONS))
+
+
+# --- synthesis -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_synthesize_gives_four_stacks_with_their_parameters(stage):
+    specs = synthesize(stage, SETTINGS)
+    names = ResourceNames(stage)
+    assert [spec.name for spec in specs] == list(names.stacks)
+    zips = {package.name: package.key for package in lambda_zips()}
+    for spec in specs:
+        declared = spec.template["Parameters"]
+        assert set(spec.parameters) <= set(declared), spec.name
+        required = {name for name, body in declared.items() if "Default" not in body}
+        assert required <= set(spec.parameters), spec.name
+        assert all(isinstance(value, str) for value in spec.parameters.values())
+        assert spec.capabilities == ("CAPABILITY_NAMED_IAM",)
+        assert spec.tags == {"project": "cloudviz", "stage": stage}
+    by_name = {spec.name: spec for spec in specs}
+    assert by_name[names.endpoint_stack].parameters["ModelPackageArn"] == PACKAGE_ARN
+    assert by_name[names.endpoint_stack].parameters["ModelVersion"] == "7"
+    assert by_name[names.api_stack].parameters == {"CodeBucket": "cloudviz-artifacts",
+                                                   "CodeKey": zips["serving_lambdas"]}
+    assert by_name[names.automation_stack].parameters["CodeKey"] == zips["redeploy"]
+    assert by_name[names.monitoring_stack].parameters == {"AlarmEmail": "ops@example.com"}
+
+
+def test_synthesize_needs_a_bucket_and_write_synth_writes_everything(tmp_path):
+    with pytest.raises(ValueError, match="no artifact bucket"):
+        synthesize("dev", AwsSettings())
+    written = write_synth(tmp_path / "synth", "dev", SETTINGS)
+    names = ResourceNames("dev")
+    expected = {f"{stack}.json" for stack in names.stacks} | {f"{stack}.parameters.json" for stack in names.stacks}
+    assert {path.name for path in written} == expected | {"serving_lambdas.zip", "redeploy.zip"}
+    endpoint = json.loads((tmp_path / "synth" / f"{names.endpoint_stack}.json").read_text())
+    assert endpoint == synthesize("dev", SETTINGS)[0].template
+    parameters = json.loads((tmp_path / "synth" / f"{names.api_stack}.parameters.json").read_text())
+    assert {item["ParameterKey"] for item in parameters} == {"CodeBucket", "CodeKey"}
+    assert (tmp_path / "synth" / "serving_lambdas.zip").read_bytes() == serving_zip().data
+
+
+def test_unset_model_package_leaves_the_parameter_to_the_deployer():
+    spec = synthesize("dev", AwsSettings(artifact_bucket="b"))[0]
+    assert "ModelPackageArn" not in spec.parameters
+    assert "Default" not in spec.template["Parameters"]["ModelPackageArn"]
+
+
+# --- least privilege -------------------------------------------------------------------------------------------
+
+def policy_statements(template: dict) -> list[tuple[str, dict]]:
+    found = []
+    for key, body in template["Resources"].items():
+        properties = body["Properties"]
+        if body["Type"] == "AWS::IAM::Role":
+            assert "ManagedPolicyArns" not in properties, f"{key}: managed policies are not least privilege"
+            for policy in properties["Policies"]:
+                found += [(key, statement) for statement in policy["PolicyDocument"]["Statement"]]
+        assert body["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User"), key
+    return found
+
+
+def as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_policy_is_least_privilege(stage):
+    text = json.dumps([spec.template for spec in synthesize(stage, SETTINGS)])
+    assert "FullAccess" not in text
+    for spec in synthesize(stage, SETTINGS):
+        for role, statement in policy_statements(spec.template):
+            assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+            actions = as_list(statement["Action"])
+            assert all(":" in action and not action.endswith("*") for action in actions), (role, actions)
+            if "*" in as_list(statement["Resource"]):
+                assert set(actions) <= RESOURCE_STAR_ACTIONS, (role, actions)
+            for resource in as_list(statement["Resource"]):
+                if isinstance(resource, dict) and "Fn::Sub" in resource:  # an ARN names at least a resource type
+                    text = resource["Fn::Sub"] if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"][0]
+                    assert text.split(":", 5)[5] not in ("", "*"), (role, text)
+
+
+def statements_by_sid(template: dict, role: str) -> dict[str, dict]:
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    return {statement["Sid"]: statement for policy in policies for statement in policy["PolicyDocument"]["Statement"]}
+
+
+def test_each_function_role_grants_only_what_its_function_does():
+    names = ResourceNames("dev")
+    api = stacks("dev")["api"].template
+    inference = statements_by_sid(api, "InferenceRole")
+    assert {sid: statement["Action"] for sid, statement in inference.items()} == {
+        "InvokeTheEndpoint": ["sagemaker:InvokeEndpoint"], "StorePredictions": ["dynamodb:PutItem"],
+        "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+    assert inference["InvokeTheEndpoint"]["Resource"] == [
+        {"Fn::Sub": f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/"
+                    f"{names.endpoint_name}"}]
+    assert inference["StorePredictions"]["Resource"] == [{"Fn::GetAtt": ["PredictionTable", "Arn"]}]
+    assert names.inference_log_group in inference["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
+    retrieve = statements_by_sid(api, "RetrieveRole")
+    assert {sid: statement["Action"] for sid, statement in retrieve.items()} == {
+        "ReadPredictions": ["dynamodb:GetItem", "dynamodb:Query"],
+        "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+    assert names.retrieve_log_group in retrieve["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
+
+    automation = stacks("dev")["automation"].template
+    scheduler = statements_by_sid(automation, "SchedulerRole")
+    assert [statement["Action"] for statement in scheduler.values()] == [["sagemaker:StartPipelineExecution"]]
+    assert scheduler["StartThePipeline"]["Resource"][0]["Fn::Sub"].endswith(f":pipeline/{PIPELINE_NAME.lower()}")
+    redeploy_role = statements_by_sid(automation, "RedeployRole")
+    assert redeploy_role["UpdateTheEndpointStack"]["Action"] == ["cloudformation:DescribeStacks",
+                                                               "cloudformation:UpdateStack"]
+    assert redeploy_role["UpdateTheEndpointStack"]["Resource"][0]["Fn::Sub"].endswith(
+        f":stack/{names.endpoint_stack}/*")
+    assert redeploy_role["PassItsServiceRole"]["Resource"][0]["Fn::Sub"].endswith(
+        f":role/{names.endpoint_deploy_role_name}")
+    assert redeploy_role["PassItsServiceRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
+
+
+# --- names and key design, consistent across stacks ------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_names_are_consistent_across_stacks(stage):
+    names = ResourceNames(stage)
+    specs = stacks(stage)
+    endpoint, api = specs["endpoint"].template, specs["api"].template
+    monitoring, automation = specs["monitoring"].template, specs["automation"].template
+    assert endpoint["Resources"]["Endpoint"]["Properties"]["EndpointName"] == names.endpoint_name
+    assert endpoint["Resources"]["EndpointDeployRole"]["Properties"]["RoleName"] == names.endpoint_deploy_role_name
+    functions = resources_of(api, "AWS::Lambda::Function")
+    inference = functions["InferenceFunction"]["Properties"]
+    assert inference["FunctionName"] == names.inference_function
+    assert inference["Environment"]["Variables"]["ENDPOINT_NAME"] == names.endpoint_name
+    assert inference["Environment"]["Variables"]["PREDICTION_STORE"] == {"Fn::Sub": "dynamodb:${PredictionTable}"}
+    assert functions["RetrieveFunction"]["Properties"]["FunctionName"] == names.retrieve_function
+    groups = {body["Properties"]["LogGroupName"] for body in resources_of(api, "AWS::Logs::LogGroup").values()}
+    assert groups == {names.inference_log_group, names.retrieve_log_group}
+    table = api["Resources"]["PredictionTable"]["Properties"]
+    assert (table["TableName"], table["KeySchema"], table["AttributeDefinitions"], table["BillingMode"]) == (
+        names.table_name, KEY_SCHEMA, ATTRIBUTE_DEFINITIONS, BILLING_MODE)
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert api["Resources"]["RestApi"]["Properties"]["Name"] == names.api_name
+    assert monitoring["Resources"]["AlarmTopic"]["Properties"]["TopicName"] == names.topic_name
+    assert monitoring["Resources"]["Dashboard"]["Properties"]["DashboardName"] == names.dashboard_name
+    topic = {"Fn::Sub": f"arn:${{AWS::Partition}}:sns:${{AWS::Region}}:${{AWS::AccountId}}:{names.topic_name}"}
+    for alarm in resources_of(endpoint, "AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [topic]
+    redeploy_function = automation["Resources"]["RedeployFunction"]["Properties"]
+    assert redeploy_function["Environment"]["Variables"]["ENDPOINT_STACK"] == names.endpoint_stack
+    assert redeploy_function["Environment"]["Variables"]["MODEL_PACKAGE_GROUP"] == names.model_package_group
+    assert redeploy_function["Environment"]["Variables"]["CLOUDFORMATION_ROLE_ARN"]["Fn::Sub"].endswith(
+        f":role/{names.endpoint_deploy_role_name}")
+    pattern = automation["Resources"]["ApprovalRule"]["Properties"]["EventPattern"]
+    assert pattern["detail"] == {"ModelPackageGroupName": [DEFAULT_GROUP], "ModelApprovalStatus": ["Approved"]}
+    assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    schedule = automation["Resources"]["RetrainSchedule"]["Properties"]
+    assert (schedule["Name"], automation["Parameters"]["ScheduleState"]["Default"]) == (names.schedule_name,
+                                                                                      "DISABLED")
+    assert {"Name": "ModelPackageGroupName", "Value": DEFAULT_GROUP} in (
+        schedule["Target"]["SageMakerPipelineParameters"]["PipelineParameterList"])
+
+
+def test_endpoint_stack_serves_the_package_with_data_capture_and_prod_rolls_back():
+    for stage in STAGES:
+        endpoint = stacks(stage)["endpoint"].template
+        config = endpoint["Resources"]["EndpointConfig"]["Properties"]
+        assert config["ProductionVariants"][0]["VariantName"] == {"Fn::Sub": "v${ModelVersion}"}
+        capture = config["DataCaptureConfig"]
+        assert (capture["EnableCapture"], capture["InitialSamplingPercentage"]) == (True, 100)
+        assert capture["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
+        model = endpoint["Resources"]["Model"]["Properties"]
+        assert model["PrimaryContainer"] == {"ModelPackageName": {"Ref": "ModelPackageArn"}}
+        deployment = endpoint["Resources"]["Endpoint"]["Properties"].get("DeploymentConfig")
+        if stage == "dev":
+            assert deployment is None
+            continue
+        alarms = resources_of(endpoint, "AWS::CloudWatch::Alarm")
+        assert deployment["AutoRollbackConfiguration"]["Alarms"] == [{"AlarmName": {"Ref": key}} for key in alarms]
+        assert "BlueGreenUpdatePolicy" in deployment
+        for alarm in alarms.values():
+            variant = {"Name": "VariantName", "Value": {"Fn::Sub": "v${ModelVersion}"}}
+            assert variant in alarm["Properties"]["Dimensions"]
+
+
+def test_api_routes_require_the_key_and_preflight_does_not():
+    api = stacks("dev")["api"].template
+    methods = {(body["Properties"]["ResourceId"]["Ref"], body["Properties"]["HttpMethod"]): body["Properties"]
+               for body in resources_of(api, "AWS::ApiGateway::Method").values()}
+    assert set(methods) == {("PredictionsResource", "POST"), ("PredictionsResource", "GET"),
+                            ("PredictionIdResource", "GET"), ("PredictionsResource", "OPTIONS"),
+                            ("PredictionIdResource", "OPTIONS")}
+    for (_, verb), method in methods.items():
+        assert method["ApiKeyRequired"] is (verb != "OPTIONS")
+        assert method["Integration"]["Type"] == ("MOCK" if verb == "OPTIONS" else "AWS_PROXY")
+    plan = api["Resources"]["UsagePlan"]["Properties"]
+    assert plan["Throttle"] == {"RateLimit": {"Ref": "ThrottleRateLimit"}, "BurstLimit": {"Ref": "ThrottleBurstLimit"}}
+    assert set(api["Outputs"]) >= {"ApiUrl", "ApiKeyId", "TableName"}
+    assert len(resources_of(api, "AWS::ApiGateway::Deployment")) == 1
+
+
+# --- alarms and dashboard, from the local rules and panels -----------------------------------------------------
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_alarms_are_the_shared_rules(stage):
+    names = ResourceNames(stage)
+    specs = stacks(stage)
+    alarms = {body["Properties"]["AlarmName"]: body["Properties"]
+              for kind in ("endpoint", "monitoring")
+              for body in resources_of(specs[kind].template, "AWS::CloudWatch::Alarm").values()}
+    expected = {names.alarm_name(rule.name): rule for rule in ALARM_RULES}
+    expected |= {f"{names.alarm_name(rule.name)}-{function}": rule
+                 for rule in AWS_ONLY_RULES for function in ("inference", "retrieve")}
+    assert set(alarms) == set(expected)
+    for name, rule in expected.items():
+        alarm = alarms[name]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["ComparisonOperator"]) == (
+            rule.namespace, rule.metric_name, rule.comparison)
+        assert [dimension["Name"] for dimension in alarm["Dimensions"]] == list(rule.dimensions)
+    latency = alarms[names.alarm_name("cloudviz-endpoint-model-latency-p99")]
+    assert (latency["Unit"], latency["Threshold"], latency["ExtendedStatistic"]) == ("Microseconds", 500_000.0, "p99")
+    functions = {alarms[f"{names.alarm_name('cloudviz-lambda-errors')}-{suffix}"]["Dimensions"][0]["Value"]
+                 for suffix in ("inference", "retrieve")}
+    assert functions == {names.inference_function, names.retrieve_function}
+
+
+class _Headings(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.titles: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self._inside = tag == "h3"
+        if self._inside:
+            self.titles.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._inside = self._inside and tag != "h3"
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.titles[-1] += data
+
+
+def test_dashboard_has_the_local_dashboards_metric_panels():
+    parser = _Headings()
+    parser.feed(DASHBOARD_HTML.read_text(encoding="utf-8"))
+    local = [title.strip() for title in parser.titles]
+    assert set(LOCAL_ONLY_PANELS) <= set(local)
+    metric_panels = [title for title in local if title not in LOCAL_ONLY_PANELS]
+    names = ResourceNames("dev")
+    assert list(dashboard_panels(names)) == metric_panels
+    body = stacks("dev")["monitoring"].template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body)["widgets"]
+    assert [widget["properties"]["title"] for widget in widgets] == metric_panels
+    alarm_widget = next(widget for widget in widgets if widget["type"] == "alarm")
+    listed = {arn.rsplit(":alarm:", 1)[1] for arn in alarm_widget["properties"]["alarms"]}
+    declared = {body["Properties"]["AlarmName"] for kind in ("endpoint", "monitoring")
+                for body in resources_of(stacks("dev")[kind].template, "AWS::CloudWatch::Alarm").values()}
+    assert listed == declared
+
+
+# --- Lambda zips -----------------------------------------------------------------------------------------------
+
+ISOLATED_IMPORT = """
+import importlib, json, os, sys, sysconfig
+preloaded = set(sys.modules)  # the interpreter's own start-up (site hooks), not the package's imports
+root = sys.argv[1]
+# The project is out of sight: its editable install's finder goes, and so does its root on the path.
+sys.meta_path[:] = [finder for finder in sys.meta_path if "__editable__" not in getattr(finder, "__module__", "")]
+sys.path[:] = [root] + [p for p in sys.path if p and os.path.realpath(p) != {project!r}]
+for module in sys.argv[2:]:
+    importlib.import_module(module.rpartition(".")[0]).__dict__[module.rpartition(".")[2]]
+stdlib = sysconfig.get_paths(vars={{"base": sys.base_prefix, "platbase": sys.base_prefix}})["stdlib"]
+allowed = {allowed!r}
+outside = sorted(
+    name for name, module in list(sys.modules.items())
+    if name not in preloaded and getattr(module, "__file__", None)
+    and not module.__file__.startswith(root)
+    and not (module.__file__.startswith(stdlib) and "site-packages" not in module.__file__)
+    and name.partition(".")[0] not in allowed
+)
+print(json.dumps(outside))
+"""
+
+
+def import_from_zip(archive: bytes, directory: Path, handlers: list[str]) -> list[str]:
+    """Unpack the zip and import its handlers in a fresh interpreter that cannot see the project: the modules
+    loaded from anywhere but the zip, the standard library and boto3's distribution."""
+    directory.mkdir()
+    (directory / "package.zip").write_bytes(archive)
+    with zipfile.ZipFile(directory / "package.zip") as opened:
+        opened.extractall(directory / "unpacked")
+    script = ISOLATED_IMPORT.format(project=str(ROOT), allowed=BOTO3_DISTRIBUTION)
+    result = subprocess.run([sys.executable, "-I", "-c", script, str(directory / "unpacked"), *handlers],
+                            capture_output=True, text=True, cwd=directory, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_serving_zip_holds_serving_lambdas_and_imports_nothing_else(tmp_path):
+    package = serving_zip()
+    with zipfile.ZipFile(__import__("io").BytesIO(package.data)) as archive:
+        entries = archive.namelist()
+    assert all(entry.startswith("serving_lambdas/") and entry.endswith(".py") for entry in entries)
+    assert {"serving_lambdas/inference.py", "serving_lambdas/retrieve.py",
+            "serving_lambdas/store/dynamodb.py"} <= set(entries)
+    assert serving_zip().data == package.data and package.key.endswith(f"-{package.sha256[:16]}.zip")
+    assert import_from_zip(package.data, tmp_path / "serving", [
+        "serving_lambdas.inference.handler", "serving_lambdas.retrieve.handler",
+        "serving_lambdas.store.dynamodb.DynamoDbStore"]) == []
+
+
+def test_redeploy_zip_is_one_module_on_boto3(tmp_path):
+    package = redeploy_zip()
+    with zipfile.ZipFile(__import__("io").BytesIO(package.data)) as archive:
+        assert archive.namelist() == ["redeploy.py"]
+    assert import_from_zip(package.data, tmp_path / "redeploy", ["redeploy.handler"]) == []
+
+
+# --- the redeploy function's decisions (E tests it end to end on the real endpoint stack) ----------------------
+
+STUB_TEMPLATE = {
+    "Parameters": {"ModelPackageArn": {"Type": "String"}, "ModelVersion": {"Type": "Number"},
+                   "InstanceType": {"Type": "String"}},
+    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+}
+
+
+def approval(version: int, status: str = "Approved", group: str = DEFAULT_GROUP) -> dict:
+    return {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker", "detail": {
+        "ModelPackageGroupName": group, "ModelPackageVersion": version, "ModelApprovalStatus": status,
+        "ModelPackageArn": f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/cloudviziris/{version}"}}
+
+
+@mock_aws
+def test_redeploy_updates_only_to_a_newer_approved_version(monkeypatch):
+    names = ResourceNames("dev")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("ENDPOINT_STACK", names.endpoint_stack)
+    monkeypatch.setenv("CLOUDFORMATION_ROLE_ARN", f"arn:aws:iam::123456789012:role/{names.endpoint_deploy_role_name}")
+    monkeypatch.setenv("MODEL_PACKAGE_GROUP", DEFAULT_GROUP)
+    cloudformation = boto3.client("cloudformation", region_name="eu-west-1")
+    cloudformation.create_stack(StackName=names.endpoint_stack, TemplateBody=json.dumps(STUB_TEMPLATE), Parameters=[
+        {"ParameterKey": "ModelPackageArn", "ParameterValue": approval(3)["detail"]["ModelPackageArn"]},
+        {"ParameterKey": "ModelVersion", "ParameterValue": "3"},
+        {"ParameterKey": "InstanceType", "ParameterValue": "ml.m5.large"}])
+
+    def parameters() -> dict:
+        stack = cloudformation.describe_stacks(StackName=names.endpoint_stack)["Stacks"][0]
+        return {item["ParameterKey"]: item["ParameterValue"] for item in stack["Parameters"]}
+
+    assert redeploy.handler(approval(4, "Rejected"), None)["updated"] is False
+    assert redeploy.handler(approval(4, group="Other"), None)["updated"] is False
+    assert redeploy.handler(approval(2), None) == {
+        "updated": False, "reason": "version 2 is not newer than the deployed version 3"}
+    assert parameters()["ModelVersion"] == "3"
+    answer = redeploy.handler(approval(5), None)
+    assert answer["updated"] is True and answer["modelVersion"] == 5
+    assert parameters() == {"ModelPackageArn": approval(5)["detail"]["ModelPackageArn"], "ModelVersion": "5",
+                            "InstanceType": "ml.m5.large"}
