@@ -32,8 +32,13 @@ setup(
     extras_require={
         "aws": ["sagemaker>=3.27,<4"],
         "test": [
-            "pytest>=8", "ruff>=0.6", "psutil>=5.9", "moto[dynamodb,s3,sagemaker]>=5.1", "openapi-spec-validator>=0.7",
+            "pytest>=8", "ruff>=0.6", "psutil>=5.9", "openapi-spec-validator>=0.7",
+            # cloudformation: the deployer's tests (it pulls in moto's IAM, Lambda, API Gateway, SNS... models);
+            # pinned to 5.2: tests/moto_cloudformation.py patches its internals where it differs from AWS.
+            "moto[cloudformation,dynamodb,s3,sagemaker]>=5.2.5,<5.3",
             "vermin>=1.6",
+            # Validates the generated CloudFormation templates offline (it ships the resource schemas).
+            "cfn-lint>=1.20",
             "aiosmtpd>=1.4",
             # Drives Debian's chromium (/usr/bin/chromium) in the dashboard's browser test; never `playwright install`.
             "playwright>=1.45",

@@ -17,7 +17,7 @@ import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
-from cloudviz import aws_pipeline, render
+from cloudviz import aws_deploy, aws_pipeline, render
 from cloudviz.progress import ProgressDisplay
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import UserError
@@ -366,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
     local.add_argument("--version", type=positive_int, help="version to deploy (default: the latest Approved)")
     local.add_argument("--force", action="store_true", help="deploy a version that is not Approved")
+    destroy = actions_of(groups, "destroy", "remove what a deploy created")
+    aws_deploy.add_commands(deploy, destroy)
 
     report = add_command(
         groups, "report", report_command, "write an HTML report (and PNG figures) of a pipeline run", "RUN_ID",

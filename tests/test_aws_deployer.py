@@ -1,0 +1,513 @@
+"""The AWS deployer against moto: registry selection, change sets (create, update, no change, dry run, failure),
+destroy, the approval-triggered redeploy, and the `cloudviz deploy aws` / `cloudviz destroy aws` commands.
+
+moto's change sets are made to behave as CloudFormation's by the ``cloudformation_like_aws`` fixture
+(tests/moto_cloudformation.py documents each difference); nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.cloudformation.models import cloudformation_backends
+from moto_cloudformation import cloudformation_like_aws  # noqa: F401  (a fixture)
+
+from cloudviz.cli import main
+from deploy.aws.deployer import (
+    CREATED,
+    DRY_RUN,
+    TEMPLATE_BODY_LIMIT,
+    TEMPLATE_PREFIX,
+    UNCHANGED,
+    UPDATED,
+    ResourceChange,
+    deploy_stack,
+    describe_stack,
+    destroy_stacks,
+    format_changes,
+)
+from deploy.aws.lambda_zip import lambda_zips
+from deploy.aws.names import ResourceNames
+from deploy.aws.registry import latest_approved_package
+from deploy.aws.stacks import StackSpec
+from pipelines.errors import UserError
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+BUCKET = "cloudviz-artifacts-test"
+
+pytestmark = [
+    pytest.mark.usefixtures("cloudformation_like_aws"),
+    # moto's CloudFormation skips some resource types of the real stacks (alarms, SNS subscriptions, API keys,
+    # schedules...) with this warning; tests/test_aws_templates.py checks those resources in the templates.
+    pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto"),
+]
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto's in-process AWS with dummy credentials and an artifact bucket: nothing leaves the process."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", REGION)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        yield
+
+
+@pytest.fixture
+def cloudformation(aws):
+    return boto3.client("cloudformation", region_name=REGION)
+
+
+@pytest.fixture
+def s3(aws):
+    return boto3.client("s3", region_name=REGION)
+
+
+def topic_template(*topics: str, bucket: str | None = None) -> dict:
+    """A small hand-written template: SNS topics (a parameter names the first) and optionally a bucket."""
+    resources = {}
+    outputs = {}
+    for index, topic in enumerate(topics):
+        logical = f"Topic{index}"
+        name = {"Ref": "TopicName"} if index == 0 else topic
+        resources[logical] = {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": name}}
+        outputs[f"{logical}Arn"] = {"Value": {"Ref": logical}}
+    if bucket:
+        resources["Bucket"] = {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": bucket}}
+        outputs["BucketName"] = {"Value": {"Ref": "Bucket"}}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": {"TopicName": {"Type": "String", "Default": topics[0]}},
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def spec(template: dict, name: str = "cloudviz-dev-test", **parameters: str) -> StackSpec:
+    return StackSpec(name, template, parameters, tags={"project": "cloudviz", "stage": "dev"})
+
+
+def deploy(cloudformation, s3, stack: StackSpec, dry_run: bool = False, bucket: str | None = BUCKET,
+           lines: list[str] | None = None):
+    return deploy_stack(cloudformation, s3, stack, bucket, dry_run,
+                        progress=(lines.append if lines is not None else print), poll_seconds=0)
+
+
+def change_sets(cloudformation) -> list[dict]:
+    return cloudformation.list_change_sets(StackName="cloudviz-dev-test")["Summaries"]
+
+
+def topic_names() -> set[str]:
+    topics = boto3.client("sns", region_name=REGION).list_topics()["Topics"]
+    return {topic["TopicArn"].rsplit(":", 1)[1] for topic in topics}
+
+
+# Registry selection -------------------------------------------------------------------------------------------
+
+
+def register(sagemaker, group: str, statuses: list[str]) -> list[str]:
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    arns = []
+    for status in statuses:
+        arns.append(sagemaker.create_model_package(
+            ModelPackageGroupName=group, ModelApprovalStatus=status,
+            InferenceSpecification={"Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/xgb:1"}],
+                                    "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+        )["ModelPackageArn"])
+    return arns
+
+
+def test_registry_picks_the_highest_approved_version(aws):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    arns = register(sagemaker, "CloudVizIris", ["Approved", "Rejected", "Approved", "PendingManualApproval",
+                                                 "Rejected"])
+    register(sagemaker, "OtherGroup", ["Approved"] * 5)
+    assert latest_approved_package(sagemaker, "CloudVizIris") == (arns[2], 3)
+    # Approving an older version later does not make it the newest: the version number decides.
+    sagemaker.update_model_package(ModelPackageArn=arns[3], ModelApprovalStatus="Approved")
+    sagemaker.update_model_package(ModelPackageArn=arns[0], ModelApprovalStatus="Approved")
+    assert latest_approved_package(sagemaker, "CloudVizIris") == (arns[3], 4)
+
+
+def test_registry_reads_every_page(aws):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    statuses = ["Rejected"] * 130
+    statuses[4] = statuses[117] = "Approved"  # the newest Approved version is beyond the first page of 100
+    arns = register(sagemaker, "CloudVizIris", statuses)
+    first_page = sagemaker.list_model_packages(ModelPackageGroupName="CloudVizIris")
+    assert "NextToken" in first_page
+    assert latest_approved_package(sagemaker, "CloudVizIris") == (arns[117], 118)
+
+
+@pytest.mark.parametrize("statuses", [[], ["PendingManualApproval", "Rejected"]])
+def test_registry_without_an_approved_version_names_the_group(aws, statuses):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    register(sagemaker, "CloudVizIris", statuses)
+    with pytest.raises(UserError, match="no Approved model package in group 'CloudVizIris'"):
+        latest_approved_package(sagemaker, "CloudVizIris")
+
+
+def test_registry_with_no_such_group_names_it(aws):
+    with pytest.raises(UserError, match="'Missing'"):
+        latest_approved_package(boto3.client("sagemaker", region_name=REGION), "Missing")
+
+
+# Change sets ----------------------------------------------------------------------------------------------------
+
+
+def test_create_then_update_through_change_sets(cloudformation, s3):
+    lines: list[str] = []
+    created = deploy(cloudformation, s3, spec(topic_template("alpha", bucket="cloudviz-dev-test-bucket"),
+                                              TopicName="first"), lines=lines)
+    assert created.status == CREATED
+    assert set(created.changes) == {ResourceChange("Add", "Topic0", "AWS::SNS::Topic"),
+                                    ResourceChange("Add", "Bucket", "AWS::S3::Bucket")}
+    assert created.outputs["Topic0Arn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:first"
+    assert created.outputs["BucketName"] == "cloudviz-dev-test-bucket"
+    stack = describe_stack(cloudformation, "cloudviz-dev-test")
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert {t["Key"]: t["Value"] for t in stack["Tags"]} == {"project": "cloudviz", "stage": "dev"}
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]} == {"TopicName": "first"}
+    assert topic_names() == {"first"}
+    assert "cloudviz-dev-test: creating a change set (CREATE)" in lines
+    assert any(line.startswith("cloudviz-dev-test: 2 change(s)") for line in lines)
+    assert any("CREATE_COMPLETE" in line for line in lines[lines.index("cloudviz-dev-test: executing the change set"):])
+
+    updated = deploy(cloudformation, s3, spec(topic_template("alpha", "beta", bucket="cloudviz-dev-test-bucket"),
+                                              TopicName="first"))
+    assert updated.status == UPDATED
+    assert ResourceChange("Add", "Topic1", "AWS::SNS::Topic") in updated.changes
+    assert updated.outputs["Topic1Arn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:beta"
+    assert describe_stack(cloudformation, "cloudviz-dev-test")["StackStatus"] == "UPDATE_COMPLETE"
+    assert topic_names() == {"first", "beta"}
+
+
+def test_no_changes_deletes_the_change_set_and_reports_unchanged(cloudformation, s3):
+    stack = spec(topic_template("alpha"), TopicName="first")
+    deploy(cloudformation, s3, stack)
+    lines: list[str] = []
+    again = deploy(cloudformation, s3, stack, lines=lines)
+    assert again.status == UNCHANGED and again.changes == ()
+    assert again.outputs == {"Topic0Arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:first"}
+    assert lines[-1] == "cloudviz-dev-test: no changes"
+    assert all(summary["Status"] != "FAILED" for summary in change_sets(cloudformation))
+    # A changed parameter alone is a change.
+    assert deploy(cloudformation, s3, spec(topic_template("alpha"), TopicName="second")).status == UPDATED
+
+
+def test_dry_run_of_a_new_stack_shows_the_changes_and_leaves_nothing(cloudformation, s3):
+    lines: list[str] = []
+    result = deploy(cloudformation, s3, spec(topic_template("alpha"), TopicName="first"), dry_run=True, lines=lines)
+    assert result.status == DRY_RUN and result.outputs == {}
+    assert result.changes == (ResourceChange("Add", "Topic0", "AWS::SNS::Topic"),)
+    assert "Add  AWS::SNS::Topic  Topic0" in "\n".join(lines)
+    assert describe_stack(cloudformation, "cloudviz-dev-test") is None  # the review-only stack is removed too
+    assert topic_names() == set()
+
+
+def test_dry_run_of_an_update_executes_nothing(cloudformation, s3):
+    deploy(cloudformation, s3, spec(topic_template("alpha"), TopicName="first"))
+    result = deploy(cloudformation, s3, spec(topic_template("alpha", "beta"), TopicName="first"), dry_run=True)
+    assert result.status == DRY_RUN
+    assert result.changes == (ResourceChange("Add", "Topic1", "AWS::SNS::Topic"),)
+    assert result.outputs == {"Topic0Arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:first"}
+    assert describe_stack(cloudformation, "cloudviz-dev-test")["StackStatus"] == "CREATE_COMPLETE"
+    assert topic_names() == {"first"}
+    assert all(summary["ExecutionStatus"] == "EXECUTE_COMPLETE" for summary in change_sets(cloudformation))
+
+
+def role_template(role_name: str) -> dict:
+    return {
+        "Resources": {
+            "Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "fine"}},
+            "Role": {"Type": "AWS::IAM::Role", "DependsOn": "Topic", "Properties": {
+                "RoleName": role_name,
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+            }},
+        },
+    }
+
+
+def test_a_failed_creation_names_the_resource_and_reason_then_is_recreated(cloudformation, s3):
+    boto3.client("iam", region_name=REGION).create_role(RoleName="taken", AssumeRolePolicyDocument="{}")
+    with pytest.raises(UserError) as failure:
+        deploy(cloudformation, s3, spec(role_template("taken")))
+    message = str(failure.value)
+    assert message.startswith("stack cloudviz-dev-test failed (ROLLBACK_COMPLETE): Role (AWS::IAM::Role): ")
+    assert "taken already exists" in message
+    assert describe_stack(cloudformation, "cloudviz-dev-test")["StackStatus"] == "ROLLBACK_COMPLETE"
+    with pytest.raises(UserError, match="ROLLBACK_COMPLETE.*without --dry-run deletes and recreates it"):
+        deploy(cloudformation, s3, spec(role_template("free")), dry_run=True)
+    lines: list[str] = []
+    assert deploy(cloudformation, s3, spec(role_template("free")), lines=lines).status == CREATED
+    assert lines[0] == "cloudviz-dev-test: deleting the stack its failed creation left in ROLLBACK_COMPLETE"
+    assert describe_stack(cloudformation, "cloudviz-dev-test")["StackStatus"] == "CREATE_COMPLETE"
+
+
+# moto warns that it cannot remove the role its failed update never created (CloudFormation's rollback would).
+@pytest.mark.filterwarnings("ignore:Unable to delete Role, as it was never created")
+def test_a_failed_update_rolls_back_and_the_next_deploy_updates(cloudformation, s3):
+    boto3.client("iam", region_name=REGION).create_role(RoleName="taken", AssumeRolePolicyDocument="{}")
+    deploy(cloudformation, s3, spec(topic_template("alpha"), TopicName="first"))
+    broken = topic_template("alpha")
+    broken["Resources"].update(role_template("taken")["Resources"])
+    with pytest.raises(UserError, match=r"failed \(UPDATE_ROLLBACK_COMPLETE\): Role \(AWS::IAM::Role\): .*taken"):
+        deploy(cloudformation, s3, spec(broken, TopicName="first"))
+    assert deploy(cloudformation, s3, spec(topic_template("alpha", "beta"), TopicName="first")).status == UPDATED
+
+
+def test_a_busy_stack_is_not_touched(cloudformation, s3):
+    deploy(cloudformation, s3, spec(topic_template("alpha"), TopicName="first"))
+    # moto finishes every operation at once; put the stack mid-update as CloudFormation shows it for minutes.
+    stack = next(s for s in cloudformation_backends[ACCOUNT][REGION].stacks.values() if s.name == "cloudviz-dev-test")
+    stack.status = "UPDATE_IN_PROGRESS"
+    with pytest.raises(UserError, match=r"cloudviz-dev-test is busy \(UPDATE_IN_PROGRESS\)"):
+        deploy(cloudformation, s3, spec(topic_template("alpha", "beta"), TopicName="first"))
+
+
+def big_template() -> dict:
+    template = topic_template("alpha")
+    template["Metadata"] = {"Padding": "x" * TEMPLATE_BODY_LIMIT}
+    return template
+
+
+def test_a_template_over_the_body_limit_goes_through_s3(cloudformation, s3):
+    result = deploy(cloudformation, s3, spec(big_template(), TopicName="first"))
+    assert result.status == CREATED and topic_names() == {"first"}
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=TEMPLATE_PREFIX)["Contents"]]
+    assert len(keys) == 1 and keys[0].startswith(f"{TEMPLATE_PREFIX}/cloudviz-dev-test/")
+    uploaded = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
+    assert uploaded == big_template()
+
+
+def test_a_template_over_the_body_limit_without_a_bucket_is_refused(cloudformation, s3):
+    with pytest.raises(UserError, match=r"over CloudFormation's 51,200-byte TemplateBody limit: give a bucket"):
+        deploy(cloudformation, s3, spec(big_template()), bucket=None)
+    assert describe_stack(cloudformation, "cloudviz-dev-test") is None
+
+
+def test_format_changes_aligns_columns_and_flags_replacements():
+    text = format_changes("s", [ResourceChange("Add", "Topic", "AWS::SNS::Topic"),
+                                ResourceChange("Modify", "Fn", "AWS::Lambda::Function", "True")])
+    assert text.splitlines() == [
+        "s: 2 change(s)",
+        "  Add     AWS::SNS::Topic        Topic",
+        "  Modify  AWS::Lambda::Function  Fn     (replacement: True)",
+    ]
+    assert format_changes("s", []) == "s: no resource changes (parameters or outputs only)"
+
+
+# Destroy --------------------------------------------------------------------------------------------------------
+
+
+def test_destroy_deletes_the_stacks_last_first_and_skips_missing_ones(cloudformation, s3):
+    names = ["cloudviz-dev-one", "cloudviz-dev-two", "cloudviz-dev-three"]
+    deploy(cloudformation, s3, spec(topic_template("one"), "cloudviz-dev-one", TopicName="one"))
+    deploy(cloudformation, s3, spec(topic_template("three"), "cloudviz-dev-three", TopicName="three"))
+    lines: list[str] = []
+    removed = destroy_stacks(cloudformation, names, progress=lines.append, poll_seconds=0)
+    assert removed == ["cloudviz-dev-three", "cloudviz-dev-one"]
+    assert [line for line in lines if ": deleting" in line or "not found" in line] == [
+        "cloudviz-dev-three: deleting", "cloudviz-dev-two: not found, nothing to delete", "cloudviz-dev-one: deleting"]
+    assert all(describe_stack(cloudformation, name) is None for name in names)
+    assert topic_names() == set()
+    assert destroy_stacks(cloudformation, names, poll_seconds=0) == []
+
+
+# The commands and the approval-triggered redeploy, on the real stacks -------------------------------------------
+
+
+@pytest.fixture
+def account(aws, home, monkeypatch):
+    """An account whose registry group has version 1 Approved; the CLI's region and bucket in the environment."""
+    monkeypatch.setenv("CLOUDVIZ_BUCKET", BUCKET)
+    monkeypatch.delenv("CLOUDVIZ_ALARM_EMAIL", raising=False)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    return register(sagemaker, NAMES.model_package_group, ["Approved"])
+
+
+NAMES = ResourceNames("dev")
+
+
+def cli_json(capsys, *argv: str) -> dict:
+    code = main([*argv, "--region", REGION, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def cli_error(capsys, *argv: str) -> str:
+    assert main([*argv, "--region", REGION]) == 2
+    return capsys.readouterr().err
+
+
+def test_synth_writes_templates_and_zips_without_calling_aws(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # any AWS call would fail at once
+    document = cli_json(capsys, "deploy", "aws", "--stage", "prod", "--synth", str(tmp_path / "out"),
+                        "--bucket", BUCKET)
+    written = {Path(path).name for path in document["written"]}
+    names = ResourceNames("prod")
+    for stack in names.stacks:
+        assert {f"{stack}.json", f"{stack}.parameters.json"} <= written
+        assert json.loads((tmp_path / "out" / f"{stack}.json").read_text())["Resources"]
+    assert {"serving_lambdas.zip", "redeploy.zip"} <= written
+    assert "--bucket is required" in cli_error(capsys, "deploy", "aws", "--stage", "dev", "--synth", str(tmp_path))
+
+
+def test_deploy_needs_an_approved_model_and_the_options(aws, home, monkeypatch, capsys):
+    monkeypatch.delenv("CLOUDVIZ_BUCKET", raising=False)
+    assert "--bucket is required" in cli_error(capsys, "deploy", "aws", "--stage", "dev")
+    error = cli_error(capsys, "deploy", "aws", "--stage", "dev", "--bucket", BUCKET)
+    assert f"no Approved model package in group '{NAMES.model_package_group}'" in error
+    assert "Traceback" not in error
+    assert all(describe_stack(boto3.client("cloudformation", region_name=REGION), n) is None for n in NAMES.stacks)
+
+
+def test_dry_run_prints_every_change_set_and_changes_nothing(account, capsys):
+    code = main(["deploy", "aws", "--stage", "dev", "--region", REGION, "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert [line for line in captured.out.splitlines() if line.startswith("cloudviz-dev-")] == [
+        f"{stack}: dry-run" for stack in NAMES.stacks]
+    assert "nothing was changed" in captured.out
+    for stack in NAMES.stacks:
+        assert f"{stack}: creating a change set (CREATE)" in captured.err
+    assert re.search(r"^  Add +AWS::SageMaker::Endpoint +\w+$", captured.err, re.MULTILINE)
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    assert all(describe_stack(cloudformation, stack) is None for stack in NAMES.stacks)
+    assert boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_deploy_creates_the_four_stacks_then_finds_nothing_to_change(account, capsys):
+    first = cli_json(capsys, "deploy", "aws", "--stage", "dev", "--alarm-email", "ops@example.com")
+    assert [(s["stack_name"], s["status"]) for s in first["stacks"]] == [(n, CREATED) for n in NAMES.stacks]
+    assert first["model_package_arn"] == account[0] and first["model_version"] == 1
+    assert first["api_url"].startswith("https://") and first["api_url"].endswith(".amazonaws.com/dev")
+    s3 = boto3.client("s3", region_name=REGION)
+    uploaded = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert uploaded == {package.key for package in lambda_zips()}
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    endpoint = describe_stack(cloudformation, NAMES.endpoint_stack)
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in endpoint["Parameters"]}["ModelPackageArn"] == account[0]
+    # Deploying again, without --alarm-email, keeps the subscription and changes nothing.
+    again = cli_json(capsys, "deploy", "aws", "--stage", "dev")
+    assert [(s["stack_name"], s["status"]) for s in again["stacks"]] == [(n, UNCHANGED) for n in NAMES.stacks]
+    assert again["api_url"] == first["api_url"]
+
+
+def test_destroy_removes_the_stacks_and_asks_first(account, capsys, monkeypatch):
+    cli_json(capsys, "deploy", "aws", "--stage", "dev")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal to ask on
+    assert "add --yes" in cli_error(capsys, "destroy", "aws", "--stage", "dev")
+    assert describe_stack(boto3.client("cloudformation", region_name=REGION), NAMES.endpoint_stack) is not None
+    document = cli_json(capsys, "destroy", "aws", "--stage", "dev", "--yes")
+    assert document["removed_stacks"] == list(reversed(NAMES.stacks))
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    assert all(describe_stack(cloudformation, stack) is None for stack in NAMES.stacks)
+    main(["destroy", "aws", "--stage", "dev", "--yes", "--region", REGION])
+    assert "Nothing to remove: no dev stack exists in us-east-1." in capsys.readouterr().out
+
+
+def deployed_function(stack_name: str) -> dict:
+    """The configuration of the one Lambda function of a deployed stack."""
+    resources = boto3.client("cloudformation", region_name=REGION).list_stack_resources(StackName=stack_name)
+    (function,) = [r for r in resources["StackResourceSummaries"] if r["ResourceType"] == "AWS::Lambda::Function"]
+    return boto3.client("lambda", region_name=REGION).get_function_configuration(
+        FunctionName=function["PhysicalResourceId"])
+
+
+def approval_event(sagemaker, arn: str) -> dict:
+    """The EventBridge event SageMaker sends when a package's approval changes (its detail mirrors the package)."""
+    package = sagemaker.describe_model_package(ModelPackageName=arn)
+    detail = {key: package[key] for key in ("ModelPackageGroupName", "ModelPackageVersion", "ModelPackageArn",
+                                            "ModelApprovalStatus", "CreationTime")}
+    return {"version": "0", "id": "5d3a5f1e-0000-0000-0000-000000000000", "source": "aws.sagemaker",
+            "detail-type": "SageMaker Model Package State Change", "account": ACCOUNT, "region": REGION,
+            "time": "2026-01-01T00:00:00Z", "resources": [arn], "detail": detail}
+
+
+@pytest.fixture
+def redeploy_handler(tmp_path, monkeypatch):
+    """The redeploy function as deployed: its handler imported from the uploaded zip, its environment from the
+    function's configuration (moto stores Lambda functions but never runs their code)."""
+    (package,) = [p for p in lambda_zips() if p.name == "redeploy"]
+    data = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=package.key)["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(tmp_path / "redeploy")
+    for name, value in deployed_function(NAMES.automation_stack)["Environment"]["Variables"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(tmp_path / "redeploy"))
+    monkeypatch.delitem(sys.modules, "redeploy", raising=False)
+    return importlib.import_module("redeploy").handler
+
+
+def endpoint_state() -> tuple[dict, dict, set[tuple[str, str]]]:
+    """The endpoint stack's parameters and outputs, and (variant, model package) of each endpoint config.
+
+    The configs are listed rather than followed from the endpoint: moto replaces the config CloudFormation
+    updates but leaves its endpoint naming the deleted one.
+    """
+    stack = describe_stack(boto3.client("cloudformation", region_name=REGION), NAMES.endpoint_stack)
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    served = set()
+    for summary in sagemaker.list_endpoint_configs()["EndpointConfigs"]:
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=summary["EndpointConfigName"])
+        for variant in config["ProductionVariants"]:
+            model = sagemaker.describe_model(ModelName=variant["ModelName"])
+            served.add((variant["VariantName"], model["PrimaryContainer"]["ModelPackageName"]))
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}, outputs, served
+
+
+def test_approving_a_newer_version_redeploys_the_endpoint(account, capsys, redeploy_handler_after_deploy):
+    handler = redeploy_handler_after_deploy
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    before, _, served = endpoint_state()
+    assert before["ModelVersion"] == "1" and served == {("v1", account[0])}
+    (newer,) = register_more(sagemaker, ["PendingManualApproval"])
+    assert handler(approval_event(sagemaker, newer), None)["updated"] is False  # not approved yet
+    sagemaker.update_model_package(ModelPackageArn=newer, ModelApprovalStatus="Approved")
+    result = handler(approval_event(sagemaker, newer), None)
+    assert result["updated"] is True and result["modelVersion"] == 2
+    after, outputs, served = endpoint_state()
+    assert (after["ModelPackageArn"], after["ModelVersion"]) == (newer, "2")
+    assert (outputs["ModelVersion"], outputs["VariantName"]) == ("2", "v2") and served == {("v2", newer)}
+    assert {k: v for k, v in after.items() if k not in ("ModelPackageArn", "ModelVersion")} == {
+        k: v for k, v in before.items() if k not in ("ModelPackageArn", "ModelVersion")}
+    stack = describe_stack(boto3.client("cloudformation", region_name=REGION), NAMES.endpoint_stack)
+    assert stack["RoleARN"] == f"arn:aws:iam::{ACCOUNT}:role/{NAMES.endpoint_deploy_role_name}"
+    # Re-approving the older version changes nothing, and the deployer agrees the newest Approved one is live.
+    assert handler(approval_event(sagemaker, account[0]), None)["updated"] is False
+    again = cli_json(capsys, "deploy", "aws", "--stage", "dev")
+    assert again["model_version"] == 2
+    # The regenerated template carries version 2 as its parameter defaults, so the stack may be updated, but no
+    # resource changes: the endpoint already serves version 2.
+    assert again["stacks"][0]["stack_name"] == NAMES.endpoint_stack and again["stacks"][0]["changes"] == []
+    assert endpoint_state()[0] == after
+
+
+def register_more(sagemaker, statuses: list[str]) -> list[str]:
+    return [sagemaker.create_model_package(
+        ModelPackageGroupName=NAMES.model_package_group, ModelApprovalStatus=status,
+        InferenceSpecification={"Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/xgb:1"}],
+                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+    )["ModelPackageArn"] for status in statuses]
+
+
+@pytest.fixture
+def redeploy_handler_after_deploy(account, capsys, request):
+    cli_json(capsys, "deploy", "aws", "--stage", "dev")
+    return request.getfixturevalue("redeploy_handler")
