@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,9 @@ def add_commands(deploy_actions: argparse._SubParsersAction, destroy_actions: ar
     deploy.add_argument("--alarm-email", metavar="ADDRESS", default=os.environ.get(ALARM_EMAIL_ENV),
                         help=f"subscribe this address to the alarm topic (default ${ALARM_EMAIL_ENV}, else the "
                         "address of the previous deploy; '' for none)")
+    deploy.add_argument("--retrain-schedule", metavar="EXPRESSION",
+                        help="retrain on this EventBridge Scheduler expression, e.g. 'cron(0 3 ? * MON *)' or "
+                        "'rate(7 days)', in UTC ('' turns it off; default: as the previous deploy left it, else off)")
     deploy.set_defaults(handler=with_aws_errors(deploy_command))
     destroy.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     destroy.set_defaults(handler=with_aws_errors(destroy_command))
@@ -81,7 +85,7 @@ def deploy_command(args: argparse.Namespace) -> int:
         if not args.bucket:
             raise UserError(f"--bucket is required: the templates name the artifact bucket (or set ${BUCKET_ENV})")
         settings = AwsSettings(region=args.region or AwsSettings.region, artifact_bucket=args.bucket,
-                               alarm_email=args.alarm_email or "")
+                               alarm_email=args.alarm_email or "", **schedule_settings(args.retrain_schedule or ""))
         written = write_synth(Path(args.synth), args.stage, settings)
         document = {"stage": args.stage, "written": [str(path) for path in written]}
         emit(args, document, f"Wrote {len(written)} file(s) to {args.synth}:\n"
@@ -103,8 +107,12 @@ def deploy_command(args: argparse.Namespace) -> int:
     alarm_email = args.alarm_email
     if alarm_email is None:  # not given: keep the subscription a previous deploy made
         alarm_email = stack_parameter(cloudformation, names.monitoring_stack, ALARM_EMAIL_PARAMETER)
+    schedule = args.retrain_schedule
+    if schedule is None:  # not given: keep what a previous deploy set
+        enabled = stack_parameter(cloudformation, names.automation_stack, "ScheduleState") == "ENABLED"
+        schedule = stack_parameter(cloudformation, names.automation_stack, "ScheduleExpression") if enabled else ""
     settings = AwsSettings(region=region, account_id=account_id, artifact_bucket=bucket, alarm_email=alarm_email,
-                           model_package_arn=package_arn, model_version=version)
+                           model_package_arn=package_arn, model_version=version, **schedule_settings(schedule))
     s3 = session.client("s3")
     for package in lambda_zips():
         if args.dry_run:
@@ -129,6 +137,16 @@ def deploy_command(args: argparse.Namespace) -> int:
         lines.append(f"Serving {names.model_package_group} version {version} on endpoint {names.endpoint_name}.")
     emit(args, document, "\n".join(lines))
     return 0
+
+
+def schedule_settings(expression: str) -> dict:
+    """The retraining schedule's settings: on with ``expression``, off when it is empty."""
+    if not expression:
+        return {"schedule_enabled": False}
+    if not re.fullmatch(r"(cron|rate|at)\(.+\)", expression.strip()):
+        raise UserError(f"--retrain-schedule {expression!r}: expected cron(...), rate(...) or at(...), "
+                        "e.g. 'cron(0 3 ? * MON *)'")
+    return {"schedule_expression": expression.strip(), "schedule_enabled": True}
 
 
 def destroy_command(args: argparse.Namespace) -> int:

@@ -511,3 +511,23 @@ def register_more(sagemaker, statuses: list[str]) -> list[str]:
 def redeploy_handler_after_deploy(account, capsys, request):
     cli_json(capsys, "deploy", "aws", "--stage", "dev")
     return request.getfixturevalue("redeploy_handler")
+
+
+def test_the_retraining_schedule_is_off_until_asked_for_and_kept_across_deploys(account, capsys):
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+
+    def schedule() -> tuple[str, str]:
+        parameters = {p["ParameterKey"]: p["ParameterValue"]
+                      for p in describe_stack(cloudformation, NAMES.automation_stack)["Parameters"]}
+        return parameters["ScheduleState"], parameters["ScheduleExpression"]
+
+    cli_json(capsys, "deploy", "aws", "--stage", "dev")
+    assert schedule()[0] == "DISABLED"
+    assert main(["deploy", "aws", "--stage", "dev", "--region", REGION, "--retrain-schedule", "weekly"]) == 2
+    assert "--retrain-schedule 'weekly': expected cron(...), rate(...) or at(...)" in capsys.readouterr().err
+    cli_json(capsys, "deploy", "aws", "--stage", "dev", "--retrain-schedule", "rate(7 days)")
+    assert schedule() == ("ENABLED", "rate(7 days)")
+    cli_json(capsys, "deploy", "aws", "--stage", "dev")  # not given: as the previous deploy left it
+    assert schedule() == ("ENABLED", "rate(7 days)")
+    cli_json(capsys, "deploy", "aws", "--stage", "dev", "--retrain-schedule", "")
+    assert schedule()[0] == "DISABLED"

@@ -32,6 +32,7 @@ class AwsSettings:
     model_package_arn: str = ""
     model_version: int = 1
     schedule_expression: str = "cron(0 3 ? * MON *)"
+    schedule_enabled: bool = False  # scheduled retraining is off until asked for
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ def synthesize(stage: str, settings: AwsSettings) -> list[StackSpec]:
         StackSpec(names.monitoring_stack, monitoring_template(names, settings),
                   {"AlarmEmail": settings.alarm_email}, tags=tags),
         StackSpec(names.automation_stack, automation_template(names, settings),
-                  {"ScheduleExpression": settings.schedule_expression, "CodeBucket": settings.artifact_bucket,
+                  {"ScheduleExpression": settings.schedule_expression,
+                   "ScheduleState": "ENABLED" if settings.schedule_enabled else "DISABLED",
+                   "CodeBucket": settings.artifact_bucket,
                    "CodeKey": zips["redeploy"].key}, tags=tags),
     ]
 
