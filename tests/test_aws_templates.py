@@ -434,8 +434,9 @@ def test_redeploy_updates_only_to_a_newer_approved_version(monkeypatch):
         stack = cloudformation.describe_stacks(StackName=names.endpoint_stack)["Stacks"][0]
         return {item["ParameterKey"]: item["ParameterValue"] for item in stack["Parameters"]}
 
-    assert redeploy.handler(approval(4, "Rejected"), None)["updated"] is False
-    assert redeploy.handler(approval(4, group="Other"), None)["updated"] is False
+    assert redeploy.handler(approval(4, "Rejected"), None) == {
+        "updated": False, "reason": "approval status 'Rejected', not Approved"}
+    assert redeploy.handler(approval(4, group="Other"), None)["reason"].startswith("a package of group 'Other'")
     assert redeploy.handler(approval(2), None) == {
         "updated": False, "reason": "version 2 is not newer than the deployed version 3"}
     assert parameters()["ModelVersion"] == "3"

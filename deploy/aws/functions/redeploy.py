@@ -51,9 +51,16 @@ def handler(event: dict, context: Any, cloudformation: Any = None) -> dict:
     role_arn = os.environ["CLOUDFORMATION_ROLE_ARN"]
     group = os.environ["MODEL_PACKAGE_GROUP"]
     package = approved_package(event)
-    if package is None or package[2] != group:
-        logger.info("ignored: not an approval in group %s", group)
-        return {"updated": False, "reason": f"not an approval in group {group}"}
+    detail = event.get("detail") or {}
+    if detail.get("ModelPackageGroupName") != group:
+        reason = f"a package of group {detail.get('ModelPackageGroupName')!r}, this function serves {group}"
+    elif package is None:
+        reason = f"approval status {detail.get('ModelApprovalStatus')!r}, not Approved"
+    else:
+        reason = ""
+    if reason:
+        logger.info("ignored: %s", reason)
+        return {"updated": False, "reason": reason}
     package_arn, version, _ = package
     client = cloudformation if cloudformation is not None else boto3.client("cloudformation")
     stack = client.describe_stacks(StackName=stack_name)["Stacks"][0]
