@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.definition import build_pipeline
+from pipelines.runner import LocalRunner
 from pipelines.state import StateHome
 
 
@@ -29,3 +31,12 @@ def write_script(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def model_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model.tar.gz the real pipeline trains with its defaults (multi:softprob), once for the session."""
+    home = StateHome(tmp_path_factory.mktemp("pipeline") / "home")
+    record = LocalRunner(home, build_pipeline()).start({})
+    assert record.status == "Succeeded"
+    return Path(record.steps["Train"].outputs["model"]) / "model.tar.gz"

@@ -16,8 +16,6 @@ from openapi_spec_validator import validate
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel
 from deploy.local_service import Signature, lambda_environment
 from deploy.prediction_api import OPENAPI_DOCUMENT, build_prediction_api
-from pipelines.definition import build_pipeline
-from pipelines.runner import LocalRunner
 from pipelines.state import StateHome
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,15 +27,6 @@ SETOSA = [5.1, 3.5, 1.4, 0.2]
 FEATURES = ("x1", "x2", "x3", "x4")
 CLASSES = ("setosa", "virginica", "versicolor")
 SPEC = json.loads(OPENAPI_DOCUMENT.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="session")
-def model_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained by the real pipeline, once for the session."""
-    home = StateHome(tmp_path_factory.mktemp("pipeline") / "home")
-    record = LocalRunner(home, build_pipeline()).start({})
-    assert record.status == "Succeeded"
-    return Path(record.steps["Train"].outputs["model"]) / "model.tar.gz"
 
 
 @pytest.fixture
