@@ -97,12 +97,16 @@ def deploy_command(args: argparse.Namespace) -> int:
 
     from deploy.aws.deployer import deploy_stack, stack_parameter
     from deploy.aws.lambda_zip import lambda_zips
-    from deploy.aws.registry import latest_approved_package
+    from deploy.aws.registry import baseline_statistics_uri, latest_approved_package
 
     session = boto3.Session(region_name=region)
     account_id = session.client("sts").get_caller_identity()["Account"]
-    package_arn, version = latest_approved_package(session.client("sagemaker"), names.model_package_group)
+    sagemaker = session.client("sagemaker")
+    package_arn, version = latest_approved_package(sagemaker, names.model_package_group)
     stderr_line(f"model: {names.model_package_group} version {version} ({package_arn})")
+    baseline = baseline_statistics_uri(sagemaker, package_arn)
+    stderr_line(f"drift baseline: {baseline}" if baseline else f"drift: version {version} was registered without "
+                "baseline statistics (ModelDataQuality), so drift is not measured on AWS")
     cloudformation = session.client("cloudformation")
     alarm_email = args.alarm_email
     if alarm_email is None:  # not given: keep the subscription a previous deploy made
@@ -112,7 +116,8 @@ def deploy_command(args: argparse.Namespace) -> int:
         enabled = stack_parameter(cloudformation, names.automation_stack, "ScheduleState") == "ENABLED"
         schedule = stack_parameter(cloudformation, names.automation_stack, "ScheduleExpression") if enabled else ""
     settings = AwsSettings(region=region, account_id=account_id, artifact_bucket=bucket, alarm_email=alarm_email,
-                           model_package_arn=package_arn, model_version=version, **schedule_settings(schedule))
+                           model_package_arn=package_arn, model_version=version, baseline_statistics_uri=baseline,
+                           **schedule_settings(schedule))
     s3 = session.client("s3")
     for package in lambda_zips():
         if args.dry_run:
@@ -123,7 +128,8 @@ def deploy_command(args: argparse.Namespace) -> int:
                for spec in synthesize(args.stage, settings)]
     api = next(result for result in results if result.stack_name == names.api_stack)
     document = {"stage": args.stage, "region": region, "model_package_arn": package_arn, "model_version": version,
-                "dry_run": args.dry_run, "stacks": [result.to_dict() for result in results],
+                "baseline_statistics_uri": baseline, "dry_run": args.dry_run,
+                "stacks": [result.to_dict() for result in results],
                 "api_url": api.outputs.get("ApiUrl"), "api_key_id": api.outputs.get("ApiKeyId")}
     lines = [f"{result.stack_name}: {result.status}" for result in results]
     if args.dry_run:

@@ -134,6 +134,7 @@ class RegisterModelStep:
     approval_status: Value
     metrics: JsonGet  # the whole evaluation report: json_path "" means the document
     data: StepOutput  # the preprocessing schema (its data hash goes into the lineage)
+    baseline: StepOutput  # the preprocessing baseline statistics (statistics.json): drift's reference on AWS
     outputs: tuple[str, ...] = ()
     retry: RetryPolicy = RetryPolicy()
     cache: bool = True
@@ -228,7 +229,8 @@ def references(step: Step) -> list[Value]:
         case TrainingStep():
             return list(step.hyperparameters.values()) + list(step.channels.values())
         case RegisterModelStep():
-            return [step.model, step.model_package_group, step.approval_status, step.metrics, step.data]
+            return [step.model, step.model_package_group, step.approval_status, step.metrics, step.data,
+                    step.baseline]
         case FailStep():
             return list(step.message)
         case ConditionStep():

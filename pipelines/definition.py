@@ -146,6 +146,7 @@ def build_pipeline() -> Pipeline:
                 approval_status=Param("ModelApprovalStatus"),
                 metrics=JsonGet("Evaluate", "evaluation", "evaluation.json", ""),
                 data=StepOutput("Preprocess", "schema"),
+                baseline=StepOutput("Preprocess", "baseline"),
             ),
             FailStep(
                 name="AccuracyBelowThreshold",

@@ -41,6 +41,22 @@ class InferenceSettings:
     max_batch_rows: int
 
 
+@dataclass(frozen=True)
+class DriftSettings:
+    endpoint_name: str
+    store: StoreSpec
+    baseline_uri: str  # s3://bucket/key of the served model's statistics.json
+
+
+def drift_settings(environ: Mapping[str, str] = os.environ) -> DriftSettings:
+    """The drift function's settings: ENDPOINT_NAME, PREDICTION_STORE and BASELINE_STATISTICS_URI."""
+    uri = _required("BASELINE_STATISTICS_URI", environ.get("BASELINE_STATISTICS_URI"))
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        raise ConfigurationError(f"BASELINE_STATISTICS_URI must be s3://BUCKET/KEY, not {uri!r}")
+    return DriftSettings(_required("ENDPOINT_NAME", environ.get("ENDPOINT_NAME")), store_spec(environ), uri)
+
+
 def inference_settings(environ: Mapping[str, str] = os.environ) -> InferenceSettings:
     return _parse_inference(tuple(environ.get(name) for name in INFERENCE_VARIABLES))
 

@@ -52,7 +52,7 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,10 @@ from deploy.endpoint import ServingModel
 from deploy.endpoint import runtime as runtime_api
 from deploy.endpoint.errors import InvocationError
 from deploy.endpoint.invocation import invoke as invoke_model
+from serving_lambdas.config import INFERENCE_VARIABLES
+from serving_lambdas.responses import CORS_VARIABLE
+
+HANDLER_VARIABLES = (*INFERENCE_VARIABLES, CORS_VARIABLE, "BASELINE_STATISTICS_URI")
 
 ACCOUNT = "123456789012"  # moto's default account
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -184,9 +188,11 @@ def swapped_modules(tops: set[str], modules: dict[str, Any], directory: Path) ->
 
 
 @contextlib.contextmanager
-def environment(variables: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``variables`` set, restored on exit."""
-    saved = {name: os.environ.get(name) for name in variables}
+def environment(variables: dict[str, str], unset: Iterable[str] = ()) -> Iterator[None]:
+    """``os.environ`` with ``variables`` set and ``unset`` removed, restored on exit."""
+    saved = {name: os.environ.get(name) for name in (*variables, *unset)}
+    for name in unset:
+        os.environ.pop(name, None)
     os.environ.update(variables)
     try:
         yield
@@ -213,7 +219,10 @@ def run_lambdas_in_process(monkeypatch: pytest.MonkeyPatch, root: Path) -> Deplo
                      "AWS_DEFAULT_REGION": self.region, "_HANDLER": self.handler, **self.environment_vars}
         printed = io.StringIO()
         errored = False
-        with isolated(), environment({k: str(v) for k, v in variables.items()}), contextlib.redirect_stdout(printed):
+        # A function sees its own configuration only: `cloudviz serve` in an earlier test sets the handlers'
+        # variables process-wide (SAGEMAKER_RUNTIME_URL among them), which no Lambda on AWS has.
+        configured = environment({k: str(v) for k, v in variables.items()}, unset=HANDLER_VARIABLES)
+        with isolated(), configured, contextlib.redirect_stdout(printed):
             try:
                 result = json.dumps(handler({} if event is None else event, context))
             except Exception as error:  # the runtime's answer for an unhandled error

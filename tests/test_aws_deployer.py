@@ -37,13 +37,14 @@ from deploy.aws.deployer import (
 )
 from deploy.aws.lambda_zip import lambda_zips
 from deploy.aws.names import ResourceNames
-from deploy.aws.registry import latest_approved_package
+from deploy.aws.registry import baseline_statistics_uri, latest_approved_package
 from deploy.aws.stacks import StackSpec
 from pipelines.errors import UserError
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "cloudviz-artifacts-test"
+BASELINE_URI = f"s3://{BUCKET}/cloudviz/executions/abc123/Preprocess/baseline/statistics.json"
 
 pytestmark = [
     pytest.mark.usefixtures("cloudformation_like_aws"),
@@ -157,6 +158,14 @@ def test_registry_without_an_approved_version_names_the_group(aws, statuses):
     register(sagemaker, "CloudVizIris", statuses)
     with pytest.raises(UserError, match="no Approved model package in group 'CloudVizIris'"):
         latest_approved_package(sagemaker, "CloudVizIris")
+
+
+def test_registry_reads_the_baseline_statistics_the_pipeline_registered(aws):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    (without,) = register(sagemaker, "CloudVizIris", ["Approved"])
+    (with_baseline,) = register_more(sagemaker, ["Approved"], baseline=BASELINE_URI)
+    assert baseline_statistics_uri(sagemaker, with_baseline) == BASELINE_URI
+    assert baseline_statistics_uri(sagemaker, without) == ""
 
 
 def test_registry_with_no_such_group_names_it(aws):
@@ -408,6 +417,47 @@ def test_deploy_creates_the_four_stacks_then_finds_nothing_to_change(account, ca
     assert again["api_url"] == first["api_url"]
 
 
+def stack_parameters(stack_name: str) -> dict[str, str]:
+    stack = describe_stack(boto3.client("cloudformation", region_name=REGION), stack_name)
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
+def test_the_served_packages_baseline_statistics_go_to_the_drift_function(account, capsys):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    register_more(sagemaker, ["Approved"], baseline=BASELINE_URI)
+    document = cli_json(capsys, "deploy", "aws", "--stage", "dev")
+    assert (document["model_version"], document["baseline_statistics_uri"]) == (2, BASELINE_URI)
+    parameters = stack_parameters(NAMES.monitoring_stack)
+    assert parameters["BaselineStatisticsUri"] == BASELINE_URI
+    (serving,) = [package for package in lambda_zips() if package.name == "serving_lambdas"]
+    assert (parameters["CodeBucket"], parameters["CodeKey"]) == (BUCKET, serving.key)
+    functions = boto3.client("lambda", region_name=REGION)
+    function = functions.get_function_configuration(FunctionName=NAMES.drift_function)
+    assert function["Handler"] == "serving_lambdas.drift_monitor.handler"
+    assert function["Environment"]["Variables"] == {"ENDPOINT_NAME": NAMES.endpoint_name,
+                                                    "PREDICTION_STORE": f"dynamodb:{NAMES.table_name}",
+                                                    "BASELINE_STATISTICS_URI": BASELINE_URI}
+    events = boto3.client("events", region_name=REGION)
+    assert events.describe_rule(Name=NAMES.drift_schedule_name)["ScheduleExpression"] == "rate(1 minute)"
+    (target,) = events.list_targets_by_rule(Rule=NAMES.drift_schedule_name)["Targets"]
+    assert target["Arn"] == function["FunctionArn"]
+
+
+def test_a_package_without_baseline_statistics_deploys_without_the_drift_function(account, capsys):
+    """A version registered before the pipeline attached its baseline statistics, or by hand. (A fresh stack:
+    moto's stack updates do not add and remove the resources whose condition changes as CloudFormation does.)"""
+    assert main(["deploy", "aws", "--stage", "dev", "--region", REGION, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["baseline_statistics_uri"] == ""
+    assert ("drift: version 1 was registered without baseline statistics (ModelDataQuality), so drift is not "
+            "measured on AWS") in captured.err
+    assert stack_parameters(NAMES.monitoring_stack)["BaselineStatisticsUri"] == ""
+    functions = boto3.client("lambda", region_name=REGION).list_functions()["Functions"]
+    assert NAMES.drift_function not in {function["FunctionName"] for function in functions}
+    rules = boto3.client("events", region_name=REGION).list_rules()["Rules"]
+    assert NAMES.drift_schedule_name not in {rule["Name"] for rule in rules}
+
+
 def test_destroy_removes_the_stacks_and_asks_first(account, capsys, monkeypatch):
     cli_json(capsys, "deploy", "aws", "--stage", "dev")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal to ask on
@@ -499,11 +549,16 @@ def test_approving_a_newer_version_redeploys_the_endpoint(account, capsys, redep
     assert endpoint_state()[0] == after
 
 
-def register_more(sagemaker, statuses: list[str]) -> list[str]:
+def register_more(sagemaker, statuses: list[str], baseline: str = "") -> list[str]:
+    """More versions of the group; with ``baseline``, registered as the pipeline does: the training data's
+    statistics as the package's ModelDataQuality statistics."""
+    metrics = {"ModelMetrics": {"ModelDataQuality": {"Statistics": {"ContentType": "application/json",
+                                                                    "S3Uri": baseline}}}} if baseline else {}
     return [sagemaker.create_model_package(
         ModelPackageGroupName=NAMES.model_package_group, ModelApprovalStatus=status,
         InferenceSpecification={"Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/xgb:1"}],
                                 "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+        **metrics,
     )["ModelPackageArn"] for status in statuses]
 
 

@@ -19,7 +19,7 @@ from deploy.aws.functions import redeploy
 from deploy.aws.lambda_zip import lambda_zips, redeploy_zip, serving_zip
 from deploy.aws.names import ResourceNames
 from deploy.aws.stacks import AwsSettings, StackSpec, synthesize, write_synth
-from deploy.aws.templates.monitoring import LOCAL_ONLY_PANELS, dashboard_panels
+from deploy.aws.templates.monitoring import DRIFT_METRICS, LOCAL_ONLY_PANELS, dashboard_panels, drift_schedule
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
 from serving_lambdas.store.dynamodb import ATTRIBUTE_DEFINITIONS, BILLING_MODE, KEY_SCHEMA
@@ -27,8 +27,10 @@ from serving_lambdas.store.dynamodb import ATTRIBUTE_DEFINITIONS, BILLING_MODE, 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD_HTML = ROOT / "deploy" / "dashboard" / "assets" / "dashboard.html"
 PACKAGE_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/cloudviziris/7"
+BASELINE_URI = "s3://cloudviz-artifacts/cloudviz/executions/abc123/Preprocess/baseline/statistics.json"
 SETTINGS = AwsSettings(region="eu-west-1", account_id="123456789012", artifact_bucket="cloudviz-artifacts",
-                       alarm_email="ops@example.com", model_package_arn=PACKAGE_ARN, model_version=7)
+                       alarm_email="ops@example.com", model_package_arn=PACKAGE_ARN, model_version=7,
+                       baseline_statistics_uri=BASELINE_URI)
 STAGES = ("dev", "prod")
 LINT_REGIONS = ["us-east-1", "eu-west-1"]
 # cfn-lint findings accepted, each with its reason (rule id -> why). None today: every template lints clean.
@@ -104,7 +106,9 @@ def test_synthesize_gives_four_stacks_with_their_parameters(stage):
     assert by_name[names.api_stack].parameters == {"CodeBucket": "cloudviz-artifacts",
                                                    "CodeKey": zips["serving_lambdas"]}
     assert by_name[names.automation_stack].parameters["CodeKey"] == zips["redeploy"]
-    assert by_name[names.monitoring_stack].parameters == {"AlarmEmail": "ops@example.com"}
+    assert by_name[names.monitoring_stack].parameters == {
+        "AlarmEmail": "ops@example.com", "BaselineStatisticsUri": BASELINE_URI, "CodeBucket": "cloudviz-artifacts",
+        "CodeKey": zips["serving_lambdas"]}
 
 
 def test_synthesize_needs_a_bucket_and_write_synth_writes_everything(tmp_path):
@@ -184,6 +188,16 @@ def test_each_function_role_grants_only_what_its_function_does():
         "ReadPredictions": ["dynamodb:GetItem", "dynamodb:Query"],
         "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
     assert names.retrieve_log_group in retrieve["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
+    drift = statements_by_sid(stacks("dev")["monitoring"].template, "DriftRole")
+    assert {sid: statement["Action"] for sid, statement in drift.items()} == {
+        "ReadPredictions": ["dynamodb:Query"], "ReadTheBaseline": ["s3:GetObject"],
+        "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+    assert drift["ReadPredictions"]["Resource"][0]["Fn::Sub"].endswith(f":table/{names.table_name}")
+    baseline_arn = drift["ReadTheBaseline"]["Resource"][0]["Fn::Sub"]
+    assert baseline_arn[0] == "arn:${AWS::Partition}:s3:::${BaselineObject}"  # the one object the parameter names
+    assert baseline_arn[1]["BaselineObject"] == {"Fn::Select": [1, {"Fn::Split": ["://", {
+        "Fn::Join": ["", [{"Ref": "BaselineStatisticsUri"}, "://"]]}]}]}
+    assert names.drift_log_group in drift["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
 
     automation = stacks("dev")["automation"].template
     scheduler = statements_by_sid(automation, "SchedulerRole")
@@ -226,6 +240,12 @@ def test_names_are_consistent_across_stacks(stage):
     assert api["Resources"]["RestApi"]["Properties"]["Name"] == names.api_name
     assert monitoring["Resources"]["AlarmTopic"]["Properties"]["TopicName"] == names.topic_name
     assert monitoring["Resources"]["Dashboard"]["Properties"]["DashboardName"] == names.dashboard_name
+    drift = monitoring["Resources"]["DriftFunction"]["Properties"]
+    assert drift["FunctionName"] == names.drift_function
+    assert drift["Environment"]["Variables"] == {"ENDPOINT_NAME": names.endpoint_name,
+                                                 "PREDICTION_STORE": f"dynamodb:{names.table_name}",
+                                                 "BASELINE_STATISTICS_URI": {"Ref": "BaselineStatisticsUri"}}
+    assert monitoring["Resources"]["DriftLogGroup"]["Properties"]["LogGroupName"] == names.drift_log_group
     topic = {"Fn::Sub": f"arn:${{AWS::Partition}}:sns:${{AWS::Region}}:${{AWS::AccountId}}:{names.topic_name}"}
     for alarm in resources_of(endpoint, "AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == [topic]
@@ -305,6 +325,32 @@ def test_alarms_are_the_shared_rules(stage):
     functions = {alarms[f"{names.alarm_name('cloudviz-lambda-errors')}-{suffix}"]["Dimensions"][0]["Value"]
                  for suffix in ("inference", "retrieve")}
     assert functions == {names.inference_function, names.retrieve_function}
+
+
+def test_the_drift_function_runs_once_per_drift_alarm_period_when_there_is_a_baseline():
+    monitoring = stacks("dev")["monitoring"].template
+    drift = {key: body for key, body in monitoring["Resources"].items() if key.startswith("Drift")}
+    assert {key: body["Type"] for key, body in drift.items()} == {
+        "DriftLogGroup": "AWS::Logs::LogGroup", "DriftRole": "AWS::IAM::Role", "DriftFunction": "AWS::Lambda::Function",
+        "DriftSchedule": "AWS::Events::Rule", "DriftSchedulePermission": "AWS::Lambda::Permission"}
+    # Without baseline statistics (a package registered without them) none of it is created.
+    assert all(body["Condition"] == "MeasuresDrift" for body in drift.values())
+    assert monitoring["Conditions"]["MeasuresDrift"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "BaselineStatisticsUri"}, ""]}]}
+    assert monitoring["Outputs"]["DriftFunctionName"]["Condition"] == "MeasuresDrift"
+    assert drift["DriftFunction"]["Properties"]["Handler"] == "serving_lambdas.drift_monitor.handler"
+    assert drift["DriftFunction"]["Properties"]["Code"] == {"S3Bucket": {"Ref": "CodeBucket"},
+                                                            "S3Key": {"Ref": "CodeKey"}}
+    schedule = drift["DriftSchedule"]["Properties"]
+    assert schedule["Targets"] == [{"Id": "drift", "Arn": {"Fn::GetAtt": ["DriftFunction", "Arn"]}}]
+    assert drift["DriftSchedulePermission"]["Properties"]["SourceArn"] == {"Fn::GetAtt": ["DriftSchedule", "Arn"]}
+    # Each period of the drift alarms gets a datapoint: the schedule is their period.
+    periods = {rule.period_seconds for rule in ALARM_RULES if rule.metric_name in DRIFT_METRICS}
+    assert periods == {60.0} and schedule["ScheduleExpression"] == drift_schedule() == "rate(1 minute)"
+    parameter = monitoring["Parameters"]["BaselineStatisticsUri"]
+    assert parameter["Default"] == BASELINE_URI
+    assert synthesize("dev", AwsSettings(artifact_bucket="b"))[2].template["Parameters"]["BaselineStatisticsUri"][
+        "Default"] == ""
 
 
 class _Headings(HTMLParser):
@@ -387,12 +433,12 @@ def test_serving_zip_holds_serving_lambdas_and_imports_nothing_else(tmp_path):
     with zipfile.ZipFile(__import__("io").BytesIO(package.data)) as archive:
         entries = archive.namelist()
     assert all(entry.startswith("serving_lambdas/") and entry.endswith(".py") for entry in entries)
-    assert {"serving_lambdas/inference.py", "serving_lambdas/retrieve.py",
-            "serving_lambdas/store/dynamodb.py"} <= set(entries)
+    assert {"serving_lambdas/inference.py", "serving_lambdas/retrieve.py", "serving_lambdas/drift_monitor.py",
+            "serving_lambdas/drift.py", "serving_lambdas/store/dynamodb.py"} <= set(entries)
     assert serving_zip().data == package.data and package.key.endswith(f"-{package.sha256[:16]}.zip")
     assert import_from_zip(package.data, tmp_path / "serving", [
         "serving_lambdas.inference.handler", "serving_lambdas.retrieve.handler",
-        "serving_lambdas.store.dynamodb.DynamoDbStore"]) == []
+        "serving_lambdas.drift_monitor.handler", "serving_lambdas.store.dynamodb.DynamoDbStore"]) == []
 
 
 def test_redeploy_zip_is_one_module_on_boto3(tmp_path):

@@ -20,16 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_history import ALARM, INSUFFICIENT_DATA, OK
-from deploy.monitoring.drift import (
-    EPSILON,
-    MODERATE_DRIFT,
-    SIGNIFICANT_DRIFT,
-    Baseline,
-    DriftMonitor,
-    FeatureBaseline,
-    load_baseline,
-    psi,
-)
+from deploy.monitoring.drift import DriftMonitor, load_baseline
 from deploy.monitoring.metrics import ApiMetrics
 from pipelines.datasets import iris_csv
 from pipelines.definition import build_pipeline
@@ -39,6 +30,15 @@ from pipelines.runner import LocalRunner
 from pipelines.runs import RunStore
 from pipelines.state import StateHome
 from preprocessing import preprocess
+from serving_lambdas.drift import (
+    EPSILON,
+    MODERATE_DRIFT,
+    SIGNIFICANT_DRIFT,
+    Baseline,
+    BaselineError,
+    FeatureBaseline,
+    psi,
+)
 from serving_lambdas.records import PredictionRecord, new_ids, utc_now
 from serving_lambdas.store import SqliteStore
 
@@ -250,12 +250,13 @@ def test_refresh_reads_the_store_and_a_failed_read_leaves_no_value(iris, tmp_pat
 def test_malformed_statistics_are_refused_naming_the_field(iris):
     statistics = json.loads(json.dumps(iris[0]))
     statistics["features"]["x2"]["histogram"]["counts"].pop()
-    with pytest.raises(UserError, match=r"^stats.json: features.x2.histogram: not baseline statistics \(ValueError: "
-                                        r"a histogram needs n \+ 1 bin_edges for n counts, got 10 and 8\)$"):
+    with pytest.raises(BaselineError, match=r"^stats.json: features.x2.histogram: not baseline statistics "
+                                            r"\(ValueError: a histogram needs n \+ 1 bin_edges for n counts, "
+                                            r"got 10 and 8\)$"):
         Baseline.from_statistics(statistics, "stats.json")
     del statistics["class_distribution"]
     statistics["features"]["x2"] = iris[0]["features"]["x2"]
-    with pytest.raises(UserError, match=r"^stats.json: class_distribution: not baseline statistics \(KeyError"):
+    with pytest.raises(BaselineError, match=r"^stats.json: class_distribution: not baseline statistics \(KeyError"):
         Baseline.from_statistics(statistics, "stats.json")
 
 

@@ -1,6 +1,6 @@
 """The Lambda deployment packages, built from the project's own sources.
 
-- ``serving_lambdas``: the ``serving_lambdas/`` package (inference and retrieve handlers); boto3 and the
+- ``serving_lambdas``: the ``serving_lambdas/`` package (inference, retrieve and drift handlers); boto3 and the
   standard library come with the Lambda Python runtime, so nothing else goes in.
 - ``redeploy``: ``deploy/aws/functions/redeploy.py`` at the root of the zip (handler ``redeploy.handler``).
 
@@ -24,6 +24,7 @@ KEY_PREFIX = "cloudviz/lambda"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 INFERENCE_HANDLER = "serving_lambdas.inference.handler"
 RETRIEVE_HANDLER = "serving_lambdas.retrieve.handler"
+DRIFT_HANDLER = "serving_lambdas.drift_monitor.handler"
 REDEPLOY_HANDLER = "redeploy.handler"
 
 

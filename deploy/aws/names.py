@@ -117,6 +117,18 @@ class ResourceNames:
     def dashboard_name(self) -> str:
         return self.prefix
 
+    @property
+    def drift_function(self) -> str:
+        return f"{self.prefix}-drift"
+
+    @property
+    def drift_role_name(self) -> str:
+        return f"{self.drift_function}-role"
+
+    @property
+    def drift_schedule_name(self) -> str:
+        return f"{self.drift_function}-schedule"
+
     def alarm_name(self, rule_name: str) -> str:
         """The CloudWatch alarm name of a shared rule: ``cloudviz-api-5xx-rate`` -> ``cloudviz-dev-api-5xx-rate``."""
         return f"{self.prefix}-{rule_name.removeprefix(f'{PROJECT}-')}"
@@ -163,3 +175,7 @@ class ResourceNames:
     @property
     def redeploy_log_group(self) -> str:
         return log_group_name(self.redeploy_function)
+
+    @property
+    def drift_log_group(self) -> str:
+        return log_group_name(self.drift_function)

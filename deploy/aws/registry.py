@@ -30,3 +30,12 @@ def latest_approved_package(sagemaker_client: object, group: str) -> tuple[str, 
         )
     version, arn = newest
     return arn, int(version)
+
+
+def baseline_statistics_uri(sagemaker_client: object, package_arn: str) -> str:
+    """The S3 URI of the training data's baseline statistics the pipeline registered with the package (its
+    ModelDataQuality statistics), which the drift function measures against; "" when it has none (a package
+    registered before the pipeline attached them, or by hand)."""
+    package = sagemaker_client.describe_model_package(ModelPackageName=package_arn)
+    metrics = package.get("ModelMetrics", {})
+    return metrics.get("ModelDataQuality", {}).get("Statistics", {}).get("S3Uri", "")

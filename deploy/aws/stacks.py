@@ -22,7 +22,9 @@ class AwsSettings:
 
     ``region`` and ``account_id`` only serve names that must be literal ARNs outside a template;
     templates use the ``AWS::Region``/``AWS::AccountId`` pseudo-parameters. ``model_package_arn``
-    and ``model_version`` are the approved model package to serve (empty: the template defaults).
+    and ``model_version`` are the approved model package to serve (empty: the template defaults);
+    ``baseline_statistics_uri`` its training data's statistics, which drift is measured against (empty:
+    no drift function).
     """
 
     region: str = "us-east-1"
@@ -31,6 +33,7 @@ class AwsSettings:
     alarm_email: str = ""
     model_package_arn: str = ""
     model_version: int = 1
+    baseline_statistics_uri: str = ""
     schedule_expression: str = "cron(0 3 ? * MON *)"
     schedule_enabled: bool = False  # scheduled retraining is off until asked for
 
@@ -65,7 +68,8 @@ def synthesize(stage: str, settings: AwsSettings) -> list[StackSpec]:
         StackSpec(names.api_stack, api_template(names),
                   {"CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key}, tags=tags),
         StackSpec(names.monitoring_stack, monitoring_template(names, settings),
-                  {"AlarmEmail": settings.alarm_email}, tags=tags),
+                  {"AlarmEmail": settings.alarm_email, "BaselineStatisticsUri": settings.baseline_statistics_uri,
+                   "CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key}, tags=tags),
         StackSpec(names.automation_stack, automation_template(names, settings),
                   {"ScheduleExpression": settings.schedule_expression,
                    "ScheduleState": "ENABLED" if settings.schedule_enabled else "DISABLED",

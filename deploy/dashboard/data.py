@@ -23,12 +23,13 @@ from typing import Any
 
 from deploy.deployments import Deployment
 from deploy.monitoring.alarm_history import AlarmState
-from deploy.monitoring.drift import MODERATE_DRIFT, SIGNIFICANT_DRIFT, DriftMonitor
+from deploy.monitoring.drift import DriftMonitor
 from deploy.monitoring.sampler import MetricSampler, PeriodSample
 from pipelines.errors import NotFoundError
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.runs import RunRecord, RunStore
 from pipelines.state import StateHome
+from serving_lambdas.drift import MODERATE_DRIFT, SIGNIFICANT_DRIFT
 from serving_lambdas.records import time_bound
 from serving_lambdas.store import PredictionStore
 

@@ -17,8 +17,8 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from deploy.monitoring.drift import SIGNIFICANT_DRIFT
 from deploy.monitoring.sampler import PeriodSample
+from serving_lambdas.drift import SIGNIFICANT_DRIFT
 from serving_lambdas.metrics import NAMESPACE as CLOUDVIZ_NAMESPACE
 
 COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str, str]] = {

@@ -1,29 +1,9 @@
-"""Data drift: how far the newest predictions have moved from the data the live model was trained on.
+"""Drift measured locally: the newest predictions of the store against the live model's training statistics,
+published as Prometheus gauges that the local alarm evaluator reads.
 
-The measure is the population stability index, over bins fixed by the training data::
-
-    PSI = sum over bins of (actual - expected) * ln(actual / expected)
-
-``expected`` is a bin's share of the training split, ``actual`` its share of the newest ``window`` stored
-predictions; a bin empty on either side counts as ``EPSILON`` (an empty bin would make the logarithm infinite).
-Per feature, the bins are the training deciles that preprocessing wrote into ``baseline/statistics.json``
-(``histogram.bin_edges``), with the outer bins open: a value below the training minimum lands in the first bin,
-one above the maximum in the last, exactly as the training values were counted. For the predicted classes,
-the bins are the classes and ``expected`` is the training split's ``class_distribution``.
-
-Thresholds, the usual convention of credit scoring where PSI comes from: below ``MODERATE_DRIFT`` (0.1) the
-population is stable, up to ``SIGNIFICANT_DRIFT`` (0.25) it moved moderately (worth a look), above it the model
-sees data unlike its training data (worth an alarm and probably retraining).
-
-``min_rows`` is 200, not less, because PSI over few rows is mostly noise: with ten bins, ``n`` rows drawn from
-the training data itself give a PSI of about ``9 / n`` per feature, and an empty bin alone adds about 0.5.
-Resampling the 102 iris training rows, the largest of the four feature PSIs exceeds 0.25 in 69% of windows of
-50 rows, 5% of windows of 100 rows and none of 1000 windows of 200 rows; a shift of +0.3 cm in petal length
-reads above 0.25 in every window of 50 rows or more. Below ``min_rows`` there is no value at all, rather than
-a noisy one: the feature gauges are absent and the class gauge is NaN.
-
-The measure (``psi``, ``FeatureBaseline``, ``Baseline``) uses the standard library only, as the serving Lambdas
-do, so that it can move into a Lambda when drift is also computed on AWS.
+The measure itself (PSI, the baseline, the thresholds, why ``min_rows`` is 200) is ``serving_lambdas.drift``,
+shared with the AWS drift function (``serving_lambdas.drift_monitor``). Below ``min_rows`` the feature gauges are
+absent and the class gauge is NaN.
 """
 
 from __future__ import annotations
@@ -31,112 +11,25 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from bisect import bisect_right
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from deploy.monitoring.metrics import ApiMetrics
 from pipelines.errors import UserError
 from pipelines.registry import ModelPackage
 from pipelines.runs import RunStore
+from serving_lambdas.drift import (
+    DEFAULT_MIN_ROWS,
+    DEFAULT_WINDOW,
+    Baseline,
+    BaselineError,
+    DriftReport,
+    check_window,
+    measure,
+)
 from serving_lambdas.records import PredictionRecord
 from serving_lambdas.store import PredictionStore
 
-EPSILON = 1e-4
-MODERATE_DRIFT = 0.1
-SIGNIFICANT_DRIFT = 0.25
-DEFAULT_WINDOW = 500
-DEFAULT_MIN_ROWS = 200
-
 logger = logging.getLogger(__name__)
-
-
-def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = EPSILON) -> float:
-    """The population stability index of two distributions over the same bins (each a list of shares)."""
-    if len(expected) != len(actual):
-        raise ValueError(f"psi needs the same bins on both sides, got {len(expected)} and {len(actual)}")
-    total = 0.0
-    for e, a in zip(expected, actual, strict=True):
-        e, a = max(e, epsilon), max(a, epsilon)
-        total += (a - e) * math.log(a / e)
-    return total
-
-
-def shares(counts: Sequence[float]) -> list[float]:
-    """Counts as shares of their total."""
-    total = sum(counts)
-    return [count / total for count in counts]
-
-
-@dataclass(frozen=True)
-class FeatureBaseline:
-    """One feature's training distribution: the cut points between its bins and each bin's share."""
-
-    cuts: tuple[float, ...]
-    expected: tuple[float, ...]
-
-    @classmethod
-    def from_histogram(cls, edges: Sequence[float], counts: Sequence[int]) -> FeatureBaseline:
-        """Bins of preprocessing's decile histogram, the outer ones open. A feature that was constant in training
-        (one edge, no counts) gets three bins: below, at and above its value."""
-        if len(edges) == 1 and not counts:
-            value = float(edges[0])
-            return cls((value, math.nextafter(value, math.inf)), (0.0, 1.0, 0.0))
-        return cls(tuple(float(edge) for edge in edges[1:-1]), tuple(shares(counts)))
-
-    def counts(self, values: Iterable[float]) -> list[int]:
-        """How many of ``values`` fall into each bin (a value on a cut point goes to the bin above it, as in
-        ``np.histogram`` and preprocessing's counts)."""
-        counts = [0] * len(self.expected)
-        for value in values:
-            counts[bisect_right(self.cuts, value)] += 1
-        return counts
-
-    def psi(self, values: Iterable[float]) -> float:
-        return psi(self.expected, shares(self.counts(values)))
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The training statistics drift is measured against; ``source`` says where they came from."""
-
-    features: dict[str, FeatureBaseline]
-    classes: dict[str, float]
-    source: str
-
-    @classmethod
-    def from_statistics(cls, statistics: Mapping, source: str) -> Baseline:
-        """From preprocessing's ``statistics.json`` document; a malformed one is a UserError naming the field."""
-        field = "features"
-        try:
-            features = {}
-            for name, summary in statistics["features"].items():
-                field = f"features.{name}.histogram"
-                features[str(name)] = _feature_baseline(summary["histogram"])
-            field = "class_distribution"
-            classes = {str(name): float(share) for name, share in statistics["class_distribution"].items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise UserError(f"{source}: {field}: not baseline statistics ({type(error).__name__}: {error})") from None
-        if not features or not classes:
-            raise UserError(f"{source}: the baseline statistics name no feature or no class")
-        return cls(features, classes, source)
-
-    def class_psi(self, labels: Sequence[str]) -> float:
-        """PSI of predicted labels against the training class distribution; a label training never saw is a bin
-        of its own with an expected share of zero."""
-        counted = Counter(labels)
-        names = [*self.classes, *sorted(set(counted) - set(self.classes))]
-        expected = [self.classes.get(name, 0.0) for name in names]
-        return psi(expected, shares([counted[name] for name in names]))
-
-
-def _feature_baseline(histogram: Mapping) -> FeatureBaseline:
-    edges, counts = list(histogram["bin_edges"]), list(histogram["counts"])
-    constant = len(edges) == 1 and not counts
-    if not constant and (len(edges) < 2 or len(counts) != len(edges) - 1 or sum(counts) <= 0):
-        raise ValueError(f"a histogram needs n + 1 bin_edges for n counts, got {len(edges)} and {len(counts)}")
-    return FeatureBaseline.from_histogram([float(edge) for edge in edges], [int(count) for count in counts])
 
 
 def load_baseline(runs: RunStore, package: ModelPackage) -> Baseline:
@@ -148,20 +41,10 @@ def load_baseline(runs: RunStore, package: ModelPackage) -> Baseline:
     statistics = runs.load(run_id).output_json("baseline", "statistics.json")
     if statistics is None:
         raise UserError(f"run {run_id}, which trained {name}, holds no baseline/statistics.json")
-    return Baseline.from_statistics(statistics, f"baseline/statistics.json of run {run_id}")
-
-
-@dataclass(frozen=True)
-class DriftReport:
-    """PSI per feature and of the predicted classes over ``rows`` predictions; a feature with fewer than
-    ``min_rows`` values is left out, and ``prediction_class`` is None with fewer than ``min_rows`` rows."""
-
-    rows: int
-    features: dict[str, float]
-    prediction_class: float | None
-
-    def to_dict(self) -> dict:
-        return {"rows": self.rows, "features": dict(self.features), "prediction_class": self.prediction_class}
+    try:
+        return Baseline.from_statistics(statistics, f"baseline/statistics.json of run {run_id}")
+    except BaselineError as error:
+        raise UserError(str(error)) from None
 
 
 class DriftMonitor:
@@ -179,8 +62,7 @@ class DriftMonitor:
         metrics: ApiMetrics | None = None,
         store: PredictionStore | None = None,
     ) -> None:
-        if not 1 <= min_rows <= window:
-            raise ValueError(f"min_rows must be from 1 to window ({window}), not {min_rows}")
+        check_window(window, min_rows)
         self.window = window
         self.min_rows = min_rows
         self.metrics = metrics
@@ -204,7 +86,7 @@ class DriftMonitor:
         """Drift of the newest ``window`` of ``records``, also set on the gauges when there are metrics."""
         newest = sorted(records, key=lambda record: record.id, reverse=True)[: self.window]
         with self._lock:  # two updates at once would publish a mix of both
-            report = self._measure(self._baseline, newest)
+            report = measure(self._baseline, newest, self.min_rows)
             self._publish(report)
         return report
 
@@ -221,18 +103,6 @@ class DriftMonitor:
                 self._publish(DriftReport(0, {}, None))
             return None
         return self.update(records)
-
-    def _measure(self, baseline: Baseline | None, records: Sequence[PredictionRecord]) -> DriftReport:
-        if baseline is None:
-            return DriftReport(len(records), {}, None)
-        features = {}
-        for name, feature in baseline.features.items():
-            values = [record.features[name] for record in records if name in record.features]
-            if len(values) >= self.min_rows:
-                features[name] = feature.psi(values)
-        labels = [record.label for record in records]
-        prediction_class = baseline.class_psi(labels) if len(labels) >= self.min_rows else None
-        return DriftReport(len(records), features, prediction_class)
 
     def _publish(self, report: DriftReport) -> None:
         if self.metrics is None:

@@ -219,11 +219,13 @@ class Compiler:
         return self.sdk.steps.TrainingStep(name=step.name, step_args=trainer.train(), **self.job_options(step))
 
     def register_step(self, step: dag.RegisterModelStep) -> object:
-        """The evaluation report goes along as the version's model statistics; the data schema as metadata."""
+        """The evaluation report goes along as the version's model statistics, the training data's baseline
+        statistics as its data statistics (the AWS drift function's reference); the data schema as metadata."""
         functions, metrics = self.sdk.functions, self.sdk.metrics
         evaluation = functions.Join(on="/", values=[self.value(dag.StepOutput(step.metrics.step, step.metrics.output)),
                                                     step.metrics.file])
         schema = functions.Join(on="/", values=[self.value(step.data), "schema.json"])
+        baseline = functions.Join(on="/", values=[self.value(step.baseline), "statistics.json"])
         builder = self.sdk.model_builder.ModelBuilder(
             s3_model_data_url=self.value(step.model),
             image_uri=self.image,
@@ -238,7 +240,8 @@ class Compiler:
             inference_instances=[self.parameters["InferenceInstanceType"]],
             transform_instances=[self.parameters["InferenceInstanceType"]],
             model_metrics=metrics.ModelMetrics(
-                model_statistics=metrics.MetricsSource(content_type="application/json", s3_uri=evaluation)
+                model_statistics=metrics.MetricsSource(content_type="application/json", s3_uri=evaluation),
+                model_data_statistics=metrics.MetricsSource(content_type="application/json", s3_uri=baseline),
             ),
             customer_metadata_properties={"DataSchema": schema},
             description="trained by the CloudViz pipeline",

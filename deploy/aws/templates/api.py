@@ -9,10 +9,10 @@ import json
 from deploy.aws.lambda_zip import INFERENCE_HANDLER, RETRIEVE_HANDLER
 from deploy.aws.names import ResourceNames
 from deploy.aws.templates.common import (
-    LAMBDA_ARCHITECTURE,
-    LAMBDA_RUNTIME,
+    LambdaSpec,
     arn,
     get_att,
+    lambda_function,
     log_group,
     output,
     ref,
@@ -46,26 +46,11 @@ RESOURCE_PATHS = {"PredictionsResource": "predictions", "PredictionIdResource": 
 
 
 def _function(name: str, handler: str, role_id: str, log_group_id: str, environment: dict, description: str) -> dict:
-    return {
-        "Type": "AWS::Lambda::Function",
-        "Properties": {
-            "FunctionName": name,
-            "Description": description,
-            "Runtime": LAMBDA_RUNTIME,
-            "Architectures": [LAMBDA_ARCHITECTURE],
-            "Handler": handler,
-            "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
-            "Role": get_att(role_id, "Arn"),
-            "Timeout": FUNCTION_TIMEOUT_SECONDS,
-            "MemorySize": FUNCTION_MEMORY_MB,
-            # The handlers answer CORS themselves: API Gateway passes a proxy response through unchanged.
-            "Environment": {"Variables": {**environment, "CORS_ALLOW_ORIGIN": ref("AllowedOrigin")}},
-            # JSON: each logging record becomes one JSON object with the request id, as the local JSON logs;
-            # the EMF lines the handlers print stay as printed, which CloudWatch needs to extract metrics.
-            "LoggingConfig": {"LogGroup": ref(log_group_id), "LogFormat": "JSON",
-                              "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"},
-        },
-    }
+    # The handlers answer CORS themselves: API Gateway passes a proxy response through unchanged.
+    return lambda_function(LambdaSpec(
+        name, handler, description, role_id, log_group_id,
+        {**environment, "CORS_ALLOW_ORIGIN": ref("AllowedOrigin")}, FUNCTION_TIMEOUT_SECONDS, FUNCTION_MEMORY_MB,
+    ))
 
 
 def _proxy_method(http_method: str, resource_id: str, function_id: str) -> dict:

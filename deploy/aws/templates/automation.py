@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from deploy.aws.lambda_zip import REDEPLOY_HANDLER
 from deploy.aws.names import ResourceNames
 from deploy.aws.templates.common import (
-    LAMBDA_ARCHITECTURE,
-    LAMBDA_RUNTIME,
+    LambdaSpec,
     arn,
     get_att,
+    lambda_function,
     log_group,
     output,
     ref,
@@ -98,26 +98,16 @@ def automation_template(names: ResourceNames, settings: AwsSettings) -> dict:
             ],
             "Redeploys the endpoint stack when a model package is approved",
         ),
-        "RedeployFunction": {
-            "Type": "AWS::Lambda::Function",
-            "Properties": {
-                "FunctionName": names.redeploy_function,
-                "Description": "updates the endpoint stack to a newly approved model package",
-                "Runtime": LAMBDA_RUNTIME,
-                "Architectures": [LAMBDA_ARCHITECTURE],
-                "Handler": REDEPLOY_HANDLER,
-                "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
-                "Role": get_att("RedeployRole", "Arn"),
-                "Timeout": REDEPLOY_TIMEOUT_SECONDS,
-                "MemorySize": 128,
-                "Environment": {"Variables": {
-                    "ENDPOINT_STACK": names.endpoint_stack,
-                    "CLOUDFORMATION_ROLE_ARN": role_arn(names.endpoint_deploy_role_name),
-                    "MODEL_PACKAGE_GROUP": names.model_package_group,
-                }},
-                "LoggingConfig": {"LogGroup": ref("RedeployLogGroup"), "LogFormat": "Text"},
+        "RedeployFunction": lambda_function(LambdaSpec(
+            names.redeploy_function, REDEPLOY_HANDLER, "updates the endpoint stack to a newly approved model package",
+            "RedeployRole", "RedeployLogGroup",
+            {
+                "ENDPOINT_STACK": names.endpoint_stack,
+                "CLOUDFORMATION_ROLE_ARN": role_arn(names.endpoint_deploy_role_name),
+                "MODEL_PACKAGE_GROUP": names.model_package_group,
             },
-        },
+            REDEPLOY_TIMEOUT_SECONDS, 128,
+        )),
         "RedeployInvokeConfig": {
             # A redeploy that still fails after the retries is published to the alarm topic (monitoring stack).
             "Type": "AWS::Lambda::EventInvokeConfig",

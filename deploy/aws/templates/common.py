@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from deploy.aws.names import ResourceNames
@@ -66,6 +67,42 @@ def role(name: str, service: str, policy_name: str, statements: list[dict], desc
             "Policies": [
                 {"PolicyName": policy_name, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}},
             ],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class LambdaSpec:
+    """One function of the project's zips: its name, handler, role, log group (logical ids) and sizing."""
+
+    name: str
+    handler: str
+    description: str
+    role_id: str
+    log_group_id: str
+    environment: dict
+    timeout_seconds: int
+    memory_mb: int
+
+
+def lambda_function(spec: LambdaSpec) -> dict:
+    """An ``AWS::Lambda::Function`` from the zip at ``CodeBucket``/``CodeKey``, logging JSON records (with the
+    request id) to its own log group; the EMF lines the handlers print stay as printed, as CloudWatch needs."""
+    return {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "FunctionName": spec.name,
+            "Description": spec.description,
+            "Runtime": LAMBDA_RUNTIME,
+            "Architectures": [LAMBDA_ARCHITECTURE],
+            "Handler": spec.handler,
+            "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
+            "Role": get_att(spec.role_id, "Arn"),
+            "Timeout": spec.timeout_seconds,
+            "MemorySize": spec.memory_mb,
+            "Environment": {"Variables": spec.environment},
+            "LoggingConfig": {"LogGroup": ref(spec.log_group_id), "LogFormat": "JSON",
+                              "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"},
         },
     }
 

@@ -1,22 +1,42 @@
 """The monitoring stack: the SNS topic alarms notify (with an email subscription), the CloudWatch alarms of the
-shared rules that are not the endpoint's (those live in the endpoint stack, where rollback watches them), and
-a CloudWatch dashboard with the metric panels of the local dashboard (``deploy/dashboard/assets``)."""
+shared rules that are not the endpoint's (those live in the endpoint stack, where rollback watches them), a
+CloudWatch dashboard with the metric panels of the local dashboard (``deploy/dashboard/assets``), and the drift
+function (``serving_lambdas.drift_monitor``) that publishes the drift metrics, run on an EventBridge schedule as
+often as the drift alarms' period, when the served model package has baseline statistics."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
 
+from deploy.aws.lambda_zip import DRIFT_HANDLER
 from deploy.aws.names import ResourceNames
-from deploy.aws.templates.common import output, ref, sub, template
+from deploy.aws.templates.common import (
+    LambdaSpec,
+    arn,
+    get_att,
+    lambda_function,
+    log_group,
+    output,
+    ref,
+    retention_parameter,
+    role,
+    statement,
+    sub,
+    template,
+    write_logs,
+)
 from deploy.aws.templates.endpoint import SAGEMAKER_NAMESPACE, alarm_logical_id, endpoint_rules
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES, AlarmRule
-from deploy.monitoring.drift import SIGNIFICANT_DRIFT
+from serving_lambdas.drift import SIGNIFICANT_DRIFT
 from serving_lambdas.metrics import NAMESPACE
 
 if TYPE_CHECKING:
     from deploy.aws.stacks import AwsSettings
 
+DRIFT_METRICS = ("FeatureDrift", "PredictionClassDrift")
+DRIFT_TIMEOUT_SECONDS = 60
+DRIFT_MEMORY_MB = 256
 WIDGET_WIDTH = 12
 WIDGET_HEIGHT = 6
 PERIOD_SECONDS = 60
@@ -33,6 +53,15 @@ LOCAL_ONLY_PANELS = {
 def monitoring_rules() -> tuple[AlarmRule, ...]:
     """The shared rules this stack turns into alarms: every rule but the endpoint's, plus the AWS-only ones."""
     return tuple(rule for rule in ALARM_RULES if rule.namespace != SAGEMAKER_NAMESPACE) + AWS_ONLY_RULES
+
+
+def drift_schedule() -> str:
+    """How often the drift function runs: once per period of the drift alarms, so that each of their periods has
+    a datapoint (a period without one would leave the alarm without data)."""
+    periods = {rule.period_seconds for rule in ALARM_RULES
+               if rule.namespace == NAMESPACE and rule.metric_name in DRIFT_METRICS}
+    minutes = max(1, int(min(periods) // 60))
+    return f"rate({minutes} minute{'' if minutes == 1 else 's'})"
 
 
 def _functions(names: ResourceNames) -> dict[str, str]:
@@ -133,13 +162,77 @@ def dashboard_body(names: ResourceNames) -> dict:
     return sub(json.dumps({"widgets": widgets}, separators=(",", ":")))
 
 
+def baseline_object_arn() -> dict:
+    """The ARN of the object ``BaselineStatisticsUri`` names (``s3://BUCKET/KEY`` -> ``arn:...:s3:::BUCKET/KEY``).
+    The URI is split with a ``://`` appended, so that an empty one (no drift function) still has an element 1."""
+    uri = {"Fn::Join": ["", [ref("BaselineStatisticsUri"), "://"]]}
+    path = {"Fn::Select": [1, {"Fn::Split": ["://", uri]}]}
+    return {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${BaselineObject}", {"BaselineObject": path}]}
+
+
+def drift_resources(names: ResourceNames) -> dict[str, dict]:
+    """The drift function, its role, log group and schedule, each under the ``MeasuresDrift`` condition."""
+    resources = {
+        "DriftLogGroup": log_group(names.drift_log_group, ref("LogRetentionDays")),
+        "DriftRole": role(
+            names.drift_role_name, "lambda.amazonaws.com", "measure-drift",
+            [
+                statement(["dynamodb:Query"], [arn("dynamodb", f"table/{names.table_name}")], "ReadPredictions"),
+                statement(["s3:GetObject"], [baseline_object_arn()], "ReadTheBaseline"),
+                write_logs(names.drift_log_group),
+            ],
+            "Drift: reads the newest predictions and the served model's baseline statistics",
+        ),
+        "DriftFunction": lambda_function(LambdaSpec(
+            names.drift_function, DRIFT_HANDLER, "PSI of the newest predictions against the training data, as "
+            "CloudWatch metrics", "DriftRole", "DriftLogGroup",
+            {
+                "ENDPOINT_NAME": names.endpoint_name,
+                "PREDICTION_STORE": f"dynamodb:{names.table_name}",
+                "BASELINE_STATISTICS_URI": ref("BaselineStatisticsUri"),
+            },
+            DRIFT_TIMEOUT_SECONDS, DRIFT_MEMORY_MB,
+        )),
+        "DriftSchedule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": names.drift_schedule_name,
+                "Description": "measures drift once per period of the drift alarms",
+                "ScheduleExpression": drift_schedule(),
+                "State": "ENABLED",
+                "Targets": [{"Id": "drift", "Arn": get_att("DriftFunction", "Arn")}],
+            },
+        },
+        "DriftSchedulePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": ref("DriftFunction"),
+                "Principal": "events.amazonaws.com",
+                "SourceArn": get_att("DriftSchedule", "Arn"),
+            },
+        },
+    }
+    return {logical_id: {**body, "Condition": "MeasuresDrift"} for logical_id, body in resources.items()}
+
+
 def monitoring_template(names: ResourceNames, settings: AwsSettings) -> dict:
     """The monitoring stack's template."""
     parameters = {
         "AlarmEmail": {"Type": "String", "Default": settings.alarm_email, "AllowedPattern": r"(|[^@\s]+@[^@\s]+)",
                        "Description": "address notified of alarms (it must confirm the subscription); empty: none"},
+        "BaselineStatisticsUri": {"Type": "String", "Default": settings.baseline_statistics_uri,
+                                  "AllowedPattern": r"(|s3://[^/]+/.+)",
+                                  "Description": "s3:// URI of the served model package's baseline statistics "
+                                                 "(its ModelDataQuality statistics); empty: drift is not measured"},
+        "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the serving Lambdas' zip"},
+        "CodeKey": {"Type": "String", "Description": "S3 key of the serving Lambdas' zip (the drift function's code)"},
+        "LogRetentionDays": retention_parameter(),
     }
-    conditions = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}}
+    conditions = {
+        "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]},
+        "MeasuresDrift": {"Fn::Not": [{"Fn::Equals": [ref("BaselineStatisticsUri"), ""]}]},
+    }
     resources: dict[str, dict] = {
         "AlarmTopic": {
             "Type": "AWS::SNS::Topic",
@@ -158,6 +251,7 @@ def monitoring_template(names: ResourceNames, settings: AwsSettings) -> dict:
         "Type": "AWS::CloudWatch::Dashboard",
         "Properties": {"DashboardName": names.dashboard_name, "DashboardBody": dashboard_body(names)},
     }
+    resources.update(drift_resources(names))
     outputs = {
         "AlarmTopicArn": output(ref("AlarmTopic"), "the SNS topic every CloudViz alarm notifies"),
         "DashboardUrl": output(
@@ -165,6 +259,8 @@ def monitoring_template(names: ResourceNames, settings: AwsSettings) -> dict:
                 f"#dashboards:name={names.dashboard_name}"),
             "the CloudWatch dashboard",
         ),
+        "DriftFunctionName": {**output(ref("DriftFunction"), "the drift function (absent without a baseline)"),
+                              "Condition": "MeasuresDrift"},
     }
-    return template(f"CloudViz {names.stage}: alarms, their SNS topic and the CloudWatch dashboard", parameters,
-                    resources, outputs, conditions)
+    return template(f"CloudViz {names.stage}: alarms, their SNS topic, the CloudWatch dashboard and the drift "
+                    "function", parameters, resources, outputs, conditions)

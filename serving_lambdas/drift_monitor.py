@@ -1,0 +1,79 @@
+"""The drift function: the AWS counterpart of the local drift monitor (``deploy.monitoring.drift``).
+
+An EventBridge schedule invokes ``handler``. It reads the newest ``DEFAULT_WINDOW`` predictions from the
+prediction store and the served model's training statistics (preprocessing's ``statistics.json``, which the
+pipeline registers as the model package's data-quality statistics) from S3, measures PSI with the same code as
+locally (``serving_lambdas.drift``), and prints EMF documents in the ``CloudViz`` namespace:
+
+- ``FeatureDrift`` with the ``Endpoint`` dimension: the largest feature PSI (what the cloudviz-feature-drift
+  alarm watches), and ``FeatureDrift`` with ``Endpoint`` and ``Feature``: each feature's PSI (the dashboard);
+- ``PredictionClassDrift`` with the ``Endpoint`` dimension: PSI of the predicted classes.
+
+With fewer than ``DEFAULT_MIN_ROWS`` stored predictions nothing is published (a noisy value would be worse than
+none) and the log says why. A baseline that cannot be read fails the invocation with a ``BaselineError`` naming
+the URI and the reason.
+
+Environment: ``ENDPOINT_NAME``, ``PREDICTION_STORE`` (``dynamodb:TABLE``), ``BASELINE_STATISTICS_URI``
+(``s3://BUCKET/KEY``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from serving_lambdas.config import drift_settings
+from serving_lambdas.drift import DEFAULT_MIN_ROWS, DEFAULT_WINDOW, Baseline, BaselineError, DriftReport, measure
+from serving_lambdas.metrics import emit
+from serving_lambdas.store import open_store
+
+PSI_UNIT = "None"  # PSI has no unit
+
+logger = logging.getLogger(__name__)
+
+
+def handler(event: dict, context: Any) -> dict:
+    settings = drift_settings()
+    baseline = read_baseline(settings.baseline_uri)
+    records = open_store(settings.store).newest(DEFAULT_WINDOW)
+    report = measure(baseline, records, DEFAULT_MIN_ROWS)
+    published = report.prediction_class is not None
+    if published:
+        publish(report, settings.endpoint_name)
+        logger.info("drift of the newest %d predictions: classes %.4f, features %s", report.rows,
+                    report.prediction_class, json.dumps(report.features))
+    else:
+        logger.info("drift not published: %d stored prediction(s), fewer than the %d it needs", report.rows,
+                    DEFAULT_MIN_ROWS)
+    return {**report.to_dict(), "published": published}
+
+
+def read_baseline(uri: str) -> Baseline:
+    """The statistics document at ``s3://BUCKET/KEY``; one that cannot be read or parsed is a BaselineError."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        details = error.response["Error"]
+        raise BaselineError(f"{uri}: cannot read the baseline statistics ({details.get('Code')}: "
+                            f"{details.get('Message')})") from None
+    try:
+        statistics = json.loads(body)
+    except ValueError as error:
+        raise BaselineError(f"{uri}: the baseline statistics are not JSON ({error})") from None
+    return Baseline.from_statistics(statistics, uri)
+
+
+def publish(report: DriftReport, endpoint: str) -> None:
+    """The report as EMF documents: the largest feature PSI and the class PSI by endpoint, each feature's PSI by
+    endpoint and feature."""
+    values = {"PredictionClassDrift": (report.prediction_class, PSI_UNIT)}
+    if report.features:
+        values["FeatureDrift"] = (max(report.features.values()), PSI_UNIT)
+    emit(values, Endpoint=endpoint)
+    for name, value in report.features.items():
+        emit({"FeatureDrift": (value, PSI_UNIT)}, Endpoint=endpoint, Feature=name)
