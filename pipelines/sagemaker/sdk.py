@@ -69,6 +69,8 @@ def offline() -> Iterator[None]:
     the fly), and warns that a PipelineSession starts no job, which is the point."""
     previous = os.environ.get(NO_METADATA_SERVICE)
     os.environ[NO_METADATA_SERVICE] = "true"
+    root = logging.getLogger()
+    root_level, root_handlers = root.level, list(root.handlers)
     logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings():
@@ -77,6 +79,8 @@ def offline() -> Iterator[None]:
             yield
     finally:
         logging.disable(logging.NOTSET)
+        root.setLevel(root_level)  # importing the SDK sets the root logger to INFO with a stderr handler
+        root.handlers[:] = root_handlers
         if previous is None:
             os.environ.pop(NO_METADATA_SERVICE)
         else:
