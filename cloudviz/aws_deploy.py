@@ -18,6 +18,7 @@ from pathlib import Path
 
 from deploy.aws.names import STAGES, ResourceNames
 from deploy.aws.stacks import AwsSettings, synthesize, write_synth
+from deploy.aws.templates.automation import SCHEDULE_PATTERN
 from pipelines.errors import UserError
 
 BUCKET_ENV = "CLOUDVIZ_BUCKET"
@@ -98,6 +99,7 @@ def deploy_command(args: argparse.Namespace) -> int:
     from deploy.aws.deployer import deploy_stack, stack_parameter
     from deploy.aws.lambda_zip import lambda_zips
     from deploy.aws.registry import baseline_statistics_uri, latest_approved_package
+    from pipelines.sagemaker.staging import upload_if_missing
 
     session = boto3.Session(region_name=region)
     account_id = session.client("sts").get_caller_identity()["Account"]
@@ -119,13 +121,14 @@ def deploy_command(args: argparse.Namespace) -> int:
                            model_package_arn=package_arn, model_version=version, baseline_statistics_uri=baseline,
                            **schedule_settings(schedule))
     s3 = session.client("s3")
-    for package in lambda_zips():
+    packages = lambda_zips()
+    for package in packages:
         if args.dry_run:
             stderr_line(f"dry run: would upload s3://{bucket}/{package.key}")
         elif upload_if_missing(s3, bucket, package.key, package.data):
             stderr_line(f"uploaded s3://{bucket}/{package.key}")
     results = [deploy_stack(cloudformation, s3, spec, bucket, args.dry_run, progress=stderr_line)
-               for spec in synthesize(args.stage, settings)]
+               for spec in synthesize(args.stage, settings, packages)]
     api = next(result for result in results if result.stack_name == names.api_stack)
     document = {"stage": args.stage, "region": region, "model_package_arn": package_arn, "model_version": version,
                 "baseline_statistics_uri": baseline, "dry_run": args.dry_run,
@@ -149,14 +152,14 @@ def schedule_settings(expression: str) -> dict:
     """The retraining schedule's settings: on with ``expression``, off when it is empty."""
     if not expression:
         return {"schedule_enabled": False}
-    if not re.fullmatch(r"(cron|rate|at)\(.+\)", expression.strip()):
+    if not re.fullmatch(SCHEDULE_PATTERN, expression.strip()):
         raise UserError(f"--retrain-schedule {expression!r}: expected cron(...), rate(...) or at(...), "
                         "e.g. 'cron(0 3 ? * MON *)'")
     return {"schedule_expression": expression.strip(), "schedule_enabled": True}
 
 
 def destroy_command(args: argparse.Namespace) -> int:
-    from deploy.aws.deployer import TEMPLATE_PREFIX, describe_stack, destroy_stacks
+    from deploy.aws.deployer import TEMPLATE_PREFIX, delete_retained_role, describe_stack, destroy_stacks
 
     names = ResourceNames(args.stage)
     region, _ = required_options(args, bucket=False)
@@ -169,6 +172,12 @@ def destroy_command(args: argparse.Namespace) -> int:
     if existing and not args.yes:
         confirm(f"Delete the stacks {', '.join(reversed(existing))} in {region}?")
     removed = destroy_stacks(cloudformation, names.stacks, progress=stderr_line)
+    # The endpoint stack keeps its CloudFormation service role when deleted (see its template): delete it now
+    # that the stack is gone, or the next deploy could not create a role of that name.
+    roles = []
+    if delete_retained_role(session.client("iam"), names.endpoint_deploy_role_name):
+        stderr_line(f"{names.endpoint_deploy_role_name}: deleted the role the endpoint stack retained")
+        roles.append(names.endpoint_deploy_role_name)
     templates = []
     if args.bucket:
         s3 = session.client("s3")
@@ -178,9 +187,12 @@ def destroy_command(args: argparse.Namespace) -> int:
                 for item in page.get("Contents", []):
                     s3.delete_object(Bucket=args.bucket, Key=item["Key"])
                     templates.append(f"s3://{args.bucket}/{item['Key']}")
-    document = {"stage": args.stage, "region": region, "removed_stacks": removed, "removed_templates": templates}
+    document = {"stage": args.stage, "region": region, "removed_stacks": removed, "removed_roles": roles,
+                "removed_templates": templates}
     text = (f"Removed {len(removed)} stack(s): {', '.join(removed)}" if removed
             else f"Nothing to remove: no {args.stage} stack exists in {region}.")
+    if roles:
+        text += f"\nRemoved the retained role {', '.join(roles)}."
     if templates:
         text += f"\nRemoved {len(templates)} uploaded template(s) from s3://{args.bucket}/{TEMPLATE_PREFIX}/."
     emit(args, document, text)
@@ -193,14 +205,6 @@ def required_options(args: argparse.Namespace, bucket: bool = True) -> tuple[str
     if bucket and not args.bucket:
         raise UserError(f"--bucket is required: the Lambda zips are uploaded there (or set ${BUCKET_ENV})")
     return args.region, args.bucket
-
-
-def upload_if_missing(s3: object, bucket: str, key: str, data: bytes) -> bool:
-    """Upload ``data`` unless the key exists (a key carries its content's digest, so a present one is current)."""
-    if s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0):
-        return False
-    s3.put_object(Bucket=bucket, Key=key, Body=data)
-    return True
 
 
 def confirm(question: str) -> None:

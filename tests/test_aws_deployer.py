@@ -467,8 +467,14 @@ def test_destroy_removes_the_stacks_and_asks_first(account, capsys, monkeypatch)
     assert document["removed_stacks"] == list(reversed(NAMES.stacks))
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     assert all(describe_stack(cloudformation, stack) is None for stack in NAMES.stacks)
+    # The role the endpoint stack retains goes too, so the stage can be deployed again.
+    assert document["removed_roles"] == [NAMES.endpoint_deploy_role_name]
+    roles = boto3.client("iam", region_name=REGION).list_roles()["Roles"]
+    assert NAMES.endpoint_deploy_role_name not in {role["RoleName"] for role in roles}
     main(["destroy", "aws", "--stage", "dev", "--yes", "--region", REGION])
     assert "Nothing to remove: no dev stack exists in us-east-1." in capsys.readouterr().out
+    assert [result["status"] for result in cli_json(capsys, "deploy", "aws", "--stage", "dev")["stacks"]] == [
+        "created"] * len(NAMES.stacks)
 
 
 def deployed_function(stack_name: str) -> dict:

@@ -4,6 +4,7 @@ IAM, one source of names, the Lambda zips, and the correspondence with the local
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -490,3 +491,13 @@ def test_redeploy_updates_only_to_a_newer_approved_version(monkeypatch):
     assert answer["updated"] is True and answer["modelVersion"] == 5
     assert parameters() == {"ModelPackageArn": approval(5)["detail"]["ModelPackageArn"], "ModelVersion": "5",
                             "InstanceType": "ml.m5.large"}
+
+
+@pytest.mark.parametrize("expression", ["cron(0 3 ? * MON *)", "rate(7 days)", "at(2026-12-01T03:00:00)"])
+def test_the_automation_stack_takes_every_schedule_the_cli_takes(expression):
+    from cloudviz.aws_deploy import schedule_settings
+
+    settings = AwsSettings(artifact_bucket="b", **schedule_settings(expression))
+    automation = synthesize("dev", settings)[3]
+    pattern = automation.template["Parameters"]["ScheduleExpression"]["AllowedPattern"]
+    assert re.fullmatch(pattern, automation.parameters["ScheduleExpression"])

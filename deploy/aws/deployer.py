@@ -183,6 +183,21 @@ def destroy_stacks(
     return removed
 
 
+def delete_retained_role(iam: object, role_name: str) -> bool:
+    """Delete a role its stack kept when it was deleted (``DeletionPolicy: Retain``), inline policies first, so
+    that the next deploy can create it again; ``False`` when there is no such role."""
+    try:
+        policies = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "NoSuchEntity":
+            return False
+        raise
+    for policy in policies:
+        iam.delete_role_policy(RoleName=role_name, PolicyName=policy)
+    iam.delete_role(RoleName=role_name)
+    return True
+
+
 def template_argument(s3: object, spec: StackSpec, bucket: str | None) -> dict[str, str]:
     """``TemplateBody``, or ``TemplateURL`` of the template uploaded under its content hash when it is too big."""
     body = json.dumps(spec.template, separators=(",", ":"))

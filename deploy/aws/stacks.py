@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.aws.lambda_zip import lambda_zips
+from deploy.aws.lambda_zip import LambdaZip, lambda_zips
 from deploy.aws.names import ResourceNames
 from deploy.aws.templates.api import api_template
 from deploy.aws.templates.automation import automation_template
@@ -49,22 +49,24 @@ class StackSpec:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def synthesize(stage: str, settings: AwsSettings) -> list[StackSpec]:
-    """The stage's four stacks, in deployment order (endpoint, api, monitoring, automation)."""
+def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...] | None = None) -> list[StackSpec]:
+    """The stage's four stacks, in deployment order (endpoint, api, monitoring, automation), referring to the
+    Lambda ``packages`` (default: built from the sources now)."""
     if not settings.artifact_bucket:
         raise ValueError("no artifact bucket: the stacks need the S3 bucket holding the Lambda zips and the models")
     names = ResourceNames(stage)
     tags = stack_tags(names)
-    zips = {package.name: package for package in lambda_zips()}
+    zips = {package.name: package for package in (packages or lambda_zips())}
+    endpoint = endpoint_template(names, settings)
     endpoint_parameters = {
         "ModelVersion": str(settings.model_version),
         "ModelArtifactBucket": settings.artifact_bucket,
-        "DataCaptureS3Uri": endpoint_template(names, settings)["Parameters"]["DataCaptureS3Uri"]["Default"],
+        "DataCaptureS3Uri": endpoint["Parameters"]["DataCaptureS3Uri"]["Default"],
     }
     if settings.model_package_arn:
         endpoint_parameters["ModelPackageArn"] = settings.model_package_arn
     return [
-        StackSpec(names.endpoint_stack, endpoint_template(names, settings), endpoint_parameters, tags=tags),
+        StackSpec(names.endpoint_stack, endpoint, endpoint_parameters, tags=tags),
         StackSpec(names.api_stack, api_template(names),
                   {"CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key}, tags=tags),
         StackSpec(names.monitoring_stack, monitoring_template(names, settings),
@@ -84,13 +86,14 @@ def write_synth(directory: str | Path, stage: str, settings: AwsSettings) -> lis
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for spec in synthesize(stage, settings):
+    packages = lambda_zips()
+    for spec in synthesize(stage, settings, packages):
         parameters = [{"ParameterKey": key, "ParameterValue": value} for key, value in spec.parameters.items()]
         for path, document in ((target / f"{spec.name}.json", spec.template),
                                (target / f"{spec.name}.parameters.json", parameters)):
             path.write_text(json.dumps(document, indent=2) + "\n")
             written.append(path)
-    for package in lambda_zips():
+    for package in packages:
         path = target / package.filename
         path.write_bytes(package.data)
         written.append(path)

@@ -15,7 +15,7 @@ from pipelines.dag import Pipeline as Dag
 from pipelines.dag import ProcessingStep
 from pipelines.errors import UserError
 from pipelines.sagemaker.compiler import AWS_PARAMETERS, AwsTarget
-from pipelines.sagemaker.staging import StagedFile, staged, staged_code
+from pipelines.sagemaker.staging import StagedFile, staged, staged_code, upload_if_missing
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,7 @@ def staged_files(dag: Dag, target: AwsTarget, iris: Path | None) -> list[StagedF
 
 def upload_missing(s3: object, files: list[StagedFile]) -> list[str]:
     """Upload the files whose key is not in S3 yet (a key names its content, so a present one is current)."""
-    uploaded = []
-    for file in files:
-        existing = s3.list_objects_v2(Bucket=file.bucket, Prefix=file.key, MaxKeys=1).get("KeyCount", 0)
-        if not existing:
-            s3.upload_file(str(file.path), file.bucket, file.key)
-            uploaded.append(file.uri)
-    return uploaded
+    return [file.uri for file in files if upload_if_missing(s3, file.bucket, file.key, file.path.read_bytes())]
 
 
 def upsert(sagemaker: object, s3: object, dag: Dag, definition: dict, target: AwsTarget, files: list[StagedFile],

@@ -35,6 +35,15 @@ def staged(path: Path, bucket: str, prefix: str, folder: str) -> StagedFile:
     return StagedFile(path, f"s3://{bucket}/{prefix}/{folder}/{digest}/{path.name}")
 
 
+def upload_if_missing(s3: object, bucket: str, key: str, data: bytes) -> bool:
+    """Upload ``data`` unless the key exists (a content-addressed key names its content, so a present one is
+    current); whether it uploaded. Shared by the pipeline's files and the deployer's Lambda zips."""
+    if s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0):
+        return False
+    s3.put_object(Bucket=bucket, Key=key, Body=data)
+    return True
+
+
 def staged_code(script: str, bucket: str, prefix: str) -> StagedFile:
     """A step's script, given relative to the repository root (``preprocessing/preprocess.py``)."""
     return staged(REPOSITORY / script, bucket, prefix, "code")

@@ -33,6 +33,8 @@ MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 REDEPLOY_TIMEOUT_SECONDS = 60
 REDEPLOY_RETRIES = 2  # Lambda's asynchronous retries (about 1 and 2 minutes later) when the stack is busy
 MAX_EVENT_AGE_SECONDS = 3600
+# An EventBridge Scheduler expression: recurring (cron, rate) or one-time (at).
+SCHEDULE_PATTERN = r"(cron|rate|at)\(.+\)"
 
 
 def pipeline_arn(names: ResourceNames) -> dict:
@@ -48,7 +50,7 @@ def automation_template(names: ResourceNames, settings: AwsSettings) -> dict:
     """The automation stack's template."""
     parameters = {
         "ScheduleExpression": {"Type": "String", "Default": settings.schedule_expression,
-                               "AllowedPattern": r"(cron|rate)\(.+\)",
+                               "AllowedPattern": SCHEDULE_PATTERN,
                                "Description": "when the pipeline retrains (EventBridge Scheduler expression, UTC)"},
         "ScheduleState": {"Type": "String", "Default": "DISABLED", "AllowedValues": ["ENABLED", "DISABLED"],
                           "Description": "scheduled retraining is off until turned on"},

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deploy.aws.names import ResourceNames
-from deploy.aws.templates.common import arn, get_att, output, ref, role, statement, sub, template
+from deploy.aws.templates.common import arn, get_att, output, ref, role, stack_tags, statement, sub, template
 from deploy.monitoring.alarm_rules import ALARM_RULES, AlarmRule
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
         "ModelArtifactBucket": {"Type": "String", "Default": settings.artifact_bucket,
                                 "Description": "the bucket holding the pipeline's model artifacts"},
     }
-    tags = [{"Key": "project", "Value": "cloudviz"}, {"Key": "stage", "Value": names.stage}]
+    tags = [{"Key": key, "Value": value} for key, value in stack_tags(names).items()]
     endpoint_properties: dict = {
         "EndpointName": names.endpoint_name,
         "EndpointConfigName": get_att("EndpointConfig", "EndpointConfigName"),
