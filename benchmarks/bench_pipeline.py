@@ -249,12 +249,6 @@ def mib(value: int) -> str:
     return f"{value / 2**20:,.0f} MiB"
 
 
-
-
-
-
-
-
 def figures(results: Results) -> list[str]:
     """The measured figures as Markdown: timings, memory, verdicts, per-step breakdown."""
     lines = ["Wall time (seconds; the memory passes are not included):", ""]
@@ -348,12 +342,6 @@ def section(results: Results, command: str, info: dict[str, str]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-
-
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

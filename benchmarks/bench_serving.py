@@ -51,6 +51,9 @@ MLFLOW_VENV = REPO / ".venv-bench-mlflow"
 MLFLOW_PACKAGES = ["mlflow==3.*", "xgboost-cpu==3.0.5", "pandas"]
 API_KEY = "bench-serving-api-key-0123456789"
 ROW = [6.7, 3.3, 5.7, 2.5]
+FEATURES = ("x1", "x2", "x3", "x4")
+CSV_ROW = ",".join(map(str, ROW))
+JSON_ROW = json.dumps(dict(zip(FEATURES, ROW, strict=True)))  # the original API's body
 RPS_VS_MLFLOW_TARGET = 2.0
 P99_TARGET_MS = 10.0
 API_SHARE_TARGET = 0.5
@@ -148,14 +151,13 @@ def ensure_wrk() -> str:
 
 
 def targets(home: Path, tarball: Path, mlflow_dir: Path) -> list[Target]:
-    csv_row = ",".join(map(str, ROW))
     endpoint_port, mlflow_port, api_port, api_endpoint_port = (free_port() for _ in range(4))
     return [
         Target(
             "endpoint",
             [sys.executable, __file__, "--serve-endpoint", str(tarball), "--port", str(endpoint_port)],
             {}, f"http://127.0.0.1:{endpoint_port}/ping", f"http://127.0.0.1:{endpoint_port}/invocations",
-            "text/csv", csv_row, {},
+            "text/csv", CSV_ROW, {},
         ),
         Target(
             "mlflow",
@@ -165,7 +167,7 @@ def targets(home: Path, tarball: Path, mlflow_dir: Path) -> list[Target]:
             {"MLFLOW_TRACKING_URI": f"file://{WORK / 'mlruns'}",
              "PATH": f"{MLFLOW_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"},
             f"http://127.0.0.1:{mlflow_port}/ping", f"http://127.0.0.1:{mlflow_port}/invocations",
-            "text/csv", "x1,x2,x3,x4\n" + csv_row, {},
+            "text/csv", ",".join(FEATURES) + "\n" + CSV_ROW, {},
         ),
         Target(
             "api",
@@ -173,7 +175,7 @@ def targets(home: Path, tarball: Path, mlflow_dir: Path) -> list[Target]:
              "--endpoint-port", str(api_endpoint_port)],
             {"CLOUDVIZ_HOME": str(home), "CLOUDVIZ_API_KEY": API_KEY},
             f"http://127.0.0.1:{api_port}/openapi.json", f"http://127.0.0.1:{api_port}/predictions",
-            "application/json", json.dumps(dict(zip(("x1", "x2", "x3", "x4"), ROW, strict=True))),
+            "application/json", JSON_ROW,
             {"x-api-key": API_KEY},
         ),
     ]
@@ -279,7 +281,7 @@ def api_breakdown(tarball: Path, calls: int = 2000) -> dict[str, float]:
             action()
         return (time.perf_counter() - started) / calls * 1e6
 
-    row = ",".join(map(str, ROW)).encode()
+    row = CSV_ROW.encode()
     with tempfile.TemporaryDirectory() as scratch, EndpointServer(
         ModelSlot(ServingModel.load(tarball, version=1)), name="bench"
     ).start() as server:
@@ -292,7 +294,7 @@ def api_breakdown(tarball: Path, calls: int = 2000) -> dict[str, float]:
 
         store = SqliteStore(Path(scratch) / "predictions.db")
         os.environ.update({
-            "ENDPOINT_NAME": "bench", "SAGEMAKER_RUNTIME_URL": server.url, "FEATURE_NAMES": "x1,x2,x3,x4",
+            "ENDPOINT_NAME": "bench", "SAGEMAKER_RUNTIME_URL": server.url, "FEATURE_NAMES": ",".join(FEATURES),
             "CLASS_NAMES": "setosa,virginica,versicolor", "PREDICTION_STORE": f"sqlite:{store.path}",
             "AWS_DEFAULT_REGION": "us-east-1",
         })
@@ -301,7 +303,7 @@ def api_breakdown(tarball: Path, calls: int = 2000) -> dict[str, float]:
         settings = inference_settings()
         event = {"httpMethod": "POST", "resource": "/predictions", "path": "/predictions", "isBase64Encoded": False,
                  "headers": {"Content-Type": "application/json"},
-                 "body": json.dumps(dict(zip(("x1", "x2", "x3", "x4"), ROW, strict=True)))}
+                 "body": JSON_ROW}
         return {
             "the inference handler, whole (validation, boto3 invoke_endpoint, SQLite write)": per_call(
                 lambda: handler(event, None)
@@ -360,7 +362,7 @@ def section(
         f"{options.duration} s per measurement after a {options.warmup} s warm-up, sides alternating, "
         f"{options.rounds} rounds; medians compared.", "",
         "- **endpoint**: CloudViz's local endpoint in its own process, `POST /invocations`, `text/csv` body "
-        f"`{','.join(map(str, ROW))}`.",
+        f"`{CSV_ROW}`.",
         "- **mlflow**: `mlflow models serve --env-manager local` on the same booster saved with "
         "`mlflow.xgboost.save_model`, MLflow's default server settings (it ran "
         f"{mlflow_server_used}), the same row as `text/csv` with the header line MLflow's CSV input takes "

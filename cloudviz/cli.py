@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import sys
 import threading
-import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
@@ -182,6 +181,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def dashboard_command(args: argparse.Namespace) -> int:
+    import webbrowser  # tens of milliseconds: only this command pays for it
+
     from deploy.dashboard.serve_file import check_answers, running_serve
 
     record = running_serve(StateHome.from_env().serve_file)
@@ -253,6 +254,10 @@ def report_command(args: argparse.Namespace) -> int:
     report = write_report(record, ModelRegistry(home.registry_db), DeploymentStore(home.deployments), folder)
     emit(args, report.to_dict(), f"Report: {report.html}\nFigures: {', '.join(p.name for p in report.figures)}")
     return 0
+
+
+def add_group(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -363,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a registered version (it loads and answers a smoke test) and make it the live one of "
         "the group's local endpoint. A running `cloudviz serve` switches to it with no failed request.",
     )
-    local.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
+    add_group(local)
     local.add_argument("--version", type=positive_int, help="version to deploy (default: the latest Approved)")
     local.add_argument("--force", action="store_true", help="deploy a version that is not Approved")
     destroy = actions_of(groups, "destroy", "remove what a deploy created")
@@ -384,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The API key is CLOUDVIZ_API_KEY when set, else one generated once and kept in the state home. "
         + STATE_HOME_HELP,
     )
-    serve.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
+    add_group(serve)
     serve.add_argument("--api-port", type=port_number, default=8000, help="prediction API port (default 8000)")
     serve.add_argument("--endpoint-port", type=port_number, default=8080, help="endpoint port (default 8080)")
     alarms = serve.add_argument_group(

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from cloudviz.progress import step_note
-from deploy.deployments import Deployment
 from pipelines.registry import ModelPackage
 from pipelines.runs import RunRecord
 
 if TYPE_CHECKING:
+    from deploy.deployments import Deployment
     from deploy.local_service import LocalService  # imports XGBoost; only the type is needed here
     from deploy.monitoring.alarm_history import AlarmState, Transition
     from deploy.monitoring.alarm_rules import AlarmRule
@@ -25,8 +25,6 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def run_duration(record: RunRecord) -> float:
     return sum(step.duration_seconds or 0.0 for step in record.steps.values())
-
-
 
 
 def run_summary(record: RunRecord) -> str:
@@ -130,8 +128,9 @@ def deployment(record: Deployment) -> str:
 
 
 def serving(service: LocalService, key_from_env: bool) -> str:
+    from deploy.dashboard.data import SAMPLE_BODY  # loaded already: the service serves the dashboard
+
     api, live = service.api.url, service.live
-    body = '{"x1":6.7,"x2":3.3,"x3":5.7,"x4":2.5}'
     key_source = "CLOUDVIZ_API_KEY" if key_from_env else f"kept in {service.home.api_key_file}"
     return "\n".join([
         f"Endpoint  {service.endpoint} at {service.endpoint_server.url} (SageMaker hosting and Runtime API),"
@@ -139,7 +138,7 @@ def serving(service: LocalService, key_from_env: bool) -> str:
         f"API       {api}/predictions   (OpenAPI document: {api}/openapi.json)",
         f"API key   {service.api_key}   (send it as x-api-key; {key_source})",
         f"Try       curl -s -X POST {api}/predictions -H 'x-api-key: {service.api_key}'"
-        f" -H 'Content-Type: application/json' -d '{body}'",
+        f" -H 'Content-Type: application/json' -d '{SAMPLE_BODY}'",
         f"Dashboard {api}/dashboard   (live monitoring; `cloudviz dashboard` opens it; Prometheus: {api}/metrics)",
         alarms_line(service),
         f"A version approved now (cloudviz models approve {live.group} N) goes live here with no failed request."

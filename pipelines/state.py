@@ -6,6 +6,21 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
+
+
+class _Below:
+    """A file or folder of the state home, read as an attribute: ``home.runs`` is ``home.root / "runs"``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, home: None, owner: type) -> _Below: ...
+    @overload
+    def __get__(self, home: StateHome, owner: type) -> Path: ...
+    def __get__(self, home: StateHome | None, owner: type) -> Path | _Below:
+        return self if home is None else home.root / self.name
 
 
 @dataclass(frozen=True)
@@ -18,46 +33,16 @@ class StateHome:
     def from_env(cls) -> StateHome:
         return cls(Path(os.environ.get("CLOUDVIZ_HOME", ".cloudviz")).resolve())
 
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def registry_db(self) -> Path:
-        return self.root / "registry.db"
-
-    @property
-    def deployments(self) -> Path:
-        return self.root / "deployments"
-
-    @property
-    def predictions_db(self) -> Path:
-        return self.root / "predictions.db"
-
-    @property
-    def api_key_file(self) -> Path:
-        return self.root / "api-key"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def alarms_db(self) -> Path:
-        return self.root / "alarms.db"
-
-    @property
-    def serve_file(self) -> Path:
-        """Where a running ``cloudviz serve`` answers (removed when it stops)."""
-        return self.root / "serve.json"
+    runs = _Below("runs")
+    cache = _Below("cache")
+    data = _Below("data")
+    registry_db = _Below("registry.db")
+    deployments = _Below("deployments")
+    predictions_db = _Below("predictions.db")
+    api_key_file = _Below("api-key")
+    logs = _Below("logs")
+    alarms_db = _Below("alarms.db")
+    serve_file = _Below("serve.json")  # where a running ``cloudviz serve`` answers (removed when it stops)
 
 
 def write_json_atomic(path: Path, document: dict) -> None:
