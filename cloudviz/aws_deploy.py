@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploy.aws.names import STAGES, ResourceNames
-from deploy.aws.stacks import AwsSettings, synthesize, write_synth
-from deploy.aws.templates.automation import SCHEDULE_PATTERN
 from pipelines.errors import UserError
 
 BUCKET_ENV = "CLOUDVIZ_BUCKET"
@@ -81,6 +79,8 @@ def with_aws_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[a
 
 
 def deploy_command(args: argparse.Namespace) -> int:
+    from deploy.aws.stacks import AwsSettings, synthesize, write_synth  # boto3 and the templates: only here
+
     names = ResourceNames(args.stage)
     if args.synth:
         if not args.bucket:
@@ -150,6 +150,8 @@ def deploy_command(args: argparse.Namespace) -> int:
 
 def schedule_settings(expression: str) -> dict:
     """The retraining schedule's settings: on with ``expression``, off when it is empty."""
+    from deploy.aws.templates.automation import SCHEDULE_PATTERN
+
     if not expression:
         return {"schedule_enabled": False}
     if not re.fullmatch(SCHEDULE_PATTERN, expression.strip()):
