@@ -1,13 +1,12 @@
 """The prediction API on the local gateway: the routes the API stack declares on AWS, wired to the same handlers.
 
 The serving Lambdas read their configuration from environment variables, as on AWS; here they run in this
-process, so ``build_prediction_api`` writes that configuration into ``os.environ``. One process therefore
-holds one prediction API's configuration: building a second API with another configuration changes the first.
+process, so the gateway sets that configuration in ``os.environ`` while it serves and restores it when it
+closes. One process therefore serves one prediction API's configuration at a time.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -39,10 +38,9 @@ def build_prediction_api(
     observers: Sequence[Callable[[dict], None]] = (),
 ) -> ApiGateway:
     """The API, not yet started. ``environment`` is the handlers' configuration (ENDPOINT_NAME,
-    SAGEMAKER_RUNTIME_URL, PREDICTION_STORE, FEATURE_NAMES, ...), set in ``os.environ`` for this process;
+    SAGEMAKER_RUNTIME_URL, PREDICTION_STORE, FEATURE_NAMES, ...), set in ``os.environ`` while the API serves;
     ``extra_routes`` adds the gateway's own pages (metrics, a dashboard) beside GET /openapi.json; ``observers``
     receive every access-log entry."""
-    os.environ.update(environment)
     return ApiGateway(
         [*prediction_routes(), *extra_routes],
         api_key,
@@ -52,4 +50,5 @@ def build_prediction_api(
         access_log=access_log,
         static={"/openapi.json": OPENAPI_DOCUMENT},
         observers=observers,
+        environment=environment,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,12 @@ def rich_response(event, context):
         "body": base64.b64encode(b"\x00\xffbinary").decode(),
         "isBase64Encoded": True,
     }
+
+
+def configuration(event, context):
+    """Answers the handler configuration it reads from the environment, as a Lambda function does."""
+    values = {name: os.environ.get(name) for name in ("GATEWAY_TEST_SET", "GATEWAY_TEST_NEW")}
+    return {"statusCode": 200, "body": json.dumps(values)}
 
 
 def plain_page(request: Request):
@@ -329,3 +336,18 @@ def test_close_ends_idle_keep_alive_connections(tmp_path):
 def test_two_routes_for_one_method_and_resource_are_refused():
     with pytest.raises(ValueError, match="two routes for GET /items"):
         ApiGateway([LambdaRoute("GET", "/items", echo, "a"), LambdaRoute("get", "/items/", echo, "b")], KEY)
+
+
+def test_handlers_read_the_environment_while_serving_and_it_is_restored_at_close(monkeypatch):
+    monkeypatch.setenv("GATEWAY_TEST_SET", "before")
+    monkeypatch.delenv("GATEWAY_TEST_NEW", raising=False)
+    environment = {"GATEWAY_TEST_SET": "served", "GATEWAY_TEST_NEW": "added"}
+    api = ApiGateway([LambdaRoute("GET", "/configuration", configuration, "config-fn")], KEY, environment=environment)
+    assert os.environ["GATEWAY_TEST_SET"] == "before"  # nothing is set before the gateway starts
+    with api.start():
+        client = http.client.HTTPConnection("127.0.0.1", api.port, timeout=5)
+        response, payload = call(client, "GET", "/configuration")
+        client.close()
+        assert (response.status, json.loads(payload)) == (200, environment)
+    assert os.environ["GATEWAY_TEST_SET"] == "before"
+    assert "GATEWAY_TEST_NEW" not in os.environ

@@ -30,13 +30,11 @@ SPEC = json.loads(OPENAPI_DOCUMENT.read_text(encoding="utf-8"))
 
 
 @pytest.fixture
-def api(model_tarball: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def api(model_tarball: Path, tmp_path: Path):
     """The endpoint and the prediction API, with an empty prediction store, configured as `cloudviz serve` does."""
     with EndpointServer(ModelSlot(ServingModel.load(model_tarball, version=1))).start() as endpoint:
         home = StateHome(tmp_path / "home")
         environment = lambda_environment(Signature(FEATURES, CLASSES), endpoint.name, endpoint.url, home)
-        for name, value in environment.items():  # restored after the test
-            monkeypatch.setenv(name, value)
         with build_prediction_api(environment, KEY, access_log=home.logs / "api-access.log").start() as gateway:
             yield gateway
 

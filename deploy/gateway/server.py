@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
 import time
 import traceback
 import uuid
@@ -42,7 +43,11 @@ def static_route(path: str, file: Path) -> PlainRoute:
 class ApiGateway(Service):
     """API Gateway's REST API front door for in-process handlers: routing, ``x-api-key``, CORS, a body-size
     limit (413), an access log, and API Gateway's answers to unknown routes (403), refused keys (403) and
-    failing handlers (502, the traceback to the log, never to the client)."""
+    failing handlers (502, the traceback to the log, never to the client).
+
+    ``environment`` is the handlers' configuration, read from environment variables as on AWS Lambda: the
+    handlers run in this process, so it is set in ``os.environ`` from ``start`` and the previous values come
+    back at ``close``. One process therefore serves one such configuration at a time."""
 
     def __init__(
         self,
@@ -56,6 +61,7 @@ class ApiGateway(Service):
         static: Mapping[str, Path] | None = None,
         cors_origin: str = "*",
         observers: Sequence[Callable[[dict], None]] = (),
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.router = Router([*routes, *(static_route(path, file) for path, file in (static or {}).items())])
         super().__init__(host, port, max_body_bytes, thread_name="api-gateway")
@@ -64,18 +70,28 @@ class ApiGateway(Service):
         self.stage = stage
         self.cors_origin = cors_origin
         self.observers = tuple(observers)  # each gets every access-log entry (metrics)
+        self.environment = dict(environment or {})
         self._log: AccessLog | None = None
+        self._replaced: dict[str, str | None] = {}  # the environment variables set at start, as they were
 
     def start(self) -> ApiGateway:
         self._log = AccessLog(self.access_log_path) if self.access_log_path is not None else None
+        self._replaced = {name: os.environ.get(name) for name in self.environment}
+        os.environ.update(self.environment)
         return super().start()
 
     def close(self) -> None:
-        """Stop serving, then close the access log."""
+        """Stop serving, then close the access log and give the environment back its previous values."""
         super().close()
         if self._log is not None:
             self._log.close()
             self._log = None
+        for name, value in self._replaced.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._replaced = {}
 
     def respond(self, request: HTTPRequest, body: bytes) -> Response:
         request_id = str(uuid.uuid4())
