@@ -40,3 +40,14 @@ def model_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     record = LocalRunner(home, build_pipeline()).start({})
     assert record.status == "Succeeded"
     return Path(record.steps["Train"].outputs["model"]) / "model.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The root of a state home holding two runs and their registered versions, both pending: v1 (defaults) and
+    v2 (5 rounds), trained once for the session. Tests copy it (the artifacts stay where the registry points)."""
+    home = StateHome(tmp_path_factory.mktemp("two-versions") / "home")
+    runner = LocalRunner(home, build_pipeline())
+    for overrides in ({}, {"NumRound": "5"}):
+        assert runner.start(overrides).status == "Succeeded"
+    return home.root

@@ -25,9 +25,7 @@ from deploy.dashboard.serve_file import ServeRecord, record_serve
 from deploy.gateway import Request
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_rules import ALARM_RULES
-from pipelines.definition import build_pipeline
 from pipelines.registry import ModelRegistry
-from pipelines.runner import LocalRunner
 from pipelines.runs import RunStore
 from pipelines.state import StateHome
 from serving_lambdas.records import PredictionRecord, new_ids, timestamp_text
@@ -44,21 +42,12 @@ TABLE_PANELS = {"alarms": len(ALARM_RULES), "registry": 2, "runs": 2}  # panel: 
 needs_browser = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state home with two runs and two versions: v1 approved (it goes live), v2 pending."""
-    home = StateHome(tmp_path_factory.mktemp("trained") / "home")
-    runner = LocalRunner(home, build_pipeline())
-    for overrides in ({}, {"NumRound": "5"}):
-        assert runner.start(overrides).status == "Succeeded"
-    ModelRegistry(home.registry_db).update_approval(GROUP, 1, "Approved", "test")
-    return home.root
-
-
 @pytest.fixture
-def home(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateHome:
+def home(two_versions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateHome:
+    """A state home with two runs and two versions: v1 approved (it goes live), v2 pending."""
     root = tmp_path / "home"
-    shutil.copytree(trained, root, symlinks=True)
+    shutil.copytree(two_versions, root, symlinks=True)
+    ModelRegistry(StateHome(root).registry_db).update_approval(GROUP, 1, "Approved", "test")
     monkeypatch.setenv("CLOUDVIZ_HOME", str(root))
     monkeypatch.delenv("CLOUDVIZ_API_KEY", raising=False)
     return StateHome(root)

@@ -22,10 +22,8 @@ from deploy.api_key import api_key
 from deploy.deployments import DeploymentStore
 from deploy.local_service import LocalService
 from deploy.release import deploy_local
-from pipelines.definition import build_pipeline
 from pipelines.errors import UserError
 from pipelines.registry import ModelRegistry
-from pipelines.runner import LocalRunner
 from pipelines.state import StateHome
 
 GROUP = "CloudVizIris"
@@ -33,21 +31,11 @@ KEY = "k" * 32
 SEED = {"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state home holding two registered versions, both pending: v1 (defaults) and v2 (5 rounds)."""
-    home = StateHome(tmp_path_factory.mktemp("trained") / "home")
-    runner = LocalRunner(home, build_pipeline())
-    for overrides in ({}, {"NumRound": "5"}):
-        assert runner.start(overrides).status == "Succeeded"
-    return home.root
-
-
 @pytest.fixture
-def home(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateHome:
-    """A copy of the trained state home for one test (the artifacts stay where the registry points)."""
+def home(two_versions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateHome:
+    """A copy of the state home with two pending versions, for one test (without the runs)."""
     root = tmp_path / "home"
-    shutil.copytree(trained, root, ignore=shutil.ignore_patterns("runs", "cache"))
+    shutil.copytree(two_versions, root, ignore=shutil.ignore_patterns("runs", "cache"))
     monkeypatch.setenv("CLOUDVIZ_HOME", str(root))
     monkeypatch.delenv("CLOUDVIZ_API_KEY", raising=False)
     return StateHome(root)
