@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.registry import now  # deployed_at is compared with a package's updated_at: one clock, one format
 from pipelines.state import write_json_atomic
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)

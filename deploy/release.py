@@ -11,7 +11,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from deploy.deployments import Deployment, DeploymentStore, now
-from deploy.endpoint import ModelLoadError, ModelSlot, ServingModel, SwapRefused
+from deploy.endpoint import ModelLoadError, ServingModel, SwapRefused
+from deploy.endpoint.slot import smoke_test
 from pipelines.errors import UserError
 from pipelines.registry import ModelPackage, ModelRegistry
 
@@ -53,7 +54,7 @@ def load_checked(package: ModelPackage) -> ServingModel:
     """The package's model, loaded and smoke-tested; UserError saying why if it cannot serve."""
     try:
         model = ServingModel.load(tarball_of(package), version=package.version)
-        ModelSlot().swap(model)
+        smoke_test(model)
     except (ModelLoadError, SwapRefused) as error:
         raise UserError(f"{package.group} version {package.version} cannot be served: {error}") from None
     return model
