@@ -192,9 +192,10 @@ class LocalService:
 
     def _swap(self, model: ServingModel, deployment: Deployment) -> None:
         previous = self.live.version
+        baseline = self._drift_baseline(deployment.version)  # read first: readers never see new live, old baseline
         self.slot.swap(model)
+        self.drift.set_baseline(baseline)
         self.live = deployment
-        self.drift.set_baseline(self._drift_baseline(deployment.version))
         self.endpoint_metrics.set_live_version(deployment.version)
         self._event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})",
                     version=deployment.version)
