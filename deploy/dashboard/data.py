@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from deploy.deployments import Deployment
@@ -61,6 +62,11 @@ class DashboardSources:
     alarm_states: Callable[[], Sequence[AlarmState]] | None = None
     drift: DriftMonitor | None = None
 
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        """The model registry, opened once (opening runs its schema script), not at every refresh."""
+        return ModelRegistry(self.home.registry_db)
+
 
 def clock(moment: datetime) -> str:
     """A UTC time as the page shows and plots it."""
@@ -101,11 +107,11 @@ def build(
     panels: dict[str, Callable[[], Any]] = {
         "traffic": lambda: traffic(sources.sampler, series),
         "alarms": lambda: alarms(sources.alarm_states),
-        "predictions": lambda: predictions(recent, package, host, now, sources.home),
+        "predictions": lambda: predictions(recent, package, host, now, sources),
         "drift": lambda: drift(sources, package, series),
         "model": lambda: model(live, package),
         "runs": lambda: runs(RunStore(sources.home.runs), sources.group),
-        "registry": lambda: registry(sources.home, sources.group, live),
+        "registry": lambda: registry(sources.registry, sources.group, live),
     }
     for name, panel in panels.items():
         try:
@@ -124,7 +130,7 @@ def _package(sources: DashboardSources, live: Deployment | None) -> ModelPackage
     if live is None:
         return None
     try:
-        return ModelRegistry(sources.home.registry_db).get(live.group, live.version)
+        return sources.registry.get(live.group, live.version)
     except NotFoundError:
         return None
 
@@ -267,7 +273,7 @@ class RecentPredictions:
 
 
 def predictions(
-    recent: RecentPredictions, package: ModelPackage | None, host: str, now: datetime, home: StateHome
+    recent: RecentPredictions, package: ModelPackage | None, host: str, now: datetime, sources: DashboardSources
 ) -> dict[str, Any]:
     """Predictions of the last hour by class, in time buckets, and each class's share against training."""
     rows = recent.read(now)
@@ -275,8 +281,8 @@ def predictions(
         "window_minutes": round(PREDICTION_WINDOW.total_seconds() / 60),
         "rows": len(rows),
         "truncated": recent.truncated,
-        "hint": curl_hint(host, home),
-        "training_share": _training_shares(home, package),
+        "hint": curl_hint(host, sources.home),
+        "training_share": _training_shares(sources, package),
     }
     if not rows:
         return document
@@ -299,13 +305,17 @@ def predictions(
     return document
 
 
-def _training_shares(home: StateHome, package: ModelPackage | None) -> dict[str, float] | None:
-    """The live model's training class distribution (preprocessing's baseline statistics), when it is known."""
+def _training_shares(sources: DashboardSources, package: ModelPackage | None) -> dict[str, float] | None:
+    """The live model's training class distribution (preprocessing's baseline statistics), when it is known: the
+    drift monitor holds it already (loaded when the version went live); without one, read from the run."""
+    if sources.drift is not None:
+        baseline = sources.drift.baseline
+        return dict(baseline.classes) if baseline is not None else None
     run_id = package.lineage.get("run_id") if package is not None else None
     if not run_id:
         return None
     try:
-        statistics = RunStore(home.runs).load(run_id).output_json("baseline", "statistics.json")
+        statistics = RunStore(sources.home.runs).load(run_id).output_json("baseline", "statistics.json")
     except NotFoundError:
         return None
     return statistics.get("class_distribution") if statistics else None
@@ -417,8 +427,8 @@ def runs(store: RunStore, group: str) -> dict[str, Any]:
     return {"runs": [_run(record) for record in records[:RUNS_SHOWN]], "total": len(records)}
 
 
-def registry(home: StateHome, group: str, live: Deployment | None) -> dict[str, Any]:
-    packages = ModelRegistry(home.registry_db).list_packages(group)
+def registry(models: ModelRegistry, group: str, live: Deployment | None) -> dict[str, Any]:
+    packages = models.list_packages(group)
     rows = []
     for package in packages:
         headline = package.metrics.get("multiclass_classification_metrics", {})
