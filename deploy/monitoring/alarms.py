@@ -122,12 +122,12 @@ class AlarmEvaluator:
         changes: list[tuple[Transition, AlarmRule]] = []
         with self._lock:
             self._ticks += 1
-            for rule in self.rules:
-                periods = self._periods[rule.name]
-                if self._ticks % periods:
-                    continue
+            due = [rule for rule in self.rules if not self._ticks % self._periods[rule.name]]
+            # Rules over the same number of periods share one window (most rules share one period).
+            windows = {periods: self.sampler.window(periods) for periods in {self._periods[rule.name] for rule in due}}
+            for rule in due:
                 try:
-                    state, transition = self._evaluate(rule, self.sampler.window(periods), sample.timestamp)
+                    state, transition = self._evaluate(rule, windows[self._periods[rule.name]], sample.timestamp)
                 except Exception:  # a broken rule must not silence the others
                     logger.exception("alarm %s could not be evaluated", rule.name)
                     continue

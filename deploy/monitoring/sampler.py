@@ -153,7 +153,7 @@ def _status_total(statuses: Mapping[str, float], first: int, last: int) -> int:
     return round(sum(count for status, count in statuses.items() if first <= int(status) <= last))
 
 
-def _between(old: _Reading, new: _Reading, timestamp: float, drift: Iterable[_Reading]) -> PeriodSample:
+def _between(old: _Reading, new: _Reading, drift: Iterable[_Reading]) -> PeriodSample:
     """The sample of the period from ``old`` to ``new``; drift is the largest value of the ``drift`` readings."""
     statuses = _delta(new.api_statuses, old.api_statuses)
     api_buckets = _delta(new.api_buckets, old.api_buckets)
@@ -167,7 +167,7 @@ def _between(old: _Reading, new: _Reading, timestamp: float, drift: Iterable[_Re
         if reading.class_drift is not None:
             class_drifts.append(reading.class_drift)
     return PeriodSample(
-        timestamp=iso_time(timestamp),
+        timestamp=iso_time(new.time),
         seconds=round(new.time - old.time, 3),
         requests=round(sum(statuses.values())),
         errors_4xx=_status_total(statuses, 400, 499),
@@ -212,7 +212,7 @@ class MetricSampler:
         """Close the current period at ``timestamp`` (seconds since the epoch; default now) and keep its sample."""
         with self._lock:
             reading = _read(self.api, self.endpoint, time.time() if timestamp is None else timestamp)
-            sample = _between(self._readings[-1], reading, reading.time, [reading])
+            sample = _between(self._readings[-1], reading, [reading])
             self._readings.append(reading)
             self._samples.append(sample)
             return sample
@@ -230,4 +230,4 @@ class MetricSampler:
             if available < 1:
                 return None
             readings = list(self._readings)[-available - 1:]
-            return _between(readings[0], readings[-1], readings[-1].time, readings[1:])
+            return _between(readings[0], readings[-1], readings[1:])
