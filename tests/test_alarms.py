@@ -196,6 +196,8 @@ def test_a_rule_period_spans_several_samples(tmp_path: Path):
         request(api, 200)
     (change,) = evaluator.tick(start + 2)  # 1 of 20 requests over the two samples: 5%, not above
     assert (change.new_state, change.value) == ("OK", 0.05)
+
+
 # -- notification channels --------------------------------------------------------------------------
 
 

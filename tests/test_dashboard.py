@@ -19,7 +19,7 @@ import pytest
 from polling import wait_for
 
 from deploy.dashboard import browser
-from deploy.dashboard.data import RecentPredictions
+from deploy.dashboard.data import OVERLAP_SECONDS, RecentPredictions
 from deploy.dashboard.routes import is_loopback, plotly_js
 from deploy.dashboard.serve_file import ServeRecord, record_serve
 from deploy.gateway import Request
@@ -28,7 +28,7 @@ from deploy.monitoring.alarm_rules import ALARM_RULES
 from pipelines.registry import ModelRegistry
 from pipelines.runs import RunStore
 from pipelines.state import StateHome
-from serving_lambdas.records import PredictionRecord, new_ids, timestamp_text
+from serving_lambdas.records import PredictionRecord, new_ids, time_bound, timestamp_text
 from serving_lambdas.store import SqliteStore
 
 GROUP = "CloudVizIris"
@@ -296,9 +296,15 @@ def test_the_predictions_window_reads_only_new_rows_finds_late_ones_and_caps_wha
     store.put(stored(now - timedelta(hours=2), 5))  # older than the window: never shown
     store.put(stored(now - timedelta(minutes=30), 30))
     recent = RecentPredictions(store, max_rows=50)
+    asked: list[str] = []  # the `since` bound of each read of the store
+    newest = store.newest
+    store.newest = lambda limit, since="", before="~": asked.append(since) or newest(limit, since, before)
     assert (len(recent.read(now)), recent.truncated) == (30, False)
     store.put(stored(now - timedelta(seconds=1), 6, "virginica"))
     assert len(recent.read(now)) == 36
+    assert asked == [time_bound(now - timedelta(hours=1)),
+                     time_bound(now - timedelta(minutes=30) - timedelta(seconds=OVERLAP_SECONDS))], \
+        "the first read covers the hour, the next only what follows the newest row held (less the overlap)"
     store.put(stored(now - timedelta(seconds=3), 4, "virginica"))  # committed late, behind rows already read
     rows = recent.read(now)
     assert (len(rows), Counter(row.label for row in rows)) == (40, {"setosa": 30, "virginica": 10})
