@@ -27,6 +27,7 @@ class Parameter:
     default: str | int | float
     description: str = ""
     choices: tuple[str, ...] = ()
+    minimum: int | float | None = None  # checked on every override, on both targets
 
     def parse(self, text: str) -> str | int | float:
         """The typed value of a ``NAME=VALUE`` override, or a UserError naming the parameter."""
@@ -45,6 +46,8 @@ class Parameter:
             ) from None
         if self.choices and value not in self.choices:
             raise UserError(f"parameter {self.name}: {text!r} is not one of {', '.join(self.choices)}")
+        if self.minimum is not None and value < self.minimum:
+            raise UserError(f"parameter {self.name}: {text} is less than the minimum {self.minimum}")
         return value
 
 
@@ -113,11 +116,18 @@ class ProcessingStep:
 
 @dataclass(frozen=True)
 class TrainingStep:
-    """The built-in XGBoost algorithm, trained on named channels; its output is ``model``."""
+    """The built-in XGBoost algorithm, trained on named channels; its output is ``model``.
+
+    On ``instance_count`` instances the channels in ``sharded_channels`` are dealt out by file
+    (SageMaker's ShardedByS3Key: each instance trains on its share); every other channel is copied
+    whole to each instance (FullyReplicated).
+    """
 
     name: str
     hyperparameters: dict[str, Value]
     channels: dict[str, StepOutput]
+    instance_count: Value = 1
+    sharded_channels: tuple[str, ...] = ()
     content_type: str = "text/csv"
     retry: RetryPolicy = RetryPolicy()
     cache: bool = True
@@ -227,7 +237,7 @@ def references(step: Step) -> list[Value]:
         case ProcessingStep():
             return [i.source for i in step.inputs] + list(step.arguments)
         case TrainingStep():
-            return list(step.hyperparameters.values()) + list(step.channels.values())
+            return [*step.hyperparameters.values(), *step.channels.values(), step.instance_count]
         case RegisterModelStep():
             return [step.model, step.model_package_group, step.approval_status, step.metrics, step.data,
                     step.baseline]

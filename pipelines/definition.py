@@ -59,6 +59,13 @@ PARAMETERS = (
         Parameter(name, kind, PYTHON_TYPE[kind](DEFAULT_HYPERPARAMETERS[hp]), f"XGBoost hyperparameter {hp}")
         for hp, (name, kind) in HYPERPARAMETER_PARAMETERS.items()
     ),
+    Parameter(
+        "TrainingInstanceCount",
+        "Integer",
+        1,
+        "training instances (processes locally); Preprocess writes each split in as many part files, one per instance",
+        minimum=1,
+    ),
     Parameter("AccuracyThreshold", "Float", 0.9, "minimum test accuracy for the model to be registered"),
     Parameter("ModelPackageGroupName", "String", DEFAULT_GROUP, "model registry group to register into"),
     Parameter(
@@ -77,7 +84,8 @@ def preprocess_step() -> ProcessingStep:
     return ProcessingStep(
         name="Preprocess",
         code="preprocessing/preprocess.py",
-        inputs=(ProcessingInput("raw", Param("InputData"), f"{PROCESSING}/input"),),
+        # Not below {PROCESSING}/input: SageMaker mounts the step's code at {PROCESSING}/input/code.
+        inputs=(ProcessingInput("raw", Param("InputData"), f"{PROCESSING}/raw"),),
         outputs=tuple(
             ProcessingOutput(name, f"{PROCESSING}/{name}")
             for name in ("train", "validation", "test", "schema", "baseline")
@@ -89,6 +97,7 @@ def preprocess_step() -> ProcessingStep:
             "--validation-fraction", Param("ValidationFraction"),
             "--test-fraction", Param("TestFraction"),
             "--seed", Param("Seed"),
+            "--parts", Param("TrainingInstanceCount"),
         ),
         retry=STEP_RETRY,
     )
@@ -102,6 +111,8 @@ def train_step() -> TrainingStep:
             "train": StepOutput("Preprocess", "train"),
             "validation": StepOutput("Preprocess", "validation"),
         },
+        instance_count=Param("TrainingInstanceCount"),
+        sharded_channels=("train",),  # each instance trains on its parts; all see the whole validation split
         retry=STEP_RETRY,
     )
 

@@ -16,7 +16,8 @@ import os
 import runpy
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from multiprocessing import connection
 from pathlib import Path
 
 WARM_IMPORTS = ["numpy", "pyarrow", "pyarrow.csv", "pyarrow.compute", "xgboost"]
@@ -25,9 +26,11 @@ _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(WARM_IMPORTS)
 
 
-def _child(script: str, argv: list[str], log_path: str) -> None:
+def _child(script: str, argv: list[str], log_path: str, cpus: set[int] | None = None) -> None:
     code = 1
     try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -53,16 +56,49 @@ def run_script(
     script: Path, argv: list[str], log_path: Path, on_tick: Callable[[], None] = lambda: None
 ) -> int:
     """Exit code of the script (negative: killed by that signal); ``on_tick`` runs ~10x a second."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    process = _context.Process(target=_child, args=(str(script), argv, str(log_path)))
-    process.start()
+    return run_scripts([(script, argv, log_path)], on_tick)[0]
+
+
+def cpu_shares(jobs: int) -> list[set[int] | None]:
+    """This process's CPUs dealt to ``jobs`` processes run side by side (None: one job, all of them).
+
+    Emulated instances each get their own cores, as on SageMaker: on shared cores, XGBoost's OpenMP threads
+    spin while their process waits for the others at every collective operation, and starve them.
+    """
+    if jobs == 1:
+        return [None]
+    cpus = sorted(os.sched_getaffinity(0))
+    return [set(cpus[i::jobs]) or {cpus[i % len(cpus)]} for i in range(jobs)]
+
+
+def run_scripts(
+    jobs: Sequence[tuple[Path, list[str], Path]], on_tick: Callable[[], None] = lambda: None
+) -> list[int | None]:
+    """Run ``(script, argv, log)`` jobs side by side, as the hosts of one training job, each on its share of
+    the CPUs (``cpu_shares``): each one's exit code. The jobs wait for each other, so when one fails the
+    others are stopped: their code is None.
+    """
+    processes = []
     try:
-        while process.exitcode is None:
+        for (script, argv, log_path), share in zip(jobs, cpu_shares(len(jobs)), strict=True):
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            process = _context.Process(target=_child, args=(str(script), argv, str(log_path), share))
+            process.start()
+            processes.append(process)
+        stopped: set[int] = set()
+        while any(process.exitcode is None for process in processes):
             on_tick()
-            process.join(0.1)
-        return process.exitcode
+            connection.wait([process.sentinel for process in processes if process.exitcode is None], timeout=0.1)
+            if any(process.exitcode for process in processes):
+                for index, process in enumerate(processes):
+                    if process.exitcode is None:
+                        stopped.add(index)
+                        process.terminate()
+                        process.join()
+        return [None if index in stopped else process.exitcode for index, process in enumerate(processes)]
     except BaseException:
         # The runner was interrupted: no step outlives its run.
-        process.terminate()
-        process.join()
+        for process in processes:
+            process.terminate()
+            process.join()
         raise

@@ -265,21 +265,44 @@ class LocalRunner:
         return outputs
 
     def _run_training(self, record: RunRecord, step: TrainingStep) -> dict[str, str]:
+        """One trainer process per instance, each in its own ``/opt/ml`` root (``ml/`` on one instance,
+        ``ml/algo-<i>`` on several) with the files SageMaker gives that host."""
         folder = self._fresh_step_folder(record, step.name)
         ml = folder / "ml"
-        config = ml / "input" / "config"
-        config.mkdir(parents=True)
+        hosts = [f"algo-{i}" for i in range(1, int(self.resolve(step.instance_count, record)) + 1)]
+        roots = {host: ml if len(hosts) == 1 else ml / host for host in hosts}
         hyperparameters = {k: format_value(self.resolve(v, record)) for k, v in step.hyperparameters.items()}
-        (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2), encoding="utf-8")
-        channels = {c: {"ContentType": step.content_type, "TrainingInputMode": "File"} for c in step.channels}
-        (config / "inputdataconfig.json").write_text(json.dumps(channels, indent=2), encoding="utf-8")
+        channels = {
+            c: {"ContentType": step.content_type, "TrainingInputMode": "File",
+                "S3DistributionType": "ShardedByS3Key" if c in step.sharded_channels else "FullyReplicated"}
+            for c in step.channels
+        }
+        for host, root in roots.items():
+            config = root / "input" / "config"
+            config.mkdir(parents=True)
+            for name, document in (("hyperparameters", hyperparameters), ("inputdataconfig", channels),
+                                   ("resourceconfig", {"current_host": host, "hosts": hosts})):
+                (config / f"{name}.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
         for channel, source in step.channels.items():
-            link(Path(self.resolve(source, record)), ml / "input" / "data" / channel)
-        self._run_script(record, step.name, TRAINER, ["--ml-root", str(ml)])
+            source_path = Path(self.resolve(source, record))
+            if len(hosts) > 1 and channel in step.sharded_channels:
+                for root, files in zip(roots.values(), deal_files(source_path, len(hosts)), strict=True):
+                    (root / "input" / "data" / channel).mkdir(parents=True)  # SageMaker's, even when empty
+                    for path in files:
+                        link(path, root / "input" / "data" / channel / path.parent.relative_to(source_path))
+            else:
+                for root in roots.values():
+                    link(source_path, root / "input" / "data" / channel)
+        argv = {host: ["--ml-root", str(root)] + (["--tracker-dir", str(ml / "tracker")] if len(hosts) > 1 else [])
+                for host, root in roots.items()}
+        self._run_scripts(record, step.name, TRAINER, argv)
+        stored = [root / "model" for root in roots.values() if (root / "model").is_dir()]
+        if not stored:
+            raise StepFailed("no host stored a model")
         output = folder / "output" / "model"
         output.mkdir(parents=True)
         with tarfile.open(output / "model.tar.gz", "w:gz") as archive:
-            for path in sorted((ml / "model").iterdir()):
+            for path in sorted(stored[0].iterdir()):
                 archive.add(path, arcname=path.name)
         return {"model": str(output)}
 
@@ -313,13 +336,23 @@ class LocalRunner:
         }
 
     def _run_script(self, record: RunRecord, name: str, script: Path, argv: list[str]) -> None:
+        self._run_scripts(record, name, script, {"algo-1": argv})
+
+    def _run_scripts(self, record: RunRecord, name: str, script: Path, argv: dict[str, list[str]]) -> None:
+        """The script once per host, side by side, each with its own log (``attempt-<n>-<host>.log``; one host:
+        ``attempt-<n>.log``); the step's log is the first host's."""
         state = record.steps[name]
-        log = record.folder / "steps" / name / "logs" / f"attempt-{state.attempts}.log"
-        state.log = str(log)
+        attempt = record.folder / "steps" / name / "logs" / f"attempt-{state.attempts}"
+        logs = {host: Path(f"{attempt}-{host}.log" if len(argv) > 1 else f"{attempt}.log") for host in argv}
+        state.log = str(next(iter(logs.values())))
         record.save()
-        code = executor.run_script(script, argv, log, on_tick=lambda: self.observer.run_changed(record))
-        if code != 0:
-            raise StepFailed(failure_reason(log, code), retryable=code != USER_ERROR_EXIT)
+        codes = executor.run_scripts(
+            [(script, args, logs[host]) for host, args in argv.items()],
+            on_tick=lambda: self.observer.run_changed(record),
+        )
+        for log, code in zip(logs.values(), codes, strict=True):
+            if code:
+                raise StepFailed(failure_reason(log, code), retryable=code != USER_ERROR_EXIT)
 
     def _fresh_step_folder(self, record: RunRecord, name: str) -> Path:
         """The step's working folder, emptied of any earlier attempt (its logs are kept)."""
@@ -431,6 +464,13 @@ def link(source: Path, target: Path) -> None:
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(source, target_is_directory=True)
+
+
+def deal_files(folder: Path, hosts: int) -> list[list[Path]]:
+    """A folder's files dealt to ``hosts`` hosts in key order, as a ShardedByS3Key channel deals a prefix's
+    objects: host i gets files i, i + hosts, ... (fewer files than hosts: some hosts get none)."""
+    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).as_posix())
+    return [files[i::hosts] for i in range(hosts)]
 
 
 def format_value(value: object) -> str:

@@ -6,10 +6,13 @@ at the step's folder). Imports nothing of the project outside this folder.
 
 Layout below the base dir::
 
-    input/            the raw CSV (one file, or a folder holding exactly one .csv)
+    raw/              the raw CSV (one file, or a folder holding exactly one); not below input/, where
+                      SageMaker mounts the code (input/code/preprocess.py)
     train/train.csv   label first, no header (SageMaker built-in XGBoost layout)
     validation/validation.csv
     test/test.csv
+                      with --parts K > 1, each split as K files instead: train/train-part-00000.csv ...,
+                      one per training instance (SageMaker deals a ShardedByS3Key channel out by file)
     schema/schema.json        feature names, classes and their indices, split sizes, data hash
     baseline/statistics.json  training-feature statistics, for drift checks
 
@@ -46,7 +49,7 @@ class InputError(Exception):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", default=DEFAULT_BASE_DIR, help="root of the processing layout")
-    parser.add_argument("--input", help="raw CSV file or folder (default: <base-dir>/input)")
+    parser.add_argument("--input", help="raw CSV file or folder (default: <base-dir>/raw)")
     parser.add_argument("--label-column", required=True, help="name of the label column")
     parser.add_argument("--feature-columns", required=True, help="comma-separated feature column names")
     parser.add_argument(
@@ -57,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--parts", type=int, default=1, help="files per split: one per training instance (default 1: <split>.csv)"
+    )
     return parser.parse_args(argv)
 
 
@@ -254,6 +260,33 @@ def stratified_split(
     return {split: rng.permutation(np.concatenate(chunks)) for split, chunks in parts.items()}
 
 
+def deal_parts(split_labels: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Positions of a (shuffled) split's rows dealt into ``parts`` parts whose sizes differ by at most one.
+
+    Dealt round-robin down the rows grouped by class, so each part holds every class that has at least
+    ``parts`` rows in the split, in the split's proportions; each part keeps the split's shuffled order.
+    """
+    by_class = np.argsort(split_labels, kind="stable")
+    part_of = np.empty(split_labels.size, dtype=np.int64)
+    part_of[by_class] = np.arange(split_labels.size) % parts
+    return [np.flatnonzero(part_of == k) for k in range(parts)]
+
+
+def check_parts(parts: int, splits: dict[str, np.ndarray]) -> None:
+    """Every part of every split gets at least one row."""
+    smallest = min(splits, key=lambda split: splits[split].size)
+    if parts > splits[smallest].size:
+        raise InputError(
+            f"--parts {parts}: more parts than rows in the {smallest} split ({splits[smallest].size}); "
+            "use fewer training instances or more data"
+        )
+
+
+def part_names(split: str, parts: int) -> list[str]:
+    """``<split>.csv`` for one part (the layout of a single instance), else ``<split>-part-00000.csv``, ..."""
+    return [f"{split}.csv"] if parts == 1 else [f"{split}-part-{k:05d}.csv" for k in range(parts)]
+
+
 def write_channel(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pcsv.write_csv(table, path, write_options=pcsv.WriteOptions(include_header=False))
@@ -302,11 +335,13 @@ def write_json(path: Path, document: dict) -> None:
 
 def preprocess(args: argparse.Namespace) -> dict:
     base = Path(args.base_dir)
-    source = find_csv(Path(args.input) if args.input else base / "input")
+    source = find_csv(Path(args.input) if args.input else base / "raw")
     features = split_names(args.feature_columns)
     if not features:
         raise InputError("--feature-columns names no column")
     label = args.label_column.strip()
+    if args.parts < 1:
+        raise InputError(f"--parts must be at least 1, got {args.parts}")
     # A second thread hashes the source and computes the statistics while Arrow (which releases the GIL)
     # parses the file and writes the channels.
     with ThreadPoolExecutor(max_workers=1) as background:
@@ -316,13 +351,17 @@ def preprocess(args: argparse.Namespace) -> dict:
             raise InputError(f"{source}: the file has a header but no rows")
         labels, classes = encode_labels(table, source, label, split_names(args.class_names))
         splits = stratified_split(labels, classes, args.validation_fraction, args.test_fraction, args.seed)
+        check_parts(args.parts, splits)
         channels = pa.table([pa.array(labels), *table.select(features).columns], names=["label", *features])
         del table
         train_rows = splits["train"]
         train = channels.take(train_rows)
         statistics = background.submit(baseline_statistics, train.columns[1:], labels[train_rows], features, classes)
         for split, rows in splits.items():
-            write_channel(base / split / f"{split}.csv", train if split == "train" else channels.take(rows))
+            table = train if split == "train" else channels.take(rows)
+            parts = deal_parts(labels[rows], args.parts)
+            for name, positions in zip(part_names(split, args.parts), parts, strict=True):
+                write_channel(base / split / name, table if args.parts == 1 else table.take(positions))
         del train, channels
         write_json(base / "baseline" / "statistics.json", statistics.result())
         sha256 = source_hash.result()
@@ -338,6 +377,7 @@ def preprocess(args: argparse.Namespace) -> dict:
         },
         "source": {"file": source.name, "sha256": sha256, "bytes": source.stat().st_size},
         "seed": args.seed,
+        "parts": args.parts,
         "validation_fraction": args.validation_fraction,
         "test_fraction": args.test_fraction,
     }

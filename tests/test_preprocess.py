@@ -252,9 +252,9 @@ def test_histogram_counts_are_numpys(column: np.ndarray):
 
 def test_input_may_be_a_folder_holding_one_csv(tmp_path: Path):
     base = tmp_path / "processing"
-    (base / "input" / "nested").mkdir(parents=True)
-    write_iris(base / "input" / "nested" / "raw.csv")
-    (base / "input" / ".hidden").write_text("ignored", encoding="utf-8")
+    (base / "raw" / "nested").mkdir(parents=True)
+    write_iris(base / "raw" / "nested" / "raw.csv")
+    (base / "raw" / ".hidden").write_text("ignored", encoding="utf-8")
     assert run(base, None, "--class-names", ",".join(CONTRACT_CLASSES)) == 0
     schema = json.loads((base / "schema/schema.json").read_text())
     assert schema["source"]["file"] == "raw.csv"
@@ -301,8 +301,8 @@ def test_errors_name_the_users_file_not_a_link_to_it(tmp_path: Path, capsys: pyt
     data.parent.mkdir()
     data.write_text("x1,x2,x3,x4,species\n" + rows_for_iris(1) + "1,oops,3,4,setosa\n", encoding="utf-8")
     base = tmp_path / "processing"
-    (base / "input").mkdir(parents=True)
-    (base / "input" / "bad.csv").symlink_to(data)
+    (base / "raw").mkdir(parents=True)
+    (base / "raw" / "bad.csv").symlink_to(data)
     assert run(base, None) == 2
     assert error_of(capsys) == f"{data}, line 3, column 'x2': 'oops' is not a number"
 

@@ -4,9 +4,19 @@ Same contract as the container, below an ``/opt/ml``-shaped root (``--ml-root``)
 
     input/config/hyperparameters.json    {"num_round": "10", ...}: strings, as SageMaker passes them
     input/config/inputdataconfig.json    {"train": {"ContentType": "text/csv"}, "validation": {...}}
+    input/config/resourceconfig.json     {"current_host": "algo-1", "hosts": ["algo-1", ...]} (none: one host)
     input/data/<channel>/*.csv            label first, no header
     model/xgboost-model                   the trained booster, UBJSON (what XGBoost 3.x saves and loads)
     output/failure                        the reason, when the job fails
+
+On several hosts (one process per host here, each with its own root) it trains as the container's
+distributed mode does (``distributed.rabit_run``): every host reads its own channels (its shard of a
+sharded channel), the hosts first tell each other which of them have data (a host without train or
+validation data leaves, with a warning, and exits 0), then those with data train together, their
+gradient statistics summed by XGBoost's collective at each split, and the first of them (hosts sorted
+by name) stores the model. The first host of each group runs XGBoost's tracker; where the container's
+listens on port 9099 of that host, here it takes a free loopback port and publishes it in
+``--tracker-dir`` for the other processes.
 
 Evaluation metrics are logged per round as the container logs them
 (``[3]#011train-merror:0.02#011validation-merror:0.04``), so the same metric regexes work.
@@ -16,21 +26,31 @@ Exit status 2 for a user error (bad hyperparameters or data), 1 for anything els
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import xgboost as xgb
+from xgboost import collective
+from xgboost.tracker import RabitTracker
 
 from pipelines.builtin_xgboost.hyperparameters import HyperparameterError, validate
 
 SUPPORTED_CONTENT_TYPES = ("text/csv", "csv")
 MODEL_FILE = "xgboost-model"
 TOO_FEW_COLUMNS = "needs a label column and at least one feature"
+LOOPBACK = "127.0.0.1"
+# How long a host waits for the others: the container waits up to 15 minutes for its hosts' names to resolve.
+CLUSTER_WAIT_SECONDS = 15 * 60
 
 
 class UserError(Exception):
@@ -46,12 +66,17 @@ def sniff_delimiter(path: Path) -> str:
         return ","
 
 
-def read_channel(channel_dir: Path, name: str, num_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All CSV files of a channel, concatenated: (features float32, labels float32).
+def channel_files(channel_dir: Path) -> list[Path]:
+    """A channel's data files. Like the container, files whose names start with ``.`` or ``_`` (``_SUCCESS``
+    markers) are not data; neither is an empty file (the container sums the files' sizes)."""
+    return sorted(
+        p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith((".", "_")) and p.stat().st_size
+    )
 
-    Like the container, files whose names start with ``.`` or ``_`` (``_SUCCESS`` markers) are not data.
-    """
-    files = sorted(p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+
+def read_channel(channel_dir: Path, name: str, num_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All CSV files of a channel, concatenated: (features float32, labels float32)."""
+    files = channel_files(channel_dir)
     if not files:
         raise UserError(f"No data in {name} channel path {channel_dir}")
     tables = []
@@ -127,6 +152,24 @@ def read_json(path: Path, default: dict) -> dict:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The training job's hosts, sorted by name as the container sorts them, and the one this process is."""
+
+    hosts: tuple[str, ...]
+    current_host: str
+
+
+def read_cluster(ml_root: Path) -> Cluster:
+    """resourceconfig.json, which SageMaker writes on every host; without it, one host."""
+    path = ml_root / "input" / "config" / "resourceconfig.json"
+    document = read_json(path, {"current_host": "algo-1", "hosts": ["algo-1"]})
+    hosts, current = document.get("hosts"), document.get("current_host")
+    if not isinstance(hosts, list) or current not in hosts:
+        raise UserError(f"{path}: current_host {current!r} is not one of the hosts {hosts!r}")
+    return Cluster(tuple(sorted(hosts)), current)
+
+
 def read_config(ml_root: Path) -> tuple[dict, dict]:
     """hyperparameters.json (none: no hyperparameters, so num_round is missing) and inputdataconfig.json."""
     config = ml_root / "input" / "config"
@@ -189,7 +232,22 @@ def log_evaluation(period: int = 1) -> xgb.callback.TrainingCallback:
     return ContainerStyleLog()
 
 
-def train(ml_root: Path) -> xgb.Booster:
+@dataclass
+class Job:
+    """What one host trains on: the validated parameters and its channels, each None when the host has no data."""
+
+    params: dict
+    num_round: int
+    early_stopping: int | None
+    csv_weights: int
+    train: tuple[np.ndarray, np.ndarray] | None
+    validation: tuple[np.ndarray, np.ndarray] | None
+    needs_validation: bool
+
+
+def load_job(ml_root: Path, single_host: bool) -> Job:
+    """The configuration and this host's data. On one host a channel without data is an error, as in the
+    container; on several it only keeps this host out of training."""
     hyperparameters, data_config = read_config(ml_root)
     try:
         params = validate(hyperparameters)
@@ -197,40 +255,124 @@ def train(ml_root: Path) -> xgb.Booster:
         raise UserError(str(exc)) from None
     check_channels(data_config)
     data_dir = ml_root / "input" / "data"
-    num_round = params.pop("num_round")
+    num_class = params.get("num_class")
+    needs_validation = "validation" in data_config
     early_stopping = params.pop("early_stopping_rounds", None)
-    csv_weights = params.pop("csv_weights", 0)
+    if early_stopping is not None and not needs_validation:
+        raise UserError("early_stopping_rounds needs a validation channel")
+    data = {
+        channel: read_channel(data_dir / channel, channel, num_class)
+        if single_host or channel_files(data_dir / channel) else None
+        for channel in ("train", "validation") if channel in data_config
+    }
+    train_data, validation_data = data["train"], data.get("validation")
+    if train_data and validation_data and validation_data[0].shape[1] != train_data[0].shape[1]:
+        raise UserError(
+            f"validation channel has {validation_data[0].shape[1]} features, "
+            f"train channel has {train_data[0].shape[1]}"
+        )
+    return Job(
+        params=params,
+        num_round=params.pop("num_round"),
+        early_stopping=early_stopping,
+        csv_weights=params.pop("csv_weights", 0),
+        train=train_data,
+        validation=validation_data,
+        needs_validation=needs_validation,
+    )
+
+
+def fit(job: Job) -> xgb.Booster:
+    """XGBoost's training on this host's data; inside a communicator group, with the other hosts'."""
     # A plain DMatrix, as the container builds: QuantileDMatrix only works with tree_method=hist,
     # the default max_bin and the gbtree booster.
-    train_x, train_y = read_channel(data_dir / "train", "train", params.get("num_class"))
-    dtrain = matrix(train_x, train_y, csv_weights)
+    dtrain = matrix(*job.train, job.csv_weights)
     evals = [(dtrain, "train")]
     callbacks = [log_evaluation()]
-    if "validation" in data_config:
-        val_x, val_y = read_channel(data_dir / "validation", "validation", params.get("num_class"))
-        if val_x.shape[1] != train_x.shape[1]:
-            raise UserError(
-                f"validation channel has {val_x.shape[1]} features, train channel has {train_x.shape[1]}"
-            )
-        evals.append((matrix(val_x, val_y, csv_weights), "validation"))
-    elif early_stopping is not None:
-        raise UserError("early_stopping_rounds needs a validation channel")
-    if early_stopping is not None:
+    if job.validation is not None:
+        evals.append((matrix(*job.validation, job.csv_weights), "validation"))
+    if job.early_stopping is not None:
         # save_best, as the container does: the stored model ends at the best round.
-        callbacks.append(xgb.callback.EarlyStopping(rounds=early_stopping, data_name="validation", save_best=True))
+        callbacks.append(xgb.callback.EarlyStopping(rounds=job.early_stopping, data_name="validation", save_best=True))
     print(f"Train matrix has {dtrain.num_row()} rows and {dtrain.num_col()} features", flush=True)
-    del train_x
+    job.train = None  # the DMatrix holds its own copy
     try:
-        booster = xgb.train(
-            params,
-            dtrain,
-            num_boost_round=num_round,
-            evals=evals,
-            callbacks=callbacks,
-            verbose_eval=False,
+        return xgb.train(
+            job.params, dtrain, num_boost_round=job.num_round, evals=evals, callbacks=callbacks, verbose_eval=False
         )
     except xgb.core.XGBoostError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
+
+
+@contextlib.contextmanager
+def communicator(hosts: tuple[str, ...], current_host: str, address: Path) -> Iterator[None]:
+    """This host in the XGBoost collective of ``hosts``; the first host runs the tracker and publishes its
+    address in the file ``address`` (the container's tracker listens on port 9099 of that host)."""
+    tracker = None
+    if current_host == hosts[0]:
+        tracker = RabitTracker(
+            n_workers=len(hosts), host_ip=LOOPBACK, port=0, sortby="task", timeout=CLUSTER_WAIT_SECONDS
+        )
+        tracker.start()
+        address.parent.mkdir(parents=True, exist_ok=True)
+        partial = address.with_name(f".{address.name}.{current_host}")
+        partial.write_text(json.dumps(tracker.worker_args()), encoding="utf-8")
+        os.replace(partial, address)
+    deadline = time.monotonic() + CLUSTER_WAIT_SECONDS
+    while not address.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no tracker address at {address} after {CLUSTER_WAIT_SECONDS} s")
+        time.sleep(0.05)
+    worker_args = json.loads(address.read_text(encoding="utf-8"))
+    try:
+        # sortby="task": ranks follow the sorted host names, the order of ``hosts``.
+        with collective.CommunicatorContext(**worker_args, dmlc_task_id=current_host):
+            yield
+        if tracker is not None:
+            tracker.wait_for(CLUSTER_WAIT_SECONDS)
+    finally:
+        if tracker is not None:
+            tracker.free()
+
+
+def hosts_with_data(cluster: Cluster, has_data: bool, tracker_dir: Path) -> tuple[str, ...]:
+    """Every host learns which hosts have data (the container's first collective group)."""
+    flags = np.zeros(len(cluster.hosts), dtype=np.float64)
+    flags[cluster.hosts.index(cluster.current_host)] = float(has_data)
+    with communicator(cluster.hosts, cluster.current_host, tracker_dir / "hosts.json"):
+        flags = collective.allreduce(flags, collective.Op.SUM)
+    return tuple(host for host, flag in zip(cluster.hosts, flags, strict=True) if flag)
+
+
+def train(ml_root: Path, tracker_dir: Path | None = None) -> xgb.Booster | None:
+    """Train this host's part of the job; the booster if this host stored it (None: another host stores it,
+    or this host had no data and left)."""
+    cluster = read_cluster(ml_root)
+    job = load_job(ml_root, single_host=len(cluster.hosts) == 1)
+    group = cluster.hosts
+    if len(cluster.hosts) > 1:
+        if tracker_dir is None:
+            raise UserError(f"{len(cluster.hosts)} hosts: training together needs --tracker-dir")
+        print(f"Distributed node training with {len(cluster.hosts)} hosts: {', '.join(cluster.hosts)}", flush=True)
+        has_data = job.train is not None and (job.validation is not None or not job.needs_validation)
+        group = hosts_with_data(cluster, has_data, tracker_dir)
+        if not group:
+            raise UserError("No hosts received training data")
+        if not has_data:
+            print(
+                f"Host {cluster.current_host} has no training or validation data: it is not used in training "
+                "(divide the data into at least as many files as instances)",
+                file=sys.stderr, flush=True,
+            )
+            return None
+    together = (
+        communicator(group, cluster.current_host, tracker_dir / "training.json")
+        if len(group) > 1 else contextlib.nullcontext()
+    )
+    with together:
+        booster = fit(job)
+    if cluster.current_host != group[0]:
+        return None
     model_dir = ml_root / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / MODEL_FILE).write_bytes(bytes(booster.save_raw("ubj")))
@@ -240,16 +382,19 @@ def train(ml_root: Path) -> xgb.Booster:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ml-root", default="/opt/ml", help="root of the /opt/ml training layout")
+    parser.add_argument("--tracker-dir", type=Path, help="folder shared by the hosts of one job (several hosts only)")
     args = parser.parse_args(argv)
     ml_root = Path(args.ml_root)
     try:
-        booster = train(ml_root)
+        booster = train(ml_root, args.tracker_dir)
     except UserError as exc:
         failure = ml_root / "output" / "failure"
         failure.parent.mkdir(parents=True, exist_ok=True)
         failure.write_text(f"ClientError: {exc}\n", encoding="utf-8")
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if booster is None:
+        return 0
     print(f"Stored trained model ({booster.num_boosted_rounds()} rounds) at {ml_root / 'model' / MODEL_FILE}")
     return 0
 
