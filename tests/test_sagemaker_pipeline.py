@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +13,14 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, offline_definition
 
 from cloudviz.cli import main
 from pipelines import dag
 from pipelines.definition import ACCURACY_PATH, build_pipeline
-from pipelines.sagemaker import AWS_PARAMETERS, definition
+from pipelines.sagemaker import AWS_PARAMETERS
 from pipelines.sagemaker.staging import REPOSITORY, staged_code
 
-REGION = "eu-west-1"
-ROLE = "arn:aws:iam::123456789012:role/CloudVizSageMakerExecution"
-BUCKET = "cloudviz-artifacts-test"
-INPUT = f"s3://{BUCKET}/cloudviz/data/0123456789abcdef/iris.csv"
 SNAPSHOT = Path(__file__).parent / "snapshots" / "sagemaker_pipeline_definition.json"
 STEP_TYPES = {
     "Processing": dag.ProcessingStep,
@@ -38,32 +34,7 @@ STEP_TYPES = {
 @pytest.fixture(scope="module")
 def offline() -> dict:
     """The definition, built with no credentials and every network connection refused."""
-    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("AWS_")}
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.environ["AWS_CONFIG_FILE"] = "/nonexistent"
-    connect = socket.socket.connect
-
-    def refuse(self: socket.socket, address: object) -> None:
-        raise AssertionError(f"building the definition opened a connection to {address}")
-
-    socket.socket.connect = refuse
-    try:
-        return definition(REGION, ROLE, BUCKET, input_data_uri=INPUT)
-    finally:
-        socket.socket.connect = connect
-        for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-            os.environ.pop(name)
-        os.environ.update(saved)
-
-
-def flattened(steps: list[dict], parent: str | None = None) -> dict[str, tuple[dict, str | None]]:
-    """Every step of the definition by name (condition branches included), with the condition it hangs on."""
-    found = {}
-    for step in steps:
-        found[step["Name"]] = (step, parent)
-        if step["Type"] == "Condition":
-            branches = step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]
-            found.update(flattened(branches, step["Name"]))
-    return found
+    return offline_definition()
 
 
 def referenced_steps(arguments: object) -> set[str]:
@@ -123,8 +94,12 @@ def test_jobs_run_the_same_scripts_arguments_and_hyperparameters(offline):
         assert code["S3Input"]["S3Uri"] == staged_code(declared.code, BUCKET, "cloudviz").uri
     training = steps["Train"][0]["Arguments"]
     assert training["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-xgboost:3.0-5")
+    # Strings only, as CreateTrainingJob takes them: a number parameter goes through a Std:Join.
+    types = {p.name: p.type for p in local.parameters}
     assert training["HyperParameters"] == {
-        name: {"Get": f"Parameters.{value.name}"} for name, value in local.step("Train").hyperparameters.items()
+        name: {"Get": f"Parameters.{value.name}"} if types[value.name] == "String"
+        else {"Std:Join": {"On": "", "Values": [{"Get": f"Parameters.{value.name}"}]}}
+        for name, value in local.step("Train").hyperparameters.items()
     }
     assert [c["ChannelName"] for c in training["InputDataConfig"]] == list(local.step("Train").channels)
 

@@ -5,6 +5,11 @@ script on the built-in XGBoost image (it carries numpy, pyarrow and XGBoost, whi
 TrainingStep -> the built-in XGBoost algorithm with the same hyperparameters, ConditionStep -> a Condition
 on a JsonGet of a PropertyFile, RegisterModelStep -> a ModelStep registering into a model package group,
 FailStep -> a Fail step. References become step properties, so the dependencies are the same as locally.
+
+Processing jobs run on one instance, always: Preprocess needs the whole data set for its stratified split and
+Evaluate is small, so N instances would each do the whole job (N times the cost, the same result). Training
+scales out instead: the channels the DAG declares sharded are dealt out by S3 key over the instances (each reads
+its share of the part files Preprocess writes), the others are replicated to each.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ RESPONSE_TYPES = ["text/csv", "application/json"]
 # Only on AWS: where the jobs run. Locally there is one machine.
 AWS_PARAMETERS = (
     dag.Parameter("ProcessingInstanceType", "String", "ml.m5.large", "instance type of the Processing jobs"),
-    dag.Parameter("ProcessingInstanceCount", "Integer", 1, "instance count of the Processing jobs"),
     dag.Parameter("TrainingInstanceType", "String", "ml.m5.large", "instance type of the training job"),
-    dag.Parameter("TrainingInstanceCount", "Integer", 1, "instance count of the training job"),
+    dag.Parameter("TrainingVolumeSizeInGB", "Integer", 30, "storage (GB) of each training instance: its share of "
+                  "the train split, the whole validation split and the model", minimum=1),
     dag.Parameter("InferenceInstanceType", "String", "ml.m5.large", "instance type the model is registered for"),
 )
 COMPARISONS = {
@@ -164,7 +169,7 @@ class Compiler:
             image_uri=self.image,
             command=["python3"],
             instance_type=self.parameters["ProcessingInstanceType"],
-            instance_count=self.parameters["ProcessingInstanceCount"],
+            instance_count=1,  # see the module docstring
             role=self.target.role_arn,
             sagemaker_session=self.session,
             base_job_name=f"cloudviz-{step.name.lower()}",
@@ -191,7 +196,8 @@ class Compiler:
                 for item in step.outputs
             ],
             code=staged_code(step.code, self.target.bucket, self.target.prefix).uri,
-            arguments=[self.value(argument, as_text=True) for argument in step.arguments],
+            # None, not []: CreateProcessingJob's ContainerArguments has a minimum length of 1.
+            arguments=[self.value(argument, as_text=True) for argument in step.arguments] or None,
         )
         property_files = [file for (name, _, _), file in self.property_files.items() if name == step.name]
         return self.sdk.steps.ProcessingStep(
@@ -202,13 +208,23 @@ class Compiler:
         configs = self.sdk.train_configs
         trainer = self.sdk.train.ModelTrainer(
             training_image=self.image,
-            compute=configs.Compute(
+            compute=self.sdk.Compute(
                 instance_type=self.parameters["TrainingInstanceType"],
-                instance_count=self.parameters["TrainingInstanceCount"],
+                instance_count=self.value(step.instance_count),
+                volume_size_in_gb=self.parameters["TrainingVolumeSizeInGB"],
             ),
-            hyperparameters={name: self.value(value) for name, value in step.hyperparameters.items()},
+            # Strings only (CreateTrainingJob's HyperParameters map is string to string): a Std:Join for numbers.
+            hyperparameters={name: self.value(value, as_text=True) for name, value in step.hyperparameters.items()},
             input_data_config=[
-                configs.InputData(channel_name=channel, data_source=self.value(source), content_type=step.content_type)
+                configs.InputData(
+                    channel_name=channel,
+                    data_source=self.sdk.shapes.S3DataSource(
+                        s3_data_type="S3Prefix", s3_uri=self.value(source),
+                        s3_data_distribution_type="ShardedByS3Key" if channel in step.sharded_channels
+                        else "FullyReplicated",
+                    ),
+                    content_type=step.content_type,
+                )
                 for channel, source in step.channels.items()
             ],
             output_data_config=configs.OutputDataConfig(s3_output_path=self.execution_uri(step.name)),
@@ -231,6 +247,10 @@ class Compiler:
             image_uri=self.image,
             role_arn=self.target.role_arn,
             sagemaker_session=self.session,
+            # No environment: the SDK's default dependencies={"auto": True} adds SAGEMAKER_PROGRAM="" and
+            # SAGEMAKER_SUBMIT_DIRECTORY="", and the XGBoost container serves a named user module (script mode)
+            # whenever SAGEMAKER_PROGRAM is set, even empty. The official MLOps template registers none either.
+            dependencies=None,
         )
         arguments = builder.register(
             model_package_group_name=self.value(step.model_package_group),

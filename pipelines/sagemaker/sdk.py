@@ -9,7 +9,9 @@ Known traps of SDK 3.27, all handled here and nowhere else:
 - ``PipelineSession.default_bucket()`` looks the bucket up in S3 even when it is named, so it is preset;
 - it sends telemetry from a background thread unless the session's config opts out;
 - it uploads local code files while building the definition, so steps are given ``s3://`` URIs only
-  (``pipelines.sagemaker.staging`` computes them offline; ``upsert`` uploads the files).
+  (``pipelines.sagemaker.staging`` computes them offline; ``upsert`` uploads the files);
+- ``ModelTrainer``'s ``Compute`` types ``volume_size_in_gb`` as ``int`` although its docstring and the
+  ``ResourceConfig`` it becomes take a pipeline parameter, so ``load_sdk`` gives a ``Compute`` that takes one.
 """
 
 from __future__ import annotations
@@ -57,9 +59,21 @@ def load_sdk(region: str) -> SimpleNamespace:
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
     os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
     try:
-        return SimpleNamespace(**{name: importlib.import_module(path) for name, path in MODULES.items()})
+        sdk = SimpleNamespace(**{name: importlib.import_module(path) for name, path in MODULES.items()})
     except ImportError as error:
         raise UserError(f"the SageMaker SDK is needed for this ({error.name} is missing): {INSTALL_HINT}") from None
+    sdk.Compute = compute_with_parameters(sdk)
+    return sdk
+
+
+def compute_with_parameters(sdk: SimpleNamespace) -> type:
+    """``Compute`` with the volume size typed as the API shape types it (an int or a pipeline parameter)."""
+    import pydantic
+
+    volume = sdk.shapes.ResourceConfig.model_fields["volume_size_in_gb"]
+    return pydantic.create_model(
+        "Compute", __base__=sdk.train_configs.Compute, volume_size_in_gb=(volume.annotation, 30)
+    )
 
 
 @contextlib.contextmanager

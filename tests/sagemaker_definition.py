@@ -1,0 +1,51 @@
+"""The SageMaker Pipeline definition the tests check, built once per session offline: no credentials, and every
+network connection refused."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import socket
+
+from pipelines.sagemaker import definition
+
+REGION = "eu-west-1"
+ROLE = "arn:aws:iam::123456789012:role/CloudVizSageMakerExecution"
+BUCKET = "cloudviz-artifacts-test"
+INPUT = f"s3://{BUCKET}/cloudviz/data/0123456789abcdef/iris.csv"
+
+
+@functools.cache
+def _built() -> dict:
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("AWS_")}
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.environ["AWS_CONFIG_FILE"] = "/nonexistent"
+    connect = socket.socket.connect
+
+    def refuse(self: socket.socket, address: object) -> None:
+        raise AssertionError(f"building the definition opened a connection to {address}")
+
+    socket.socket.connect = refuse
+    try:
+        return definition(REGION, ROLE, BUCKET, input_data_uri=INPUT)
+    finally:
+        socket.socket.connect = connect
+        for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+            os.environ.pop(name)
+        os.environ.update(saved)
+
+
+def offline_definition() -> dict:
+    """A copy of the definition (a test may change its copy)."""
+    return copy.deepcopy(_built())
+
+
+def flattened(steps: list[dict], parent: str | None = None) -> dict[str, tuple[dict, str | None]]:
+    """Every step of the definition by name (condition branches included), with the condition it hangs on."""
+    found = {}
+    for step in steps:
+        found[step["Name"]] = (step, parent)
+        if step["Type"] == "Condition":
+            branches = step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]
+            found.update(flattened(branches, step["Name"]))
+    return found
