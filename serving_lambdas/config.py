@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from serving_lambdas.served_version import DEFAULT_TTL_SECONDS
 from serving_lambdas.store import StoreSpec
 
 DEFAULT_MAX_BATCH_ROWS = 100
+MAX_RETENTION_DAYS = 36500
 INFERENCE_VARIABLES = (
     "ENDPOINT_NAME",
     "SAGEMAKER_RUNTIME_URL",
@@ -23,6 +25,8 @@ INFERENCE_VARIABLES = (
     "FEATURE_ALIASES",
     "CLASS_NAMES",
     "MAX_BATCH_ROWS",
+    "MODEL_VERSION_TTL_SECONDS",
+    "PREDICTION_RETENTION_DAYS",
 )
 
 
@@ -39,6 +43,7 @@ class InferenceSettings:
     aliases: Mapping[str, str]  # alias -> feature name
     class_names: tuple[str, ...]
     max_batch_rows: int
+    version_ttl_seconds: float  # how long the served model version is trusted before it is looked up again
 
 
 @dataclass(frozen=True)
@@ -62,21 +67,27 @@ def inference_settings(environ: Mapping[str, str] = os.environ) -> InferenceSett
 
 
 def store_spec(environ: Mapping[str, str] = os.environ) -> StoreSpec:
-    return _parse_store(environ.get("PREDICTION_STORE"))
+    return _parse_store(environ.get("PREDICTION_STORE"), environ.get("PREDICTION_RETENTION_DAYS"))
 
 
 @lru_cache(maxsize=16)
-def _parse_store(text: str | None) -> StoreSpec:
+def _parse_store(text: str | None, retention: str | None = None) -> StoreSpec:
     try:
-        return StoreSpec.parse(_required("PREDICTION_STORE", text))
+        spec = StoreSpec.parse(_required("PREDICTION_STORE", text))
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
+    if retention in (None, ""):
+        return spec
+    if not retention.isdigit() or not 1 <= int(retention) <= MAX_RETENTION_DAYS:
+        raise ConfigurationError(f"PREDICTION_RETENTION_DAYS must be a number of days from 1 to "
+                                 f"{MAX_RETENTION_DAYS}, not {retention!r}")
+    return replace(spec, retention_days=int(retention))
 
 
 @lru_cache(maxsize=16)
 def _parse_inference(values: tuple[str | None, ...]) -> InferenceSettings:
-    endpoint, runtime_url, store, features, aliases, classes, max_rows = values
-    spec = _parse_store(store)
+    endpoint, runtime_url, store, features, aliases, classes, max_rows, version_ttl, retention = values
+    spec = _parse_store(store, retention)
     feature_names = _names("FEATURE_NAMES", _required("FEATURE_NAMES", features))
     return InferenceSettings(
         endpoint_name=_required("ENDPOINT_NAME", endpoint),
@@ -86,6 +97,7 @@ def _parse_inference(values: tuple[str | None, ...]) -> InferenceSettings:
         aliases=_aliases(aliases or "", feature_names),
         class_names=_names("CLASS_NAMES", _required("CLASS_NAMES", classes)),
         max_batch_rows=_max_batch_rows(max_rows, spec.max_rows_per_put),
+        version_ttl_seconds=_seconds("MODEL_VERSION_TTL_SECONDS", version_ttl, DEFAULT_TTL_SECONDS),
     )
 
 
@@ -121,3 +133,15 @@ def _max_batch_rows(text: str | None, store_limit: int) -> int:
     if not text.isdigit() or not 1 <= int(text) <= store_limit:
         raise ConfigurationError(f"MAX_BATCH_ROWS must be an integer from 1 to {store_limit}, not {text!r}")
     return int(text)
+
+
+def _seconds(name: str, text: str | None, default: float) -> float:
+    if text is None or text == "":
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise ConfigurationError(f"{name} must be a number of seconds from 0 to 3600, not {text!r}")
+    return seconds

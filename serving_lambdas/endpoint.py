@@ -1,16 +1,18 @@
 """The model endpoint, called through boto3's ``sagemaker-runtime`` InvokeEndpoint.
 
-``SAGEMAKER_RUNTIME_URL`` points the client at another Runtime API (the local endpoint); on AWS it is unset.
-One client per URL for the life of the process: creating one costs milliseconds, calling one is thread-safe.
-A loopback URL is the local endpoint, which checks no signature: its client signs nothing and so needs no
-credentials. Rows go as CSV (the built-in container's native input), answers come back as JSON.
+``SAGEMAKER_RUNTIME_URL`` points the clients at another SageMaker (the local endpoint, which answers both the
+Runtime API and the few control-plane calls ``served_version`` makes); on AWS it is unset. One client per
+service and URL for the life of the process: creating one costs milliseconds, calling one is thread-safe.
+A loopback URL is the local endpoint, which checks no signature: its clients sign nothing and so need no
+credentials. Rows go as CSV (the built-in container's native input), answers come back as JSON. The model
+version comes from the endpoint's configuration (``served_version``), not from the answer: the production
+variant keeps one name across versions, as a blue/green update requires.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -24,8 +26,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from serving_lambdas.served_version import DEFAULT_TTL_SECONDS, served_version
+
 logger = logging.getLogger(__name__)
-VARIANT_VERSION = re.compile(r"v(\d+)")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 CLIENT_CONFIG = {
     "connect_timeout": 2,
@@ -53,26 +56,35 @@ class EndpointAnswer:
 
 
 def runtime_client(runtime_url: str | None) -> Any:
-    """The sagemaker-runtime client for ``runtime_url`` (None: the AWS service), created once. Under a lock:
-    after a restart the first concurrent requests would each build a client (~0.2 s of CPU apiece) and queue
-    behind one another for seconds."""
+    """The sagemaker-runtime client for ``runtime_url`` (None: the AWS service), created once."""
+    return client("sagemaker-runtime", runtime_url)
+
+
+def client(service: str, url: str | None) -> Any:
+    """The boto3 client of ``service`` at ``url`` (None: AWS), created once. Under a lock: after a restart the
+    first concurrent requests would each build a client (~0.2 s of CPU apiece) and queue behind one another
+    for seconds."""
     with _client_lock:
-        return _new_client(runtime_url)
+        return _new_client(service, url)
 
 
 _client_lock = threading.Lock()
 
 
 @lru_cache(maxsize=8)
-def _new_client(runtime_url: str | None) -> Any:
+def _new_client(service: str, url: str | None) -> Any:
     config = Config(**CLIENT_CONFIG)
-    if runtime_url is not None and urlsplit(runtime_url).hostname in LOOPBACK_HOSTS:
+    if url is not None and urlsplit(url).hostname in LOOPBACK_HOSTS:
         config = config.merge(Config(signature_version=UNSIGNED))
-    return boto3.session.Session().client("sagemaker-runtime", endpoint_url=runtime_url, config=config)
+    return boto3.session.Session().client(service, endpoint_url=url, config=config)
 
 
-def invoke(endpoint_name: str, runtime_url: str | None, rows: list[list[float]]) -> EndpointAnswer:
-    """Predict ``rows``; EndpointUnavailable when the endpoint does not answer them."""
+def invoke(
+    endpoint_name: str, runtime_url: str | None, rows: list[list[float]],
+    version_ttl_seconds: float = DEFAULT_TTL_SECONDS,
+) -> EndpointAnswer:
+    """Predict ``rows``; EndpointUnavailable when the endpoint does not answer them. The model version is the
+    one the endpoint's configuration names, looked up at most once per ``version_ttl_seconds``."""
     body = "\n".join(",".join(repr(value) for value in row) for row in rows)
     started = time.perf_counter()
     try:
@@ -95,7 +107,8 @@ def invoke(endpoint_name: str, runtime_url: str | None, rows: list[list[float]])
     scores = [_score(prediction["score"]) for prediction in document["predictions"]]
     if len(scores) != len(rows):
         raise ValueError(f"endpoint {endpoint_name} answered {len(scores)} predictions for {len(rows)} rows")
-    return EndpointAnswer(scores, model_version(response.get("InvokedProductionVariant")), latency_ms)
+    version = served_version(client("sagemaker", runtime_url), runtime_url, endpoint_name, version_ttl_seconds)
+    return EndpointAnswer(scores, version, latency_ms)
 
 
 def _score(score: float | list[float]) -> Score:
@@ -107,12 +120,3 @@ def _score(score: float | list[float]) -> Score:
         raise ValueError(f"the endpoint answered score {score}, not a class index: is the objective multi:*?")
     return Score(int(score), None)
 
-
-@lru_cache(maxsize=32)
-def model_version(variant: str | None) -> int | None:
-    """The model version in a production variant name (``v3`` -> 3); None, logged once, for another name."""
-    match = VARIANT_VERSION.fullmatch(variant or "")
-    if match is None:
-        logger.warning("production variant %r does not name a model version (v<N>): model_version is null", variant)
-        return None
-    return int(match.group(1))

@@ -30,7 +30,7 @@ def handler(event: dict, context: object) -> dict:
     except PayloadError as error:
         return error_response(400, str(error))
     try:
-        answer = invoke(settings.endpoint_name, settings.runtime_url, payload.rows)
+        answer = invoke(settings.endpoint_name, settings.runtime_url, payload.rows, settings.version_ttl_seconds)
     except EndpointUnavailable:
         return error_response(503, UNAVAILABLE)
     records = make_records(payload.rows, answer, settings)

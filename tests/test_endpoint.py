@@ -15,10 +15,13 @@ import boto3
 import numpy as np
 import pytest
 import xgboost as xgb
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.validate import validate_parameters
 from sklearn.datasets import load_iris
 
+from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT
 from deploy.endpoint import EndpointServer, ModelLoadError, ModelSlot, ServingModel, SwapRefused
 from pipelines.builtin_xgboost import train
 from pipelines.builtin_xgboost.hyperparameters import DEFAULT_HYPERPARAMETERS
@@ -107,7 +110,7 @@ def test_softmax_answers_the_contract_example_with_class_1(serve):
     server = serve("softmax", version=3)
     status, headers, body = invoke(server, CONTRACT_EXAMPLE)
     assert (status, headers["Content-Type"], body) == (200, "text/csv", "1.0")
-    assert headers[VARIANT] == "v3"
+    assert headers[VARIANT] == PRODUCTION_VARIANT  # the same name on every version, as on AWS
     status, headers, body = invoke(server, CONTRACT_EXAMPLE, Accept="application/json")
     assert (status, headers["Content-Type"]) == (200, "application/json")
     assert json.loads(body) == {"predictions": [{"score": 1.0}]}
@@ -299,7 +302,7 @@ def test_ping_is_503_until_a_model_is_loaded(serve, artifacts):
     assert (status, body) == (503, "no model is loaded on this endpoint yet\n") and VARIANT not in headers
     server.slot.swap(ServingModel.load(artifacts["softprob"], version=4))
     assert call(server, "GET", "/ping")[:1] == (200,)
-    assert invoke(server, CONTRACT_EXAMPLE)[1][VARIANT] == "v4"
+    assert invoke(server, CONTRACT_EXAMPLE)[1][VARIANT] == PRODUCTION_VARIANT
 
 
 # -- the SageMaker Runtime API, with a stock boto3 client -----------------------------------------------
@@ -331,7 +334,7 @@ def test_boto3_invoke_endpoint_works_unchanged(serve, runtime_client):
     response = client.invoke_endpoint(
         EndpointName="CloudVizIris-endpoint", ContentType="text/csv", Accept="application/json", Body=CONTRACT_EXAMPLE
     )
-    assert (response["ContentType"], response["InvokedProductionVariant"]) == ("application/json", "v2")
+    assert (response["ContentType"], response["InvokedProductionVariant"]) == ("application/json", PRODUCTION_VARIANT)
     assert int(np.argmax(json.loads(response["Body"].read())["predictions"][0]["score"])) == 1
     response = client.invoke_endpoint(EndpointName="CloudVizIris-endpoint", ContentType="text/csv", Body=b"1,2,3,4")
     assert response["ContentType"] == "text/csv" and len(json.loads(response["Body"].read())) == 3
@@ -348,7 +351,7 @@ def test_boto3_sees_a_model_error_with_the_original_message(serve, runtime_clien
     assert error["OriginalStatusCode"] == 400
     assert error["OriginalMessage"] == 'row 1, column 3: "oops" is not a number'
     assert error["Error"]["Message"] == (
-        'Received client error (400) from v1 with message "row 1, column 3: "oops" is not a number".'
+        f'Received client error (400) from {PRODUCTION_VARIANT} with message "row 1, column 3: "oops" is not a number".'
     )
 
 
@@ -373,6 +376,37 @@ def test_boto3_sees_service_unavailable_without_a_model(serve, runtime_client):
     with pytest.raises(ClientError) as caught:
         runtime_client(server).invoke_endpoint(EndpointName="cloudviz-local", ContentType="text/csv", Body=b"1,2,3,4")
     assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
+
+
+def test_a_stock_boto3_sagemaker_client_reads_the_served_version(serve, runtime_client, artifacts):
+    """The control-plane calls the inference handler makes (serving_lambdas/served_version.py), answered from
+    what the endpoint serves, each response valid against SageMaker's service model."""
+    server = serve("softprob", version=2, name="CloudVizIris-endpoint")
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="x")
+    client = session.client("sagemaker", endpoint_url=server.url, config=Config(retries={"max_attempts": 1}))
+
+    def checked(operation: str, **request) -> dict:
+        response = getattr(client, xform_name(operation))(**request)
+        shape = client.meta.service_model.operation_model(operation).output_shape
+        validate_parameters({k: v for k, v in response.items() if k != "ResponseMetadata"}, shape)
+        return response
+
+    def version_tags() -> list[dict]:
+        config = checked("DescribeEndpoint", EndpointName="CloudVizIris-endpoint")
+        assert config["ProductionVariants"][0]["VariantName"] == PRODUCTION_VARIANT
+        described = checked("DescribeEndpointConfig", EndpointConfigName=config["EndpointConfigName"])
+        assert [v["VariantName"] for v in described["ProductionVariants"]] == [PRODUCTION_VARIANT]
+        return checked("ListTags", ResourceArn=described["EndpointConfigArn"])["Tags"]
+
+    assert version_tags() == [{"Key": MODEL_VERSION_TAG, "Value": "2"}]
+    server.slot.swap(ServingModel.load(artifacts["softprob-short"], version=5))
+    assert version_tags() == [{"Key": MODEL_VERSION_TAG, "Value": "5"}]
+    with pytest.raises(ClientError) as caught:
+        client.describe_endpoint(EndpointName="Other-endpoint")
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as caught:
+        client.list_endpoints()
+    assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
 
 
 # -- models and blue/green swaps ------------------------------------------------------------------------
@@ -422,7 +456,7 @@ def test_a_refused_swap_keeps_the_old_model(serve, artifacts, tmp_path: Path):
         server.slot.swap(broken)
     assert server.slot.current.version == 1
     status, headers, _ = invoke(server, CONTRACT_EXAMPLE)
-    assert (status, headers[VARIANT]) == (200, "v1")
+    assert (status, headers[VARIANT]) == (200, PRODUCTION_VARIANT)
     with pytest.raises(SwapRefused):
         ModelSlot(broken)
 
@@ -432,7 +466,7 @@ def test_swaps_under_concurrent_requests_fail_no_request(serve, artifacts):
     models = [ServingModel.load(artifacts["softprob-short"], version=2), server.slot.current]
     stop = threading.Event()
     failures: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = set()  # the answers: the two models' probabilities differ
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
@@ -443,7 +477,7 @@ def test_swaps_under_concurrent_requests_fail_no_request(serve, artifacts):
                 body = response.read().decode()
                 if response.status != 200 or np.argmax(json.loads(body)) != 1:
                     failures.append(f"{response.status} {body}")
-                seen.add(response.headers[VARIANT])
+                seen.add(body)
             except OSError as error:
                 failures.append(repr(error))
         connection.close()
@@ -457,7 +491,7 @@ def test_swaps_under_concurrent_requests_fail_no_request(serve, artifacts):
     stop.set()
     for thread in clients:
         thread.join()
-    assert failures == [] and seen == {"v1", "v2"}
+    assert failures == [] and len(seen) == 2
 
 
 def test_close_ends_idle_keep_alive_connections(serve):

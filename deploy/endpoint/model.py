@@ -75,11 +75,6 @@ class ServingModel:
             raise ModelLoadError(f"{tarball}: {MODEL_FILE} is not a model XGBoost can load ({reason})") from None
         return cls(booster, version)
 
-    @property
-    def variant(self) -> str:
-        """The production variant name SageMaker Runtime reports (``x-Amzn-Invoked-Production-Variant``)."""
-        return f"v{self.version}" if self.version is not None else "AllTraffic"
-
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predictions as the container returns them: class indices (multi:softmax), one row of
         probabilities per input row (multi:softprob), one score per row otherwise. NaN marks a missing value."""

@@ -1,5 +1,6 @@
-"""``EndpointServer``: SageMaker's hosting contract (``/ping``, ``/execution-parameters``, ``/invocations``)
-and the SageMaker Runtime path (``/endpoints/{EndpointName}/invocations``) over HTTP/1.1 keep-alive.
+"""``EndpointServer``: SageMaker's hosting contract (``/ping``, ``/execution-parameters``, ``/invocations``),
+the SageMaker Runtime path (``/endpoints/{EndpointName}/invocations``) and the control-plane calls that say
+which model version it serves (``POST /``, ``deploy.endpoint.control``) over HTTP/1.1 keep-alive.
 
 A thread per connection; a request holds the GIL only to parse and encode, and predicts in XGBoost's C
 code, which releases it.
@@ -12,7 +13,9 @@ import logging
 import os
 import time
 
+from deploy.aws.names import PRODUCTION_VARIANT
 from deploy.endpoint import runtime
+from deploy.endpoint.control import CONTENT_TYPE, ControlPlane
 from deploy.endpoint.encoding import selected_keys
 from deploy.endpoint.errors import InvocationError
 from deploy.endpoint.invocation import invoke
@@ -48,6 +51,7 @@ class EndpointServer(Service):
         self.name = name
         self.keys = selected_keys(inference_output)
         self.metrics = metrics  # when given: counted invocations, and GET /metrics
+        self.control = ControlPlane(name)
 
     # -- routes -----------------------------------------------------------------------------------
 
@@ -65,6 +69,9 @@ class EndpointServer(Service):
             return response(200, json.dumps(self.execution_parameters()).encode(), "application/json")
         if route == ("POST", "/invocations"):
             return self.invocation(request, body, runtime_api=False)
+        if route == ("POST", "/"):
+            status, document = self.control.answer(request.lower.get("x-amz-target"), body, self.slot.current)
+            return response(status, document, CONTENT_TYPE)
         name = runtime.endpoint_name(request.path)
         if name is None:
             raise InvocationError(404, f"no such resource: {request.method} {request.path}")
@@ -100,9 +107,7 @@ class EndpointServer(Service):
         if not runtime_api:
             return response(error.status, f"{error.message}\n".encode(), headers=variant(model))
         from_model = model is not None
-        status, headers, document = runtime.error(
-            error.status, error.message, model.variant if model else None, from_model
-        )
+        status, headers, document = runtime.error(error.status, error.message, PRODUCTION_VARIANT, from_model)
         return response(status, document, "application/json", {**variant(model), **headers})
 
     def error_page(self, request: Request | None, error: HTTPError) -> Response:
@@ -126,4 +131,4 @@ def response(
 
 
 def variant(model: ServingModel | None) -> dict[str, str]:
-    return {VARIANT_HEADER: model.variant} if model is not None else {}
+    return {VARIANT_HEADER: PRODUCTION_VARIANT} if model is not None else {}

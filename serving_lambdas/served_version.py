@@ -1,0 +1,102 @@
+"""Which model version an endpoint serves: the ``cloudviz:model-version`` tag of the endpoint configuration
+that takes its traffic.
+
+The production variant keeps one name on every version (a blue/green update requires it), so the answer of
+InvokeEndpoint cannot say which version made it. The endpoint's configuration can: DescribeEndpoint names the
+configuration in service (during a blue/green update, the new one once it takes the traffic and bakes),
+DescribeEndpointConfig gives its ARN and ListTags its tags. Endpoint configurations are immutable, so a
+configuration's version is read once; which configuration an endpoint uses is read again after
+``ttl_seconds``. The same calls work on AWS and against the local endpoint, which answers them in SageMaker's
+JSON protocol.
+
+A failed lookup costs no prediction: it is logged, the version is null (stored as such), and the lookup is
+retried after ``ttl_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+logger = logging.getLogger(__name__)
+MODEL_VERSION_TAG = "cloudviz:model-version"
+DEFAULT_TTL_SECONDS = 30
+# The longest TTL the api stack takes: dev's smoke test waits for it after an update, within its Lambda timeout.
+MAX_TTL_SECONDS = 300
+BAKING = "Baking"  # the new fleet has all the traffic (ALL_AT_ONCE) and is watched by the rollback alarms
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    config_name: str | None
+    version: int | None
+    at: float  # time.monotonic() of the lookup
+
+
+_lock = threading.Lock()
+_endpoints: dict[tuple[str | None, str], _Lookup] = {}  # (url, endpoint) -> its last lookup
+_configs: dict[tuple[str | None, str], int | None] = {}  # (url, endpoint configuration) -> its version
+
+
+def served_version(sagemaker: Any, url: str | None, endpoint_name: str, ttl_seconds: float) -> int | None:
+    """The model version ``endpoint_name`` serves, from the ``sagemaker`` client at ``url`` (None: AWS),
+    looked up again once ``ttl_seconds`` have passed; None (logged) when it cannot be known."""
+    key = (url, endpoint_name)
+    known = _endpoints.get(key)
+    if known is not None and time.monotonic() - known.at < ttl_seconds:
+        return known.version
+    with _lock:  # one lookup at a time: concurrent requests wait for it instead of repeating it
+        known = _endpoints.get(key)
+        if known is not None and time.monotonic() - known.at < ttl_seconds:
+            return known.version
+        config_name, version = _look_up(sagemaker, url, endpoint_name)
+        if config_name is not None and (known is None or known.config_name != config_name):
+            logger.info("endpoint %s serves configuration %s: model version %s", endpoint_name, config_name, version)
+        _endpoints[key] = _Lookup(config_name, version, time.monotonic())
+        return version
+
+
+def forget_served_versions() -> None:
+    """Forget every lookup, so the next request looks up afresh (a test's moto session ends)."""
+    with _lock:
+        _endpoints.clear()
+        _configs.clear()
+
+
+def serving_config(description: dict) -> str:
+    """The configuration that takes the traffic, from a DescribeEndpoint answer: during a blue/green update, the
+    pending one once its fleet bakes (it took all the traffic), else the endpoint's."""
+    pending = description.get("PendingDeploymentSummary") or {}
+    statuses = (status.get("Status") for variant in pending.get("ProductionVariants", [])
+                for status in variant.get("VariantStatus", []))
+    if BAKING in statuses:
+        return pending["EndpointConfigName"]
+    return description["EndpointConfigName"]
+
+
+def _look_up(sagemaker: Any, url: str | None, endpoint_name: str) -> tuple[str | None, int | None]:
+    try:
+        config_name = serving_config(sagemaker.describe_endpoint(EndpointName=endpoint_name))
+        if (url, config_name) not in _configs:
+            arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
+            tags = sagemaker.list_tags(ResourceArn=arn).get("Tags", [])
+            _configs[url, config_name] = _version(config_name, tags)
+        return config_name, _configs[url, config_name]
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("cannot tell which model version endpoint %s serves (model_version is null): %s",
+                       endpoint_name, error)
+        return None, None
+
+
+def _version(config_name: str, tags: list[dict]) -> int | None:
+    value = next((tag["Value"] for tag in tags if tag["Key"] == MODEL_VERSION_TAG), None)
+    if value is None or not value.isdigit():
+        logger.warning("endpoint configuration %s has no %s tag holding a version number (it has %r): "
+                       "model_version is null", config_name, MODEL_VERSION_TAG, value)
+        return None
+    return int(value)
