@@ -31,7 +31,7 @@ class ListQuery:
     limit: int
     since: str | None  # time_bound() of since: ids >= it
     until: str | None  # time_bound() of until: ids < it
-    after_id: str | None  # the previous page's last id: ids < it
+    after_id: str | None  # the previous page's last id, or where the store stopped: ids < it
 
     @property
     def lower(self) -> str:
@@ -105,7 +105,7 @@ def _valid_token(document: object) -> bool:
         isinstance(document, dict)
         and set(document) == {"after_id", "since", "until"}
         and isinstance(document["after_id"], str)
-        and is_prediction_id(document["after_id"])
+        and (is_prediction_id(document["after_id"]) or TIME_BOUND.fullmatch(document["after_id"]) is not None)
         and all(
             document[name] is None or (isinstance(document[name], str) and TIME_BOUND.fullmatch(document[name]))
             for name in ("since", "until")

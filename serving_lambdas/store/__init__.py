@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from serving_lambdas.store.base import DuplicateId, PredictionStore
-from serving_lambdas.store.dynamodb import DynamoDbStore
+from serving_lambdas.store.base import DuplicateId, PredictionStore, StorePage
+from serving_lambdas.store.dynamodb import DEFAULT_RETENTION_DAYS, DynamoDbStore
 from serving_lambdas.store.sqlite import SqliteStore
 
 STORES: dict[str, type[SqliteStore] | type[DynamoDbStore]] = {"sqlite": SqliteStore, "dynamodb": DynamoDbStore}
@@ -20,10 +20,12 @@ STORES: dict[str, type[SqliteStore] | type[DynamoDbStore]] = {"sqlite": SqliteSt
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """A parsed ``PREDICTION_STORE``: the kind of store and its file path or table name."""
+    """A parsed ``PREDICTION_STORE``: the kind of store and its file path or table name; and how long DynamoDB
+    keeps a prediction (``PREDICTION_RETENTION_DAYS``; the local SQLite store keeps everything)."""
 
     kind: str
     target: str
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def parse(cls, text: str) -> StoreSpec:
@@ -52,6 +54,8 @@ _open_lock = threading.Lock()
 
 @lru_cache(maxsize=16)
 def _open(spec: StoreSpec) -> PredictionStore:
+    if spec.kind == "dynamodb":
+        return DynamoDbStore(spec.target, retention_days=spec.retention_days)
     return STORES[spec.kind](spec.target)
 
 
@@ -66,6 +70,7 @@ __all__ = [
     "DynamoDbStore",
     "PredictionStore",
     "SqliteStore",
+    "StorePage",
     "StoreSpec",
     "forget_opened_stores",
     "open_store",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from serving_lambdas.records import PredictionRecord
@@ -10,6 +11,15 @@ from serving_lambdas.records import PredictionRecord
 
 class DuplicateId(Exception):
     """A put carried an id the store already holds (or one id twice); nothing of that put was written."""
+
+
+@dataclass(frozen=True)
+class StorePage:
+    """Records newest first; ``resume_before`` is set when the store stopped early (its per-page cost budget ran
+    out) before reading every record of the range: the range below it (``id < resume_before``) is unread."""
+
+    records: list[PredictionRecord]
+    resume_before: str | None = None
 
 
 class PredictionStore(Protocol):
@@ -24,3 +34,6 @@ class PredictionStore(Protocol):
     def newest(self, limit: int, since: str = "", before: str = "~") -> list[PredictionRecord]:
         """At most ``limit`` records with ``since <= id < before``, newest first (bounds compare as strings:
         ``records.time_bound`` of a time, or an id)."""
+
+    def page(self, limit: int, since: str = "", before: str = "~") -> StorePage:
+        """Like ``newest``, for a page of an API listing: it may stop early and say where (``resume_before``)."""

@@ -7,9 +7,15 @@ Key design (``pk`` partition key, ``sk`` sort key, both strings):
   ``(pk, sk)`` from the id alone: one GetItem.
 - the hour index: ``pk = "hours"``, ``sk = <hour>``, one item per hour that holds predictions, written once
   per hour by each process (an idempotent put). Listing newest first queries the index for the hours between
-  the bounds (newest first), then each hour's shards with ``sk`` between the bounds, merging the shards by id,
-  until the page is full; empty hours cost nothing. A page's cursor is the last id it returned, so the next
-  page is simply ``id < cursor``: pagination crosses hours and shards with no per-partition state.
+  the bounds (newest first), then each hour's shards (in parallel) with ``sk`` between the bounds, merging the
+  shards by id, until the page is full; empty hours cost nothing. A page's cursor is the last id it returned, so
+  the next page is simply ``id < cursor``: pagination crosses hours and shards with no per-partition state.
+- a page costs at most ``QUERY_BUDGET`` Queries: on sparse data (a prediction or two per hour) a full page would
+  need ``SHARDS`` Queries per hour, thousands for a page of 1000. When the budget runs out the page stops short
+  and says where (``StorePage.resume_before``: the start of the last hour read whole, or the lowest id a cut shard
+  was read down to), and the next page resumes below it.
+- every item carries ``expires_at`` (epoch seconds, ``retention_days`` after it was made; an hour's index item
+  after its last prediction's), which the table's TTL deletes.
 Numbers are stored as ``Decimal`` (DynamoDB's number type); a batch is one TransactWriteItems (all or nothing,
 at most 100 items).
 """
@@ -17,7 +23,9 @@ at most 100 items).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,8 +33,8 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from serving_lambdas.records import ID_PATTERN, PredictionRecord
-from serving_lambdas.store.base import DuplicateId
+from serving_lambdas.records import ID_PATTERN, ID_TIME_LENGTH, PredictionRecord
+from serving_lambdas.store.base import DuplicateId, StorePage
 
 SHARDS = 4
 HOUR_LENGTH = 11  # "20261129T03"
@@ -36,7 +44,11 @@ KEY_SCHEMA = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk"
 ATTRIBUTE_DEFINITIONS = [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}]
 BILLING_MODE = "PAY_PER_REQUEST"
 SMALLEST_NUMBER = 1e-130
+QUERY_BUDGET = 64  # Queries one page may cost (the hour index's and the shards'): ~16 parallel rounds
+DEFAULT_RETENTION_DAYS = 365
+DAY_SECONDS = 86400
 RANGE_QUERY = "pk = :pk AND sk BETWEEN :low AND :high"
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds: the table's TimeToLiveSpecification deletes the item after it
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -62,16 +74,23 @@ class DynamoDbStore:
 
     max_rows_per_put = 100  # TransactWriteItems' limit
 
-    def __init__(self, table_name: str, client: Any = None) -> None:
+    def __init__(self, table_name: str, client: Any = None, retention_days: int = DEFAULT_RETENTION_DAYS,
+                 query_budget: int = QUERY_BUDGET) -> None:
+        if query_budget < 1 + SHARDS:
+            raise ValueError(f"a page needs a budget of at least {1 + SHARDS} Queries (the index and one hour)")
         self.table_name = table_name
         self.client = client if client is not None else boto3.session.Session().client("dynamodb")
+        self.retention = timedelta(days=retention_days)
+        self.query_budget = query_budget
         self._indexed_hours: set[str] = set()
         self._lock = threading.Lock()
+        self._shards = ThreadPoolExecutor(max_workers=SHARDS, thread_name_prefix="dynamodb-shard")
 
     def put(self, records: Sequence[PredictionRecord]) -> None:
         self._index_hours({record.id[:HOUR_LENGTH] for record in records})
         puts = [
-            {"TableName": self.table_name, "Item": _item(record), "ConditionExpression": "attribute_not_exists(sk)"}
+            {"TableName": self.table_name, "Item": _item(record, self.retention),
+             "ConditionExpression": "attribute_not_exists(sk)"}
             for record in records
         ]
         try:
@@ -92,60 +111,88 @@ class DynamoDbStore:
         return None if item is None else _record(item)
 
     def newest(self, limit: int, since: str = "", before: str = "~") -> list[PredictionRecord]:
-        if since >= before:
-            return []
+        return self.page(limit, since, before).records
+
+    def page(self, limit: int, since: str = "", before: str = "~") -> StorePage:
+        """At most ``limit`` records with ``since <= id < before``, newest first, for at most ``query_budget``
+        Queries (see the module docstring)."""
         found: list[dict] = []
-        for hour in self._hours(since[:HOUR_LENGTH] or "0", before[:HOUR_LENGTH]):
-            wanted = limit - len(found)
+        if since >= before:
+            return StorePage([])
+        index = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": RANGE_QUERY,
+            "ExpressionAttributeValues": {":pk": {"S": HOURS_PARTITION}, ":low": {"S": since[:HOUR_LENGTH] or "0"},
+                                          ":high": {"S": before[:HOUR_LENGTH]}},
+            "ScanIndexForward": False,
+            "Limit": HOURS_PER_QUERY,
+        }
+        hours: list[str] = []
+        more_hours, left, read_down_to = True, self.query_budget, before
+        while len(found) < limit and (hours or more_hours):
+            if left < (0 if hours else 1) + SHARDS:  # the next hour (and the index page naming it) would not fit
+                return StorePage(_records(found), read_down_to)
+            if not hours:
+                answer = self.client.query(**index)
+                left -= 1
+                hours = [item["sk"]["S"] for item in answer["Items"]]
+                more_hours = "LastEvaluatedKey" in answer
+                index["ExclusiveStartKey"] = answer.get("LastEvaluatedKey")
+                continue
+            hour = hours.pop(0)
             low, high = max(since, hour), min(before, f"{hour}~")  # never empty: DynamoDB refuses "" in a key
-            shards = [self._query(f"{hour}#{shard}", low, high, wanted) for shard in range(SHARDS)]
-            found += sorted((item for items in shards for item in items), key=_id, reverse=True)[:wanted]
-            if len(found) == limit:
-                break
-        return [_record(item) for item in found]
+            items, cost, cut = self._read_hour(hour, low, high, limit - len(found), left)
+            left -= cost
+            found += items
+            if cut is not None:
+                return StorePage(_records(found), cut if len(found) < limit else None)
+            read_down_to = hour_start(hour)
+        return StorePage(_records(found))
 
     def _index_hours(self, hours: set[str]) -> None:
         with self._lock:
             new = hours - self._indexed_hours
         for hour in sorted(new):
-            self.client.put_item(TableName=self.table_name, Item={"pk": {"S": HOURS_PARTITION}, "sk": {"S": hour}})
+            expires = _epoch(datetime.strptime(hour, "%Y%m%dT%H").replace(tzinfo=UTC) + timedelta(hours=1)
+                             + self.retention)
+            item = {"pk": {"S": HOURS_PARTITION}, "sk": {"S": hour}, TTL_ATTRIBUTE: {"N": str(expires)}}
+            self.client.put_item(TableName=self.table_name, Item=item)
             with self._lock:
                 self._indexed_hours.add(hour)
 
-    def _hours(self, low: str, high: str) -> Iterator[str]:
-        """The indexed hours from ``high`` down to ``low`` (both inclusive), read lazily."""
-        request = {
+    def _read_hour(
+        self, hour: str, low: str, high: str, wanted: int, allowance: int
+    ) -> tuple[list[dict], int, str | None]:
+        """The newest ``wanted`` items of the hour with ``low <= id < high``, its shards queried in parallel
+        rounds while ``allowance`` Queries last; with the Queries spent and, when a shard could not be read to the
+        end (DynamoDB pages a Query at 1 MB), the id down to which every shard was read (items below it dropped).
+        BETWEEN is inclusive, so ``high`` itself (a previous page's last id) is dropped here, hence ``wanted + 1``."""
+        requests = {shard: {
             "TableName": self.table_name,
             "KeyConditionExpression": RANGE_QUERY,
-            "ExpressionAttributeValues": {":pk": {"S": HOURS_PARTITION}, ":low": {"S": low}, ":high": {"S": high}},
+            "ExpressionAttributeValues": {":pk": {"S": f"{hour}#{shard}"}, ":low": {"S": low}, ":high": {"S": high}},
             "ScanIndexForward": False,
-            "Limit": HOURS_PER_QUERY,
-        }
-        while True:
-            answer = self.client.query(**request)
-            yield from (item["sk"]["S"] for item in answer["Items"])
-            if "LastEvaluatedKey" not in answer:
-                return
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            "Limit": wanted + 1,
+        } for shard in range(SHARDS)}
+        read: dict[int, list[dict]] = {shard: [] for shard in requests}
+        unfinished, spent = sorted(requests), 0
+        while unfinished and spent + len(unfinished) <= allowance:
+            answers = list(self._shards.map(lambda shard: self.client.query(**requests[shard]), unfinished))
+            spent += len(unfinished)
+            for shard, answer in zip(list(unfinished), answers, strict=True):
+                read[shard] += [item for item in answer["Items"] if _id(item) < high]
+                if "LastEvaluatedKey" in answer and len(read[shard]) < wanted:
+                    requests[shard]["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+                else:
+                    unfinished.remove(shard)
+        cut = max((_id(read[shard][-1]) if read[shard] else high for shard in unfinished), default=None)
+        items = [item for items in read.values() for item in items if cut is None or _id(item) >= cut]
+        return sorted(items, key=_id, reverse=True)[:wanted], spent, cut
 
-    def _query(self, partition: str, low: str, high: str, limit: int) -> list[dict]:
-        """At most ``limit`` items of one partition with ``low <= id < high``, newest first. BETWEEN is inclusive,
-        so ``high`` itself (a previous page's last id) is dropped here, hence ``limit + 1``."""
-        request = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": RANGE_QUERY,
-            "ExpressionAttributeValues": {":pk": {"S": partition}, ":low": {"S": low}, ":high": {"S": high}},
-            "ScanIndexForward": False,
-            "Limit": limit + 1,
-        }
-        items: list[dict] = []
-        while len(items) < limit:
-            answer = self.client.query(**request)
-            items += [item for item in answer["Items"] if _id(item) < high]
-            if "LastEvaluatedKey" not in answer:
-                break
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        return items[:limit]
+
+def hour_start(hour: str) -> str:
+    """The bound every id of ``hour`` (``20261129T03``) sorts at or above, and every earlier id below."""
+    return f"{hour}0000000000Z"
 
 
 def _is_duplicate(error: ClientError) -> bool:
@@ -173,7 +220,16 @@ def _decimal(value: Any) -> Any:
     return value
 
 
-def _item(record: PredictionRecord) -> dict:
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _records(items: list[dict]) -> list[PredictionRecord]:
+    return [_record(item) for item in items]
+
+
+def _item(record: PredictionRecord, retention: timedelta) -> dict:
+    made = datetime.strptime(record.id[:ID_TIME_LENGTH], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)  # its id's time
     fields = {
         "pk": partition_of(record.id),
         "sk": record.id,
@@ -184,6 +240,7 @@ def _item(record: PredictionRecord) -> dict:
         "probabilities": record.probabilities,
         "model_version": record.model_version,
         "latency_ms": record.latency_ms,
+        TTL_ATTRIBUTE: _epoch(made + retention),
     }
     return {name: _serializer.serialize(_decimal(value)) for name, value in fields.items()}
 

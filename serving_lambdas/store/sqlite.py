@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from serving_lambdas.records import PredictionRecord
-from serving_lambdas.store.base import DuplicateId
+from serving_lambdas.store.base import DuplicateId, StorePage
 
 BUSY_TIMEOUT_SECONDS = 30.0
 SCHEMA = """
@@ -77,6 +77,10 @@ class SqliteStore:
     def get(self, prediction_id: str) -> PredictionRecord | None:
         row = self._connection().execute(f"SELECT {COLUMNS} FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
         return None if row is None else _record(row)
+
+    def page(self, limit: int, since: str = "", before: str = "~") -> StorePage:
+        """One indexed SELECT whatever the range: the page is always whole."""
+        return StorePage(self.newest(limit, since, before))
 
     def newest(self, limit: int, since: str = "", before: str = "~") -> list[PredictionRecord]:
         rows = self._connection().execute(
