@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cloudviz import aws_deploy, aws_pipeline, render
 from cloudviz.progress import ProgressDisplay
+from deploy.aws.names import STAGES
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import UserError
 from pipelines.json_logs import log_to_file
@@ -28,6 +29,7 @@ from pipelines.state import StateHome
 
 LATEST = "latest"
 STATE_HOME_HELP = "State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, data/."
+STAGE_PORTS = {"dev": (8000, 8080), "prod": (8001, 8081)}  # (API, endpoint): both stages can serve at once
 
 
 def emit(args: argparse.Namespace, document: object, text: str) -> None:
@@ -137,30 +139,47 @@ def deploy_local_command(args: argparse.Namespace) -> int:
     home = StateHome.from_env()
     deployment, _ = deploy_local(
         ModelRegistry(home.registry_db), DeploymentStore(home.deployments), args.group, args.version, args.force,
-        reason="cloudviz deploy local",
+        reason="cloudviz deploy local --force" if args.force else "cloudviz deploy local", stage=args.stage,
     )
     emit(args, deployment.to_dict(), render.deployment(deployment))
+    return 0
+
+
+def promote_local_command(args: argparse.Namespace) -> int:
+    from deploy.deployments import DeploymentStore  # deploy imports XGBoost: only the commands that serve pay for it
+    from deploy.release import promote_local
+
+    home = StateHome.from_env()
+    deployment, smoke_test, changed = promote_local(
+        ModelRegistry(home.registry_db), DeploymentStore(home.deployments), args.group, args.source, args.target
+    )
+    document = {"promoted": changed, "deployment": deployment.to_dict(), "smoke_test": smoke_test}
+    emit(args, document, render.promotion(deployment, smoke_test, args.source, changed))
     return 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
     from deploy.api_key import api_key
     from deploy.dashboard.serve_file import ServeRecord, forget_serve, record_serve
-    from deploy.local_service import LocalService
+    from deploy.local_service import LocalService, stage_path
     from deploy.monitoring.notifications import NotificationSettings
 
     home = StateHome.from_env()
     key = api_key(home.api_key_file)
     notifications = NotificationSettings.resolve(args.alarm_webhook, args.smtp_host, args.smtp_port, args.smtp_from,
                                                  args.smtp_to)
-    log_to_file(home.logs / "serve.log", "deploy", "serving_lambdas")
-    service = LocalService(home, args.group, key, args.api_port, args.endpoint_port, on_event=print_flushed,
-                           alarm_period_seconds=args.alarm_period, notifiers=notifications.notifiers())
+    log_to_file(stage_path(home.logs / "serve.log", args.stage), "deploy", "serving_lambdas")
+    default_api_port, default_endpoint_port = STAGE_PORTS[args.stage]
+    api_port = default_api_port if args.api_port is None else args.api_port
+    endpoint_port = default_endpoint_port if args.endpoint_port is None else args.endpoint_port
+    service = LocalService(home, args.group, key, api_port, endpoint_port, on_event=print_flushed,
+                           alarm_period_seconds=args.alarm_period, notifiers=notifications.notifiers(),
+                           stage=args.stage, smoke_test=True)
     try:
         service.start()
     except OSError as error:
         raise UserError(
-            f"cannot listen on 127.0.0.1 (API port {args.api_port}, endpoint port {args.endpoint_port}): "
+            f"cannot listen on 127.0.0.1 (API port {api_port}, endpoint port {endpoint_port}): "
             f"{error.strerror or error}; choose others with --api-port / --endpoint-port"
         ) from None
     # Ctrl-C stops it even when started with SIGINT ignored (a background job of a script), and a service
@@ -169,14 +188,15 @@ def serve_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     with service:
         record = ServeRecord(service.api.url, service.endpoint_server.url, os.getpid(), args.group)
-        record_serve(home.serve_file, record)  # how `cloudviz dashboard` finds this serve
+        serve_file = stage_path(home.serve_file, args.stage)
+        record_serve(serve_file, record)  # how `cloudviz dashboard` finds this serve
         print_flushed(render.serving(service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print_flushed("Stopping.")
         finally:
-            forget_serve(home.serve_file, record)
+            forget_serve(serve_file, record)
     return 0
 
 
@@ -184,8 +204,9 @@ def dashboard_command(args: argparse.Namespace) -> int:
     import webbrowser  # tens of milliseconds: only this command pays for it
 
     from deploy.dashboard.serve_file import check_answers, running_serve
+    from deploy.local_service import stage_path
 
-    record = running_serve(StateHome.from_env().serve_file)
+    record = running_serve(stage_path(StateHome.from_env().serve_file, args.stage))
     check_answers(record)
     url = record.dashboard_url
     opened = not args.no_browser and webbrowser.open(url)
@@ -198,10 +219,11 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
 
 def alarms_list(args: argparse.Namespace) -> int:
+    from deploy.local_service import stage_path
     from deploy.monitoring.alarm_history import AlarmHistory
     from deploy.monitoring.alarm_rules import ALARM_RULES
 
-    states = AlarmHistory(StateHome.from_env().alarms_db).states()
+    states = AlarmHistory(stage_path(StateHome.from_env().alarms_db, args.stage)).states()
     document = []
     for rule in ALARM_RULES:
         state = states.get(rule.name)  # None: never evaluated
@@ -213,13 +235,15 @@ def alarms_list(args: argparse.Namespace) -> int:
 
 
 def alarms_history(args: argparse.Namespace) -> int:
+    from deploy.local_service import stage_path
     from deploy.monitoring.alarm_history import AlarmHistory
     from deploy.monitoring.alarm_rules import ALARM_RULES
 
     names = [rule.name for rule in ALARM_RULES]
     if args.alarm is not None and args.alarm not in names:
         raise UserError(f"--alarm {args.alarm!r}: no such alarm; the alarms are {', '.join(names)}")
-    transitions = AlarmHistory(StateHome.from_env().alarms_db).transitions(args.alarm, args.limit)
+    alarms_db = stage_path(StateHome.from_env().alarms_db, args.stage)
+    transitions = AlarmHistory(alarms_db).transitions(args.alarm, args.limit)
     text = render.alarm_history(transitions) if transitions else (
         "No alarm state changes recorded yet: `cloudviz serve` evaluates the alarms while it runs.")
     emit(args, [transition.to_dict() for transition in transitions], text)
@@ -258,6 +282,10 @@ def report_command(args: argparse.Namespace) -> int:
 
 def add_group(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default=DEFAULT_GROUP, help=f"model package group (default {DEFAULT_GROUP})")
+
+
+def add_stage(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--stage", choices=STAGES, default=STAGES[0], help=f"{text} (default {STAGES[0]})")
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -369,10 +397,25 @@ def build_parser() -> argparse.ArgumentParser:
         "the group's local endpoint. A running `cloudviz serve` switches to it with no failed request.",
     )
     add_group(local)
+    add_stage(local, "the stage whose endpoint serves it; prod takes only versions promoted to it")
     local.add_argument("--version", type=positive_int, help="version to deploy (default: the latest Approved)")
-    local.add_argument("--force", action="store_true", help="deploy a version that is not Approved")
+    local.add_argument("--force", action="store_true",
+                       help="deploy a version that is not Approved, or to prod one never promoted there")
     destroy = actions_of(groups, "destroy", "remove what a deploy created")
-    aws_deploy.add_commands(deploy, destroy)
+    promote = actions_of(groups, "promote", "deploy a stage's smoke-tested version to the next stage")
+    promotion = add_command(
+        promote, "local", promote_local_command, "promote dev's live version to prod on this machine",
+        description="Deploy the version live on --from (dev) to --to (prod), only if its newest smoke test on "
+        "--from passed: `cloudviz serve --stage dev` smoke-tests every version it puts live through its own API "
+        "(POST /predictions with an example row, then GET /predictions/{id}). A running `cloudviz serve --stage "
+        "prod` switches to the promoted version with no failed request.",
+        epilog="Refused (exit 2, nothing changed) when --from serves nothing, its version was never smoke-tested "
+        "or failed its smoke test, or is no longer Approved. " + STATE_HOME_HELP,
+    )
+    add_group(promotion)
+    promotion.add_argument("--from", dest="source", choices=STAGES, required=True, help="the stage promoted from")
+    promotion.add_argument("--to", dest="target", choices=STAGES, required=True, help="the stage promoted to")
+    aws_deploy.add_commands(deploy, destroy, promote)
 
     report = add_command(
         groups, "report", report_command, "write an HTML report (and PNG figures) of a pipeline run", "RUN_ID",
@@ -390,8 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
         + STATE_HOME_HELP,
     )
     add_group(serve)
-    serve.add_argument("--api-port", type=port_number, default=8000, help="prediction API port (default 8000)")
-    serve.add_argument("--endpoint-port", type=port_number, default=8080, help="endpoint port (default 8080)")
+    add_stage(serve, "the stage to serve: dev follows approvals, prod follows promotions")
+    serve.add_argument("--api-port", type=port_number,
+                       help="prediction API port (default 8000 on dev, 8001 on prod)")
+    serve.add_argument("--endpoint-port", type=port_number, help="endpoint port (default 8080 on dev, 8081 on prod)")
     alarms = serve.add_argument_group(
         "alarms", "The alarm rules (`cloudviz alarms list`) are evaluated while serving; their changes into and out "
         "of ALARM are sent to a webhook and/or by email. Each flag falls back to its environment variable.")
@@ -407,9 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=serve_command)
 
     alarm_actions = actions_of(groups, "alarms", "alarm rules, their states and history")
-    add_command(alarm_actions, "list", alarms_list, "the alarm rules and their current states",
-                epilog="States are those `cloudviz serve` recorded in the state home (alarms.db).")
+    listing = add_command(alarm_actions, "list", alarms_list, "the alarm rules and their current states",
+                          epilog="States are those `cloudviz serve` recorded in the state home (alarms.db; "
+                          "alarms-prod.db on prod).")
     history = add_command(alarm_actions, "history", alarms_history, "alarm state changes, newest first")
+    for alarm_command in (listing, history):
+        add_stage(alarm_command, "the stage whose alarms to show")
     history.add_argument("--alarm", metavar="NAME", help="only this alarm")
     history.add_argument("--limit", type=positive_int, default=50, help="show at most this many (default 50)")
 
@@ -418,9 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open the monitoring dashboard (/dashboard on the API) of the `cloudviz serve` running on this "
         "state home in a web browser, or print its URL: traffic, errors, latency, alarms, predictions by class, "
         "drift, the live model's evaluation, pipeline runs and registry versions, refreshed every 5 s.",
-        epilog="It reads <state home>/serve.json, which `cloudviz serve` writes while it runs. " + STATE_HOME_HELP,
+        epilog="It reads <state home>/serve.json (serve-prod.json for --stage prod), which `cloudviz serve` writes "
+        "while it runs. " + STATE_HOME_HELP,
     )
     dashboard.add_argument("--no-browser", action="store_true", help="only print the URL")
+    add_stage(dashboard, "the stage whose serve to open")
     return parser
 
 

@@ -120,11 +120,27 @@ def package_detail(package: ModelPackage) -> str:
     return "\n".join(lines)
 
 
+def serve_command(stage: str) -> str:
+    """The command that serves ``stage``, as a user types it (dev is the default)."""
+    from deploy.release import APPROVED_STAGE
+
+    return "cloudviz serve" if stage == APPROVED_STAGE else f"cloudviz serve --stage {stage}"
+
+
 def deployment(record: Deployment) -> str:
+    serve = serve_command(record.stage)
     return (
         f"{record.endpoint} serves {record.group} version {record.version} ({record.model_data_url}).\n"
-        "A running `cloudviz serve` switches to it with no failed request; otherwise start one with `cloudviz serve`."
+        f"A running `{serve}` switches to it with no failed request; otherwise start one with `{serve}`."
     )
+
+
+def promotion(record: Deployment, smoke_test: Mapping, source: str, changed: bool) -> str:
+    passed = f"it passed its smoke test on {source} at {smoke_test['at']}: {smoke_test['detail']}"
+    if not changed:
+        return f"{record.stage} serves {record.group} version {record.version} already ({passed}). Nothing changed."
+    return f"Promoted {record.group} version {record.version} from {source} to {record.stage} ({passed}).\n" + (
+        deployment(record))
 
 
 def serving(service: LocalService, key_from_env: bool) -> str:
@@ -141,9 +157,33 @@ def serving(service: LocalService, key_from_env: bool) -> str:
         f" -H 'Content-Type: application/json' -d '{SAMPLE_BODY}'",
         f"Dashboard {api}/dashboard   (live monitoring; `cloudviz dashboard` opens it; Prometheus: {api}/metrics)",
         alarms_line(service),
-        f"A version approved now (cloudviz models approve {live.group} N) goes live here with no failed request."
-        " Ctrl-C stops.",
+        smoke_test_line(service),
+        follows_line(service) + " Ctrl-C stops.",
     ])
+
+
+def smoke_test_line(service: LocalService) -> str:
+    result = service.last_smoke_test
+    if result is None:
+        return "Smoke     not run"
+    outcome = "passed" if result.passed else "FAILED (the version stays live; it cannot be promoted)"
+    return f"Smoke     version {result.version} {outcome}: {result.detail}"
+
+
+def follows_line(service: LocalService) -> str:
+    """What makes another version go live on this stage."""
+    from deploy.release import APPROVED_STAGE, STAGES, stage_before
+
+    group, stage = service.live.group, service.stage
+    if stage == APPROVED_STAGE:
+        line = f"A version approved now (cloudviz models approve {group} N) goes live here with no failed request."
+        later = STAGES[STAGES.index(stage) + 1:]
+        if later:
+            line += f" Once it passes its smoke test: cloudviz promote local --from {stage} --to {later[0]}."
+        return line
+    source = stage_before(stage)
+    return (f"A version promoted now (cloudviz promote local --from {source} --to {stage}) goes live here with no"
+            " failed request.")
 
 
 def alarms_line(service: LocalService) -> str:

@@ -1,8 +1,9 @@
 """Which model version each local endpoint serves, and every change to it.
 
 One JSON record per endpoint (``<state home>/deployments/<endpoint>.json``, replaced atomically)
-says what should be live; ``<endpoint>.history.jsonl`` keeps every deployment and every refused
-one, so an on-call engineer can tell what served when, and why a version did not go live.
+says what should be live; ``<endpoint>.history.jsonl`` keeps every deployment, every refused one
+and every smoke test of the live version through the stage's API, so an on-call engineer can tell
+what served when, why a version did not go live, and whether it may be promoted.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deploy.aws.names import STAGES
 from pipelines.registry import now  # deployed_at is compared with a package's updated_at: one clock, one format
 from pipelines.state import write_json_atomic
+
+SMOKE_TEST = "smoke-test"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,8 @@ class Deployment:
     model_data_url: str
     deployed_at: str
     reason: str
+    stage: str = STAGES[0]  # records written before stages existed are dev's
+    promoted_from: str | None = None  # the stage whose smoke-tested version this is (a promotion)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +61,22 @@ class DeploymentStore:
         """A version that failed to load or its smoke test: kept in the history, the live one unchanged."""
         self._append(endpoint, {"event": "refused", "endpoint": endpoint, "group": group, "version": version,
                                 "at": now(), "reason": reason})
+
+    def promoted_versions(self, endpoint: str) -> set[int]:
+        """Every version ever promoted to ``endpoint``: the ones its stage may be deployed back to."""
+        return {event["version"] for event in self.history(endpoint)
+                if event["event"] == "deployed" and event.get("promoted_from")}
+
+    def smoke_tested(self, endpoint: str, group: str, version: int, passed: bool, detail: str) -> None:
+        """The result of a smoke test of ``version`` through the stage's API: what a promotion checks."""
+        self._append(endpoint, {"event": SMOKE_TEST, "endpoint": endpoint, "group": group, "version": version,
+                                "passed": passed, "detail": detail, "at": now()})
+
+    def latest_smoke_test(self, endpoint: str, version: int) -> dict | None:
+        """The newest smoke-test event of ``version`` on ``endpoint``; None if it was never smoke-tested."""
+        tests = [event for event in self.history(endpoint)
+                 if event["event"] == SMOKE_TEST and event["version"] == version]
+        return tests[-1] if tests else None
 
     def history(self, endpoint: str) -> list[dict]:
         path = self._history_path(endpoint)

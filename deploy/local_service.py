@@ -1,9 +1,13 @@
-"""``cloudviz serve``: the local endpoint and the prediction API of one model package group.
+"""``cloudviz serve``: the local endpoint and the prediction API of one model package group on one stage.
 
-The endpoint serves the group's live deployment. A watcher then plays the part of the AWS
+The endpoint serves the stage's live deployment. On ``dev`` a watcher then plays the part of the AWS
 EventBridge rule on Model Package State Change: a version approved after the live one was
 deployed goes live, blue/green (load, smoke-test, switch; a failure keeps the old model and says
-why). It also follows ``cloudviz deploy local`` run from another terminal.
+why). Every stage follows its deployment record, so ``cloudviz deploy local`` or ``cloudviz promote
+local`` run from another terminal takes effect. Whenever a version goes live (at start and after
+each swap) the service smoke-tests it through its own API and records the result, which a promotion
+to the next stage requires (``deploy.api_smoke_test``). Each stage keeps its own prediction store,
+alarm states and access log; the first stage keeps the state home's file names of before stages.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from deploy.api_smoke_test import SmokeTest, example_row, smoke_test_api
 from deploy.dashboard import Dashboard, DashboardSources
 from deploy.deployments import Deployment, DeploymentStore
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
@@ -23,13 +29,14 @@ from deploy.monitoring.drift import Baseline, DriftMonitor, load_baseline
 from deploy.monitoring.metrics import ApiMetrics, EndpointMetrics
 from deploy.monitoring.notifications import EventNotifier, Notifier
 from deploy.monitoring.sampler import MetricSampler, sampling_period
-from deploy.release import deploy_local, endpoint_name, load_checked
+from deploy.release import APPROVED_STAGE, deploy_local, endpoint_name, load_checked, stage_before
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.errors import UserError
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.runs import RunStore
 from pipelines.state import StateHome
 from serving_lambdas import metrics as lambda_metrics
+from serving_lambdas.served_version import forget_served_versions
 from serving_lambdas.store import StoreSpec, open_store
 
 LOCAL_REGION = "us-east-1"
@@ -49,15 +56,25 @@ class Signature:
         return cls(tuple(data.get("feature_columns", ())), tuple(data.get("classes", ())))
 
 
-def lambda_environment(signature: Signature, endpoint: str, endpoint_url: str, home: StateHome) -> dict[str, str]:
+def stage_path(path: Path, stage: str) -> Path:
+    """A serve's file of the state home on ``stage``: the first stage keeps ``path``, another gets its own beside it
+    (``predictions.db`` -> ``predictions-prod.db``), as each AWS stage has its own table, alarms and logs."""
+    return path if stage == APPROVED_STAGE else path.with_name(f"{path.stem}-{stage}{path.suffix}")
+
+
+def lambda_environment(
+    signature: Signature, endpoint: str, endpoint_url: str, home: StateHome, stage: str = APPROVED_STAGE
+) -> dict[str, str]:
     """The serving Lambdas' configuration, as the API stack sets it on AWS, pointed at the local parts."""
     environment = {
         "ENDPOINT_NAME": endpoint,
         "SAGEMAKER_RUNTIME_URL": endpoint_url,
-        "PREDICTION_STORE": f"sqlite:{home.predictions_db}",
+        "PREDICTION_STORE": f"sqlite:{stage_path(home.predictions_db, stage)}",
         "FEATURE_NAMES": ",".join(signature.features),
         "CLASS_NAMES": ",".join(signature.classes),
         "AWS_DEFAULT_REGION": LOCAL_REGION,
+        # The served version is looked up on the endpoint (a loopback call): a swap shows within a second.
+        "MODEL_VERSION_TTL_SECONDS": "1",
     }
     if set(signature.features) == set(IRIS_FEATURE_DESCRIPTIONS):
         aliases = IRIS_FEATURE_DESCRIPTIONS.items()
@@ -66,7 +83,7 @@ def lambda_environment(signature: Signature, endpoint: str, endpoint_url: str, h
 
 
 class LocalService:
-    """The endpoint and the API on 127.0.0.1, following the group's deployments until closed."""
+    """The endpoint and the API of one stage on 127.0.0.1, following the stage's deployments until closed."""
 
     def __init__(
         self,
@@ -78,12 +95,19 @@ class LocalService:
         on_event: Callable[[str], None] = lambda message: None,
         alarm_period_seconds: float | None = None,
         notifiers: Sequence[Notifier] = (),
+        stage: str = APPROVED_STAGE,
+        smoke_test: bool = False,
     ) -> None:
         """``alarm_period_seconds`` replaces the alarm rules' own period (60 s) locally; ``notifiers`` receive the
-        alarms' changes into and out of ALARM (``on_event`` too), and are closed with the service."""
+        alarms' changes into and out of ALARM (``on_event`` too), and are closed with the service. Only the first
+        ``stage`` follows approvals; a later one serves what promotions put in its deployment record.
+        ``smoke_test``: smoke-test each version as it goes live (what a promotion requires). ``cloudviz serve``
+        always does; it is a client's request, stored and counted like any, so an embedder that measures its own
+        traffic (a test, a notebook) may leave it out, and its versions then cannot be promoted."""
         self.home = home
         self.group = group
-        self.endpoint = endpoint_name(group)
+        self.stage = stage
+        self.endpoint = endpoint_name(group, stage)
         self.registry = ModelRegistry(home.registry_db)
         self.store = DeploymentStore(home.deployments)
         self.api_key = api_key
@@ -93,10 +117,12 @@ class LocalService:
         self.api_metrics = ApiMetrics()
         self.endpoint_metrics = EndpointMetrics(self.endpoint)
         self.sampler = MetricSampler(self.api_metrics, self.endpoint_metrics, sampling_period(alarm_period_seconds))
-        self.alarm_history = AlarmHistory(home.alarms_db)
+        self.alarm_history = AlarmHistory(stage_path(home.alarms_db, stage))
         self.alarm_period_seconds = alarm_period_seconds
         self.notifiers = [*notifiers, EventNotifier(on_event)]
         self.evaluator: AlarmEvaluator | None = None
+        self.smoke_tests = smoke_test
+        self.last_smoke_test: SmokeTest | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -104,6 +130,10 @@ class LocalService:
         from deploy.prediction_api import build_prediction_api
 
         live = self.store.current(self.endpoint)
+        if live is None and self.stage != APPROVED_STAGE:
+            source = stage_before(self.stage)
+            raise UserError(f"{self.stage} serves no version of {self.group} yet: promote {source}'s with"
+                            f" `cloudviz promote local --from {source} --to {self.stage}`")
         if live is None:
             live, model = deploy_local(self.registry, self.store, self.group, None, False, "first cloudviz serve")
         else:
@@ -116,7 +146,8 @@ class LocalService:
         self.endpoint_server = EndpointServer(
             self.slot, name=self.endpoint, port=endpoint_port, metrics=self.endpoint_metrics
         ).start()
-        environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home)
+        environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home,
+                                         self.stage)
         lambda_metrics.set_sink(self.api_metrics.observe_lambda)  # the handlers' EMF documents, in-process
         store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
         self.drift = DriftMonitor(self._drift_baseline(live.version), metrics=self.api_metrics, store=store)
@@ -124,12 +155,15 @@ class LocalService:
             self.home, self.group, self.endpoint, live=lambda: self.live, store=store, sampler=self.sampler,
             alarm_states=lambda: self.evaluator.states() if self.evaluator is not None else [], drift=self.drift,
         ))
+        access_log = stage_path(self.home.logs / "api-access.log", self.stage)
         self.api = build_prediction_api(
-            environment, self.api_key, port=api_port, access_log=self.home.logs / "api-access.log",
+            environment, self.api_key, port=api_port, access_log=access_log,
             extra_routes=[self.api_metrics.route(), *dashboard.routes()], observers=[self.api_metrics.observe_request],
         ).start()
         self.evaluator = AlarmEvaluator(ALARM_RULES, self.sampler, self.alarm_history, self.notifiers,
                                         self.alarm_period_seconds, before_sample=[self.drift.refresh]).start()
+        if self.smoke_tests:
+            self.smoke_test()
         self._watcher = threading.Thread(target=self._watch, args=(poll_seconds,), name="deploy-watcher", daemon=True)
         self._watcher.start()
         return self
@@ -158,8 +192,8 @@ class LocalService:
                 self._event(f"deployment watcher: {error}")
 
     def poll(self) -> None:
-        """Deploy a newly approved version, or follow a deployment recorded by another process."""
-        approved = self.registry.latest_approved(self.group)
+        """Deploy a newly approved version (first stage only), or follow a deployment recorded by another process."""
+        approved = self.registry.latest_approved(self.group) if self.stage == APPROVED_STAGE else None
         wanted = self.store.current(self.endpoint) or self.live
         if (
             approved is not None
@@ -181,7 +215,8 @@ class LocalService:
                     f" {list(self.signature.classes)}: restart `cloudviz serve` to switch"
                 )
             if record:
-                deployment, model = deploy_local(self.registry, self.store, self.group, package.version, False, reason)
+                deployment, model = deploy_local(self.registry, self.store, self.group, package.version, False, reason,
+                                                 self.stage)
             else:
                 model, deployment = load_checked(package), self.store.current(self.endpoint)
             self._swap(model, deployment)
@@ -189,16 +224,41 @@ class LocalService:
             self.refused.add(package.version)
             self.store.refused(self.endpoint, self.group, package.version, str(error))
             self._event(f"kept version {self.live.version} live: {error}", version=package.version)
+        else:
+            if self.smoke_tests:
+                self.smoke_test()
 
     def _swap(self, model: ServingModel, deployment: Deployment) -> None:
         previous = self.live.version
         baseline = self._drift_baseline(deployment.version)  # read first: readers never see new live, old baseline
         self.slot.swap(model)
+        forget_served_versions()  # the handlers' cached "which version is served" is stale from this moment
         self.drift.set_baseline(baseline)
         self.live = deployment
         self.endpoint_metrics.set_live_version(deployment.version)
         self._event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})",
                     version=deployment.version)
+
+    def smoke_test(self) -> SmokeTest:
+        """Smoke-test the live version through this stage's API and record the result; a failure is reported, and
+        the version stays live (it passed the model-level check) but cannot be promoted."""
+        version = self.live.version
+        package = self.registry.get(self.group, version)
+        try:
+            example = example_row(package, self.signature.features, RunStore(self.home.runs))
+        except UserError as error:
+            result = SmokeTest(version, False, str(error))
+        else:
+            result = smoke_test_api(self.api.url, self.api_key, example, self.signature.classes, version)
+        self.store.smoke_tested(self.endpoint, self.group, version, result.passed, result.detail)
+        self.last_smoke_test = result
+        if result.passed:
+            logger.info("smoke test of version %s passed: %s", version, result.detail,
+                        extra={"endpoint": self.endpoint, "model_version": version})
+        else:
+            self._event(f"{self.endpoint}: version {version} failed its smoke test (it stays live, it cannot be"
+                        f" promoted): {result.detail}", version=version)
+        return result
 
     def _drift_baseline(self, version: int) -> Baseline | None:
         """The training statistics of ``version``, which drift is measured against; None, with the reason logged,

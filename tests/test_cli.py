@@ -35,8 +35,8 @@ def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> lis
 
 
 def test_the_help_test_covers_the_commands_users_know():
-    assert {("alarms", "history"), ("dashboard",), ("deploy", "aws"), ("destroy", "aws"),
-            ("pipeline", "definition")} <= {tuple(command) for command in commands(build_parser())}
+    assert {("alarms", "history"), ("dashboard",), ("deploy", "aws"), ("destroy", "aws"), ("pipeline", "definition"),
+            ("promote", "local")} <= {tuple(command) for command in commands(build_parser())}
 
 
 @pytest.mark.parametrize("command", commands(build_parser()), ids=lambda command: " ".join(command) or "cloudviz")

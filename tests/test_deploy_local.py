@@ -159,7 +159,9 @@ def test_approving_a_newer_version_swaps_it_in_with_no_failed_request(home: Stat
         deadline = time.monotonic() + 10
         while service.live.version != 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10  # answers say version 2 once the handler's version lookup expires (1 s)
+        while 2 not in versions and time.monotonic() < deadline:
+            time.sleep(0.05)
         stop.set()
         for thread in clients:
             thread.join()
@@ -195,12 +197,16 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
     )
     try:
-        lines = [process.stdout.readline() for _ in range(5)]
+        lines = [process.stdout.readline()]
+        while lines[-1] and not lines[-1].startswith("A version"):  # the banner's last line (or the end)
+            lines.append(process.stdout.readline())
         assert lines[0].startswith("Endpoint  CloudVizIris-endpoint at http://127.0.0.1:"), lines
         assert "serving CloudVizIris version 1" in lines[0]
         api = lines[1].split()[1].removesuffix("/predictions")
         assert lines[2].startswith(f"API key   {KEY}   (send it as x-api-key; CLOUDVIZ_API_KEY)")
         assert lines[3].startswith(f"Try       curl -s -X POST {api}/predictions -H 'x-api-key: {KEY}'")
+        assert lines[-2].startswith("Smoke     version 1 passed: version 1 predicted virginica for the example;")
+        assert "cloudviz promote local --from dev --to prod" in lines[-1]
         status, answer = post(api, SEED)
         assert (status, answer["prediction"]) == (200, 1)
     finally:
