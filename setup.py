@@ -35,7 +35,7 @@ setup(
             "pytest>=8", "ruff>=0.6", "psutil>=5.9", "openapi-spec-validator>=0.7",
             # cloudformation: the deployer's tests (it pulls in moto's IAM, Lambda, API Gateway, SNS... models);
             # pinned to 5.2: tests/moto_cloudformation.py patches its internals where it differs from AWS.
-            "moto[cloudformation,dynamodb,s3,sagemaker]>=5.2.5,<5.3",
+            "moto[cloudformation,dynamodb,events,s3,sagemaker]>=5.2.5,<5.3",
             "vermin>=1.6",
             # Validates the generated CloudFormation templates offline (it ships the resource schemas).
             "cfn-lint>=1.20",

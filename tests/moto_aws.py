@@ -35,6 +35,9 @@ deployed stacks falls into. Each gap is closed by patching moto (never our code)
    resolved against the stack). The skipped types with nothing to emulate them in moto
    (``AWS::CloudWatch::Alarm``, ``AWS::SNS::Subscription``, ``AWS::Scheduler::Schedule``,
    ``AWS::Lambda::EventInvokeConfig``) are left to the test, which checks them against the template itself.
+7. *urllib is not intercepted* (moto's HTTP interception, ``responses``, patches ``requests``): a client of the API
+   written with the standard library (the smoke test) would go to the network. :func:`urllib_through_requests`
+   sends urllib's ``urlopen`` through ``requests``, so moto answers it (the routes of 5., else moto's 4xx).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ import os
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -59,6 +64,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import requests
 import responses
 from moto.apigateway.integration_parsers import IntegrationParser
 from moto.apigateway.models import Integration, Resource, RestAPI, apigateway_backends
@@ -541,3 +547,37 @@ def create_skipped(apigateway: Any, resource_type: str, p: dict) -> str:
         return p["KeyId"]
     raise ValueError(f"not a type complete_skipped_resources creates: {resource_type}")
 
+
+# -- 7. urllib through requests ----------------------------------------------------------------------------------------
+
+
+class UrlopenResponse:
+    """What ``urllib.request.urlopen`` returns, over a ``requests`` response."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.status = response.status_code
+        self._body = response.content
+
+    def read(self) -> bytes:
+        return self._body
+
+    def __enter__(self) -> UrlopenResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def urllib_through_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib's ``urlopen`` sends through ``requests``, which moto intercepts; an error status raises HTTPError
+    with its body, as urlopen does."""
+
+    def urlopen(request: urllib.request.Request, timeout: float | None = None) -> UrlopenResponse:
+        response = requests.request(request.get_method(), request.full_url, data=request.data,
+                                    headers=dict(request.header_items()), timeout=timeout)
+        if response.status_code >= 400:
+            raise urllib.error.HTTPError(request.full_url, response.status_code, response.reason,
+                                         response.headers, io.BytesIO(response.content))
+        return UrlopenResponse(response)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)

@@ -30,7 +30,7 @@ from moto_aws import (
 import serving_lambdas
 from deploy.aws.deployer import CREATED, deploy_stack
 from deploy.aws.lambda_zip import INFERENCE_HANDLER, RETRIEVE_HANDLER, serving_zip
-from deploy.aws.names import ResourceNames
+from deploy.aws.names import PRODUCTION_VARIANT, ResourceNames
 from deploy.aws.registry import latest_approved_package
 from deploy.aws.stacks import AwsSettings, StackSpec, synthesize
 from deploy.aws.templates.api import CLASS_NAMES
@@ -139,7 +139,7 @@ def test_predictions_through_the_stage_url_reach_the_handlers_the_table_and_the_
     document = answer.json()
     classes = CLASS_NAMES.split(",")
     assert (document["prediction"], document["label"]) == (1, classes[1])
-    assert document["model_version"] == deployed.model_version  # from the variant v{N} the endpoint reports
+    assert document["model_version"] == deployed.model_version  # from the serving configuration's version tag
     # The endpoint answered with the registered model itself: the same probabilities as loading it here.
     expected = ServingModel.load(model_tarball).predict(np.array([list(SEED.values())], dtype=np.float32))[0]
     assert [document["probabilities"][name] for name in classes] == pytest.approx(expected.tolist(), abs=1e-6)
@@ -266,7 +266,7 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
     for preflight in preflights:
         (response,) = preflight["Integration"]["IntegrationResponses"]
         headers = response["ResponseParameters"]
-        assert headers["method.response.header.Access-Control-Allow-Origin"] == {"Fn::Sub": "'${AllowedOrigin}'"}
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == "'*'"  # the stage's allowed origin
         assert "x-api-key" in headers["method.response.header.Access-Control-Allow-Headers"].lower()
     allowed = [p["Integration"]["IntegrationResponses"][0]["ResponseParameters"][
         "method.response.header.Access-Control-Allow-Methods"] for p in preflights]
@@ -281,8 +281,8 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
     config = sagemaker.describe_endpoint_config(
         EndpointConfigName=sagemaker.describe_endpoint(EndpointName=NAMES.endpoint_name)["EndpointConfigName"])
     (variant,) = config["ProductionVariants"]
-    assert variant["VariantName"] == f"v{deployed.model_version}" == deployed.endpoint_outputs["VariantName"]
+    assert variant["VariantName"] == PRODUCTION_VARIANT == deployed.endpoint_outputs["VariantName"]
     for alarm in alarms:
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-        assert dimensions == {"EndpointName": NAMES.endpoint_name, "VariantName": {"Fn::Sub": "v${ModelVersion}"}}
+        assert dimensions == {"EndpointName": NAMES.endpoint_name, "VariantName": PRODUCTION_VARIANT}
         assert alarm["AlarmName"].startswith(f"{NAMES.prefix}-")

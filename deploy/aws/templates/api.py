@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from deploy.aws.lambda_zip import INFERENCE_HANDLER, RETRIEVE_HANDLER
 from deploy.aws.names import ResourceNames
 from deploy.aws.templates.common import (
     LambdaSpec,
     arn,
+    checkov_skip,
     get_att,
     lambda_function,
     log_group,
@@ -26,13 +28,21 @@ from deploy.aws.templates.common import (
 from deploy.gateway.policy import ALLOW_HEADERS, EXPOSE_HEADERS, PREFLIGHT_MAX_AGE_SECONDS
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.definition import PARAMETERS
-from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS
-from serving_lambdas.store.dynamodb import ATTRIBUTE_DEFINITIONS, BILLING_MODE, KEY_SCHEMA
+from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS, MAX_RETENTION_DAYS
+from serving_lambdas.served_version import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
+from serving_lambdas.store.dynamodb import (
+    ATTRIBUTE_DEFINITIONS,
+    BILLING_MODE,
+    DEFAULT_RETENTION_DAYS,
+    KEY_SCHEMA,
+    TTL_ATTRIBUTE,
+)
 
 PIPELINE_DEFAULTS = {parameter.name: parameter.default for parameter in PARAMETERS}
 FEATURE_NAMES = str(PIPELINE_DEFAULTS["FeatureColumns"])
 CLASS_NAMES = str(PIPELINE_DEFAULTS["ClassNames"])
 FEATURE_ALIASES = ",".join(f"{alias}={name}" for name, alias in IRIS_FEATURE_DESCRIPTIONS.items())
+NAMES_PATTERN = r"[^,\s]+(,[^,\s]+)*"  # comma-separated names, none empty
 FUNCTION_TIMEOUT_SECONDS = 25  # under API Gateway's 29 s integration timeout: the function answers, not the gateway
 FUNCTION_MEMORY_MB = 256
 
@@ -43,14 +53,31 @@ ROUTES = (
     ("GetPredictionMethod", "GET", "PredictionIdResource", "RetrieveFunction"),
 )
 RESOURCE_PATHS = {"PredictionsResource": "predictions", "PredictionIdResource": "predictions/{id}"}
+ALLOWED_ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+STAGE_SKIPS = (
+    ("CKV_AWS_76", "access logs need the account-wide API Gateway CloudWatch role (AWS::ApiGateway::Account), an "
+                   "account singleton this stack must not take over; the functions log every request"),
+    ("CKV_AWS_120", "answers are per request (POST) or must show the newest predictions (GET): a cache would serve "
+                    "stale pages, and costs by the hour"),
+)
+API_FUNCTION_SKIPS = (
+    ("CKV_AWS_115", "bounded by the usage plan's throttle (ThrottleRateLimit/BurstLimit); reserved concurrency "
+                    "would come out of the account's pool, which a new account (quota 10) cannot spare"),
+    ("CKV_AWS_116", "invoked synchronously by API Gateway, which answers the caller: a dead-letter queue only "
+                    "receives failed asynchronous invocations"),
+    ("CKV_AWS_117", "calls only AWS APIs (SageMaker Runtime, DynamoDB) over their public endpoints: no VPC "
+                    "resource to reach, and a VPC would need NAT or interface endpoints"),
+    ("CKV_AWS_173", "its environment holds names and settings, no secret: Lambda's default encryption at rest"),
+)
 
 
-def _function(name: str, handler: str, role_id: str, log_group_id: str, environment: dict, description: str) -> dict:
+def _function(name: str, handler: str, role_id: str, log_group_id: str, environment: dict, description: str,
+              origin: str) -> dict:
     # The handlers answer CORS themselves: API Gateway passes a proxy response through unchanged.
-    return lambda_function(LambdaSpec(
+    return checkov_skip(lambda_function(LambdaSpec(
         name, handler, description, role_id, log_group_id,
-        {**environment, "CORS_ALLOW_ORIGIN": ref("AllowedOrigin")}, FUNCTION_TIMEOUT_SECONDS, FUNCTION_MEMORY_MB,
-    ))
+        {**environment, "CORS_ALLOW_ORIGIN": origin}, FUNCTION_TIMEOUT_SECONDS, FUNCTION_MEMORY_MB,
+    )), *API_FUNCTION_SKIPS)
 
 
 def _proxy_method(http_method: str, resource_id: str, function_id: str) -> dict:
@@ -74,15 +101,21 @@ def _proxy_method(http_method: str, resource_id: str, function_id: str) -> dict:
     return {"Type": "AWS::ApiGateway::Method", "Properties": properties}
 
 
+def _references(value: object) -> set[str]:
+    """The names a piece of template refers to: its Refs and the ``${...}`` of its Fn::Subs."""
+    text = json.dumps(value)
+    return set(re.findall(r'"Ref": "([\w:]+)"', text)) | set(re.findall(r"\$\{([\w:]+)", text))
+
+
 def _quoted(value: str) -> str:
     """A static header value in API Gateway's mapping syntax (single-quoted)."""
     return f"'{value}'"
 
 
-def _preflight_method(resource_id: str, methods: list[str]) -> dict:
+def _preflight_method(resource_id: str, methods: list[str], origin: str) -> dict:
     """OPTIONS answered by API Gateway itself (a MOCK integration), without a key, as "Enable CORS" sets it up."""
     headers = {
-        "Access-Control-Allow-Origin": sub("'${AllowedOrigin}'"),
+        "Access-Control-Allow-Origin": _quoted(origin),
         "Access-Control-Allow-Methods": _quoted(",".join(sorted({*methods, "OPTIONS"}))),
         "Access-Control-Allow-Headers": _quoted(ALLOW_HEADERS),
         "Access-Control-Max-Age": _quoted(PREFLIGHT_MAX_AGE_SECONDS),
@@ -113,7 +146,7 @@ def _preflight_method(resource_id: str, methods: list[str]) -> dict:
     }
 
 
-def _gateway_response(response_type: str) -> dict:
+def _gateway_response(response_type: str, origin: str) -> dict:
     """CORS headers on API Gateway's own errors too (a missing key's 403, throttling's 429), so a browser page
     can read the message."""
     return {
@@ -122,7 +155,7 @@ def _gateway_response(response_type: str) -> dict:
             "RestApiId": ref("RestApi"),
             "ResponseType": response_type,
             "ResponseParameters": {
-                "gatewayresponse.header.Access-Control-Allow-Origin": sub("'${AllowedOrigin}'"),
+                "gatewayresponse.header.Access-Control-Allow-Origin": _quoted(origin),
                 "gatewayresponse.header.Access-Control-Expose-Headers": _quoted(EXPOSE_HEADERS),
             },
         },
@@ -143,8 +176,15 @@ def _permission(function_id: str, http_method: str, path: str) -> dict:
     }
 
 
-def api_template(names: ResourceNames) -> dict:
-    """The API stack's template."""
+def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
+    """The API stack's template; ``allowed_origin`` is the stage's CORS Access-Control-Allow-Origin.
+
+    The origin is written into the template, not taken as a parameter: it is part of the API's deployment
+    snapshot, and the Deployment's logical id is a digest of that snapshot, so a changed origin must change the
+    template to reach the stage."""
+    if not ALLOWED_ORIGIN.fullmatch(allowed_origin):
+        raise ValueError(f"allowed origin {allowed_origin!r} must be * or scheme://host[:port], e.g. "
+                         "https://dashboard.example.com")
     parameters = {
         "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the serving Lambdas' zip"},
         "CodeKey": {"Type": "String", "Description": "S3 key of the serving Lambdas' zip (serving_lambdas-*.zip)"},
@@ -155,27 +195,40 @@ def api_template(names: ResourceNames) -> dict:
         "MaxBatchRows": {"Type": "Number", "Default": DEFAULT_MAX_BATCH_ROWS, "MinValue": 1, "MaxValue": 100,
                          "Description": "most rows one POST /predictions may carry (a batch is one DynamoDB "
                                         "transaction: at most 100 items)"},
-        "AllowedOrigin": {"Type": "String", "Default": "*", "AllowedPattern": "[^']+",
-                          "Description": "CORS Access-Control-Allow-Origin of the API's preflight and errors"},
+        "ModelVersionTtlSeconds": {"Type": "Number", "Default": DEFAULT_TTL_SECONDS, "MinValue": 0,
+                                   "MaxValue": MAX_TTL_SECONDS,
+                                   "Description": "how long the inference function trusts the model version it "
+                                                  "read from the endpoint before reading it again"},
+        "PredictionRetentionDays": {"Type": "Number", "Default": DEFAULT_RETENTION_DAYS, "MinValue": 1,
+                                    "MaxValue": MAX_RETENTION_DAYS,
+                                    "Description": "days a stored prediction is kept (DynamoDB's TTL deletes it)"},
         "LogRetentionDays": retention_parameter(),
+        # The served model's, from its registered data schema (`cloudviz deploy aws` fills them in): what API
+        # consumers send and get back, so the redeploy function refuses a version that changes them.
+        "FeatureNames": {"Type": "String", "Default": FEATURE_NAMES, "AllowedPattern": NAMES_PATTERN,
+                         "Description": "the model's features, in model order (comma-separated)"},
+        "ClassNames": {"Type": "String", "Default": CLASS_NAMES, "AllowedPattern": NAMES_PATTERN,
+                       "Description": "the model's classes, by class index (comma-separated)"},
     }
     inference_environment = {
         "ENDPOINT_NAME": names.endpoint_name,
         "PREDICTION_STORE": sub("dynamodb:${PredictionTable}"),
-        "FEATURE_NAMES": FEATURE_NAMES,
-        "FEATURE_ALIASES": FEATURE_ALIASES,
-        "CLASS_NAMES": CLASS_NAMES,
+        "FEATURE_NAMES": ref("FeatureNames"),
+        "FEATURE_ALIASES": {"Fn::If": ["IrisFeatures", FEATURE_ALIASES, ""]},  # the seed's names, for its features
+        "CLASS_NAMES": ref("ClassNames"),
         "MAX_BATCH_ROWS": ref("MaxBatchRows"),
+        "MODEL_VERSION_TTL_SECONDS": ref("ModelVersionTtlSeconds"),
+        "PREDICTION_RETENTION_DAYS": ref("PredictionRetentionDays"),
     }
     table_arn = get_att("PredictionTable", "Arn")
     endpoint_arn = arn("sagemaker", f"endpoint/{names.endpoint_name}")
     resources: dict[str, dict] = {
-        "PredictionTable": {
+        "PredictionTable": checkov_skip({
             "Type": "AWS::DynamoDB::Table",
-            # Deleted with the stack: `cloudviz destroy aws` removes everything it created (PITR covers mistakes
-            # while the stack lives).
-            "DeletionPolicy": "Delete",
-            "UpdateReplacePolicy": "Delete",
+            # dev: deleted with the stack (`cloudviz destroy aws` removes everything it created). prod: kept when
+            # the stack is deleted or the table replaced: its predictions are the record of what was served.
+            "DeletionPolicy": "Retain" if names.stage == "prod" else "Delete",
+            "UpdateReplacePolicy": "Retain" if names.stage == "prod" else "Delete",
             "Properties": {
                 "TableName": names.table_name,
                 "KeySchema": KEY_SCHEMA,
@@ -183,14 +236,23 @@ def api_template(names: ResourceNames) -> dict:
                 "BillingMode": BILLING_MODE,
                 "SSESpecification": {"SSEEnabled": True},
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                # Every item carries its expiry (PredictionRetentionDays after it was made); DynamoDB deletes it.
+                "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
             },
-        },
+        }, ("CKV_AWS_119", "encrypted at rest with the AWS managed key (SSEEnabled); a customer managed key adds a "
+                           "key policy and per-request KMS cost, and no consumer needs key-level control")),
         "InferenceLogGroup": log_group(names.inference_log_group, ref("LogRetentionDays")),
         "RetrieveLogGroup": log_group(names.retrieve_log_group, ref("LogRetentionDays")),
         "InferenceRole": role(
             names.inference_role_name, "lambda.amazonaws.com", "invoke-endpoint-store-predictions",
             [
                 statement(["sagemaker:InvokeEndpoint"], [endpoint_arn], "InvokeTheEndpoint"),
+                # Which model version it serves (serving_lambdas/served_version.py): the endpoint's configuration
+                # and that configuration's tags. Configurations get CloudFormation-generated names, known only
+                # after they exist, hence endpoint-config/* (read-only calls on this account and region's).
+                statement(["sagemaker:DescribeEndpoint"], [endpoint_arn], "DescribeTheEndpoint"),
+                statement(["sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
+                          [arn("sagemaker", "endpoint-config/*")], "ReadServedModelVersion"),
                 # PutItem also authorizes the Puts of a TransactWriteItems batch.
                 statement(["dynamodb:PutItem"], [table_arn], "StorePredictions"),
                 write_logs(names.inference_log_group),
@@ -207,12 +269,12 @@ def api_template(names: ResourceNames) -> dict:
         ),
         "InferenceFunction": _function(
             names.inference_function, INFERENCE_HANDLER, "InferenceRole", "InferenceLogGroup",
-            inference_environment, "POST /predictions: validate, invoke the endpoint, store, answer",
+            inference_environment, "POST /predictions: validate, invoke the endpoint, store, answer", allowed_origin,
         ),
         "RetrieveFunction": _function(
             names.retrieve_function, RETRIEVE_HANDLER, "RetrieveRole", "RetrieveLogGroup",
             {"PREDICTION_STORE": sub("dynamodb:${PredictionTable}")},
-            "GET /predictions and GET /predictions/{id}: stored predictions, newest first",
+            "GET /predictions and GET /predictions/{id}: stored predictions, newest first", allowed_origin,
         ),
         "RestApi": {
             "Type": "AWS::ApiGateway::RestApi",
@@ -232,8 +294,8 @@ def api_template(names: ResourceNames) -> dict:
             "Type": "AWS::ApiGateway::Resource",
             "Properties": {"RestApiId": ref("RestApi"), "ParentId": ref("PredictionsResource"), "PathPart": "{id}"},
         },
-        "Default4xxResponse": _gateway_response("DEFAULT_4XX"),
-        "Default5xxResponse": _gateway_response("DEFAULT_5XX"),
+        "Default4xxResponse": _gateway_response("DEFAULT_4XX", allowed_origin),
+        "Default5xxResponse": _gateway_response("DEFAULT_5XX", allowed_origin),
     }
     for method_id, http_method, resource_id, function_id in ROUTES:
         resources[method_id] = _proxy_method(http_method, resource_id, function_id)
@@ -241,13 +303,19 @@ def api_template(names: ResourceNames) -> dict:
         resources[f"{method_id}Permission"] = _permission(function_id, http_method, path)
     for resource_id in RESOURCE_PATHS:
         allowed = [http_method for _, http_method, resource, _ in ROUTES if resource == resource_id]
-        resources[f"{resource_id.removesuffix('Resource')}OptionsMethod"] = _preflight_method(resource_id, allowed)
+        resources[f"{resource_id.removesuffix('Resource')}OptionsMethod"] = _preflight_method(
+            resource_id, allowed, allowed_origin)
     methods = [name for name, body in resources.items() if body["Type"] == "AWS::ApiGateway::Method"]
     # A Deployment is a snapshot taken when it is created: its logical id carries a digest of the API's methods
-    # and gateway responses, so a changed API gets a new deployment (and the stage moves to it).
+    # and gateway responses, so a changed API gets a new deployment (and the stage moves to it). The digest sees
+    # the template, not parameter values: the snapshot may hold no parameter.
     api_shape = {name: body for name, body in resources.items()
                  if body["Type"] in ("AWS::ApiGateway::Method", "AWS::ApiGateway::Resource",
                                      "AWS::ApiGateway::GatewayResponse")}
+    in_snapshot = _references(api_shape) & set(parameters)
+    if in_snapshot:
+        raise AssertionError(f"the API's deployment snapshot refers to parameters {sorted(in_snapshot)}: the "
+                             "Deployment's digest would not see their values")
     digest = hashlib.sha256(json.dumps(api_shape, sort_keys=True).encode()).hexdigest()[:10]
     deployment_id = f"ApiDeployment{digest}"
     resources[deployment_id] = {
@@ -255,13 +323,14 @@ def api_template(names: ResourceNames) -> dict:
         "DependsOn": [*methods, "Default4xxResponse", "Default5xxResponse"],
         "Properties": {"RestApiId": ref("RestApi"), "Description": f"CloudViz API {digest}"},
     }
-    resources["ApiStage"] = {
+    resources["ApiStage"] = checkov_skip({
         "Type": "AWS::ApiGateway::Stage",
         "Properties": {
             "RestApiId": ref("RestApi"),
             "DeploymentId": ref(deployment_id),
             "StageName": names.api_stage_name,
             "Description": f"the {names.stage} stage",
+            "TracingEnabled": True,
             "MethodSettings": [{
                 "ResourcePath": "/*",
                 "HttpMethod": "*",
@@ -270,7 +339,7 @@ def api_template(names: ResourceNames) -> dict:
                 "ThrottlingBurstLimit": ref("ThrottleBurstLimit"),
             }],
         },
-    }
+    }, *STAGE_SKIPS)
     resources["ApiKey"] = {
         "Type": "AWS::ApiGateway::ApiKey",
         "Properties": {"Name": names.api_key_name, "Enabled": True,
@@ -300,5 +369,6 @@ def api_template(names: ResourceNames) -> dict:
         "TableName": output(ref("PredictionTable"), "the DynamoDB prediction table"),
         "ApiId": output(ref("RestApi"), "the REST API's id"),
     }
+    conditions = {"IrisFeatures": {"Fn::Equals": [ref("FeatureNames"), FEATURE_NAMES]}}
     return template(f"CloudViz {names.stage}: prediction API (API Gateway, Lambda, DynamoDB)", parameters,
-                    resources, outputs)
+                    resources, outputs, conditions)

@@ -1,24 +1,28 @@
 """The endpoint stack: the approved model package served by a SageMaker real-time endpoint with data capture.
 
-Model -> EndpointConfig (variant ``v{ModelVersion}``, data capture of every request and response) ->
-Endpoint. The Model and EndpointConfig keep CloudFormation-generated names: a new package or instance type
-replaces them, and the Endpoint (named, stable) is updated in place to the new config. In prod the update is
-blue/green: the new fleet takes all traffic, bakes, and is rolled back automatically if an endpoint alarm
-(created here, from the shared alarm rules) fires.
+Model -> EndpointConfig (the one production variant ``AllTraffic``, tagged ``cloudviz:model-version``, data
+capture of every request and response) -> Endpoint. The Model and EndpointConfig keep CloudFormation-generated
+names: a new package or instance type replaces them, and the Endpoint (named, stable) is updated in place to the
+new config. In prod the update is blue/green: the new fleet takes all traffic, bakes, and is rolled back
+automatically if an endpoint alarm (created here, from the shared alarm rules) fires. A blue/green update keeps
+the variant names (SageMaker refuses one that changes them), so the variant name never carries the version: the
+inference function reads it from the configuration's tag (``serving_lambdas/served_version.py``).
 
-The stack also holds the CloudFormation service role the redeploy function updates it through. Once a stack
-has been updated with a role, CloudFormation keeps using that role for every later operation, so the role may
-manage every resource of this stack (and nothing else); it is retained when the stack is deleted (a role
-cannot delete itself halfway through a stack deletion): the deployer deletes it after the stack.
+The CloudFormation service role the redeploy function updates this stack through lives in the automation stack
+(``deploy/aws/templates/automation.py``): a role among the resources of the stack it manages could rewrite its
+own policy.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deploy.aws.names import ResourceNames
+from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
 from deploy.aws.templates.common import arn, get_att, output, ref, role, stack_tags, statement, sub, template
 from deploy.monitoring.alarm_rules import ALARM_RULES, AlarmRule
+from pipelines.dag import TrainingStep
+from pipelines.definition import build_pipeline
+from pipelines.sagemaker.compiler import AwsTarget
 
 if TYPE_CHECKING:
     from deploy.aws.stacks import AwsSettings
@@ -27,14 +31,13 @@ SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 XGBOOST_REPOSITORY = "sagemaker-xgboost"  # the built-in algorithm's image repository (an AWS-owned account)
 INSTANCE_TYPES = {"dev": "ml.t2.medium", "prod": "ml.m5.large"}
 INSTANCE_COUNTS = {"dev": 1, "prod": 2}
+# The S3 keys of the models the pipeline trains: its Train step's output path is
+# <prefix>/executions/<execution id>/<step>, below which SageMaker writes <training job>/output/model.tar.gz.
+(TRAIN_STEP,) = (step.name for step in build_pipeline().steps if isinstance(step, TrainingStep))
+MODEL_ARTIFACT_KEYS = f"{AwsTarget.prefix}/executions/*/{TRAIN_STEP}/*/output/model.tar.gz"
 BAKE_SECONDS = 600  # how long the new fleet serves all traffic, watched by the alarms, before the old one goes
 TERMINATION_WAIT_SECONDS = 300
 MAX_DEPLOYMENT_SECONDS = 3600
-MANAGED_ROLE_ACTIONS = [
-    "iam:GetRole", "iam:CreateRole", "iam:DeleteRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
-    "iam:UpdateAssumeRolePolicy", "iam:GetRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy",
-    "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole",
-]
 
 
 def endpoint_rules() -> tuple[AlarmRule, ...]:
@@ -58,7 +61,7 @@ def role_arn(role_name: str) -> dict:
 
 def _alarm(rule: AlarmRule, names: ResourceNames) -> dict:
     properties = rule.cloudwatch_properties({"EndpointName": names.endpoint_name,
-                                             "VariantName": sub("v${ModelVersion}")})
+                                             "VariantName": PRODUCTION_VARIANT})
     properties["AlarmName"] = names.alarm_name(rule.name)
     properties["AlarmActions"] = [topic_arn(names)]
     properties["OKActions"] = [topic_arn(names)]
@@ -66,13 +69,16 @@ def _alarm(rule: AlarmRule, names: ResourceNames) -> dict:
 
 
 def _model_role(names: ResourceNames) -> dict:
+    """The model's execution role. It reads trained models only (MODEL_ARTIFACT_KEYS), not the one the stack
+    serves: a policy naming the served artifact would change with every version, and the redeploy function's
+    CloudFormation role may not rewrite policies (that would let it grant itself anything)."""
     capture_bucket = {"Fn::Select": [2, {"Fn::Split": ["/", ref("DataCaptureS3Uri")]}]}  # s3://BUCKET/prefix
     endpoint_logs = f"/aws/sagemaker/Endpoints/{names.endpoint_name}"
     return role(
         names.model_role_name, "sagemaker.amazonaws.com", "serve-model",
         [
-            statement(["s3:GetObject"], [sub("arn:${AWS::Partition}:s3:::${ModelArtifactBucket}/*")],
-                      "ReadModelArtifacts"),
+            statement(["s3:GetObject"], [sub(f"arn:${{AWS::Partition}}:s3:::${{ModelArtifactBucket}}/"
+                                             f"{MODEL_ARTIFACT_KEYS}")], "ReadModelArtifacts"),
             statement(["s3:PutObject"], [sub(["arn:${AWS::Partition}:s3:::${Bucket}/*", {"Bucket": capture_bucket}])],
                       "WriteDataCapture"),
             # GetAuthorizationToken has no resource type: IAM accepts only "*" for it.
@@ -85,37 +91,6 @@ def _model_role(names: ResourceNames) -> dict:
         ],
         "SageMaker execution role of the CloudViz model: reads its artifact, pulls its image, writes captures",
     )
-
-
-def _deploy_role(names: ResourceNames) -> dict:
-    alarms = [arn("cloudwatch", f"alarm:{names.alarm_name(rule.name)}") for rule in endpoint_rules()]
-    group = names.model_package_group.lower()
-    resource = role(
-        names.endpoint_deploy_role_name, "cloudformation.amazonaws.com", "manage-endpoint-stack",
-        [
-            statement(["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel"],
-                      [arn("sagemaker", "model/*")], "Models"),
-            statement(["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
-                       "sagemaker:DeleteEndpointConfig"], [arn("sagemaker", "endpoint-config/*")], "EndpointConfigs"),
-            statement(["sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint",
-                       "sagemaker:DeleteEndpoint"], [arn("sagemaker", f"endpoint/{names.endpoint_name}")], "Endpoint"),
-            statement(["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"],
-                      [arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*"),
-                       arn("sagemaker", f"endpoint/{names.endpoint_name}")], "Tags"),
-            statement(["sagemaker:DescribeModelPackage"], [arn("sagemaker", f"model-package/{group}/*")],
-                      "ReadApprovedPackage"),
-            statement(["iam:PassRole"], [role_arn(names.model_role_name)], "PassModelRole"),
-            statement(MANAGED_ROLE_ACTIONS,
-                      [role_arn(names.model_role_name), role_arn(names.endpoint_deploy_role_name)], "StackRoles"),
-            statement(["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
-                       "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"],
-                      alarms, "EndpointAlarms"),
-        ],
-        "CloudFormation service role of the endpoint stack (the redeploy function updates the stack through it)",
-    )
-    resource["DeletionPolicy"] = "Retain"
-    resource["UpdateReplacePolicy"] = "Retain"
-    return resource
 
 
 def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
@@ -131,9 +106,10 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
     parameters = {
         "ModelPackageArn": package_parameter,
         "ModelVersion": {"Type": "Number", "MinValue": 1, "Default": settings.model_version,
-                         "Description": "the package's version: the production variant is named v<ModelVersion>"},
-        "InstanceType": {"Type": "String", "Default": INSTANCE_TYPES[names.stage], "AllowedPattern": r"ml\..+",
-                         "Description": "instance type of the endpoint"},
+                         "Description": f"the package's version: the endpoint configuration's {MODEL_VERSION_TAG} tag"},
+        "InstanceType": {"Type": "String", "Default": INSTANCE_TYPES[names.stage],
+                         "AllowedPattern": r"ml\.(?!inf1\.).+",
+                         "Description": "instance type of the endpoint (not Inf1: no deployment guardrails there)"},
         "InstanceCount": {"Type": "Number", "Default": INSTANCE_COUNTS[names.stage], "MinValue": 1,
                           "Description": "instances behind the endpoint"},
         "DataCaptureS3Uri": {"Type": "String", "AllowedPattern": "s3://[a-z0-9.-]+(/.*)?",
@@ -159,7 +135,6 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
             "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": ref(alarm_id)} for alarm_id in alarm_ids.values()]},
         }
     resources: dict[str, dict] = {
-        "EndpointDeployRole": _deploy_role(names),
         "ModelExecutionRole": _model_role(names),
         "Model": {
             "Type": "AWS::SageMaker::Model",
@@ -167,6 +142,9 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
                 "ExecutionRoleArn": get_att("ModelExecutionRole", "Arn"),
                 # One container, so PrimaryContainer (the same as a one-item Containers; moto knows only this one).
                 "PrimaryContainer": {"ModelPackageName": ref("ModelPackageArn")},
+                # The built-in XGBoost container needs no network to serve: SageMaker itself fetches the artifact
+                # and captures data, so the container gets none.
+                "EnableNetworkIsolation": True,
                 "Tags": tags,
             },
         },
@@ -174,7 +152,7 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
             "Type": "AWS::SageMaker::EndpointConfig",
             "Properties": {
                 "ProductionVariants": [{
-                    "VariantName": sub("v${ModelVersion}"),
+                    "VariantName": PRODUCTION_VARIANT,
                     "ModelName": get_att("Model", "ModelName"),
                     "InstanceType": ref("InstanceType"),
                     "InitialInstanceCount": ref("InstanceCount"),
@@ -188,21 +166,21 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
                     "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"],
                                                  "JsonContentTypes": ["application/json"]},
                 },
-                "Tags": tags,
+                # What the inference function records as each prediction's model version.
+                "Tags": [*tags, {"Key": MODEL_VERSION_TAG, "Value": ref("ModelVersion")}],
             },
         },
         **{alarm_id: _alarm(rule, names) for rule, alarm_id in alarm_ids.items()},
         "Endpoint": {"Type": "AWS::SageMaker::Endpoint", "Properties": endpoint_properties},
     }
     if not prod:  # in prod the rollback configuration's Refs already order them
-        # The alarms exist (and watch the new variant) before the endpoint moves to it.
+        # The alarms exist (and watch the variant) before the endpoint serves.
         resources["Endpoint"]["DependsOn"] = list(alarm_ids.values())
     outputs = {
         "EndpointName": output(get_att("Endpoint", "EndpointName"), "the SageMaker endpoint"),
         "ModelVersion": output(ref("ModelVersion"), "the served model package version"),
         "ModelPackageArn": output(ref("ModelPackageArn"), "the served model package"),
-        "VariantName": output(sub("v${ModelVersion}"), "the production variant (the model version)"),
-        "DeployRoleArn": output(get_att("EndpointDeployRole", "Arn"), "the stack's CloudFormation service role"),
+        "VariantName": output(PRODUCTION_VARIANT, "the production variant (the same on every version)"),
     }
     kind = "blue/green with automatic rollback" if prod else "in-place updates"
     return template(f"CloudViz {names.stage}: SageMaker endpoint of the approved model ({kind})", parameters,

@@ -14,6 +14,7 @@ from deploy.aws.names import ResourceNames
 from deploy.aws.templates.common import (
     LambdaSpec,
     arn,
+    checkov_skip,
     get_att,
     lambda_function,
     log_group,
@@ -163,11 +164,23 @@ def dashboard_body(names: ResourceNames) -> dict:
 
 
 def baseline_object_arn() -> dict:
-    """The ARN of the object ``BaselineStatisticsUri`` names (``s3://BUCKET/KEY`` -> ``arn:...:s3:::BUCKET/KEY``).
-    The URI is split with a ``://`` appended, so that an empty one (no drift function) still has an element 1."""
+    """The statistics objects of the bucket ``BaselineStatisticsUri`` is in (``s3://BUCKET/...`` ->
+    ``arn:...:s3:::BUCKET/*/statistics.json``): not the one object, so that the redeploy function's new baseline
+    changes the drift function's environment only, never its role's policy (it may not rewrite policies). The URI
+    is split with a ``://`` appended, so that an empty one (no drift function) still has an element 1."""
     uri = {"Fn::Join": ["", [ref("BaselineStatisticsUri"), "://"]]}
     path = {"Fn::Select": [1, {"Fn::Split": ["://", uri]}]}
-    return {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${BaselineObject}", {"BaselineObject": path}]}
+    bucket = {"Fn::Select": [0, {"Fn::Split": ["/", path]}]}
+    return {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${BaselineBucket}/*/statistics.json", {"BaselineBucket": bucket}]}
+
+
+DRIFT_FUNCTION_SKIPS = (
+    ("CKV_AWS_115", "one run a minute, by its schedule; reserved concurrency would come out of the account's pool, "
+                    "which a new account (quota 10) cannot spare"),
+    ("CKV_AWS_116", "a failed run is replaced by the next one a minute later, on newer data: nothing to replay"),
+    ("CKV_AWS_117", "calls only AWS APIs (DynamoDB, S3) over their public endpoints: no VPC resource to reach"),
+    ("CKV_AWS_173", "its environment holds names and an S3 URI, no secret: Lambda's default encryption at rest"),
+)
 
 
 def drift_resources(names: ResourceNames) -> dict[str, dict]:
@@ -183,7 +196,7 @@ def drift_resources(names: ResourceNames) -> dict[str, dict]:
             ],
             "Drift: reads the newest predictions and the served model's baseline statistics",
         ),
-        "DriftFunction": lambda_function(LambdaSpec(
+        "DriftFunction": checkov_skip(lambda_function(LambdaSpec(
             names.drift_function, DRIFT_HANDLER, "PSI of the newest predictions against the training data, as "
             "CloudWatch metrics", "DriftRole", "DriftLogGroup",
             {
@@ -192,7 +205,7 @@ def drift_resources(names: ResourceNames) -> dict[str, dict]:
                 "BASELINE_STATISTICS_URI": ref("BaselineStatisticsUri"),
             },
             DRIFT_TIMEOUT_SECONDS, DRIFT_MEMORY_MB,
-        )),
+        )), *DRIFT_FUNCTION_SKIPS),
         "DriftSchedule": {
             "Type": "AWS::Events::Rule",
             "Properties": {
@@ -234,10 +247,12 @@ def monitoring_template(names: ResourceNames, settings: AwsSettings) -> dict:
         "MeasuresDrift": {"Fn::Not": [{"Fn::Equals": [ref("BaselineStatisticsUri"), ""]}]},
     }
     resources: dict[str, dict] = {
-        "AlarmTopic": {
+        "AlarmTopic": checkov_skip({
             "Type": "AWS::SNS::Topic",
             "Properties": {"TopicName": names.topic_name, "DisplayName": f"CloudViz {names.stage} alarms"},
-        },
+        }, ("CKV_AWS_26", "carries alarm state changes only, no data; CloudWatch alarms cannot publish to a topic "
+                          "under the AWS managed key (aws/sns), and a customer managed key for this costs a key "
+                          "and a key policy for every publisher")),
         "AlarmEmailSubscription": {
             "Type": "AWS::SNS::Subscription",
             "Condition": "HasAlarmEmail",
