@@ -1,5 +1,6 @@
 """The AWS deployer against moto: registry selection, change sets (create, update, no change, dry run, failure),
-destroy, the approval-triggered redeploy, and the `cloudviz deploy aws` / `cloudviz destroy aws` commands.
+destroy, and the `cloudviz deploy aws` / `cloudviz destroy aws` commands (the approval-triggered redeploy:
+tests/test_aws_redeploy.py).
 
 moto's change sets are made to behave as CloudFormation's by the ``cloudformation_like_aws`` fixture
 (tests/moto_cloudformation.py documents each difference); nothing of ours is mocked.
@@ -7,19 +8,20 @@ moto's change sets are made to behave as CloudFormation's by the ``cloudformatio
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import re
+import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 from moto.cloudformation.models import cloudformation_backends
+from moto_aws import urllib_through_requests
 from moto_cloudformation import cloudformation_like_aws  # noqa: F401  (a fixture)
+from moto_sagemaker import patch_update_model_package
 
 from cloudviz.cli import main
 from deploy.aws.deployer import (
@@ -56,11 +58,15 @@ pytestmark = [
 
 @pytest.fixture
 def aws(monkeypatch):
-    """moto's in-process AWS with dummy credentials and an artifact bucket: nothing leaves the process."""
+    """moto's in-process AWS with dummy credentials and an artifact bucket: nothing leaves the process (dev's
+    smoke test, which `deploy aws` runs, calls the API with urllib: routed to moto too). UpdateModelPackage, which
+    records the smoke test, changes only what it names, as SageMaker's does."""
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                         ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", REGION)):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    urllib_through_requests(monkeypatch)
+    patch_update_model_package(monkeypatch)
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         yield
@@ -322,8 +328,8 @@ def test_format_changes_aligns_columns_and_flags_replacements():
 # Destroy --------------------------------------------------------------------------------------------------------
 
 
-def test_destroy_deletes_the_stacks_last_first_and_skips_missing_ones(cloudformation, s3):
-    names = ["cloudviz-dev-one", "cloudviz-dev-two", "cloudviz-dev-three"]
+def test_destroy_deletes_the_stacks_in_the_order_given_and_skips_missing_ones(cloudformation, s3):
+    names = ["cloudviz-dev-three", "cloudviz-dev-two", "cloudviz-dev-one"]
     deploy(cloudformation, s3, spec(topic_template("one"), "cloudviz-dev-one", TopicName="one"))
     deploy(cloudformation, s3, spec(topic_template("three"), "cloudviz-dev-three", TopicName="three"))
     lines: list[str] = []
@@ -336,7 +342,7 @@ def test_destroy_deletes_the_stacks_last_first_and_skips_missing_ones(cloudforma
     assert destroy_stacks(cloudformation, names, poll_seconds=0) == []
 
 
-# The commands and the approval-triggered redeploy, on the real stacks -------------------------------------------
+# The commands, on the real stacks -------------------------------------------
 
 
 @pytest.fixture
@@ -366,14 +372,76 @@ def cli_error(capsys, *argv: str) -> str:
 def test_synth_writes_templates_and_zips_without_calling_aws(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # any AWS call would fail at once
     document = cli_json(capsys, "deploy", "aws", "--stage", "prod", "--synth", str(tmp_path / "out"),
-                        "--bucket", BUCKET)
+                        "--bucket", BUCKET, "--model-package-arn", SYNTH_PACKAGE)
     written = {Path(path).name for path in document["written"]}
     names = ResourceNames("prod")
     for stack in names.stacks:
         assert {f"{stack}.json", f"{stack}.parameters.json"} <= written
         assert json.loads((tmp_path / "out" / f"{stack}.json").read_text())["Resources"]
-    assert {"serving_lambdas.zip", "redeploy.zip"} <= written
-    assert "--bucket is required" in cli_error(capsys, "deploy", "aws", "--stage", "dev", "--synth", str(tmp_path))
+    assert {"serving_lambdas.zip", "automation.zip"} <= written
+    assert "--bucket is required" in cli_error(capsys, "deploy", "aws", "--stage", "dev", "--synth", str(tmp_path),
+                                               "--model-package-arn", SYNTH_PACKAGE)
+    error = cli_error(capsys, "deploy", "aws", "--stage", "dev", "--synth", str(tmp_path), "--bucket", BUCKET)
+    assert error.strip().endswith("--synth needs --model-package-arn ARN: the endpoint stack's ModelPackageArn "
+                                  "parameter has no default (aws sagemaker list-model-packages "
+                                  "--model-package-group-name GROUP)")
+    error = cli_error(capsys, "deploy", "aws", "--stage", "dev", "--synth", str(tmp_path), "--bucket", BUCKET,
+                      "--model-package-arn", "arn:aws:sagemaker:us-east-1:123456789012:model-package/cloudviziris")
+    assert "expected the ARN of a model package version" in error and "Traceback" not in error
+
+
+SYNTH_PACKAGE = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/cloudviziris/3"
+
+
+def refusal(definition: dict, value: str) -> str:
+    """Why CloudFormation refuses a parameter value, by its documented constraints (the whole value matches
+    AllowedPattern; AllowedValues; MinValue/MaxValue of a Number)."""
+    if "AllowedPattern" in definition and not re.fullmatch(definition["AllowedPattern"], value):
+        return f"{value!r} does not match {definition['AllowedPattern']}"
+    if "AllowedValues" in definition and value not in map(str, definition["AllowedValues"]):
+        return f"{value!r} not in {definition['AllowedValues']}"
+    if definition["Type"] == "Number" and not (float(definition.get("MinValue", "-inf")) <= float(value)
+                                               <= float(definition.get("MaxValue", "inf"))):
+        return f"{value} out of range"
+    return ""
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_synth_parameter_files_deploy_their_templates_as_they_are(stage, tmp_path, monkeypatch, capsys):
+    """`aws cloudformation create-stack --template-body file://X.json --parameters file://X.parameters.json`
+    must work: every parameter without a Default has a value, every value meets the parameter's constraints and
+    cfn-lint's resource schemas once resolved, and the request is valid for the CloudFormation service model."""
+    from botocore.session import get_session
+    from botocore.validate import ParamValidator
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # any AWS call would fail at once
+    out = tmp_path / "out"
+    cli_json(capsys, "deploy", "aws", "--stage", stage, "--synth", str(out), "--bucket", BUCKET,
+             "--model-package-arn", SYNTH_PACKAGE)
+    create_stack = get_session().get_service_model("cloudformation").operation_model("CreateStack")
+    checked: set[str] = set()
+    for stack in ResourceNames(stage).stacks:
+        template = json.loads((out / f"{stack}.json").read_text())
+        parameters = json.loads((out / f"{stack}.parameters.json").read_text())
+        request = {"StackName": stack, "TemplateBody": json.dumps(template), "Parameters": parameters,
+                   "Capabilities": ["CAPABILITY_NAMED_IAM"]}
+        report = ParamValidator().validate(request, create_stack.input_shape)
+        assert not report.has_errors(), report.generate_report()
+        values = {item["ParameterKey"]: item["ParameterValue"] for item in parameters}
+        assert set(values) <= set(template["Parameters"]), stack
+        required = {name for name, definition in template["Parameters"].items() if "Default" not in definition}
+        assert required <= set(values), f"{stack}: no value for {required - set(values)}"
+        checked |= required
+        assert {name: refusal(template["Parameters"][name], value) for name, value in values.items()} == {
+            name: "" for name in values}
+        lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(out / f"{stack}.json"),
+                               "--parameter-files", str(out / f"{stack}.parameters.json")],
+                              capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert {"CodeBucket", "CodeKey"} <= checked  # the check saw parameters without a default
+    endpoint = json.loads((out / f"{ResourceNames(stage).endpoint_stack}.parameters.json").read_text())
+    assert {"ParameterKey": "ModelPackageArn", "ParameterValue": SYNTH_PACKAGE} in endpoint
+    assert {"ParameterKey": "ModelVersion", "ParameterValue": "3"} in endpoint
 
 
 def test_deploy_needs_an_approved_model_and_the_options(aws, home, monkeypatch, capsys):
@@ -425,6 +493,8 @@ def stack_parameters(stack_name: str) -> dict[str, str]:
 def test_the_served_packages_baseline_statistics_go_to_the_drift_function(account, capsys):
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     register_more(sagemaker, ["Approved"], baseline=BASELINE_URI)
+    boto3.client("s3", region_name=REGION).put_object(  # what dev's smoke test reads (as the drift function)
+        Bucket=BUCKET, Key=BASELINE_URI.removeprefix(f"s3://{BUCKET}/"), Body=b'{"features": {}}')
     document = cli_json(capsys, "deploy", "aws", "--stage", "dev")
     assert (document["model_version"], document["baseline_statistics_uri"]) == (2, BASELINE_URI)
     parameters = stack_parameters(NAMES.monitoring_stack)
@@ -464,95 +534,17 @@ def test_destroy_removes_the_stacks_and_asks_first(account, capsys, monkeypatch)
     assert "add --yes" in cli_error(capsys, "destroy", "aws", "--stage", "dev")
     assert describe_stack(boto3.client("cloudformation", region_name=REGION), NAMES.endpoint_stack) is not None
     document = cli_json(capsys, "destroy", "aws", "--stage", "dev", "--yes")
-    assert document["removed_stacks"] == list(reversed(NAMES.stacks))
+    # The automation stack last: it holds the role CloudFormation deletes the endpoint stack through.
+    assert document["removed_stacks"] == [NAMES.monitoring_stack, NAMES.api_stack, NAMES.endpoint_stack,
+                                          NAMES.automation_stack]
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     assert all(describe_stack(cloudformation, stack) is None for stack in NAMES.stacks)
-    # The role the endpoint stack retains goes too, so the stage can be deployed again.
-    assert document["removed_roles"] == [NAMES.endpoint_deploy_role_name]
     roles = boto3.client("iam", region_name=REGION).list_roles()["Roles"]
-    assert NAMES.endpoint_deploy_role_name not in {role["RoleName"] for role in roles}
+    assert not [role["RoleName"] for role in roles if role["RoleName"].startswith(NAMES.prefix)]
     main(["destroy", "aws", "--stage", "dev", "--yes", "--region", REGION])
     assert "Nothing to remove: no dev stack exists in us-east-1." in capsys.readouterr().out
     assert [result["status"] for result in cli_json(capsys, "deploy", "aws", "--stage", "dev")["stacks"]] == [
         "created"] * len(NAMES.stacks)
-
-
-def deployed_function(stack_name: str) -> dict:
-    """The configuration of the one Lambda function of a deployed stack."""
-    resources = boto3.client("cloudformation", region_name=REGION).list_stack_resources(StackName=stack_name)
-    (function,) = [r for r in resources["StackResourceSummaries"] if r["ResourceType"] == "AWS::Lambda::Function"]
-    return boto3.client("lambda", region_name=REGION).get_function_configuration(
-        FunctionName=function["PhysicalResourceId"])
-
-
-def approval_event(sagemaker, arn: str) -> dict:
-    """The EventBridge event SageMaker sends when a package's approval changes (its detail mirrors the package)."""
-    package = sagemaker.describe_model_package(ModelPackageName=arn)
-    detail = {key: package[key] for key in ("ModelPackageGroupName", "ModelPackageVersion", "ModelPackageArn",
-                                            "ModelApprovalStatus", "CreationTime")}
-    return {"version": "0", "id": "5d3a5f1e-0000-0000-0000-000000000000", "source": "aws.sagemaker",
-            "detail-type": "SageMaker Model Package State Change", "account": ACCOUNT, "region": REGION,
-            "time": "2026-01-01T00:00:00Z", "resources": [arn], "detail": detail}
-
-
-@pytest.fixture
-def redeploy_handler(tmp_path, monkeypatch):
-    """The redeploy function as deployed: its handler imported from the uploaded zip, its environment from the
-    function's configuration (moto stores Lambda functions but never runs their code)."""
-    (package,) = [p for p in lambda_zips() if p.name == "redeploy"]
-    data = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=package.key)["Body"].read()
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        archive.extractall(tmp_path / "redeploy")
-    for name, value in deployed_function(NAMES.automation_stack)["Environment"]["Variables"].items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.syspath_prepend(str(tmp_path / "redeploy"))
-    monkeypatch.delitem(sys.modules, "redeploy", raising=False)
-    return importlib.import_module("redeploy").handler
-
-
-def endpoint_state() -> tuple[dict, dict, set[tuple[str, str]]]:
-    """The endpoint stack's parameters and outputs, and (variant, model package) of each endpoint config.
-
-    The configs are listed rather than followed from the endpoint: moto replaces the config CloudFormation
-    updates but leaves its endpoint naming the deleted one.
-    """
-    stack = describe_stack(boto3.client("cloudformation", region_name=REGION), NAMES.endpoint_stack)
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    sagemaker = boto3.client("sagemaker", region_name=REGION)
-    served = set()
-    for summary in sagemaker.list_endpoint_configs()["EndpointConfigs"]:
-        config = sagemaker.describe_endpoint_config(EndpointConfigName=summary["EndpointConfigName"])
-        for variant in config["ProductionVariants"]:
-            model = sagemaker.describe_model(ModelName=variant["ModelName"])
-            served.add((variant["VariantName"], model["PrimaryContainer"]["ModelPackageName"]))
-    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}, outputs, served
-
-
-def test_approving_a_newer_version_redeploys_the_endpoint(account, capsys, redeploy_handler_after_deploy):
-    handler = redeploy_handler_after_deploy
-    sagemaker = boto3.client("sagemaker", region_name=REGION)
-    before, _, served = endpoint_state()
-    assert before["ModelVersion"] == "1" and served == {("v1", account[0])}
-    (newer,) = register_more(sagemaker, ["PendingManualApproval"])
-    assert handler(approval_event(sagemaker, newer), None)["updated"] is False  # not approved yet
-    sagemaker.update_model_package(ModelPackageArn=newer, ModelApprovalStatus="Approved")
-    result = handler(approval_event(sagemaker, newer), None)
-    assert result["updated"] is True and result["modelVersion"] == 2
-    after, outputs, served = endpoint_state()
-    assert (after["ModelPackageArn"], after["ModelVersion"]) == (newer, "2")
-    assert (outputs["ModelVersion"], outputs["VariantName"]) == ("2", "v2") and served == {("v2", newer)}
-    assert {k: v for k, v in after.items() if k not in ("ModelPackageArn", "ModelVersion")} == {
-        k: v for k, v in before.items() if k not in ("ModelPackageArn", "ModelVersion")}
-    stack = describe_stack(boto3.client("cloudformation", region_name=REGION), NAMES.endpoint_stack)
-    assert stack["RoleARN"] == f"arn:aws:iam::{ACCOUNT}:role/{NAMES.endpoint_deploy_role_name}"
-    # Re-approving the older version changes nothing, and the deployer agrees the newest Approved one is live.
-    assert handler(approval_event(sagemaker, account[0]), None)["updated"] is False
-    again = cli_json(capsys, "deploy", "aws", "--stage", "dev")
-    assert again["model_version"] == 2
-    # The regenerated template carries version 2 as its parameter defaults, so the stack may be updated, but no
-    # resource changes: the endpoint already serves version 2.
-    assert again["stacks"][0]["stack_name"] == NAMES.endpoint_stack and again["stacks"][0]["changes"] == []
-    assert endpoint_state()[0] == after
 
 
 def register_more(sagemaker, statuses: list[str], baseline: str = "") -> list[str]:
@@ -566,12 +558,6 @@ def register_more(sagemaker, statuses: list[str], baseline: str = "") -> list[st
                                 "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
         **metrics,
     )["ModelPackageArn"] for status in statuses]
-
-
-@pytest.fixture
-def redeploy_handler_after_deploy(account, capsys, request):
-    cli_json(capsys, "deploy", "aws", "--stage", "dev")
-    return request.getfixturevalue("redeploy_handler")
 
 
 def test_the_retraining_schedule_is_off_until_asked_for_and_kept_across_deploys(account, capsys):

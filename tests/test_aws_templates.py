@@ -11,14 +11,12 @@ import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-import boto3
 import pytest
 from cfnlint.api import lint
-from moto import mock_aws
 
-from deploy.aws.functions import redeploy
-from deploy.aws.lambda_zip import lambda_zips, redeploy_zip, serving_zip
-from deploy.aws.names import ResourceNames
+from deploy.aws.functions.smoke_test import REQUEST_TIMEOUT_SECONDS, longest_run_seconds
+from deploy.aws.lambda_zip import automation_zip, lambda_zips, serving_zip
+from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
 from deploy.aws.stacks import AwsSettings, StackSpec, synthesize, write_synth
 from deploy.aws.templates.monitoring import DRIFT_METRICS, LOCAL_ONLY_PANELS, dashboard_panels, drift_schedule
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES
@@ -106,7 +104,8 @@ def test_synthesize_gives_four_stacks_with_their_parameters(stage):
     assert by_name[names.endpoint_stack].parameters["ModelVersion"] == "7"
     assert by_name[names.api_stack].parameters == {"CodeBucket": "cloudviz-artifacts",
                                                    "CodeKey": zips["serving_lambdas"]}
-    assert by_name[names.automation_stack].parameters["CodeKey"] == zips["redeploy"]
+    automation = by_name[names.automation_stack].parameters
+    assert automation.get("CodeKey") == (zips["automation"] if stage == "dev" else None)  # prod runs no function
     assert by_name[names.monitoring_stack].parameters == {
         "AlarmEmail": "ops@example.com", "BaselineStatisticsUri": BASELINE_URI, "CodeBucket": "cloudviz-artifacts",
         "CodeKey": zips["serving_lambdas"]}
@@ -118,7 +117,7 @@ def test_synthesize_needs_a_bucket_and_write_synth_writes_everything(tmp_path):
     written = write_synth(tmp_path / "synth", "dev", SETTINGS)
     names = ResourceNames("dev")
     expected = {f"{stack}.json" for stack in names.stacks} | {f"{stack}.parameters.json" for stack in names.stacks}
-    assert {path.name for path in written} == expected | {"serving_lambdas.zip", "redeploy.zip"}
+    assert {path.name for path in written} == expected | {"serving_lambdas.zip", "automation.zip"}
     endpoint = json.loads((tmp_path / "synth" / f"{names.endpoint_stack}.json").read_text())
     assert endpoint == synthesize("dev", SETTINGS)[0].template
     parameters = json.loads((tmp_path / "synth" / f"{names.api_stack}.parameters.json").read_text())
@@ -178,7 +177,10 @@ def test_each_function_role_grants_only_what_its_function_does():
     inference = statements_by_sid(api, "InferenceRole")
     assert {sid: statement["Action"] for sid, statement in inference.items()} == {
         "InvokeTheEndpoint": ["sagemaker:InvokeEndpoint"], "StorePredictions": ["dynamodb:PutItem"],
+        "DescribeTheEndpoint": ["sagemaker:DescribeEndpoint"],
+        "ReadServedModelVersion": ["sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
         "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+    assert inference["DescribeTheEndpoint"]["Resource"] == inference["InvokeTheEndpoint"]["Resource"]
     assert inference["InvokeTheEndpoint"]["Resource"] == [
         {"Fn::Sub": f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/"
                     f"{names.endpoint_name}"}]
@@ -195,9 +197,10 @@ def test_each_function_role_grants_only_what_its_function_does():
         "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
     assert drift["ReadPredictions"]["Resource"][0]["Fn::Sub"].endswith(f":table/{names.table_name}")
     baseline_arn = drift["ReadTheBaseline"]["Resource"][0]["Fn::Sub"]
-    assert baseline_arn[0] == "arn:${AWS::Partition}:s3:::${BaselineObject}"  # the one object the parameter names
-    assert baseline_arn[1]["BaselineObject"] == {"Fn::Select": [1, {"Fn::Split": ["://", {
-        "Fn::Join": ["", [{"Ref": "BaselineStatisticsUri"}, "://"]]}]}]}
+    # The statistics of the baseline's bucket: a new baseline changes the function's environment, not this policy.
+    assert baseline_arn[0] == "arn:${AWS::Partition}:s3:::${BaselineBucket}/*/statistics.json"
+    assert baseline_arn[1]["BaselineBucket"] == {"Fn::Select": [0, {"Fn::Split": ["/", {"Fn::Select": [1, {
+        "Fn::Split": ["://", {"Fn::Join": ["", [{"Ref": "BaselineStatisticsUri"}, "://"]]}]}]}]}]}
     assert names.drift_log_group in drift["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
 
     automation = stacks("dev")["automation"].template
@@ -205,10 +208,9 @@ def test_each_function_role_grants_only_what_its_function_does():
     assert [statement["Action"] for statement in scheduler.values()] == [["sagemaker:StartPipelineExecution"]]
     assert scheduler["StartThePipeline"]["Resource"][0]["Fn::Sub"].endswith(f":pipeline/{PIPELINE_NAME.lower()}")
     redeploy_role = statements_by_sid(automation, "RedeployRole")
-    assert redeploy_role["UpdateTheEndpointStack"]["Action"] == ["cloudformation:DescribeStacks",
-                                                               "cloudformation:UpdateStack"]
-    assert redeploy_role["UpdateTheEndpointStack"]["Resource"][0]["Fn::Sub"].endswith(
-        f":stack/{names.endpoint_stack}/*")
+    assert redeploy_role["UpdateTheStacks"]["Action"] == ["cloudformation:UpdateStack"]
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in redeploy_role["UpdateTheStacks"]["Resource"]] == [
+        f"stack/{names.endpoint_stack}/*", f"stack/{names.monitoring_stack}/*"]
     assert redeploy_role["PassItsServiceRole"]["Resource"][0]["Fn::Sub"].endswith(
         f":role/{names.endpoint_deploy_role_name}")
     assert redeploy_role["PassItsServiceRole"]["Condition"] == {
@@ -224,7 +226,7 @@ def test_names_are_consistent_across_stacks(stage):
     endpoint, api = specs["endpoint"].template, specs["api"].template
     monitoring, automation = specs["monitoring"].template, specs["automation"].template
     assert endpoint["Resources"]["Endpoint"]["Properties"]["EndpointName"] == names.endpoint_name
-    assert endpoint["Resources"]["EndpointDeployRole"]["Properties"]["RoleName"] == names.endpoint_deploy_role_name
+    assert not resources_of(endpoint, "AWS::IAM::Role").keys() - {"ModelExecutionRole"}  # never its own manager
     functions = resources_of(api, "AWS::Lambda::Function")
     inference = functions["InferenceFunction"]["Properties"]
     assert inference["FunctionName"] == names.inference_function
@@ -250,14 +252,20 @@ def test_names_are_consistent_across_stacks(stage):
     topic = {"Fn::Sub": f"arn:${{AWS::Partition}}:sns:${{AWS::Region}}:${{AWS::AccountId}}:{names.topic_name}"}
     for alarm in resources_of(endpoint, "AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == [topic]
-    redeploy_function = automation["Resources"]["RedeployFunction"]["Properties"]
-    assert redeploy_function["Environment"]["Variables"]["ENDPOINT_STACK"] == names.endpoint_stack
-    assert redeploy_function["Environment"]["Variables"]["MODEL_PACKAGE_GROUP"] == names.model_package_group
-    assert redeploy_function["Environment"]["Variables"]["CLOUDFORMATION_ROLE_ARN"]["Fn::Sub"].endswith(
-        f":role/{names.endpoint_deploy_role_name}")
-    pattern = automation["Resources"]["ApprovalRule"]["Properties"]["EventPattern"]
-    assert pattern["detail"] == {"ModelPackageGroupName": [DEFAULT_GROUP], "ModelApprovalStatus": ["Approved"]}
-    assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    if stage == "dev":  # an approval deploys dev only (tests/test_aws_redeploy.py)
+        assert automation["Resources"]["EndpointDeployRole"]["Properties"]["RoleName"] == (
+            names.endpoint_deploy_role_name)
+        redeploy_function = automation["Resources"]["RedeployFunction"]["Properties"]
+        assert redeploy_function["Environment"]["Variables"]["ENDPOINT_STACK"] == names.endpoint_stack
+        assert redeploy_function["Environment"]["Variables"]["MODEL_PACKAGE_GROUP"] == names.model_package_group
+        assert redeploy_function["Environment"]["Variables"]["CLOUDFORMATION_ROLE_ARN"] == {
+            "Fn::GetAtt": ["EndpointDeployRole", "Arn"]}
+        pattern = automation["Resources"]["ApprovalRule"]["Properties"]["EventPattern"]
+        assert pattern["detail"] == {"ModelPackageGroupName": [DEFAULT_GROUP], "ModelApprovalStatus": ["Approved"]}
+        assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    else:  # prod is updated by `cloudviz promote aws`/`deploy aws` only: its automation is the retraining schedule
+        assert set(automation["Resources"]) == {"RetrainSchedule", "SchedulerRole"}
+        assert set(automation["Outputs"]) == {"ScheduleName"}
     schedule = automation["Resources"]["RetrainSchedule"]["Properties"]
     assert (schedule["Name"], automation["Parameters"]["ScheduleState"]["Default"]) == (names.schedule_name,
                                                                                       "DISABLED")
@@ -269,7 +277,8 @@ def test_endpoint_stack_serves_the_package_with_data_capture_and_prod_rolls_back
     for stage in STAGES:
         endpoint = stacks(stage)["endpoint"].template
         config = endpoint["Resources"]["EndpointConfig"]["Properties"]
-        assert config["ProductionVariants"][0]["VariantName"] == {"Fn::Sub": "v${ModelVersion}"}
+        assert config["ProductionVariants"][0]["VariantName"] == PRODUCTION_VARIANT
+        assert {"Key": MODEL_VERSION_TAG, "Value": {"Ref": "ModelVersion"}} in config["Tags"]
         capture = config["DataCaptureConfig"]
         assert (capture["EnableCapture"], capture["InitialSamplingPercentage"]) == (True, 100)
         assert capture["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
@@ -283,7 +292,7 @@ def test_endpoint_stack_serves_the_package_with_data_capture_and_prod_rolls_back
         assert deployment["AutoRollbackConfiguration"]["Alarms"] == [{"AlarmName": {"Ref": key}} for key in alarms]
         assert "BlueGreenUpdatePolicy" in deployment
         for alarm in alarms.values():
-            variant = {"Name": "VariantName", "Value": {"Fn::Sub": "v${ModelVersion}"}}
+            variant = {"Name": "VariantName", "Value": PRODUCTION_VARIANT}
             assert variant in alarm["Properties"]["Dimensions"]
 
 
@@ -442,55 +451,12 @@ def test_serving_zip_holds_serving_lambdas_and_imports_nothing_else(tmp_path):
         "serving_lambdas.drift_monitor.handler", "serving_lambdas.store.dynamodb.DynamoDbStore"]) == []
 
 
-def test_redeploy_zip_is_one_module_on_boto3(tmp_path):
-    package = redeploy_zip()
+def test_automation_zip_holds_its_functions_on_boto3(tmp_path):
+    package = automation_zip()
     with zipfile.ZipFile(__import__("io").BytesIO(package.data)) as archive:
-        assert archive.namelist() == ["redeploy.py"]
-    assert import_from_zip(package.data, tmp_path / "redeploy", ["redeploy.handler"]) == []
-
-
-# --- the redeploy function's decisions (E tests it end to end on the real endpoint stack) ----------------------
-
-STUB_TEMPLATE = {
-    "Parameters": {"ModelPackageArn": {"Type": "String"}, "ModelVersion": {"Type": "Number"},
-                   "InstanceType": {"Type": "String"}},
-    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-}
-
-
-def approval(version: int, status: str = "Approved", group: str = DEFAULT_GROUP) -> dict:
-    return {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker", "detail": {
-        "ModelPackageGroupName": group, "ModelPackageVersion": version, "ModelApprovalStatus": status,
-        "ModelPackageArn": f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/cloudviziris/{version}"}}
-
-
-@mock_aws
-def test_redeploy_updates_only_to_a_newer_approved_version(monkeypatch):
-    names = ResourceNames("dev")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("ENDPOINT_STACK", names.endpoint_stack)
-    monkeypatch.setenv("CLOUDFORMATION_ROLE_ARN", f"arn:aws:iam::123456789012:role/{names.endpoint_deploy_role_name}")
-    monkeypatch.setenv("MODEL_PACKAGE_GROUP", DEFAULT_GROUP)
-    cloudformation = boto3.client("cloudformation", region_name="eu-west-1")
-    cloudformation.create_stack(StackName=names.endpoint_stack, TemplateBody=json.dumps(STUB_TEMPLATE), Parameters=[
-        {"ParameterKey": "ModelPackageArn", "ParameterValue": approval(3)["detail"]["ModelPackageArn"]},
-        {"ParameterKey": "ModelVersion", "ParameterValue": "3"},
-        {"ParameterKey": "InstanceType", "ParameterValue": "ml.m5.large"}])
-
-    def parameters() -> dict:
-        stack = cloudformation.describe_stacks(StackName=names.endpoint_stack)["Stacks"][0]
-        return {item["ParameterKey"]: item["ParameterValue"] for item in stack["Parameters"]}
-
-    assert redeploy.handler(approval(4, "Rejected"), None) == {
-        "updated": False, "reason": "approval status 'Rejected', not Approved"}
-    assert redeploy.handler(approval(4, group="Other"), None)["reason"].startswith("a package of group 'Other'")
-    assert redeploy.handler(approval(2), None) == {
-        "updated": False, "reason": "version 2 is not newer than the deployed version 3"}
-    assert parameters()["ModelVersion"] == "3"
-    answer = redeploy.handler(approval(5), None)
-    assert answer["updated"] is True and answer["modelVersion"] == 5
-    assert parameters() == {"ModelPackageArn": approval(5)["detail"]["ModelPackageArn"], "ModelVersion": "5",
-                            "InstanceType": "ml.m5.large"}
+        assert archive.namelist() == ["redeploy.py", "smoke_test.py"]
+    assert automation_zip().data == package.data
+    assert import_from_zip(package.data, tmp_path / "automation", ["redeploy.handler", "smoke_test.handler"]) == []
 
 
 @pytest.mark.parametrize("expression", ["cron(0 3 ? * MON *)", "rate(7 days)", "at(2026-12-01T03:00:00)"])
@@ -501,3 +467,13 @@ def test_the_automation_stack_takes_every_schedule_the_cli_takes(expression):
     automation = synthesize("dev", settings)[3]
     pattern = automation.template["Parameters"]["ScheduleExpression"]["AllowedPattern"]
     assert re.fullmatch(pattern, automation.parameters["ScheduleExpression"])
+
+
+def test_the_smoke_test_outlasts_the_longest_version_cache_the_api_takes():
+    """After an update dev's smoke test waits until the inference function's version cache expired (the api
+    stack's ModelVersionTtlSeconds): its function's timeout covers the longest TTL the api stack accepts, the wait's
+    margin and the two API calls, within Lambda's 900 s."""
+    specs = stacks("dev")
+    longest_ttl = specs["api"].template["Parameters"]["ModelVersionTtlSeconds"]["MaxValue"]
+    timeout = specs["automation"].template["Resources"]["SmokeTestFunction"]["Properties"]["Timeout"]
+    assert longest_ttl + 2 * REQUEST_TIMEOUT_SECONDS <= longest_run_seconds(longest_ttl) <= timeout <= 900

@@ -169,10 +169,10 @@ def destroy_stacks(
     poll_seconds: float = 5.0,
     timeout_seconds: float = 3600.0,
 ) -> list[str]:
-    """Delete the stacks named in deployment order, last first; the names of those that existed."""
+    """Delete the stacks named, in that order; the names of those that existed."""
     waiter = Poller(poll_seconds, timeout_seconds)
     removed = []
-    for name in reversed(stack_names):
+    for name in stack_names:
         stack = describe_stack(cloudformation, name)
         if stack is None:
             progress(f"{name}: not found, nothing to delete")
@@ -181,21 +181,6 @@ def destroy_stacks(
         delete_and_wait(cloudformation, stack["StackId"], waiter, progress)
         removed.append(name)
     return removed
-
-
-def delete_retained_role(iam: object, role_name: str) -> bool:
-    """Delete a role its stack kept when it was deleted (``DeletionPolicy: Retain``), inline policies first, so
-    that the next deploy can create it again; ``False`` when there is no such role."""
-    try:
-        policies = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "NoSuchEntity":
-            return False
-        raise
-    for policy in policies:
-        iam.delete_role_policy(RoleName=role_name, PolicyName=policy)
-    iam.delete_role(RoleName=role_name)
-    return True
 
 
 def template_argument(s3: object, spec: StackSpec, bucket: str | None) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 - ``serving_lambdas``: the ``serving_lambdas/`` package (inference, retrieve and drift handlers); boto3 and the
   standard library come with the Lambda Python runtime, so nothing else goes in.
-- ``redeploy``: ``deploy/aws/functions/redeploy.py`` at the root of the zip (handler ``redeploy.handler``).
+- ``automation``: the modules of ``deploy/aws/functions/`` at the root of the zip (handlers ``redeploy.handler``
+  and ``smoke_test.handler``); each imports only boto3 and the standard library.
 
 Zips are reproducible (sorted entries, fixed timestamps and modes): the same sources give the same bytes, so
 the S3 key (which carries a digest of the bytes) changes, and CloudFormation updates the function, exactly
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import serving_lambdas
-from deploy.aws.functions import redeploy
+from deploy.aws.functions import redeploy, smoke_test
 
 KEY_PREFIX = "cloudviz/lambda"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
@@ -26,6 +27,7 @@ INFERENCE_HANDLER = "serving_lambdas.inference.handler"
 RETRIEVE_HANDLER = "serving_lambdas.retrieve.handler"
 DRIFT_HANDLER = "serving_lambdas.drift_monitor.handler"
 REDEPLOY_HANDLER = "redeploy.handler"
+SMOKE_TEST_HANDLER = "smoke_test.handler"
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,12 @@ def serving_zip() -> LambdaZip:
     return LambdaZip("serving_lambdas", _zip(files))
 
 
-def redeploy_zip() -> LambdaZip:
-    """The redeploy function, alone at the root of the zip."""
-    source = Path(redeploy.__file__)
-    return LambdaZip("redeploy", _zip({source.name: source}))
+def automation_zip() -> LambdaZip:
+    """The automation stack's functions (redeploy, smoke test), at the root of the zip."""
+    sources = [Path(module.__file__) for module in (redeploy, smoke_test)]
+    return LambdaZip("automation", _zip({source.name: source for source in sources}))
 
 
 def lambda_zips() -> tuple[LambdaZip, ...]:
     """Every package the stacks reference, for the deployer to upload (and ``write_synth`` to write)."""
-    return serving_zip(), redeploy_zip()
+    return serving_zip(), automation_zip()

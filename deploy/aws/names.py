@@ -9,9 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
+from serving_lambdas.served_version import MODEL_VERSION_TAG
 
 STAGES = ("dev", "prod")
 PROJECT = "cloudviz"
+# The one production variant of every endpoint, on every version and both targets (SageMaker's default name).
+# A blue/green update (prod's DeploymentConfig) requires the new configuration to keep the variant names; the
+# served model version is the endpoint configuration's MODEL_VERSION_TAG instead.
+PRODUCTION_VARIANT = "AllTraffic"
+__all__ = ["MODEL_VERSION_TAG", "PRODUCTION_VARIANT", "PROJECT", "STAGES", "ResourceNames", "log_group_name"]
 
 
 def log_group_name(function_name: str) -> str:
@@ -53,8 +59,15 @@ class ResourceNames:
 
     @property
     def stacks(self) -> tuple[str, ...]:
-        """The four stack names in deployment order (destroy in reverse)."""
+        """The four stack names in deployment order."""
         return (self.endpoint_stack, self.api_stack, self.monitoring_stack, self.automation_stack)
+
+    @property
+    def destroy_order(self) -> tuple[str, ...]:
+        """The stacks in deletion order: the reverse of deployment, but the automation stack last. In dev it holds
+        the CloudFormation role the redeploy function updates the endpoint stack through, and CloudFormation deletes
+        a stack through the role last used on it: that role must outlive the endpoint stack."""
+        return (self.monitoring_stack, self.api_stack, self.endpoint_stack, self.automation_stack)
 
     # Endpoint stack.
     @property
@@ -67,7 +80,8 @@ class ResourceNames:
 
     @property
     def endpoint_deploy_role_name(self) -> str:
-        """The CloudFormation service role the endpoint stack is updated through (by the redeploy function)."""
+        """The CloudFormation service role the endpoint stack is updated through (by the redeploy function).
+        It lives in the automation stack: a stack's own resources never include the role that manages it."""
         return f"{self.prefix}-endpoint-cfn"
 
     # API stack.
@@ -154,6 +168,32 @@ class ResourceNames:
     def approval_rule_name(self) -> str:
         return f"{self.prefix}-model-approved"
 
+    @property
+    def redeploy_queue_name(self) -> str:
+        """The queue between the approval rule and the redeploy function (retries while a stack is busy)."""
+        return f"{self.redeploy_function}-queue"
+
+    @property
+    def redeploy_dead_letter_queue_name(self) -> str:
+        return f"{self.redeploy_function}-dead-letters"
+
+    @property
+    def redeploy_dead_letter_alarm_name(self) -> str:
+        return f"{self.redeploy_function}-dead-letters"
+
+    @property
+    def smoke_test_function(self) -> str:
+        return f"{self.prefix}-smoke-test"
+
+    @property
+    def smoke_test_role_name(self) -> str:
+        return f"{self.smoke_test_function}-role"
+
+    @property
+    def endpoint_updated_rule_name(self) -> str:
+        """The rule running the smoke test when the endpoint stack finished a creation or an update."""
+        return f"{self.prefix}-endpoint-updated"
+
     # Shared with the pipeline (not stage-scoped: one registry group and one pipeline per account/region).
     @property
     def model_package_group(self) -> str:
@@ -179,3 +219,7 @@ class ResourceNames:
     @property
     def drift_log_group(self) -> str:
         return log_group_name(self.drift_function)
+
+    @property
+    def smoke_test_log_group(self) -> str:
+        return log_group_name(self.smoke_test_function)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pipelines.errors import UserError
 
 APPROVED = "Approved"
@@ -39,3 +41,20 @@ def baseline_statistics_uri(sagemaker_client: object, package_arn: str) -> str:
     package = sagemaker_client.describe_model_package(ModelPackageName=package_arn)
     metrics = package.get("ModelMetrics", {})
     return metrics.get("ModelDataQuality", {}).get("Statistics", {}).get("S3Uri", "")
+
+
+def data_schema(sagemaker_client: object, s3_client: object, package_arn: str) -> tuple[list[str], list[str]] | None:
+    """The features and classes of the data schema the pipeline registered with the package (its
+    CustomerMetadataProperties ``DataSchema``: the S3 URI of ``schema.json``); None when it has none."""
+    package = sagemaker_client.describe_model_package(ModelPackageName=package_arn)
+    uri = (package.get("CustomerMetadataProperties") or {}).get("DataSchema", "")
+    if not uri:
+        return None
+    if not uri.startswith("s3://"):
+        raise UserError(f"model package {package_arn}: its DataSchema {uri!r} is not an s3:// URI")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    schema = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    try:
+        return [str(name) for name in schema["feature_columns"]], [str(name) for name in schema["classes"]]
+    except (KeyError, TypeError):
+        raise UserError(f"{uri}: the data schema has no feature_columns and classes") from None

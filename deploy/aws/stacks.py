@@ -12,7 +12,7 @@ from deploy.aws.names import ResourceNames
 from deploy.aws.templates.api import api_template
 from deploy.aws.templates.automation import automation_template
 from deploy.aws.templates.common import stack_tags
-from deploy.aws.templates.endpoint import endpoint_template
+from deploy.aws.templates.endpoint import INSTANCE_COUNTS, INSTANCE_TYPES, endpoint_template
 from deploy.aws.templates.monitoring import monitoring_template
 
 
@@ -24,7 +24,9 @@ class AwsSettings:
     templates use the ``AWS::Region``/``AWS::AccountId`` pseudo-parameters. ``model_package_arn``
     and ``model_version`` are the approved model package to serve (empty: the template defaults);
     ``baseline_statistics_uri`` its training data's statistics, which drift is measured against (empty:
-    no drift function).
+    no drift function). ``instance_type``/``instance_count`` size the endpoint (empty/0: the stage's defaults,
+    ``INSTANCE_TYPES``/``INSTANCE_COUNTS``); the per-stage values come from ``cloudviz.toml``
+    (:mod:`deploy.aws.stage_config`).
     """
 
     region: str = "us-east-1"
@@ -34,8 +36,13 @@ class AwsSettings:
     model_package_arn: str = ""
     model_version: int = 1
     baseline_statistics_uri: str = ""
+    allowed_origin: str = "*"  # CORS Access-Control-Allow-Origin of the stage's API
+    feature_names: str = ""  # the served package's features and classes, comma-separated (its data schema);
+    class_names: str = ""  # empty: the api template's defaults (the pipeline's)
     schedule_expression: str = "cron(0 3 ? * MON *)"
     schedule_enabled: bool = False  # scheduled retraining is off until asked for
+    instance_type: str = ""
+    instance_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,32 +69,53 @@ def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...
         "ModelVersion": str(settings.model_version),
         "ModelArtifactBucket": settings.artifact_bucket,
         "DataCaptureS3Uri": endpoint["Parameters"]["DataCaptureS3Uri"]["Default"],
+        "InstanceType": settings.instance_type or INSTANCE_TYPES[stage],
+        "InstanceCount": str(settings.instance_count or INSTANCE_COUNTS[stage]),
     }
     if settings.model_package_arn:
         endpoint_parameters["ModelPackageArn"] = settings.model_package_arn
+    automation = automation_template(names, settings)
+    automation_parameters = {  # those the stage's template declares (prod's has no function, so no code)
+        "ScheduleExpression": settings.schedule_expression,
+        "ScheduleState": "ENABLED" if settings.schedule_enabled else "DISABLED",
+        "CodeBucket": settings.artifact_bucket,
+        "ArtifactBucket": settings.artifact_bucket,
+        "CodeKey": zips["automation"].key,
+    }
     return [
         StackSpec(names.endpoint_stack, endpoint, endpoint_parameters, tags=tags),
-        StackSpec(names.api_stack, api_template(names),
-                  {"CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key}, tags=tags),
+        StackSpec(names.api_stack, api_template(names, settings.allowed_origin),
+                  {"CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key,
+                   **({"FeatureNames": settings.feature_names} if settings.feature_names else {}),
+                   **({"ClassNames": settings.class_names} if settings.class_names else {})}, tags=tags),
         StackSpec(names.monitoring_stack, monitoring_template(names, settings),
                   {"AlarmEmail": settings.alarm_email, "BaselineStatisticsUri": settings.baseline_statistics_uri,
                    "CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key}, tags=tags),
-        StackSpec(names.automation_stack, automation_template(names, settings),
-                  {"ScheduleExpression": settings.schedule_expression,
-                   "ScheduleState": "ENABLED" if settings.schedule_enabled else "DISABLED",
-                   "CodeBucket": settings.artifact_bucket,
-                   "CodeKey": zips["redeploy"].key}, tags=tags),
+        StackSpec(names.automation_stack, automation, {key: value for key, value in automation_parameters.items()
+                                                       if key in automation["Parameters"]}, tags=tags),
     ]
+
+
+def unset_parameters(spec: StackSpec) -> list[str]:
+    """The template's parameters with neither a default nor a value in the spec (CloudFormation refuses the
+    stack without them)."""
+    return [name for name, definition in spec.template.get("Parameters", {}).items()
+            if "Default" not in definition and name not in spec.parameters]
 
 
 def write_synth(directory: str | Path, stage: str, settings: AwsSettings) -> list[Path]:
     """Write every template (``<stack>.json``), its parameter values (``<stack>.parameters.json``, in the form
-    ``aws cloudformation create-stack --parameters file://...`` reads) and every Lambda zip to ``directory``."""
+    ``aws cloudformation create-stack --parameters file://...`` reads: complete, so each file deploys its
+    template as it is) and every Lambda zip to ``directory``."""
+    packages = lambda_zips()
+    specs = synthesize(stage, settings, packages)
+    for spec in specs:
+        if unset := unset_parameters(spec):
+            raise ValueError(f"stack {spec.name}: no value for the parameter(s) {', '.join(unset)}")
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    packages = lambda_zips()
-    for spec in synthesize(stage, settings, packages):
+    for spec in specs:
         parameters = [{"ParameterKey": key, "ParameterValue": value} for key, value in spec.parameters.items()]
         for path, document in ((target / f"{spec.name}.json", spec.template),
                                (target / f"{spec.name}.parameters.json", parameters)):

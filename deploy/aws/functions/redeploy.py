@@ -1,23 +1,33 @@
-"""Redeploy the endpoint when a newer model package is approved (boto3 + the standard library only).
+"""Redeploy a stage when a newer model package is approved (boto3 + the standard library only).
 
-EventBridge invokes ``handler`` with a "SageMaker Model Package State Change" event whose detail says the
-group, the package ARN, its version and its approval status (the rule already filters to the stage's group
-and ``Approved``). The function updates the endpoint stack with its previous template and the new
-``ModelPackageArn``/``ModelVersion`` (every other parameter kept), through the stack's CloudFormation service
-role, so the function itself needs no SageMaker or IAM rights beyond passing that role.
+The stage's approval rule (dev's only: prod gets a package by promotion) sends each "SageMaker Model Package
+State Change" event to an SQS queue; the function reads it through an event source mapping, one message at a
+time, and keeps the stage consistent:
 
-Configuration (environment): ``ENDPOINT_STACK`` (stack name), ``CLOUDFORMATION_ROLE_ARN`` (the service role),
-``MODEL_PACKAGE_GROUP`` (the group it serves).
+- the endpoint stack gets the package's ``ModelPackageArn``/``ModelVersion`` (its other parameters kept), through
+  the CloudFormation service role of the automation stack;
+- the monitoring stack gets the package's baseline statistics (``BaselineStatisticsUri``, its ModelDataQuality
+  statistics), so drift is measured against the data the served model was trained on;
+- the features and classes of the package's registered data schema must be the api stack's (``FeatureNames``,
+  ``ClassNames``): API consumers depend on them, so a package that changes them is refused, with a message on
+  the alarm topic (``cloudviz deploy aws`` deploys it, API and all), as is one that would add or remove the
+  drift function or move its baseline to another bucket (a change of resources, not of parameters).
 
-An approval of a version no newer than the one deployed changes nothing (the deployer's rule too: the newest
-Approved version is served; roll back with ``cloudviz deploy aws``). While the stack is being updated the
-function raises, and Lambda's asynchronous retries try again later.
+While either stack is busy (a blue/green update takes 20 minutes and more) the message is failed with one log
+line and comes back after the queue's visibility timeout; a message received too often goes to the dead-letter
+queue, whose alarm notifies the alarm topic. An event for a version older than the deployed one, or the same
+one already deployed everywhere, changes nothing, and says why.
+
+Configuration (environment): ``ENDPOINT_STACK``, ``API_STACK``, ``MONITORING_STACK`` (stack names),
+``CLOUDFORMATION_ROLE_ARN`` (the endpoint stack's service role), ``MODEL_PACKAGE_GROUP``, ``TOPIC_ARN``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -26,69 +36,157 @@ from botocore.exceptions import ClientError
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
 
-MODEL_PARAMETERS = ("ModelPackageArn", "ModelVersion")
+APPROVED = "Approved"
+BUSY_SUFFIX = "_IN_PROGRESS"
 NO_UPDATES = "No updates are to be performed"
+CAPABILITIES = ["CAPABILITY_NAMED_IAM"]
 
 
 class StackBusy(RuntimeError):
-    """The endpoint stack is being created, updated or rolled back: retry later."""
+    """A stack of the stage is being created, updated or rolled back: the message is retried later."""
 
 
-def approved_package(event: dict) -> tuple[str, int, str] | None:
-    """(ARN, version, group) of the approved package the event announces; None when it announces anything else."""
+class Refused(RuntimeError):
+    """The package cannot be deployed by a parameter update: said on the alarm topic, not retried."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """An approved model package the event announces."""
+
+    arn: str
+    version: int
+    group: str
+
+
+def approved_package(event: dict) -> tuple[Package | None, str]:
+    """The approved package of ``event`` (with ""), or None with the reason it announces nothing to deploy."""
     detail = event.get("detail") or {}
-    if detail.get("ModelApprovalStatus") != "Approved":
-        return None
-    package_arn = detail.get("ModelPackageArn")
-    version = detail.get("ModelPackageVersion")
+    group = os.environ["MODEL_PACKAGE_GROUP"]
+    if detail.get("ModelPackageGroupName") != group:
+        return None, f"a package of group {detail.get('ModelPackageGroupName')!r}, this function serves {group}"
+    if detail.get("ModelApprovalStatus") != APPROVED:
+        return None, f"approval status {detail.get('ModelApprovalStatus')!r}, not {APPROVED}"
+    package_arn, version = detail.get("ModelPackageArn"), detail.get("ModelPackageVersion")
     if not package_arn or version is None:
         raise ValueError(f"the event's detail has no ModelPackageArn/ModelPackageVersion: {sorted(detail)}")
-    return package_arn, int(version), detail.get("ModelPackageGroupName", "")
+    return Package(package_arn, int(version), group), ""
 
 
-def handler(event: dict, context: Any, cloudformation: Any = None) -> dict:
-    stack_name = os.environ["ENDPOINT_STACK"]
-    role_arn = os.environ["CLOUDFORMATION_ROLE_ARN"]
-    group = os.environ["MODEL_PACKAGE_GROUP"]
-    package = approved_package(event)
-    detail = event.get("detail") or {}
-    if detail.get("ModelPackageGroupName") != group:
-        reason = f"a package of group {detail.get('ModelPackageGroupName')!r}, this function serves {group}"
-    elif package is None:
-        reason = f"approval status {detail.get('ModelApprovalStatus')!r}, not Approved"
-    else:
-        reason = ""
-    if reason:
+class Stage:
+    """The stage's stacks as the function sees and changes them."""
+
+    def __init__(self, clients: dict[str, Any]) -> None:
+        self.clients = clients
+        self.cloudformation = self.client("cloudformation")
+
+    def client(self, name: str) -> Any:
+        return self.clients.get(name) or boto3.client(name)
+
+    def parameters(self, stack_name: str) -> dict[str, str]:
+        """The stack's current parameters; raises StackBusy while an operation runs on it."""
+        stack = self.cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        if stack["StackStatus"].endswith(BUSY_SUFFIX):
+            raise StackBusy(f"stack {stack_name} is {stack['StackStatus']}")
+        return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+
+    def update(self, stack_name: str, current: dict[str, str], changes: dict[str, str], role_arn: str = "") -> None:
+        """Update the stack's parameters in ``changes`` (its template and other parameters kept)."""
+        parameters = [{"ParameterKey": key, "UsePreviousValue": True} for key in current if key not in changes]
+        parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in changes.items()]
+        arguments = {"StackName": stack_name, "UsePreviousTemplate": True, "Parameters": parameters,
+                     "Capabilities": CAPABILITIES, **({"RoleARN": role_arn} if role_arn else {})}
+        try:
+            self.cloudformation.update_stack(**arguments)
+        except ClientError as error:
+            message = str(error)
+            if NO_UPDATES in message:
+                return
+            if error.response["Error"]["Code"] == "ValidationError" and BUSY_SUFFIX in message:
+                raise StackBusy(f"stack {stack_name} became busy") from error  # another update won the race
+            raise
+        logger.info("updating %s: %s", stack_name, ", ".join(f"{key}={value}" for key, value in changes.items()))
+
+    def package_data(self, package: Package) -> tuple[str, list[str], list[str]]:
+        """The package's baseline statistics URI and the features and classes of its registered data schema."""
+        described = self.client("sagemaker").describe_model_package(ModelPackageName=package.arn)
+        metrics = described.get("ModelMetrics", {})
+        baseline = metrics.get("ModelDataQuality", {}).get("Statistics", {}).get("S3Uri", "")
+        schema_uri = (described.get("CustomerMetadataProperties") or {}).get("DataSchema", "")
+        if not schema_uri.startswith("s3://"):
+            raise Refused(f"version {package.version} was registered without a DataSchema (its features and "
+                          "classes are unknown)")
+        bucket, _, key = schema_uri.removeprefix("s3://").partition("/")
+        schema = json.loads(self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        return baseline, list(schema["feature_columns"]), [str(name) for name in schema["classes"]]
+
+
+def bucket_of(uri: str) -> str:
+    return uri.removeprefix("s3://").partition("/")[0]
+
+
+def redeploy(package: Package, stage: Stage) -> dict:
+    """Bring the stage to ``package``: what was updated, or why nothing was."""
+    names = {kind: os.environ[f"{kind.upper()}_STACK"] for kind in ("endpoint", "api", "monitoring")}
+    endpoint = stage.parameters(names["endpoint"])
+    monitoring = stage.parameters(names["monitoring"])
+    deployed = int(endpoint.get("ModelVersion") or 0)
+    if package.version < deployed:
+        return {"updated": [], "reason": f"version {package.version} is older than the deployed version {deployed}"}
+    baseline, features, classes = stage.package_data(package)
+    api = stage.parameters(names["api"])
+    if (features, classes) != (api["FeatureNames"].split(","), api["ClassNames"].split(",")):
+        raise Refused(f"version {package.version} has features {','.join(features)} and classes "
+                      f"{','.join(classes)}; the {names['api']} API serves features {api['FeatureNames']} and "
+                      f"classes {api['ClassNames']}, which its consumers depend on")
+    current_baseline = monitoring.get("BaselineStatisticsUri", "")
+    if bool(current_baseline) != bool(baseline) or (baseline and bucket_of(baseline) != bucket_of(current_baseline)):
+        raise Refused(f"version {package.version} has baseline statistics {baseline or 'none'}, the drift function "
+                      f"measures against {current_baseline or 'none'}: the drift function's resources would change")
+    updated = []
+    if (endpoint.get("ModelPackageArn"), deployed) != (package.arn, package.version):
+        stage.update(names["endpoint"], endpoint, {"ModelPackageArn": package.arn,
+                                                   "ModelVersion": str(package.version)},
+                     os.environ["CLOUDFORMATION_ROLE_ARN"])
+        updated.append(names["endpoint"])
+    if baseline != current_baseline:
+        stage.update(names["monitoring"], monitoring, {"BaselineStatisticsUri": baseline})
+        updated.append(names["monitoring"])
+    if not updated:
+        return {"updated": [], "reason": f"version {package.version} is already deployed"}
+    return {"updated": updated, "modelPackageArn": package.arn, "modelVersion": package.version}
+
+
+def handle(event: dict, stage: Stage) -> dict:
+    """One approval event: redeploy, log the outcome in one line, publish a refusal. Raises StackBusy."""
+    package, reason = approved_package(event)
+    if package is None:
         logger.info("ignored: %s", reason)
-        return {"updated": False, "reason": reason}
-    package_arn, version, _ = package
-    client = cloudformation if cloudformation is not None else boto3.client("cloudformation")
-    stack = client.describe_stacks(StackName=stack_name)["Stacks"][0]
-    if stack["StackStatus"].endswith("_IN_PROGRESS"):
-        raise StackBusy(f"stack {stack_name} is {stack['StackStatus']}; version {version} will be retried")
-    current = {parameter["ParameterKey"]: parameter.get("ParameterValue") for parameter in stack.get("Parameters", [])}
-    deployed = int(current.get("ModelVersion") or 0)
-    if version <= deployed:
-        reason = f"version {version} is not newer than the deployed version {deployed}"
-        logger.info("ignored: %s", reason)
-        return {"updated": False, "reason": reason}
-    parameters = [
-        {"ParameterKey": key, "UsePreviousValue": True} for key in current if key not in MODEL_PARAMETERS
-    ] + [
-        {"ParameterKey": "ModelPackageArn", "ParameterValue": package_arn},
-        {"ParameterKey": "ModelVersion", "ParameterValue": str(version)},
-    ]
+        return {"updated": [], "reason": reason}
     try:
-        client.update_stack(
-            StackName=stack_name,
-            UsePreviousTemplate=True,
-            Parameters=parameters,
-            Capabilities=["CAPABILITY_NAMED_IAM"],
-            RoleARN=role_arn,
-        )
-    except ClientError as error:
-        if NO_UPDATES in str(error):
-            return {"updated": False, "reason": "the stack already serves this package"}
+        outcome = redeploy(package, stage)
+    except StackBusy as busy:
+        logger.warning("%s; version %d will be retried", busy, package.version)
         raise
-    logger.info("updating %s to model package %s (version %d)", stack_name, package_arn, version)
-    return {"updated": True, "stack": stack_name, "modelPackageArn": package_arn, "modelVersion": version}
+    except Refused as refusal:
+        message = f"{refusal}. Deploy it with `cloudviz deploy aws`."
+        logger.error("refused: %s", message)
+        stage.client("sns").publish(TopicArn=os.environ["TOPIC_ARN"], Message=message,
+                                    Subject=f"CloudViz: version {package.version} was not redeployed")
+        return {"updated": [], "refused": message}
+    if not outcome["updated"]:
+        logger.info("nothing to do: %s", outcome["reason"])
+    return outcome
+
+
+def handler(event: dict, context: Any, clients: dict[str, Any] | None = None) -> dict:
+    """The SQS batch (one message, the EventBridge event as its body): a message whose stack is busy is reported
+    as failed (``ReportBatchItemFailures``), so SQS delivers it again after the visibility timeout."""
+    stage = Stage(clients or {})
+    failures = []
+    for record in event.get("Records", []):
+        try:
+            handle(json.loads(record["body"]), stage)
+        except StackBusy:
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}

@@ -1,0 +1,148 @@
+"""Per-stage settings of the AWS deployment, read from one TOML file (``cloudviz.toml``).
+
+One table per stage, every key optional::
+
+    [stages.prod]
+    instance_type = "ml.m5.large"     # the endpoint's instances
+    instance_count = 2
+    retrain_schedule = ""             # EventBridge Scheduler expression; "" turns scheduled retraining off
+    alarm_email = "oncall@example.com"  # "" for none
+    allowed_origin = "https://dashboard.example.com"  # the API's CORS origin, or "*"
+
+A key left out takes its default: the endpoint's instances of the stage (dev ``ml.t2.medium`` x1, prod
+``ml.m5.large`` x2), CORS origin ``*``, and for ``retrain_schedule``/``alarm_email`` what the previous deploy of
+the stage set (else off / none). The file is read strictly: an unknown table or key, a wrong type or a value the
+stack's parameter would refuse is a :class:`UserError` naming the file, the table and the key, before any AWS
+call. Values are checked against the constraints of the template parameter they become (its AllowedPattern,
+MinValue...), so the file cannot accept what CloudFormation would refuse.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.aws.names import STAGES, ResourceNames
+from pipelines.errors import UserError
+
+DEFAULT_CONFIG = Path("cloudviz.toml")  # in the working directory
+STAGES_TABLE = "stages"
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage's settings. ``None`` for ``retrain_schedule``/``alarm_email``: as the previous deploy left it."""
+
+    instance_type: str
+    instance_count: int
+    retrain_schedule: str | None = None
+    alarm_email: str | None = None
+    allowed_origin: str = "*"
+
+
+def default_config(stage: str) -> StageConfig:
+    """The settings of a stage no file mentions: today's instances of the stage, every other key as described."""
+    from deploy.aws.templates.endpoint import INSTANCE_COUNTS, INSTANCE_TYPES
+
+    return StageConfig(INSTANCE_TYPES[stage], INSTANCE_COUNTS[stage])
+
+
+def parameter_refusal(definition: dict, value: str | int) -> str:
+    """Why CloudFormation would refuse ``value`` for a template parameter of this ``definition`` ("" if it would
+    not): its AllowedPattern (matching the whole value), AllowedValues, MinValue/MaxValue, Min/MaxLength."""
+    text = str(value)
+    pattern = definition.get("AllowedPattern")
+    if pattern is not None and not re.fullmatch(pattern, text):
+        return f"must match {pattern}"
+    allowed = definition.get("AllowedValues")
+    if allowed is not None and text not in [str(item) for item in allowed]:
+        return f"must be one of {', '.join(map(str, allowed))}"
+    if definition.get("Type") == "Number":
+        number = float(text)
+        if "MinValue" in definition and number < float(definition["MinValue"]):
+            return f"must be at least {definition['MinValue']}"
+        if "MaxValue" in definition and number > float(definition["MaxValue"]):
+            return f"must be at most {definition['MaxValue']}"
+    if "MinLength" in definition and len(text) < int(definition["MinLength"]):
+        return f"must be at least {definition['MinLength']} characters long"
+    if "MaxLength" in definition and len(text) > int(definition["MaxLength"]):
+        return f"must be at most {definition['MaxLength']} characters long"
+    return ""
+
+
+def template_parameters(stage: str) -> dict[str, dict]:
+    """Every parameter definition of the stage's four templates, by ``<stack kind>.<parameter>``."""
+    from deploy.aws.lambda_zip import LambdaZip
+    from deploy.aws.stacks import AwsSettings, synthesize
+
+    names = ResourceNames(stage)
+    packages = (LambdaZip("serving_lambdas", b""), LambdaZip("automation", b""))  # only their keys are named
+    specs = synthesize(stage, AwsSettings(artifact_bucket="cloudviz-config-check"), packages)
+    return {f"{spec.name.removeprefix(names.prefix + '-')}.{name}": definition
+            for spec in specs for name, definition in spec.template.get("Parameters", {}).items()}
+
+
+# Each key: its TOML type, and the template parameter it becomes (whose constraints it must meet).
+KEYS: dict[str, tuple[type, str]] = {
+    "instance_type": (str, "endpoint.InstanceType"),
+    "instance_count": (int, "endpoint.InstanceCount"),
+    "retrain_schedule": (str, "automation.ScheduleExpression"),
+    "alarm_email": (str, "monitoring.AlarmEmail"),
+    "allowed_origin": (str, ""),  # written into the api template, checked by its ALLOWED_ORIGIN
+}
+TYPE_NAMES = {str: "a string", int: "an integer"}
+
+
+def value_refusal(stage: str, key: str, value: object, parameters: dict[str, dict]) -> str:
+    """Why ``value`` is not a valid ``key`` of the stage's table ("" if it is)."""
+    kind, parameter = KEYS[key]
+    if type(value) is not kind:  # bool is an int to isinstance; TOML's true is not a count
+        return f"expected {TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
+    if key == "retrain_schedule" and value == "":
+        return ""  # off
+    if key == "allowed_origin":
+        from deploy.aws.templates.api import ALLOWED_ORIGIN
+
+        return "" if ALLOWED_ORIGIN.fullmatch(value) else (
+            f"{value!r} must be * or scheme://host[:port], e.g. https://dashboard.example.com")
+    refusal = parameter_refusal(parameters[parameter], value)
+    return f"{value!r} {refusal} (the {parameter} stack parameter)" if refusal else ""
+
+
+def load_stage_configs(path: str | Path | None = None) -> dict[str, StageConfig]:
+    """Every stage's settings: from ``path``, else ``cloudviz.toml`` in the working directory when there is one,
+    else the defaults. A named file that does not exist is an error; the default one is optional."""
+    configs = {stage: default_config(stage) for stage in STAGES}
+    source = Path(path) if path is not None else DEFAULT_CONFIG
+    if not source.is_file():
+        if path is not None:
+            raise UserError(f"--config {source}: no such file")
+        return configs
+    try:
+        document = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{source}: not valid TOML: {error}") from None
+    unknown = sorted(set(document) - {STAGES_TABLE})
+    if unknown:
+        raise UserError(f"{source}: unknown key or table {unknown[0]!r}: settings go in [{STAGES_TABLE}.<stage>] "
+                        f"tables ({', '.join(STAGES)})")
+    tables = document.get(STAGES_TABLE, {})
+    if not isinstance(tables, dict):
+        raise UserError(f"{source}: {STAGES_TABLE} must be a table of stages ([{STAGES_TABLE}.dev], ...)")
+    for stage, table in tables.items():
+        where = f"{source}: [{STAGES_TABLE}.{stage}]"
+        if stage not in STAGES:
+            raise UserError(f"{where}: unknown stage; the stages are {', '.join(STAGES)}")
+        if not isinstance(table, dict):
+            raise UserError(f"{where}: expected a table of settings, got {type(table).__name__}")
+        parameters = template_parameters(stage)
+        for key, value in table.items():
+            if key not in KEYS:
+                raise UserError(f"{where} {key}: unknown key; the keys are {', '.join(KEYS)}")
+            refusal = value_refusal(stage, key, value, parameters)
+            if refusal:
+                raise UserError(f"{where} {key}: {refusal}")
+        configs[stage] = StageConfig(**{**default_config(stage).__dict__, **table})
+    return configs
