@@ -372,6 +372,7 @@ def schedule_settings(expression: str) -> dict:
 
 def destroy_command(args: argparse.Namespace) -> int:
     from deploy.aws.deployer import TEMPLATE_PREFIX, describe_stack, destroy_stacks
+    from deploy.aws.templates.api import table_retained
 
     names = ResourceNames(args.stage)
     region, _ = required_options(args, bucket=False)
@@ -396,6 +397,11 @@ def destroy_command(args: argparse.Namespace) -> int:
     document = {"stage": args.stage, "region": region, "removed_stacks": removed, "removed_templates": templates}
     text = (f"Removed {len(removed)} stack(s): {', '.join(removed)}" if removed
             else f"Nothing to remove: no {args.stage} stack exists in {region}.")
+    if names.api_stack in removed and table_retained(names):
+        document["retained_table"] = names.table_name
+        text += (f"\nKept the prediction table {names.table_name} (its DeletionPolicy is Retain): deploying "
+                 f"{args.stage} again needs that name free; export what you need, then `aws dynamodb delete-table "
+                 f"--table-name {names.table_name} --region {region}`.")
     if templates:
         text += f"\nRemoved {len(templates)} uploaded template(s) from s3://{args.bucket}/{TEMPLATE_PREFIX}/."
     emit(args, document, text)

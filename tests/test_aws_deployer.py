@@ -537,6 +537,7 @@ def test_destroy_removes_the_stacks_and_asks_first(account, capsys, monkeypatch)
     # The automation stack last: it holds the role CloudFormation deletes the endpoint stack through.
     assert document["removed_stacks"] == [NAMES.monitoring_stack, NAMES.api_stack, NAMES.endpoint_stack,
                                           NAMES.automation_stack]
+    assert "retained_table" not in document, "dev's table goes with its stack"
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     assert all(describe_stack(cloudformation, stack) is None for stack in NAMES.stacks)
     roles = boto3.client("iam", region_name=REGION).list_roles()["Roles"]
@@ -545,6 +546,21 @@ def test_destroy_removes_the_stacks_and_asks_first(account, capsys, monkeypatch)
     assert "Nothing to remove: no dev stack exists in us-east-1." in capsys.readouterr().out
     assert [result["status"] for result in cli_json(capsys, "deploy", "aws", "--stage", "dev")["stacks"]] == [
         "created"] * len(NAMES.stacks)
+
+
+def test_destroying_prod_says_its_prediction_table_was_kept(account, capsys):
+    prod = ResourceNames("prod")
+    table = {"PredictionTable": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "Properties": {
+        "TableName": prod.table_name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}]}}}
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName=prod.api_stack, TemplateBody=json.dumps({"Resources": table}))
+    document = cli_json(capsys, "destroy", "aws", "--stage", "prod", "--yes")
+    assert (document["removed_stacks"], document["retained_table"]) == ([prod.api_stack], prod.table_name)
+    assert prod.table_name in boto3.client("dynamodb", region_name=REGION).list_tables()["TableNames"]
+    main(["destroy", "aws", "--stage", "prod", "--yes", "--region", REGION])
+    assert "Nothing to remove" in capsys.readouterr().out
 
 
 def register_more(sagemaker, statuses: list[str], baseline: str = "") -> list[str]:

@@ -176,6 +176,12 @@ def _permission(function_id: str, http_method: str, path: str) -> dict:
     }
 
 
+def table_retained(names: ResourceNames) -> bool:
+    """Whether the stage's prediction table outlives its stack (prod's: its predictions are the record of what was
+    served), so that deploying the stage again after a destroy needs that table name free."""
+    return names.stage == "prod"
+
+
 def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
     """The API stack's template; ``allowed_origin`` is the stage's CORS Access-Control-Allow-Origin.
 
@@ -227,8 +233,8 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
             "Type": "AWS::DynamoDB::Table",
             # dev: deleted with the stack (`cloudviz destroy aws` removes everything it created). prod: kept when
             # the stack is deleted or the table replaced: its predictions are the record of what was served.
-            "DeletionPolicy": "Retain" if names.stage == "prod" else "Delete",
-            "UpdateReplacePolicy": "Retain" if names.stage == "prod" else "Delete",
+            "DeletionPolicy": "Retain" if table_retained(names) else "Delete",
+            "UpdateReplacePolicy": "Retain" if table_retained(names) else "Delete",
             "Properties": {
                 "TableName": names.table_name,
                 "KeySchema": KEY_SCHEMA,
