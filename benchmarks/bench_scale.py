@@ -89,6 +89,8 @@ def train(split: Path, work: Path, hosts: int, logs: Path) -> Measure:
 
     pipeline = build_pipeline()
     hyperparameters = {hp: str(pipeline.parameter(name).default) for hp, (name, _) in HYPERPARAMETER_PARAMETERS.items()}
+    # num_class is decided by the data: Preprocess's schema holds it, as the pipeline's JsonGet reads it.
+    hyperparameters["num_class"] = str(json.loads((split / "schema" / "schema.json").read_text())["num_class"])
 
     names = [f"algo-{i}" for i in range(1, hosts + 1)]
     commands = []

@@ -10,15 +10,23 @@ Layout below the base dir::
     schema/schema.json       class names and feature names, from the preprocess step
     evaluation/evaluation.json
 
-``evaluation.json`` follows SageMaker's model-quality report for multiclass models, so a
+``evaluation.json`` follows SageMaker Model Monitor's model-quality report for the schema's task, so a
 ``PropertyFile`` + ``JsonGet`` can read e.g. ``multiclass_classification_metrics.accuracy.value``::
 
-    {"multiclass_classification_metrics": {
+    {"multiclass_classification_metrics": {            (task "multiclass")
         "accuracy": {"value": 0.96, "standard_deviation": "NaN"},
         "macro_f1": {...}, "weighted_f1": {...}, "weighted_precision": {...}, "weighted_recall": {...},
         "confusion_matrix": {"<actual class>": {"<predicted class>": count, ...}, ...}},
      "per_class": {"<class>": {"precision": p, "recall": r, "f1": f, "support": n}, ...},
-     "classes": [...], "test_rows": n, "feature_importance": {"<feature>": gain, ...}}
+     "classes": [...], "test_rows": n, "feature_importance": {"<feature>": gain, ...},
+     "gate": {"metric": "accuracy", "value": 0.96, "threshold": 0.9, "direction": "higher_is_better",
+              "comparison": ">=", "passed": true, "message": "Accuracy 0.96 is at or above the threshold 0.9"}}
+
+Task "binary" writes ``binary_classification_metrics`` instead (accuracy, precision, recall, f1, f0_5, f2, auc,
+the true/false positive/negative rates, each best-constant-classifier baseline, and the confusion matrix; the
+positive class is the schema's second class, label 1); task "regression" writes ``regression_metrics``
+(mse, rmse, mae, r2). ``gate`` is the pipeline's quality gate, decided here because its direction depends on
+the metric (the pipeline's condition only reads ``gate.passed``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ import xgboost as xgb
 
 DEFAULT_BASE_DIR = "/opt/ml/processing"
 MODEL_FILE = "xgboost-model"
+SECTIONS = {
+    "multiclass": "multiclass_classification_metrics",
+    "binary": "binary_classification_metrics",
+    "regression": "regression_metrics",
+}
+DEFAULT_GATE_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "regression": "r2"}
+LOWER_IS_BETTER = ("mse", "rmse", "mae", "false_positive_rate", "false_negative_rate")
 
 
 class InputError(Exception):
@@ -45,6 +60,10 @@ class InputError(Exception):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", default=DEFAULT_BASE_DIR, help="root of the processing layout")
+    parser.add_argument(
+        "--gate-metric", default="", help="metric of the quality gate; empty: accuracy (classification) or r2"
+    )
+    parser.add_argument("--gate-threshold", type=float, default=0.9, help="the gate's threshold")
     return parser.parse_args(argv)
 
 
@@ -98,7 +117,7 @@ def load_test(test_dir: Path, n_features: int) -> tuple[np.ndarray, np.ndarray]:
         row = int(np.flatnonzero(labels.is_null().to_numpy(zero_copy_only=False))[0])
         raise InputError(f"{files[0]}, line {row + 1}, column 1: missing label")
     data = np.column_stack([table.column(i).to_numpy() for i in range(table.num_columns)]).astype(np.float64)
-    return data[:, 1:], data[:, 0].astype(np.int64)
+    return data[:, 1:], data[:, 0]
 
 
 def is_number(value: object) -> bool:
@@ -132,6 +151,11 @@ def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
+def metric(value: float) -> dict:
+    """One metric as Model Monitor writes it (no bootstrap: a single test split has no standard deviation)."""
+    return {"value": float(value), "standard_deviation": "NaN"}
+
+
 def metrics_report(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict:
     matrix = confusion_matrix(actual, predicted, len(classes))
     true_positive = np.diag(matrix).astype(np.float64)
@@ -140,10 +164,6 @@ def metrics_report(actual: np.ndarray, predicted: np.ndarray, classes: list[str]
     recall = safe_ratio(true_positive, support)
     f1 = safe_ratio(2 * precision * recall, precision + recall)
     weights = support / support.sum()
-
-    def metric(value: float) -> dict:
-        return {"value": float(value), "standard_deviation": "NaN"}
-
     return {
         "multiclass_classification_metrics": {
             "accuracy": metric(true_positive.sum() / support.sum()),
@@ -170,21 +190,113 @@ def metrics_report(actual: np.ndarray, predicted: np.ndarray, classes: list[str]
     }
 
 
+def f_beta(precision: float, recall: float, beta: float) -> float:
+    weight = beta * beta
+    return (1 + weight) * precision * recall / (weight * precision + recall) if precision + recall > 0 else 0.0
+
+
+def roc_auc(actual: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a positive row scores above a negative one (ties count
+    one half), from the ranks (Mann-Whitney U); NaN when the test set holds one class only."""
+    positives = int(actual.sum())
+    negatives = actual.size - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(score.size)
+    ranks[order] = np.arange(1, score.size + 1)
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    average = sums[inverse] / counts[inverse]  # tied scores share their average rank
+    return float((average[actual == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def binary_report(actual: np.ndarray, score: np.ndarray, classes: list[str]) -> dict:
+    """Model Monitor's binary classification metrics; the positive class is label 1 (the second class), a row is
+    predicted positive when its probability exceeds 0.5. A best constant classifier always answers the
+    positive class (recall, precision, F-scores) or the majority class (accuracy)."""
+    predicted = (score > 0.5).astype(np.int64)
+    matrix = confusion_matrix(actual, predicted, 2)
+    (tn, fp), (fn, tp) = matrix.tolist()
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    base_rate = (tp + fn) / actual.size
+    constant = {"precision": base_rate, "recall": 1.0, "accuracy": max(base_rate, 1 - base_rate)}
+    section = {
+        "confusion_matrix": {
+            actual_name: {name: int(matrix[i, j]) for j, name in enumerate(classes)}
+            for i, actual_name in enumerate(classes)
+        },
+        "recall": metric(recall),
+        "precision": metric(precision),
+        "accuracy": metric((tp + tn) / actual.size),
+        **{f"{name}_best_constant_classifier": metric(value) for name, value in constant.items()},
+        "true_positive_rate": metric(recall),
+        "true_negative_rate": metric(tn / (tn + fp) if tn + fp else 0.0),
+        "false_positive_rate": metric(fp / (tn + fp) if tn + fp else 0.0),
+        "false_negative_rate": metric(fn / (tp + fn) if tp + fn else 0.0),
+        "auc": metric(roc_auc(actual, score)),
+    }
+    for beta, name in ((0.5, "f0_5"), (1.0, "f1"), (2.0, "f2")):
+        section[name] = metric(f_beta(precision, recall, beta))
+        section[f"{name}_best_constant_classifier"] = metric(f_beta(base_rate, 1.0, beta))
+    return {"binary_classification_metrics": section, "classes": classes, "positive_class": classes[1],
+            "test_rows": int(actual.size)}
+
+
+def regression_report(actual: np.ndarray, predicted: np.ndarray) -> dict:
+    """Model Monitor's regression metrics; r2 is 1 - SSE/SST (0 when the test targets are all equal: SST = 0)."""
+    error = predicted - actual
+    mse = float(np.mean(error**2))
+    total = float(np.sum((actual - actual.mean()) ** 2))
+    r2 = 1 - float(np.sum(error**2)) / total if total > 0 else 0.0
+    return {
+        "regression_metrics": {
+            "mse": metric(mse), "rmse": metric(np.sqrt(mse)), "mae": metric(np.mean(np.abs(error))), "r2": metric(r2),
+        },
+        "test_rows": int(actual.size),
+    }
+
+
+def gate(report: dict, task: str, metric_name: str, threshold: float) -> dict:
+    """The quality gate: the metric against the threshold, in the metric's direction (>= for accuracy, f1, auc,
+    r2...; <= for mse, rmse, mae and the false rates)."""
+    section = report[SECTIONS[task]]
+    name = metric_name.strip() or DEFAULT_GATE_METRIC[task]
+    choices = [key for key, value in section.items() if isinstance(value, dict) and "value" in value]
+    if name not in choices:
+        raise InputError(f"--gate-metric {name!r} is not a {task} metric; one of: {', '.join(choices)}")
+    value = section[name]["value"]
+    lower = name in LOWER_IS_BETTER
+    passed = bool(value <= threshold if lower else value >= threshold)
+    label = name.upper() if len(name) <= 4 else name.replace("_", " ").capitalize()
+    relation = {(True, False): "at or above", (True, True): "at or below", (False, False): "below",
+                (False, True): "above"}[(passed, lower)]
+    return {
+        "metric": name, "value": value, "threshold": threshold,
+        "direction": "lower_is_better" if lower else "higher_is_better", "comparison": "<=" if lower else ">=",
+        "passed": passed, "message": f"{label} {value:.4g} is {relation} the threshold {threshold:g}",
+    }
+
+
 def feature_importance(booster: xgb.Booster, features: list[str]) -> dict[str, float]:
     """Total gain per feature (XGBoost names them f0, f1, ... when trained from CSV)."""
     gain = booster.get_score(importance_type="total_gain")
     return {name: float(gain.get(f"f{i}", gain.get(name, 0.0))) for i, name in enumerate(features)}
 
 
-def evaluate(base: Path) -> dict:
+def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9) -> dict:
     schema_path = base / "schema" / "schema.json"
     if not schema_path.is_file():
         raise InputError(f"{schema_path}: no schema")
     try:
         schema = json.loads(schema_path.read_text(encoding="utf-8"))
         classes, features = schema["classes"], schema["feature_columns"]
+        task = schema.get("task", "multiclass")  # schemas written before the task was recorded: multiclass
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"{schema_path}: not a schema written by the preprocess step ({first_line(exc)})") from None
+    if task not in SECTIONS:
+        raise InputError(f"{schema_path}: unknown task {task!r} (one of: {', '.join(SECTIONS)})")
     booster = load_booster(base / "model")
     if booster.num_features() != len(features):
         raise InputError(
@@ -192,10 +304,18 @@ def evaluate(base: Path) -> dict:
             f"the schema names {len(features)}"
         )
     test_x, test_y = load_test(base / "test", len(features))
-    if test_y.min() < 0 or test_y.max() >= len(classes):
-        raise InputError(f"{base / 'test'}: labels outside the {len(classes)} classes of the schema")
-    report = metrics_report(test_y, predict_classes(booster, test_x), classes)
+    if task == "regression":
+        report = regression_report(test_y, booster.predict(xgb.DMatrix(test_x)).astype(np.float64))
+    else:
+        if test_y.min() < 0 or test_y.max() >= len(classes) or np.any(test_y != np.floor(test_y)):
+            raise InputError(f"{base / 'test'}: labels outside the {len(classes)} classes of the schema")
+        labels = test_y.astype(np.int64)
+        if task == "binary":
+            report = binary_report(labels, booster.predict(xgb.DMatrix(test_x)).astype(np.float64), classes)
+        else:
+            report = metrics_report(labels, predict_classes(booster, test_x), classes)
     report["feature_importance"] = feature_importance(booster, features)
+    report["gate"] = gate(report, task, gate_metric, gate_threshold)
     output = base / "evaluation" / "evaluation.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -205,15 +325,14 @@ def evaluate(base: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = evaluate(Path(args.base_dir))
+        report = evaluate(Path(args.base_dir), args.gate_metric, args.gate_threshold)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    metrics = report["multiclass_classification_metrics"]
-    print(
-        f"evaluated {report['test_rows']} test rows: accuracy {metrics['accuracy']['value']:.4f}, "
-        f"macro F1 {metrics['macro_f1']['value']:.4f}, weighted F1 {metrics['weighted_f1']['value']:.4f}"
-    )
+    section = next(report[name] for name in SECTIONS.values() if name in report)
+    shown = ", ".join(f"{name} {value['value']:.4f}" for name, value in section.items()
+                      if name in ("accuracy", "macro_f1", "weighted_f1", "f1", "auc", "rmse", "mae", "r2"))
+    print(f"evaluated {report['test_rows']} test rows: {shown}; gate: {report['gate']['message']}")
     return 0
 
 

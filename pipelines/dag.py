@@ -9,6 +9,7 @@ written down: like SageMaker, they follow from the references a step makes to ot
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,9 +29,11 @@ class Parameter:
     description: str = ""
     choices: tuple[str, ...] = ()
     minimum: int | float | None = None  # checked on every override, on both targets
+    aliases: tuple[str, ...] = ()  # former names still accepted for overrides (recorded under ``name``)
 
-    def parse(self, text: str) -> str | int | float:
-        """The typed value of a ``NAME=VALUE`` override, or a UserError naming the parameter."""
+    def parse(self, text: str, given_as: str = "") -> str | int | float:
+        """The typed value of a ``NAME=VALUE`` override, or a UserError naming the parameter as it was given."""
+        name = given_as or self.name
         try:
             if self.type == "Integer":
                 value: str | int | float = int(text)
@@ -41,13 +44,11 @@ class Parameter:
             else:
                 value = text
         except ValueError:
-            raise UserError(
-                f"parameter {self.name}: expected {self.type.lower()}, got {text!r}"
-            ) from None
+            raise UserError(f"parameter {name}: expected {self.type.lower()}, got {text!r}") from None
         if self.choices and value not in self.choices:
-            raise UserError(f"parameter {self.name}: {text!r} is not one of {', '.join(self.choices)}")
+            raise UserError(f"parameter {name}: {text!r} is not one of {', '.join(self.choices)}")
         if self.minimum is not None and value < self.minimum:
-            raise UserError(f"parameter {self.name}: {text} is less than the minimum {self.minimum}")
+            raise UserError(f"parameter {name}: {text} is less than the minimum {self.minimum}")
         return value
 
 
@@ -128,6 +129,11 @@ class TrainingStep:
     channels: dict[str, StepOutput]
     instance_count: Value = 1
     sharded_channels: tuple[str, ...] = ()
+    # A hyperparameter sent only while a parameter has one of some values, e.g. num_class only with a multi:*
+    # Objective: {"num_class": ("Objective", ("multi:softprob", "multi:softmax"))}. The local runner decides per
+    # run; a SageMaker definition cannot drop a hyperparameter at run time, so the compiler decides when it
+    # builds the definition and restricts the parameter to the values that agree (see the compiler).
+    sent_when: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     content_type: str = "text/csv"
     retry: RetryPolicy = RetryPolicy()
     cache: bool = True
@@ -182,6 +188,9 @@ class Pipeline:
     parameters: tuple[Parameter, ...]
     steps: tuple[Step, ...]
     description: str = ""
+    # Rules between parameter values (e.g. a gate metric that fits the objective), checked with the values of
+    # every run before it starts, on both targets; raises UserError.
+    check: Callable[[dict], None] | None = field(default=None, compare=False, repr=False)
     _index: dict[str, Step] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -198,8 +207,9 @@ class Pipeline:
         return self._index[name]
 
     def parameter(self, name: str) -> Parameter:
+        """The parameter of that name (or former name)."""
         for parameter in self.parameters:
-            if parameter.name == name:
+            if name == parameter.name or name in parameter.aliases:
                 return parameter
         known = ", ".join(p.name for p in self.parameters)
         raise UserError(f"unknown parameter {name!r} (known: {known})")
@@ -229,6 +239,19 @@ class Pipeline:
 
     def defaults(self) -> dict[str, str | int | float]:
         return {p.name: p.default for p in self.parameters}
+
+    def validate(self, values: dict) -> None:
+        """Apply the declaration's rules between parameter values (a UserError when one is broken)."""
+        if self.check is not None:
+            self.check(values)
+
+
+def sent(step: TrainingStep, hyperparameter: str, values: dict) -> bool:
+    """Whether the step sends this hyperparameter, given the run's parameter values."""
+    if hyperparameter not in step.sent_when:
+        return True
+    parameter, accepted = step.sent_when[hyperparameter]
+    return values[parameter] in accepted
 
 
 def references(step: Step) -> list[Value]:

@@ -3,6 +3,27 @@
 The local runner executes this declaration; the SageMaker compiler turns the same declaration
 into a SageMaker Pipeline definition. Defaults reproduce the original deployment (iris, the
 class order setosa=0, virginica=1, versicolor=2, and its XGBoost hyperparameters).
+
+The model's contract comes from the data. The Objective picks a task (multiclass, binary, regression);
+Preprocess reads the label column for it, takes the classes and their number from the data (refusing a
+NumClass or an Objective that does not fit, before Train) and records them in the schema, and Train's
+``num_class`` is a JsonGet of that schema: SageMaker resolves it at run time as the local runner does.
+
+``num_class`` is sent with multi:* objectives only. The built-in container requires it for them
+(``objective_validator`` in sagemaker_xgboost_container/algorithm_mode/hyperparameter_validation.py) and, for
+any other objective, lets it through (that validator's "Do not need to setup parameter 'num_class'" branch
+runs only when no objective is given, and sagemaker_algorithm_toolkit's ``Hyperparameters.validate`` runs a
+dependency validator only for a hyperparameter that is given), after which XGBoost itself fails on the
+label shape (a binary:logistic or reg:squarederror booster with num_class=2 has two outputs per row).
+A SageMaker Pipeline cannot leave a hyperparameter out at run time, so a compiled definition is built for
+either the multi:* objectives (num_class sent) or the others (not sent), its Objective parameter restricted
+to them; locally every objective runs from the one declaration.
+
+The gate's metric is a parameter. Its direction depends on the metric (accuracy, f1, auc, r2: higher is
+better; mse, rmse, mae: lower), so Evaluate decides the gate and writes ``gate`` into evaluation.json, and
+CheckAccuracy (the name kept for existing dashboards and scripts) reads ``gate.passed``: one condition that
+compiles to SageMaker whatever the metric. ``GateThreshold`` was ``AccuracyThreshold``, which stays accepted
+as its former name.
 """
 
 from __future__ import annotations
@@ -23,10 +44,20 @@ from pipelines.dag import (
     StepOutput,
     TrainingStep,
 )
+from pipelines.errors import UserError
 
 PIPELINE_NAME = "CloudVizPipeline"
 DEFAULT_GROUP = "CloudVizIris"
-ACCURACY_PATH = "multiclass_classification_metrics.accuracy.value"
+GATE_PASSED_PATH = "gate.passed"
+MULTICLASS_OBJECTIVES = ("multi:softprob", "multi:softmax")
+TASKS = {**dict.fromkeys(MULTICLASS_OBJECTIVES, "multiclass"), "binary:logistic": "binary",
+         "reg:squarederror": "regression"}
+# The metrics GateMetric may name, per task (Evaluate's report sections; empty: accuracy, or r2 for regression).
+GATE_METRICS = {
+    "multiclass": ("accuracy", "macro_f1", "weighted_f1", "weighted_precision", "weighted_recall"),
+    "binary": ("accuracy", "precision", "recall", "f1", "auc"),
+    "regression": ("r2", "rmse", "mse", "mae"),
+}
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 PROCESSING = "/opt/ml/processing"
 
@@ -37,7 +68,6 @@ HYPERPARAMETER_PARAMETERS = {
     "gamma": ("Gamma", "Float"),
     "min_child_weight": ("MinChildWeight", "Float"),
     "objective": ("Objective", "String"),
-    "num_class": ("NumClass", "Integer"),
     "num_round": ("NumRound", "Integer"),
 }
 PYTHON_TYPE = {"Integer": int, "Float": float, "String": str}
@@ -56,8 +86,17 @@ PARAMETERS = (
     Parameter("TestFraction", "Float", 0.15, "share of each class held out for the test set"),
     Parameter("Seed", "Integer", 42, "random seed of the split"),
     *(
-        Parameter(name, kind, PYTHON_TYPE[kind](DEFAULT_HYPERPARAMETERS[hp]), f"XGBoost hyperparameter {hp}")
+        Parameter(name, kind, PYTHON_TYPE[kind](DEFAULT_HYPERPARAMETERS[hp]), f"XGBoost hyperparameter {hp}",
+                  choices=tuple(TASKS) if hp == "objective" else ())
         for hp, (name, kind) in HYPERPARAMETER_PARAMETERS.items()
+    ),
+    Parameter(
+        "NumClass",
+        "Integer",
+        0,
+        "number of classes (XGBoost num_class); 0: as many as the label column has. Checked against the data "
+        "before Train",
+        minimum=0,
     ),
     Parameter(
         "TrainingInstanceCount",
@@ -66,7 +105,22 @@ PARAMETERS = (
         "training instances (processes locally); Preprocess writes each split in as many part files, one per instance",
         minimum=1,
     ),
-    Parameter("AccuracyThreshold", "Float", 0.9, "minimum test accuracy for the model to be registered"),
+    Parameter(
+        "GateMetric",
+        "String",
+        "",
+        "test metric the gate compares with GateThreshold: accuracy, macro_f1, weighted_f1, weighted_precision, "
+        "weighted_recall (multi:*); accuracy, precision, recall, f1, auc (binary); r2, rmse, mse, mae "
+        "(regression). Empty: accuracy, or r2 for regression. rmse, mse and mae pass at or below the threshold, "
+        "the others at or above",
+    ),
+    Parameter(
+        "GateThreshold",
+        "Float",
+        0.9,
+        "the gate's threshold on GateMetric (formerly AccuracyThreshold, still accepted)",
+        aliases=("AccuracyThreshold",),
+    ),
     Parameter("ModelPackageGroupName", "String", DEFAULT_GROUP, "model registry group to register into"),
     Parameter(
         "ModelApprovalStatus",
@@ -94,6 +148,8 @@ def preprocess_step() -> ProcessingStep:
             "--label-column", Param("LabelColumn"),
             "--feature-columns", Param("FeatureColumns"),
             "--class-names", Param("ClassNames"),
+            "--objective", Param("Objective"),
+            "--num-class", Param("NumClass"),
             "--validation-fraction", Param("ValidationFraction"),
             "--test-fraction", Param("TestFraction"),
             "--seed", Param("Seed"),
@@ -106,7 +162,11 @@ def preprocess_step() -> ProcessingStep:
 def train_step() -> TrainingStep:
     return TrainingStep(
         name="Train",
-        hyperparameters={hp: Param(name) for hp, (name, _) in HYPERPARAMETER_PARAMETERS.items()},
+        hyperparameters={
+            **{hp: Param(name) for hp, (name, _) in HYPERPARAMETER_PARAMETERS.items()},
+            "num_class": JsonGet("Preprocess", "schema", "schema.json", "num_class"),  # decided by the data
+        },
+        sent_when={"num_class": ("Objective", MULTICLASS_OBJECTIVES)},
         channels={
             "train": StepOutput("Preprocess", "train"),
             "validation": StepOutput("Preprocess", "validation"),
@@ -127,26 +187,38 @@ def evaluate_step() -> ProcessingStep:
             ProcessingInput("schema", StepOutput("Preprocess", "schema"), f"{PROCESSING}/schema"),
         ),
         outputs=(ProcessingOutput("evaluation", f"{PROCESSING}/evaluation"),),
+        arguments=("--gate-metric", Param("GateMetric"), "--gate-threshold", Param("GateThreshold")),
         retry=STEP_RETRY,
     )
 
 
+def check_parameters(values: dict) -> None:
+    """GateMetric must be a metric of the Objective's task (before anything runs, not after Train)."""
+    task = TASKS[values["Objective"]]
+    metric = str(values["GateMetric"]).strip()
+    if metric and metric not in GATE_METRICS[task]:
+        raise UserError(
+            f"parameter GateMetric: {metric!r} is not a {task} metric (Objective {values['Objective']}); "
+            f"one of: {', '.join(GATE_METRICS[task])}"
+        )
+
+
 def build_pipeline() -> Pipeline:
     """The DAG: Preprocess -> Train -> Evaluate -> CheckAccuracy -> Register | AccuracyBelowThreshold."""
-    accuracy = JsonGet("Evaluate", "evaluation", "evaluation.json", ACCURACY_PATH)
     return Pipeline(
         name=PIPELINE_NAME,
-        description="Preprocess, train XGBoost, evaluate, gate on accuracy, register",
+        description="Preprocess, train XGBoost, evaluate, gate on a test metric, register",
         parameters=PARAMETERS,
+        check=check_parameters,
         steps=(
             preprocess_step(),
             train_step(),
             evaluate_step(),
             ConditionStep(
                 name="CheckAccuracy",
-                left=accuracy,
-                comparison=">=",
-                right=Param("AccuracyThreshold"),
+                left=JsonGet("Evaluate", "evaluation", "evaluation.json", GATE_PASSED_PATH),
+                comparison="==",
+                right=True,
                 if_steps=("Register",),
                 else_steps=("AccuracyBelowThreshold",),
             ),
@@ -161,7 +233,7 @@ def build_pipeline() -> Pipeline:
             ),
             FailStep(
                 name="AccuracyBelowThreshold",
-                message=("Accuracy ", accuracy, " is below the threshold ", Param("AccuracyThreshold")),
+                message=(JsonGet("Evaluate", "evaluation", "evaluation.json", "gate.message"),),
             ),
         ),
     )

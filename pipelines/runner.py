@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from pipelines import executor
-from pipelines.builtin_xgboost.hyperparameters import HyperparameterError
+from pipelines.builtin_xgboost.hyperparameters import HyperparameterError, stand_in
 from pipelines.builtin_xgboost.hyperparameters import validate as validate_hyperparameters
 from pipelines.cache import StepCache, code_digest, digest, file_sha256
 from pipelines.dag import (
@@ -40,6 +40,7 @@ from pipelines.dag import (
     TrainingStep,
     Value,
     references,
+    sent,
 )
 from pipelines.datasets import iris_csv
 from pipelines.errors import UserError
@@ -110,6 +111,10 @@ class LocalRunner:
             raise UserError(f"run {run_id} succeeded; there is nothing to resume")
         if record.status == EXECUTING and record.runner_alive():
             raise UserError(f"run {run_id} is still executing (process {record.pid})")
+        for parameter in self.pipeline.parameters:  # a run recorded before a parameter was renamed or added
+            for alias in set(parameter.aliases) & set(record.parameters):
+                record.parameters.setdefault(parameter.name, record.parameters.pop(alias))
+            record.parameters.setdefault(parameter.name, parameter.default)
         for name, step in record.steps.items():
             if step.status != SUCCEEDED or isinstance(self.pipeline.step(name), ConditionStep):
                 step.status, step.failure_reason, step.properties = PENDING, None, {}
@@ -122,7 +127,9 @@ class LocalRunner:
     def resolve_parameters(self, overrides: dict[str, str]) -> dict:
         values = self.pipeline.defaults()
         for name, text in overrides.items():
-            values[name] = self.pipeline.parameter(name).parse(text)
+            parameter = self.pipeline.parameter(name)
+            values[parameter.name] = parameter.parse(text, name)
+        self.pipeline.validate(values)
         for step in self.pipeline.steps:
             if isinstance(step, ProcessingStep):
                 for source in (i.source for i in step.inputs if isinstance(i.source, Param)):
@@ -271,7 +278,8 @@ class LocalRunner:
         ml = folder / "ml"
         hosts = [f"algo-{i}" for i in range(1, int(self.resolve(step.instance_count, record)) + 1)]
         roots = {host: ml if len(hosts) == 1 else ml / host for host in hosts}
-        hyperparameters = {k: format_value(self.resolve(v, record)) for k, v in step.hyperparameters.items()}
+        hyperparameters = {k: format_value(self.resolve(v, record)) for k, v in step.hyperparameters.items()
+                           if sent(step, k, record.parameters)}
         channels = {
             c: {"ContentType": step.content_type, "TrainingInputMode": "File",
                 "S3DistributionType": "ShardedByS3Key" if c in step.sharded_channels else "FullyReplicated"}
@@ -315,6 +323,7 @@ class LocalRunner:
             "run_id": record.run_id,
             "data": {**schema["source"], "rows": schema["rows"], "classes": schema["classes"],
                      "feature_columns": schema["feature_columns"]},
+            "schema": schema,  # the model's contract (task, features and their ranges, classes or target)
             "parameters": record.parameters,
             "code_version": self.code_version(),
             "step_cache_keys": {n: s.cache_key for n, s in record.steps.items() if s.cache_key},
@@ -439,8 +448,12 @@ class LocalRunner:
         return path
 
     def _check_hyperparameters(self, step: TrainingStep, values: dict) -> None:
+        """The hyperparameters as the container will check them; one the data decides (a JsonGet) stands in as
+        a valid value until Train checks the real one."""
         resolved = {
-            k: format_value(values[v.name] if isinstance(v, Param) else v) for k, v in step.hyperparameters.items()
+            k: stand_in(k) if isinstance(v, JsonGet) else format_value(values[v.name] if isinstance(v, Param) else v)
+            for k, v in step.hyperparameters.items()
+            if sent(step, k, values)
         }
         try:
             validate_hyperparameters(resolved)

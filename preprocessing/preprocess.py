@@ -27,8 +27,9 @@ import csv
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,15 @@ DEFAULT_BASE_DIR = "/opt/ml/processing"
 SPLITS = ("train", "validation", "test")
 HISTOGRAM_BINS = 10
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+MAX_REPORTED = 20  # bad cells named in one error; the rest are counted
+# The objectives the pipeline trains, by task: the task decides how the label is read and split,
+# how many classes it needs, and which metrics Evaluate reports.
+TASKS = {
+    "multi:softprob": "multiclass",
+    "multi:softmax": "multiclass",
+    "binary:logistic": "binary",
+    "reg:squarederror": "regression",
+}
 
 
 class InputError(Exception):
@@ -56,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--class-names",
         default="",
         help="comma-separated class names in index order; empty: the sorted distinct labels",
+    )
+    parser.add_argument(
+        "--objective", default="multi:softprob", help="XGBoost objective: multi:softprob, multi:softmax, "
+        "binary:logistic or reg:squarederror; it decides how the label is read"
+    )
+    parser.add_argument(
+        "--num-class", type=int, default=0, help="expected number of classes; 0: as many as the label column has"
     )
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
@@ -107,12 +124,15 @@ def record_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
                 end = reader.line_num
 
 
-def line_of(path: Path, row: int) -> int:
-    """File line of a 0-based data row (line 1 is the header); the file is read again, only to report an error."""
+def lines_of(path: Path, rows: set[int]) -> dict[int, int]:
+    """File lines of 0-based data rows (line 1 is the header), in one pass; read again only to report errors."""
+    found: dict[int, int] = {}
     for index, (line, _) in enumerate(record_lines(path), start=-1):
-        if index == row:
-            return line
-    return row + 2
+        if index in rows:
+            found[index] = line
+            if len(found) == len(rows):
+                break
+    return {row: found.get(row, row + 2) for row in rows}
 
 
 def unreadable(path: Path, exc: Exception) -> str:
@@ -153,91 +173,150 @@ def check_columns(path: Path, header: list[str], label: str, features: list[str]
         raise InputError(f"--feature-columns names {', '.join(repr(r) for r in repeated)} more than once")
 
 
-def read_columns(path: Path, label: str, features: list[str], feature_type: pa.DataType) -> pa.Table:
+def read_columns(path: Path, label: str, features: list[str], numbers: list[str]) -> pa.Table:
+    """The label and feature columns: those in ``numbers`` as float64 (Arrow reads its null markers, the empty
+    cell, ``NaN``, ``n/a``..., as nulls), the others as text (nothing null)."""
     options = pcsv.ConvertOptions(
         include_columns=[label, *features],
-        column_types={label: pa.string(), **{name: feature_type for name in features}},
+        column_types={name: pa.float64() if name in numbers else pa.string() for name in [label, *features]},
         strings_can_be_null=False,
     )
     return pcsv.read_csv(path, convert_options=options)
 
 
-def read_table(path: Path, label: str, features: list[str]) -> pa.Table:
-    """The label column as text and the features as float64 columns, every value checked.
+@dataclass
+class Data:
+    """The checked input: feature columns, the label (class codes or the regression target) and the classes."""
 
-    Fast path: Arrow parses the floats. Only when that fails is the file read again as text,
-    to name the line and column of the first bad cell.
+    features: list[pa.ChunkedArray]
+    labels: np.ndarray
+    classes: list[str]
+
+
+@dataclass
+class Problems:
+    """The bad cells of one column: their 0-based data rows, in order, and what is wrong with a row's cell."""
+
+    column: str
+    rows: np.ndarray
+    describe: Callable[[int], str]
+
+
+def read_data(path: Path, label: str, features: list[str], task: str, class_names: list[str]) -> Data:
+    """The features as float64 columns and the label encoded for the task, every cell checked.
+
+    Fast path: Arrow parses the numbers and every one is finite. Otherwise the file is read again as text
+    and every bad cell is reported at once (the first ``MAX_REPORTED`` with line, column and value).
     """
-    check_columns(path, read_header(path), label, features)
+    header = read_header(path)
+    check_columns(path, header, label, features)
+    numbers = [*features, label] if task == "regression" else features
     try:
-        table = read_columns(path, label, features, pa.float64())
+        table = read_columns(path, label, features, numbers)
+        clean = all(finite(table.column(name)) for name in numbers)
     except pa.ArrowInvalid:
+        clean = False
+    if not clean:
         try:
-            text = read_columns(path, label, features, pa.string())
+            table = read_columns(path, label, features, [])
         except pa.ArrowInvalid as exc:
             raise InputError(unreadable(path, exc)) from None
-        raise InputError(first_bad_cell(path, text, features)) from None
-    for name in features:
-        check_finite(path, table.column(name), name)
-    return table
-
-
-def check_finite(path: Path, column: pa.ChunkedArray, name: str) -> None:
-    """Arrow reads empty cells and NaN as nulls: both are missing values; infinities are refused too."""
-    if column.null_count:
-        row = pc.index(column.is_null(), True).as_py()
-        raise InputError(f"{path}, line {line_of(path, row)}, column {name!r}: missing value")
-    row = pc.index(pc.is_finite(column), False).as_py()
-    if row >= 0:
-        raise InputError(f"{path}, line {line_of(path, row)}, column {name!r}: non-finite value {column[row].as_py()}")
+    if table.num_rows == 0:
+        raise InputError(f"{path}: the file has a header but no rows")
+    problems = [] if clean else [number_problems(table.column(name), name) for name in numbers]
+    classes: list[str] = []
+    if task != "regression":
+        label_problems, codes, classes = encode_labels(table.column(label), label, class_names)
+        problems.append(label_problems)
+    if any_rows(problems):
+        raise InputError(cell_report(path, problems, header))
+    labels = as_floats(table.column(label)).to_numpy() if task == "regression" else codes
+    return Data([as_floats(table.column(name)) for name in features], labels, classes)
 
 
 def first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
-NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)\s*$"
+def finite(column: pa.ChunkedArray) -> bool:
+    return column.null_count == 0 and pc.all(pc.is_finite(column)).as_py() is not False
 
 
-def first_bad_cell(path: Path, text: pa.Table, features: list[str]) -> str:
-    """Message naming the first cell (in file order) that is not a number."""
-    first: tuple[int, int] | None = None
-    for j, name in enumerate(features):
-        valid = pc.match_substring_regex(text.column(name), NUMBER, ignore_case=True)
-        bad = np.flatnonzero(~valid.to_numpy(zero_copy_only=False))
-        if bad.size and (first is None or bad[0] < first[0]):
-            first = (int(bad[0]), j)
-    if first is None:
-        return f"{path}: the feature columns could not be read as numbers"
-    row, j = first
-    cell = text.column(features[j])[row].as_py().strip()
-    what = "missing value" if cell == "" else f"{cell!r} is not a number"
-    return f"{path}, line {line_of(path, row)}, column {features[j]!r}: {what}"
+def as_floats(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A checked column as float64 (text when Arrow could not parse it, e.g. `` 1.5`` with spaces)."""
+    if pa.types.is_floating(column.type):
+        return column
+    return pc.cast(pc.utf8_trim_whitespace(column), pa.float64())
 
 
-def encode_labels(table: pa.Table, path: Path, label: str, class_names: list[str]) -> tuple[np.ndarray, list[str]]:
-    raw = pc.utf8_trim_whitespace(table.column(label))
-    empty = np.flatnonzero(pc.equal(raw, "").to_numpy(zero_copy_only=False))
-    if empty.size:
-        raise InputError(f"{path}, line {line_of(path, int(empty[0]))}, column {label!r}: missing label")
-    classes = class_names or sorted(set(pc.unique(raw).to_pylist()))
+def any_rows(problems: list[Problems]) -> bool:
+    return any(group.rows.size for group in problems)
+
+
+NUMBER = r"^[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity)$"
+MISSING = r"^([-+]?nan)?$"  # the empty cell and NaN: a missing value
+
+
+def number_problems(column: pa.ChunkedArray, name: str) -> Problems:
+    """Every cell of a text column that is not a finite number: missing (empty, NaN), text, or infinite."""
+    cells = pc.utf8_trim_whitespace(column)
+    missing = pc.match_substring_regex(cells, MISSING, ignore_case=True)
+    number = pc.match_substring_regex(cells, NUMBER, ignore_case=True)
+    bad = pc.or_(pc.invert(number), pc.match_substring(cells, "inf", ignore_case=True))
+    rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+
+    def describe(row: int) -> str:
+        cell = cells[row].as_py()
+        if missing[row].as_py():
+            return "missing value"
+        return f"non-finite value {float(cell)}" if number[row].as_py() else f"{cell!r} is not a number"
+
+    return Problems(name, rows, describe)
+
+
+def encode_labels(
+    column: pa.ChunkedArray, label: str, class_names: list[str]
+) -> tuple[Problems, np.ndarray, list[str]]:
+    """Class codes in class-name order (given, or the sorted distinct labels) and the cells that are not a class."""
+    raw = pc.utf8_trim_whitespace(column)
+    empty = pc.equal(raw, "")
+    classes = class_names or sorted(set(pc.unique(pc.filter(raw, pc.invert(empty))).to_pylist()))
     if len(set(classes)) != len(classes):
         raise InputError(f"class names must be distinct: {', '.join(classes)}")
-    codes = pc.index_in(raw, value_set=pa.array(classes)).to_numpy(zero_copy_only=False)
-    unknown = np.flatnonzero(np.isnan(codes.astype(np.float64)))
-    if unknown.size:
-        row = int(unknown[0])
-        raise InputError(
-            f"{path}, line {line_of(path, row)}, column {label!r}: unknown label {raw[row].as_py()!r} "
-            f"(expected one of: {', '.join(classes)})"
-        )
-    return codes.astype(np.int64), classes
+    codes = pc.index_in(raw, value_set=pa.array(classes, pa.string())).to_numpy(zero_copy_only=False)
+    unknown = np.isnan(codes.astype(np.float64))
+    empty_rows = empty.to_numpy(zero_copy_only=False)
+
+    def describe(row: int) -> str:
+        if empty_rows[row]:
+            return "missing label"
+        return f"unknown label {raw[row].as_py()!r} (expected one of: {', '.join(classes)})"
+
+    problems = Problems(label, np.flatnonzero(unknown), describe)
+    return problems, np.where(unknown, -1, codes).astype(np.int64), classes
 
 
-def stratified_split(
-    labels: np.ndarray, classes: list[str], validation_fraction: float, test_fraction: float, seed: int
+def cell_report(path: Path, problems: list[Problems], header: list[str]) -> str:
+    """One line naming the first ``MAX_REPORTED`` bad cells in file order (line, column, value), then a count."""
+    total = sum(group.rows.size for group in problems)
+    first = sorted(
+        (int(row), header.index(group.column), group)
+        for group in problems
+        for row in group.rows[:MAX_REPORTED]
+    )[:MAX_REPORTED]
+    lines = lines_of(path, {row for row, _, _ in first})
+    items = [f"line {lines[row]}, column {group.column!r}: {group.describe(row)}" for row, _, group in first]
+    if total == 1:
+        return f"{path}, {items[0]}"
+    more = f"; and {total - len(items)} more" if total > len(items) else ""
+    return f"{path}: {total} bad cells: {'; '.join(items)}{more}"
+
+
+def split_rows(
+    groups: list[tuple[str, np.ndarray]], validation_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, np.ndarray]:
-    """Row indices per split; every class lands in every split, in the same proportions."""
+    """Row indices per split, each group (a class, or the whole data set for regression) shuffled with the seed
+    and dealt into every split in the same proportions."""
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
         raise InputError(
             "--validation-fraction and --test-fraction must each be in (0, 1) and sum to less than 1, "
@@ -245,13 +324,13 @@ def stratified_split(
         )
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
-    for code, name in enumerate(classes):
-        rows = rng.permutation(np.flatnonzero(labels == code))
+    for what, members in groups:
+        rows = rng.permutation(members)
         n_test = max(1, round(len(rows) * test_fraction))
         n_validation = max(1, round(len(rows) * validation_fraction))
         if len(rows) < n_test + n_validation + 1:
             raise InputError(
-                f"class {name!r} has {len(rows)} row(s): too few to put at least one in each of "
+                f"{what} has {len(rows)} row(s): too few to put at least one in each of "
                 f"train, validation and test (need at least {n_test + n_validation + 1})"
             )
         parts["test"].append(rows[:n_test])
@@ -260,11 +339,46 @@ def stratified_split(
     return {split: rng.permutation(np.concatenate(chunks)) for split, chunks in parts.items()}
 
 
+def split_groups(data: Data) -> list[tuple[str, np.ndarray]]:
+    """Stratified by class for classification; a plain seeded shuffle of every row for regression."""
+    if not data.classes:
+        return [("the data set", np.arange(data.labels.size))]
+    return [(f"class {name!r}", np.flatnonzero(data.labels == code)) for code, name in enumerate(data.classes)]
+
+
+def task_of(objective: str) -> str:
+    if objective not in TASKS:
+        raise InputError(f"Objective {objective!r} is not one of {', '.join(TASKS)}")
+    return TASKS[objective]
+
+
+def check_task(args: argparse.Namespace, task: str, data: Data, source: Path, label: str) -> None:
+    """The objective and NumClass fit the label column, or an error naming the parameter and the data."""
+    objective, count = args.objective, len(data.classes)
+    column = f"column {label!r} of {source.name}"
+    if task == "regression":
+        if args.num_class:
+            raise InputError(
+                f"NumClass is {args.num_class}, but Objective {objective} predicts a number: set NumClass=0"
+            )
+        return
+    found = f"{column} has {count} class(es): {', '.join(data.classes)}"
+    if args.num_class and args.num_class != count:
+        raise InputError(f"NumClass is {args.num_class}, but {found}; set NumClass={count} or 0 (from the data)")
+    if task == "binary" and count != 2:
+        hint = "; use Objective=multi:softprob" if count > 2 else ""
+        raise InputError(f"Objective {objective} needs exactly 2 classes, but {found}{hint}")
+    if task == "multiclass" and count < 3:
+        hint = "; use Objective=binary:logistic" if count == 2 else ""
+        raise InputError(f"Objective {objective} needs at least 3 classes, but {found}{hint}")
+
+
 def deal_parts(split_labels: np.ndarray, parts: int) -> list[np.ndarray]:
     """Positions of a (shuffled) split's rows dealt into ``parts`` parts whose sizes differ by at most one.
 
-    Dealt round-robin down the rows grouped by class, so each part holds every class that has at least
-    ``parts`` rows in the split, in the split's proportions; each part keeps the split's shuffled order.
+    Dealt round-robin down the rows ordered by label, so each part holds every class that has at least
+    ``parts`` rows in the split, in the split's proportions (for regression: the target's whole range);
+    each part keeps the split's shuffled order.
     """
     by_class = np.argsort(split_labels, kind="stable")
     part_of = np.empty(split_labels.size, dtype=np.int64)
@@ -295,12 +409,20 @@ def write_channel(path: Path, table: pa.Table) -> None:
 def baseline_statistics(
     features: list[pa.ChunkedArray], labels: np.ndarray, names: list[str], classes: list[str]
 ) -> dict:
-    """Per-feature summary and decile histogram of the training split (the drift reference)."""
-    class_counts = np.bincount(labels, minlength=len(classes))
-    return {
+    """Per-feature summary and decile histogram of the training split (the drift reference); the class
+    distribution for classification, the target's summary for regression."""
+    statistics = {
         "features": {name: feature_statistics(column.to_numpy()) for name, column in zip(names, features, strict=True)},
-        "class_distribution": {name: float(class_counts[i] / labels.size) for i, name in enumerate(classes)},
+        "class_distribution": {},
     }
+    if classes:
+        class_counts = np.bincount(labels, minlength=len(classes))
+        statistics["class_distribution"] = {
+            name: float(class_counts[i] / labels.size) for i, name in enumerate(classes)
+        }
+    else:
+        statistics["target"] = feature_statistics(labels)
+    return statistics
 
 
 def feature_statistics(column: np.ndarray) -> dict:
@@ -342,18 +464,24 @@ def preprocess(args: argparse.Namespace) -> dict:
     label = args.label_column.strip()
     if args.parts < 1:
         raise InputError(f"--parts must be at least 1, got {args.parts}")
+    task = task_of(args.objective)
+    class_names = split_names(args.class_names)
+    if task == "regression" and class_names:
+        raise InputError(
+            f"ClassNames names classes ({', '.join(class_names)}), but Objective {args.objective} predicts "
+            "a number: set ClassNames= (empty)"
+        )
     # A second thread hashes the source and computes the statistics while Arrow (which releases the GIL)
     # parses the file and writes the channels.
     with ThreadPoolExecutor(max_workers=1) as background:
         source_hash = background.submit(sha256_of, source)
-        table = read_table(source, label, features)
-        if table.num_rows == 0:
-            raise InputError(f"{source}: the file has a header but no rows")
-        labels, classes = encode_labels(table, source, label, split_names(args.class_names))
-        splits = stratified_split(labels, classes, args.validation_fraction, args.test_fraction, args.seed)
+        data = read_data(source, label, features, task, class_names)
+        check_task(args, task, data, source, label)
+        labels, classes = data.labels, data.classes
+        splits = split_rows(split_groups(data), args.validation_fraction, args.test_fraction, args.seed)
         check_parts(args.parts, splits)
-        channels = pa.table([pa.array(labels), *table.select(features).columns], names=["label", *features])
-        del table
+        channels = pa.table([pa.array(labels), *data.features], names=["label", *features])
+        del data
         train_rows = splits["train"]
         train = channels.take(train_rows)
         statistics = background.submit(baseline_statistics, train.columns[1:], labels[train_rows], features, classes)
@@ -363,24 +491,36 @@ def preprocess(args: argparse.Namespace) -> dict:
             for name, positions in zip(part_names(split, args.parts), parts, strict=True):
                 write_channel(base / split / name, table if args.parts == 1 else table.take(positions))
         del train, channels
-        write_json(base / "baseline" / "statistics.json", statistics.result())
+        baseline = statistics.result()
+        write_json(base / "baseline" / "statistics.json", baseline)
         sha256 = source_hash.result()
     schema = {
+        "task": task,
+        "objective": args.objective,
         "label_column": label,
         "feature_columns": features,
+        "features": [
+            {"name": name, "type": "number", "min": baseline["features"][name]["min"],
+             "max": baseline["features"][name]["max"]}
+            for name in features
+        ],
         "classes": classes,
+        "num_class": len(classes) if classes else None,  # the Train step's num_class for multi:* objectives
         "label_map": {name: i for i, name in enumerate(classes)},
         "rows": {"input": int(labels.size), **{split: int(rows.size) for split, rows in splits.items()}},
         "class_counts": {
             split: dict(zip(classes, np.bincount(labels[rows], minlength=len(classes)).tolist(), strict=True))
             for split, rows in splits.items()
-        },
+        } if classes else {},
         "source": {"file": source.name, "sha256": sha256, "bytes": source.stat().st_size},
         "seed": args.seed,
         "parts": args.parts,
         "validation_fraction": args.validation_fraction,
         "test_fraction": args.test_fraction,
     }
+    if task == "regression":
+        target = baseline["target"]
+        schema["target"] = {"name": label, "min": target["min"], "max": target["max"], "mean": target["mean"]}
     write_json(base / "schema" / "schema.json", schema)
     return schema
 
@@ -396,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"preprocessed {rows['input']} rows of {schema['source']['file']}: "
         f"train {rows['train']}, validation {rows['validation']}, test {rows['test']}; "
-        f"classes {', '.join(f'{i}={c}' for i, c in enumerate(schema['classes']))}"
+        + (f"classes {', '.join(f'{i}={c}' for i, c in enumerate(schema['classes']))}" if schema["classes"]
+           else f"target {schema['target']['name']} in [{schema['target']['min']:g}, {schema['target']['max']:g}]")
     )
     return 0
 

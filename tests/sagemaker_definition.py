@@ -17,7 +17,7 @@ INPUT = f"s3://{BUCKET}/cloudviz/data/0123456789abcdef/iris.csv"
 
 
 @functools.cache
-def _built() -> dict:
+def _built(objective: str) -> dict:
     saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("AWS_")}
     os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.environ["AWS_CONFIG_FILE"] = "/nonexistent"
     connect = socket.socket.connect
@@ -27,7 +27,7 @@ def _built() -> dict:
 
     socket.socket.connect = refuse
     try:
-        return definition(REGION, ROLE, BUCKET, input_data_uri=INPUT)
+        return definition(REGION, ROLE, BUCKET, input_data_uri=INPUT, objective=objective)
     finally:
         socket.socket.connect = connect
         for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
@@ -35,9 +35,9 @@ def _built() -> dict:
         os.environ.update(saved)
 
 
-def offline_definition() -> dict:
-    """A copy of the definition (a test may change its copy)."""
-    return copy.deepcopy(_built())
+def offline_definition(objective: str = "") -> dict:
+    """A copy of the definition (a test may change its copy), built for an objective (default: the default's)."""
+    return copy.deepcopy(_built(objective))
 
 
 def flattened(steps: list[dict], parent: str | None = None) -> dict[str, tuple[dict, str | None]]:

@@ -39,8 +39,12 @@ def iris_species_by_features() -> dict[tuple[float, ...], str]:
     return {tuple(float(v) for v in row): str(iris.target_names[t]) for row, t in pairs}
 
 
-def run(base: Path, source: Path | None, *extra: str, label: str = "species", features: str = "x1,x2,x3,x4") -> int:
-    argv = ["--base-dir", str(base), "--label-column", label, "--feature-columns", features, *extra]
+def run(
+    base: Path, source: Path | None, *extra: str, label: str = "species", features: str = "x1,x2,x3,x4",
+    objective: str = "multi:softprob",
+) -> int:
+    argv = ["--base-dir", str(base), "--label-column", label, "--feature-columns", features,
+            "--objective", objective, *extra]
     if source is not None:
         argv += ["--input", str(source)]
     return preprocess.main(argv)
@@ -187,7 +191,7 @@ def test_every_class_lands_in_every_split_in_proportion(tmp_path: Path):
 def test_a_small_class_still_gets_one_row_in_each_split(tmp_path: Path):
     source = tmp_path / "data.csv"
     source.write_text("f1,f2,label\n" + rows("big", 60) + rows("tiny", 3, start=500), encoding="utf-8")
-    assert run(tmp_path / "out", source, label="label", features="f1,f2") == 0
+    assert run(tmp_path / "out", source, label="label", features="f1,f2", objective="binary:logistic") == 0
     for name in SPLIT_FILES:
         labels, _ = read_split(tmp_path / "out" / name)
         assert (labels == 1).sum() == 1, name
@@ -264,7 +268,7 @@ def test_input_may_be_a_folder_holding_one_csv(tmp_path: Path):
 def test_extra_columns_are_ignored_and_feature_order_is_the_argument_order(tmp_path: Path):
     source = tmp_path / "data.csv"
     source.write_text("id,b,a,y\n" + "".join(f"row{i},{i},{100 + i},{'pq'[i % 2]}\n" for i in range(40)))
-    assert run(tmp_path / "out", source, label="y", features="a,b") == 0
+    assert run(tmp_path / "out", source, label="y", features="a,b", objective="binary:logistic") == 0
     _, features = read_split(tmp_path / "out/train/train.csv")
     assert np.all(features[:, 0] == features[:, 1] + 100)
 
@@ -382,10 +386,39 @@ def rows_for_iris(count: int) -> str:
     return "".join(f"5.{i},3.{i},1.{i},0.{i},setosa\n" for i in range(count))
 
 
-def test_first_bad_cell_in_file_order_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    text = "x1,x2,x3,x4,species\n" + rows_for_iris(2) + "1,2,3,oops,setosa\n" + "bad,2,3,4,setosa\n"
+def test_every_bad_cell_is_reported_at_once_in_file_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    text = (
+        "x1,x2,x3,x4,species\n" + rows_for_iris(2)
+        + "1,2,3,oops,setosa\n"  # line 4
+        + "bad,2,n/a,4,\n"  # line 5: three bad cells, the label's among them
+        + rows_for_iris(2)
+        + "1,,3,inf,setosa\n"  # line 8
+    )
     message = fails(tmp_path, capsys, text)
-    assert message == f"{tmp_path / 'data.csv'}, line 4, column 'x4': 'oops' is not a number"
+    assert message == (
+        f"{tmp_path / 'data.csv'}: 6 bad cells: line 4, column 'x4': 'oops' is not a number; "
+        "line 5, column 'x1': 'bad' is not a number; line 5, column 'x3': 'n/a' is not a number; "
+        "line 5, column 'species': missing label; line 8, column 'x2': missing value; "
+        "line 8, column 'x4': non-finite value inf"
+    )
+
+
+def test_bad_cells_past_the_cap_are_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    text = "x1,x2,x3,x4,species\n" + rows_for_iris(3) + "".join(f"{i},2,3,?,setosa\n" for i in range(25))
+    message = fails(tmp_path, capsys, text)
+    items = message.split(": 25 bad cells: ")[1].split("; ")
+    assert len(items) == 21 and items[-1] == "and 5 more"
+    assert items[0] == "line 5, column 'x4': '?' is not a number"
+    assert items[19] == "line 24, column 'x4': '?' is not a number"
+
+
+def test_unknown_labels_are_reported_with_the_bad_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    text = "x1,x2,x3,x4,species\n" + rows_for_iris(3) + "1,2,3,4,Setosa\n" + "1,2,x,4,setosa\n"
+    message = fails(tmp_path, capsys, text, "--class-names", "setosa,virginica,versicolor")
+    assert message == (
+        f"{tmp_path / 'data.csv'}: 2 bad cells: line 5, column 'species': unknown label 'Setosa' "
+        "(expected one of: setosa, virginica, versicolor); line 6, column 'x3': 'x' is not a number"
+    )
 
 
 def test_line_numbers_count_blank_lines_and_quoted_line_breaks(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -450,7 +483,7 @@ def test_class_names_must_be_distinct(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_too_few_rows_in_a_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     text = "a,b,y\n" + rows("p", 30) + rows("q", 2, start=100)
-    message = fails(tmp_path, capsys, text, label="y", features="a,b")
+    message = fails(tmp_path, capsys, text, label="y", features="a,b", objective="binary:logistic")
     assert message == (
         "class 'q' has 2 row(s): too few to put at least one in each of train, validation and test (need at least 3)"
     )
@@ -469,7 +502,7 @@ def test_a_named_class_without_rows(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_bad_fractions(tmp_path: Path, capsys: pytest.CaptureFixture[str], validation: str, test: str):
     text = "a,b,y\n" + rows("p", 30) + rows("q", 30, start=100)
     args = ("--validation-fraction", validation, "--test-fraction", test)
-    message = fails(tmp_path, capsys, text, *args, label="y", features="a,b")
+    message = fails(tmp_path, capsys, text, *args, label="y", features="a,b", objective="binary:logistic")
     assert message == (
         "--validation-fraction and --test-fraction must each be in (0, 1) and sum to less than 1, "
         f"got {float(validation)} and {float(test)}"
@@ -483,3 +516,54 @@ def test_written_channels_parse_as_the_container_reads_them(tmp_path: Path):
         first = handle.readline()
     assert '"' not in first
     assert csv.Sniffer().sniff(first, delimiters=",;\t|").delimiter == ","
+
+
+# -- tasks ----------------------------------------------------------------------------------------------
+
+
+def regression_rows(count: int) -> str:
+    return "".join(f"{i}.5,{i % 7}.25,{i * 1.5 + 0.25}\n" for i in range(count))
+
+
+def test_regression_keeps_the_label_as_a_float_and_splits_by_a_seeded_shuffle(tmp_path: Path):
+    source = tmp_path / "data.csv"
+    source.write_text("a,b,y\n" + regression_rows(100), encoding="utf-8")
+    out = tmp_path / "out"
+    assert run(out, source, "--parts", "2", label="y", features="a,b", objective="reg:squarederror") == 0
+    parts = {split: [read_split(path) for path in sorted((out / split).glob("*.csv"))] for split in preprocess.SPLITS}
+    labels = np.concatenate([y for chunks in parts.values() for y, _ in chunks])
+    assert sorted(labels.tolist()) == [i * 1.5 + 0.25 for i in range(100)], "every row once, the label a float"
+    assert [sum(y.size for y, _ in parts[split]) for split in preprocess.SPLITS] == [70, 15, 15]
+    schema = json.loads((out / "schema" / "schema.json").read_text())
+    train = np.concatenate([y for y, _ in parts["train"]])
+    assert (schema["task"], schema["classes"], schema["num_class"], schema["class_counts"]) == (
+        "regression", [], None, {})
+    assert schema["target"] == {"name": "y", "min": train.min(), "max": train.max(),
+                                "mean": pytest.approx(train.mean(), rel=1e-12)}
+    baseline = json.loads((out / "baseline" / "statistics.json").read_text())
+    assert baseline["class_distribution"] == {} and baseline["target"]["count"] == 70
+    again = tmp_path / "again"
+    assert run(again, source, "--parts", "2", label="y", features="a,b", objective="reg:squarederror") == 0
+    assert (again / "test" / "test-part-00000.csv").read_bytes() == (out / "test" / "test-part-00000.csv").read_bytes()
+
+
+def test_a_regression_label_that_is_not_a_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    text = "a,b,y\n" + regression_rows(5) + "1,2,cheap\n" + regression_rows(5)
+    message = fails(tmp_path, capsys, text, label="y", features="a,b", objective="reg:squarederror")
+    assert message == f"{tmp_path / 'data.csv'}, line 7, column 'y': 'cheap' is not a number"
+
+
+def test_an_objective_the_pipeline_does_not_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    message = fails(tmp_path, capsys, "a,b,y\n" + regression_rows(9), label="y", features="a,b", objective="rank:map")
+    assert message.startswith("Objective 'rank:map' is not one of multi:softprob, multi:softmax")
+
+
+def test_the_schema_lists_features_with_their_training_ranges(tmp_path: Path):
+    out = run_iris(tmp_path)
+    schema = json.loads((out / "schema" / "schema.json").read_text())
+    _, train = read_split(out / "train" / "train.csv")
+    assert schema["features"] == [
+        {"name": name, "type": "number", "min": train[:, j].min(), "max": train[:, j].max()}
+        for j, name in enumerate(["x1", "x2", "x3", "x4"])
+    ]
+    assert (schema["task"], schema["objective"], schema["num_class"]) == ("multiclass", "multi:softprob", 3)

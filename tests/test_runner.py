@@ -50,7 +50,11 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
     evaluation = json.loads((Path(steps["Evaluate"].outputs["evaluation"]) / "evaluation.json").read_text())
     accuracy = evaluation["multiclass_classification_metrics"]["accuracy"]["value"]
     assert accuracy >= 0.9
-    assert steps["CheckAccuracy"].properties == {"outcome": True, "left": accuracy, "comparison": ">=", "right": 0.9}
+    assert evaluation["gate"] == {
+        "metric": "accuracy", "value": accuracy, "threshold": 0.9, "direction": "higher_is_better",
+        "comparison": ">=", "passed": True, "message": f"Accuracy {accuracy:.4g} is at or above the threshold 0.9",
+    }
+    assert steps["CheckAccuracy"].properties == {"outcome": True, "left": True, "comparison": "==", "right": True}
 
     package = ModelRegistry(home.registry_db).get("CloudVizIris", 1)
     assert package.approval_status == "PendingManualApproval"
@@ -66,6 +70,7 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
         "Train.model": steps["Train"].outputs["model"],
         "Preprocess.test": steps["Preprocess"].outputs["test"],
         "Preprocess.schema": steps["Preprocess"].outputs["schema"],
+        "GateMetric": "", "GateThreshold": 0.9,
     }
     assert steps["Preprocess"].inputs["InputData"] == str(home.data / "iris.csv")
 
@@ -127,7 +132,9 @@ def test_accuracy_gate_fails_the_run_and_registers_nothing(home: StateHome):
     assert record.status == "Failed"
     fail = record.steps["AccuracyBelowThreshold"]
     assert fail.status == "Failed"
-    accuracy = record.steps["CheckAccuracy"].properties["left"]
+    evaluation = json.loads((Path(record.steps["Evaluate"].outputs["evaluation"]) / "evaluation.json").read_text())
+    accuracy = evaluation["multiclass_classification_metrics"]["accuracy"]["value"]
+    assert record.steps["CheckAccuracy"].properties["left"] is False
     assert fail.failure_reason == f"Accuracy {accuracy:.4g} is below the threshold 0.999"
     assert record.failure_reason == f"AccuracyBelowThreshold: {fail.failure_reason}"
     assert record.steps["Register"].status == "Skipped"
@@ -154,7 +161,7 @@ def test_resuming_a_gate_failure_reuses_the_steps_that_succeeded(home: StateHome
         ({"ModelApprovalStatus": "Yes"}, "parameter ModelApprovalStatus: 'Yes' is not one of PendingManualApproval"),
         ({"Eta": "2"}, "Train: Hyperparameter eta: 2.0 is not in [0, 1]"),
         ({"NumRound": "0"}, "Train: Hyperparameter num_round: 0 is not in [1, +inf)"),
-        ({"Objective": "multi:magic"}, "Train: Hyperparameter objective: multi:magic is not in ["),
+        ({"Objective": "multi:magic"}, "parameter Objective: 'multi:magic' is not one of multi:softprob"),
         ({"InputData": "missing.csv"}, "parameter InputData: no such file 'missing.csv'"),
         ({"InputData": "s3://bucket/iris.csv"}, "parameter InputData: 's3://bucket/iris.csv' is a URI"),
     ],

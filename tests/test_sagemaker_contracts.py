@@ -23,11 +23,13 @@ import boto3
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
+from generated_data import five_classes, regression, two_classes
 from moto import mock_aws
 from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, offline_definition
 
+from pipelines.builtin_xgboost.hyperparameters import validate
 from pipelines.datasets import iris_csv
-from pipelines.definition import build_pipeline
+from pipelines.definition import MULTICLASS_OBJECTIVES, TASKS, build_pipeline
 from pipelines.runner import TRAINER
 from pipelines.sagemaker import AwsTarget
 from pipelines.sagemaker.deployment import staged_files, upload_missing
@@ -45,16 +47,20 @@ PROCESSING = PurePosixPath("/opt/ml/processing")
 OUTPUT = re.compile(r"Steps\.(\w+)\.ProcessingOutputConfig\.Outputs\['(\w+)'\]\.S3Output\.S3Uri")
 MODEL = re.compile(r"Steps\.(\w+)\.ModelArtifacts\.S3ModelArtifacts")
 PROPERTY_FILE = re.compile(r"Steps\.(\w+)\.PropertyFiles\.(\w+)")
+# What a JsonGet reads before the jobs ran: a value of the type the file holds (the schema's num_class is a number).
+STAND_INS = {"num_class": 3}
+FAMILIES = ("multi:softprob", "binary:logistic", "reg:squarederror")
 
 
 class Resolver:
     """Pipeline expressions replaced by what SageMaker puts there at run time: parameters by their defaults,
     ``Std:Join`` by the joined text, the execution id and step properties by realistic values (an output's
     property is that output's own S3 URI; a model's, ``<S3OutputPath>/<job name>/output/model.tar.gz``), and
-    ``Std:JsonGet`` by the value in the property file the step wrote to S3 (only when given an S3 client)."""
+    ``Std:JsonGet`` by the value in the property file the step wrote to S3 (when given an S3 client; without one,
+    by a value of the type the file holds there). ``parameters`` are an execution's PipelineParameters."""
 
-    def __init__(self, definition: dict, s3: object | None = None) -> None:
-        self.parameters = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
+    def __init__(self, definition: dict, s3: object | None = None, parameters: dict | None = None) -> None:
+        self.parameters = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]} | (parameters or {})
         self.steps = {name: step for name, (step, _) in flattened(definition["Steps"]).items()}
         self.s3 = s3
 
@@ -92,7 +98,8 @@ class Resolver:
         return f"{root}/{job_name(step)}/output/model.tar.gz"
 
     def json_get(self, json_get: dict) -> object:
-        assert self.s3 is not None, "a JsonGet reads a file a job wrote: give the resolver an S3 client"
+        if self.s3 is None:
+            return STAND_INS[json_get["Path"]]
         step, name = PROPERTY_FILE.fullmatch(json_get["PropertyFile"]["Get"]).groups()
         file = next(f for f in self.steps[step]["PropertyFiles"] if f["PropertyFileName"] == name)
         bucket, key = split_uri(f"{self.output_uri(step, file['OutputName'])}/{file['FilePath']}")
@@ -106,11 +113,13 @@ def job_name(step: str) -> str:
     return f"pipelines-{EXECUTION_ID}-{step}"
 
 
-def request(definition: dict, step_name: str, s3: object | None = None) -> tuple[str, dict]:
+def request(
+    definition: dict, step_name: str, s3: object | None = None, parameters: dict | None = None
+) -> tuple[str, dict]:
     """The API operation a job step calls and its request, resolved and completed as SageMaker sends it."""
     step = flattened(definition["Steps"])[step_name][0]
     operation, name_field = OPERATIONS[step["Type"]]
-    arguments = Resolver(definition, s3)(step["Arguments"])
+    arguments = Resolver(definition, s3, parameters)(step["Arguments"])
     if name_field:
         arguments[name_field] = job_name(step_name)
     return operation, arguments
@@ -126,8 +135,9 @@ def job_steps(definition: dict) -> list[str]:
     return [name for name, (step, _) in flattened(definition["Steps"]).items() if step["Type"] in OPERATIONS]
 
 
-def test_every_job_request_is_valid_for_the_sagemaker_api():
-    definition = offline_definition()
+@pytest.mark.parametrize("objective", FAMILIES)
+def test_every_job_request_is_valid_for_the_sagemaker_api(objective: str):
+    definition = offline_definition(objective)
     assert sorted(job_steps(definition)) == ["Evaluate", "Preprocess", "Register", "Train"]
     reports = {name: invalid(*request(definition, name)) for name in job_steps(definition)}
     assert reports == dict.fromkeys(reports, "")
@@ -140,6 +150,9 @@ def test_the_validator_rejects_typed_hyperparameters_and_empty_container_argumen
     operation, training = request(definition, "Train")
     training["HyperParameters"]["max_depth"] = 5  # what {"Get": "Parameters.MaxDepth"} resolves to
     assert "Invalid type for parameter HyperParameters.max_depth" in invalid(operation, training)
+    training["HyperParameters"]["max_depth"] = "5"
+    training["HyperParameters"]["num_class"] = 3  # what the num_class JsonGet resolves to, without its Std:Join
+    assert "Invalid type for parameter HyperParameters.num_class" in invalid(operation, training)
     operation, evaluate = request(definition, "Evaluate")
     evaluate["AppSpecification"]["ContainerArguments"] = []
     assert "Invalid length for parameter AppSpecification.ContainerArguments" in invalid(operation, evaluate)
@@ -217,11 +230,11 @@ def in_layout(root: Path, local_path: str) -> Path:
     return root / PurePosixPath(local_path).relative_to(PROCESSING)
 
 
-def run_processing(definition: dict, name: str, s3: object, root: Path) -> None:
+def run_processing(definition: dict, name: str, s3: object, root: Path, parameters: dict | None = None) -> None:
     """The job as SageMaker runs it: inputs (the code among them) copied to their LocalPath, the container's
     entrypoint with the definition's arguments (``--base-dir`` roots the layout in ``root``), outputs uploaded.
     The script runs alone, with no project module importable, as in the image."""
-    _, job = request(definition, name)
+    _, job = request(definition, name, s3, parameters)
     for item in job["ProcessingInputs"]:
         download(s3, item["S3Input"]["S3Uri"], in_layout(root, item["S3Input"]["LocalPath"]))
     specification = job["AppSpecification"]
@@ -236,11 +249,11 @@ def run_processing(definition: dict, name: str, s3: object, root: Path) -> None:
         upload(s3, in_layout(root, output["S3Output"]["LocalPath"]), output["S3Output"]["S3Uri"])
 
 
-def run_training(definition: dict, name: str, s3: object, ml: Path) -> None:
+def run_training(definition: dict, name: str, s3: object, ml: Path, parameters: dict | None = None) -> None:
     """The local emulation of the built-in algorithm in the /opt/ml layout SageMaker builds from the request:
     its hyperparameters and channels as the container reads them; the model archive uploaded where the step's
     ModelArtifacts property points."""
-    _, job = request(definition, name)
+    _, job = request(definition, name, s3, parameters)
     assert job["ResourceConfig"]["InstanceCount"] == 1, "one instance: a sharded channel holds every file"
     config = ml / "input" / "config"
     config.mkdir(parents=True)
@@ -283,21 +296,47 @@ def s3(monkeypatch, tmp_path):
         yield client
 
 
-def test_the_jobs_run_in_the_sagemaker_layout_from_the_definitions_own_arguments(s3, tmp_path):
-    definition = offline_definition()
-    run_processing(definition, "Preprocess", s3, tmp_path / "preprocess")
-    run_training(definition, "Train", s3, tmp_path / "train")
-    run_processing(definition, "Evaluate", s3, tmp_path / "evaluate")
-    resolver = Resolver(definition, s3)
+DATA_SETS = {"iris": None, "two_classes": two_classes, "five_classes": five_classes, "regression": regression}
+SECTIONS = {"multiclass": "multiclass_classification_metrics", "binary": "binary_classification_metrics",
+            "regression": "regression_metrics"}
+
+
+@pytest.mark.parametrize("data_set", DATA_SETS)
+def test_the_jobs_run_in_the_sagemaker_layout_from_the_definitions_own_arguments(s3, tmp_path, data_set):
+    """Each objective family on its own definition, from an execution's parameters: Train gets the hyperparameters
+    the container accepts (num_class, from Preprocess's schema, with multi:* only), the gate passes, and every
+    object the model package points at is in S3."""
+    if DATA_SETS[data_set] is None:
+        objective, parameters, classes = "", {}, 3
+    else:
+        data = DATA_SETS[data_set](tmp_path / "data")
+        uri = f"s3://{BUCKET}/cloudviz/data/generated/{data.path.name}"
+        s3.upload_file(str(data.path), *split_uri(uri))
+        objective, parameters, classes = data.objective, data.parameters(InputData=uri), len(data.classes)
+    definition = offline_definition(objective)
+    task = TASKS[objective or "multi:softprob"]
+    (declared,) = [p for p in definition["Parameters"] if p["Name"] == "Objective"]
+    assert declared["EnumValues"] == (list(MULTICLASS_OBJECTIVES) if task == "multiclass"
+                                      else ["binary:logistic", "reg:squarederror"])
+    run_processing(definition, "Preprocess", s3, tmp_path / "preprocess", parameters)
+    _, training = request(definition, "Train", s3, parameters)
+    assert validate(training["HyperParameters"])["objective"] == (objective or "multi:softprob")
+    assert training["HyperParameters"].get("num_class") == (str(classes) if task == "multiclass" else None)
+    run_training(definition, "Train", s3, tmp_path / "train", parameters)
+    run_processing(definition, "Evaluate", s3, tmp_path / "evaluate", parameters)
+    resolver = Resolver(definition, s3, parameters)
     condition = flattened(definition["Steps"])["CheckAccuracy"][0]["Arguments"]
     (check,) = condition["Conditions"]
-    assert check["Type"] == "GreaterThanOrEqualTo"
-    assert resolver(check["LeftValue"]) >= resolver(check["RightValue"]), "iris at the defaults is registered"
+    assert check["Type"] == "Equals"
+    assert resolver(check["LeftValue"]) is True is check["RightValue"], "the generated data passes the gate"
     # Everything the model package points at is in S3, written by the jobs.
-    _, package = request(definition, "Register", s3)
+    _, package = request(definition, "Register", s3, parameters)
     metrics = package["ModelMetrics"]
     uris = [package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
             package["CustomerMetadataProperties"]["DataSchema"],
             metrics["ModelQuality"]["Statistics"]["S3Uri"], metrics["ModelDataQuality"]["Statistics"]["S3Uri"]]
     for uri in uris:
         s3.head_object(Bucket=split_uri(uri)[0], Key=split_uri(uri)[1])
+    schema = json.loads(s3.get_object(Bucket=split_uri(uris[1])[0], Key=split_uri(uris[1])[1])["Body"].read())
+    evaluation = json.loads(s3.get_object(Bucket=split_uri(uris[2])[0], Key=split_uri(uris[2])[1])["Body"].read())
+    assert schema["task"] == task and SECTIONS[task] in evaluation

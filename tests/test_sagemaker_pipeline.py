@@ -17,7 +17,7 @@ from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, offline
 
 from cloudviz.cli import main
 from pipelines import dag
-from pipelines.definition import ACCURACY_PATH, build_pipeline
+from pipelines.definition import GATE_PASSED_PATH, build_pipeline
 from pipelines.sagemaker import AWS_PARAMETERS
 from pipelines.sagemaker.staging import REPOSITORY, staged_code
 
@@ -59,11 +59,11 @@ def test_the_condition_and_its_branches_are_the_local_ones(offline):
     assert [s["Name"] for s in condition["IfSteps"]] == list(local.if_steps)
     assert [s["Name"] for s in condition["ElseSteps"]] == list(local.else_steps)
     (check,) = condition["Conditions"]
-    assert check["Type"] == "GreaterThanOrEqualTo" and local.comparison == ">="
+    assert check["Type"] == "Equals" and local.comparison == "=="
     json_get = check["LeftValue"]["Std:JsonGet"]
-    assert json_get["Path"] == ACCURACY_PATH == local.left.json_path
+    assert json_get["Path"] == GATE_PASSED_PATH == local.left.json_path
     assert json_get["PropertyFile"] == {"Get": f"Steps.{local.left.step}.PropertyFiles.EvaluateEvaluation"}
-    assert check["RightValue"] == {"Get": f"Parameters.{local.right.name}"}
+    assert check["RightValue"] is True is local.right
     evaluate = flattened(offline["Steps"])["Evaluate"][0]
     assert evaluate["PropertyFiles"] == [
         {"PropertyFileName": "EvaluateEvaluation", "OutputName": "evaluation", "FilePath": "evaluation.json"}
@@ -96,10 +96,15 @@ def test_jobs_run_the_same_scripts_arguments_and_hyperparameters(offline):
     assert training["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-xgboost:3.0-5")
     # Strings only, as CreateTrainingJob takes them: a number parameter goes through a Std:Join.
     types = {p.name: p.type for p in local.parameters}
+    declared = local.step("Train").hyperparameters
     assert training["HyperParameters"] == {
         name: {"Get": f"Parameters.{value.name}"} if types[value.name] == "String"
         else {"Std:Join": {"On": "", "Values": [{"Get": f"Parameters.{value.name}"}]}}
-        for name, value in local.step("Train").hyperparameters.items()
+        for name, value in declared.items() if isinstance(value, dag.Param)
+    } | {  # decided by the data: the schema's number, as text
+        "num_class": {"Std:Join": {"On": "", "Values": [{"Std:JsonGet": {
+            "PropertyFile": {"Get": "Steps.Preprocess.PropertyFiles.PreprocessSchema"},
+            "Path": declared["num_class"].json_path}}]}}
     }
     assert [c["ChannelName"] for c in training["InputDataConfig"]] == list(local.step("Train").channels)
 
@@ -181,6 +186,6 @@ def test_start_on_aws_checks_parameters_and_starts_an_execution(account, capsys)
     arn = started["pipeline_execution_arn"]
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
-    assert {p["Name"]: p["Value"] for p in parameters} == {
-        "AccuracyThreshold": "0.95", "TrainingInstanceType": "ml.m5.xlarge"
+    assert {p["Name"]: p["Value"] for p in parameters} == {  # the former name starts the renamed parameter
+        "GateThreshold": "0.95", "TrainingInstanceType": "ml.m5.xlarge"
     }

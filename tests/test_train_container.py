@@ -384,3 +384,20 @@ def test_early_stopping_needs_a_validation_channel(tmp_path: Path, capsys: pytes
         data={"train": iris_rows("train")},
     )
     assert fails(root, capsys) == "early_stopping_rounds needs a validation channel"
+
+
+@pytest.mark.parametrize("objective", ["binary:logistic", "reg:squarederror"])
+def test_num_class_with_a_single_output_objective_fails_in_xgboost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], objective: str
+):
+    """The container's validation lets num_class through with these objectives (test_hyperparameters); XGBoost
+    then refuses the label shape (two outputs per row). Why the pipeline sends num_class with multi:* only."""
+    binary = {which: iris_rows(which) for which in ("train", "validation")}
+    for rows in binary.values():
+        rows[:, 0] = rows[:, 0] == 1
+    hyperparameters = {"num_round": "3", "objective": objective, "num_class": "2"}
+    reason = fails(layout(tmp_path / "ml", hyperparameters, data=binary), capsys)
+    assert reason.endswith("Invalid shape of labels."), reason
+    without = {k: v for k, v in hyperparameters.items() if k != "num_class"}
+    booster, _ = trained(layout(tmp_path / "ml2", without, data=binary), capsys)
+    assert booster.num_features() == 4

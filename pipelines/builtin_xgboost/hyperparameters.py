@@ -154,16 +154,24 @@ def check_range(name: str, spec: Spec, value: object) -> None:
 
 
 def check_dependencies(values: dict[str, object]) -> None:
+    """The container's dependency validators, which sagemaker_algorithm_toolkit's ``Hyperparameters.validate``
+    runs only for the hyperparameters given. Its ``objective_validator`` (algorithm_mode/
+    hyperparameter_validation.py) requires num_class for multi:* objectives; its other branch ("Do not need to
+    setup parameter 'num_class' ...") fires only when the objective is absent, so never: num_class with a
+    binary or regression objective passes validation, and XGBoost then fails on the label shape in training."""
     objective = values.get("objective")
-    num_class = values.get("num_class")
-    if objective in ("multi:softmax", "multi:softprob") and num_class is None:
+    if objective in ("multi:softmax", "multi:softprob") and values.get("num_class") is None:
         raise HyperparameterError("Require input for parameter 'num_class' for multi-classification")
-    if num_class is not None and not str(objective or "").startswith("multi:"):
-        raise HyperparameterError(
-            "Do not need to setup parameter 'num_class' for learning task other than multi-classification."
-        )
     if "auc" in values.get("eval_metric", []) and not str(objective).startswith(("binary:", "rank:")):
         raise HyperparameterError("Metric 'auc' can only be applied for classification and ranking problems.")
+
+
+def stand_in(name: str) -> str:
+    """The smallest value the container accepts for an integer hyperparameter (num_class: 2): stands in for a
+    value decided by the data, so that the others can be checked before the data is read."""
+    allowed = SPECS[ALIASES.get(name, name)].allowed
+    assert isinstance(allowed, Interval) and math.isfinite(allowed.low), f"no stand-in for {name}"
+    return str(int(allowed.low))
 
 
 def validate(hyperparameters: dict[str, object]) -> dict[str, object]:

@@ -64,10 +64,23 @@ class Compiler:
         self.parameters: dict[str, object] = {}
         self.steps: dict[str, object] = {}
         self.property_files: dict[tuple[str, str, str], object] = {}
+        self.sent: dict[tuple[str, str], bool] = {}
 
-    def compile(self, pipeline: dag.Pipeline) -> object:
+    def compile(self, pipeline: dag.Pipeline, fixed: dict[str, str] | None = None) -> object:
+        """The SDK pipeline. ``fixed`` gives the values (e.g. {"Objective": "binary:logistic"}; default: the
+        defaults) that decide, when the definition is built, which conditional hyperparameters it sends (see
+        ``dag.TrainingStep.sent_when``); each deciding parameter gets that value as its default and is
+        restricted (EnumValues, checked by SageMaker when an execution starts) to the values that agree."""
+        values = {**pipeline.defaults(), **(fixed or {})}
+        pipeline.validate(values)
+        self.sent = {
+            (step.name, hyperparameter): dag.sent(step, hyperparameter, values)
+            for step in pipeline.steps if isinstance(step, dag.TrainingStep) for hyperparameter in step.sent_when
+        }
+        allowed = self.allowed_values(pipeline, values)
         for parameter in (*pipeline.parameters, *AWS_PARAMETERS):
-            self.parameters[parameter.name] = self.parameter(parameter)
+            self.parameters[parameter.name] = self.parameter(parameter, values.get(parameter.name),
+                                                             allowed.get(parameter.name))
         self.property_files = {
             (ref.step, ref.output, ref.file): self.sdk.properties.PropertyFile(
                 name=f"{ref.step}{ref.output.title()}", output_name=ref.output, path=ref.file
@@ -88,12 +101,27 @@ class Compiler:
             sagemaker_session=self.session,
         )
 
-    def parameter(self, parameter: dag.Parameter) -> object:
+    @staticmethod
+    def allowed_values(pipeline: dag.Pipeline, values: dict) -> dict[str, list[str]]:
+        """Per deciding parameter, its choices that send the same conditional hyperparameters as its value."""
+        allowed: dict[str, list[str]] = {}
+        for step in pipeline.steps:
+            if not isinstance(step, dag.TrainingStep):
+                continue
+            for name, accepted in step.sent_when.values():
+                agreeing = accepted if values[name] in accepted else tuple(
+                    choice for choice in pipeline.parameter(name).choices if choice not in accepted)
+                allowed[name] = [choice for choice in allowed.get(name, agreeing) if choice in agreeing]
+        return allowed
+
+    def parameter(self, parameter: dag.Parameter, value: object = None, enum: list[str] | None = None) -> object:
         kind = {"String": "ParameterString", "Integer": "ParameterInteger", "Float": "ParameterFloat"}
-        default = parameter.default
+        default = parameter.default if value is None else value
         if parameter.name == "InputData" and not default:
             default = self.target.input_data_uri
-        return getattr(self.sdk.parameters, kind[parameter.type])(name=parameter.name, default_value=default)
+        options = {"enum_values": enum} if enum else {}
+        return getattr(self.sdk.parameters, kind[parameter.type])(name=parameter.name, default_value=default,
+                                                                  **options)
 
     def value(self, value: dag.Value, as_text: bool = False) -> object:
         """A declared value as the SDK takes it: a parameter, a step property, a JsonGet or a constant."""
@@ -104,9 +132,12 @@ class Compiler:
             case dag.StepOutput(step, output):
                 return self.output_uri(step, output)
             case dag.JsonGet(step, output, file, json_path):
-                return self.sdk.functions.JsonGet(
+                got = self.sdk.functions.JsonGet(
                     step_name=step, property_file=self.property_files[(step, output, file)], json_path=json_path
                 )
+                # The JSON value keeps its type (a number for num_class): a Std:Join makes it the text a
+                # hyperparameter or an argument must be.
+                return self.sdk.functions.Join(on="", values=[got]) if as_text else got
         return str(value) if as_text else value
 
     def output_uri(self, step: str, output: str) -> object:
@@ -214,7 +245,8 @@ class Compiler:
                 volume_size_in_gb=self.parameters["TrainingVolumeSizeInGB"],
             ),
             # Strings only (CreateTrainingJob's HyperParameters map is string to string): a Std:Join for numbers.
-            hyperparameters={name: self.value(value, as_text=True) for name, value in step.hyperparameters.items()},
+            hyperparameters={name: self.value(value, as_text=True) for name, value in step.hyperparameters.items()
+                             if self.sent.get((step.name, name), True)},
             input_data_config=[
                 configs.InputData(
                     channel_name=channel,

@@ -65,12 +65,16 @@ def exists(sagemaker: object, name: str) -> bool:
 
 def start(sagemaker: object, dag: Dag, overrides: Mapping[str, str]) -> str:
     """Start an execution with parameter overrides (checked against the declaration); its ARN."""
-    declared = {p.name: p for p in (*dag.parameters, *AWS_PARAMETERS)}
-    parameters = []
+    declared = {name: p for p in (*dag.parameters, *AWS_PARAMETERS) for name in (p.name, *p.aliases)}
+    values = dag.defaults()
     for name, text in overrides.items():
         if name not in declared:
-            raise UserError(f"unknown parameter {name!r} (known: {', '.join(declared)})")
-        parameters.append({"Name": name, "Value": str(declared[name].parse(text))})
+            known = ", ".join(p.name for p in (*dag.parameters, *AWS_PARAMETERS))
+            raise UserError(f"unknown parameter {name!r} (known: {known})")
+        values[declared[name].name] = declared[name].parse(text, name)
+    dag.validate(values)
+    parameters = [{"Name": name, "Value": str(values[name])} for name in
+                  dict.fromkeys(declared[name].name for name in overrides)]
     if not exists(sagemaker, dag.name):
         raise UserError(f"pipeline {dag.name} does not exist in this account yet: run `cloudviz pipeline upsert`")
     response = sagemaker.start_pipeline_execution(
