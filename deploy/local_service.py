@@ -12,6 +12,7 @@ alarm states and access log; the first stage keeps the state home's file names o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from deploy.monitoring.notifications import EventNotifier, Notifier
 from deploy.monitoring.sampler import MetricSampler, sampling_period
 from deploy.release import APPROVED_STAGE, deploy_local, endpoint_name, load_checked, stage_before
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
-from pipelines.errors import UserError
+from pipelines.errors import NotFoundError, UserError
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.runs import RunStore
 from pipelines.state import StateHome
@@ -45,15 +46,34 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Signature:
-    """What API consumers depend on: a model with other features or classes needs a restart, not a swap."""
+    """What API consumers depend on: a model with other features, classes or task needs a restart, not a swap."""
 
     features: tuple[str, ...]
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # in class-index order; () for regression
+    task: str = "multiclass"  # "multiclass", "binary" or "regression" (MODEL_TASK)
 
     @classmethod
-    def of(cls, package: ModelPackage) -> Signature:
-        data = package.lineage.get("data", {})
-        return cls(tuple(data.get("feature_columns", ())), tuple(data.get("classes", ())))
+    def of(cls, package: ModelPackage, runs: RunStore | None = None) -> Signature:
+        """The contract of ``package`` from its registered schema (``task``, ``features`` and ``classes``); a version
+        registered before schemas said their task is a multiclass model of its lineage's feature columns."""
+        schema = registered_schema(package, runs)
+        if "features" in schema:
+            features = tuple(feature["name"] for feature in schema["features"])
+        else:
+            features = tuple(schema.get("feature_columns", ()))
+        return cls(features, tuple(schema.get("classes") or ()), schema.get("task", "multiclass"))
+
+
+def registered_schema(package: ModelPackage, runs: RunStore | None = None) -> dict:
+    """The first schema that states its task: the lineage's own (``schema``, or the ``data`` the registry copied from
+    schema.json), else the training run's schema.json; else the lineage's ``data`` as registered before tasks."""
+    data = package.lineage.get("data", {})
+    candidates = [package.lineage.get("schema") or {}, data]
+    run_id = package.lineage.get("run_id")
+    if runs is not None and run_id:
+        with contextlib.suppress(NotFoundError):  # a copied state home, deleted runs: the lineage is all there is
+            candidates.append(runs.load(run_id).output_json("schema", "schema.json") or {})
+    return next((schema for schema in candidates if "task" in schema), data)
 
 
 def stage_path(path: Path, stage: str) -> Path:
@@ -71,11 +91,13 @@ def lambda_environment(
         "SAGEMAKER_RUNTIME_URL": endpoint_url,
         "PREDICTION_STORE": f"sqlite:{stage_path(home.predictions_db, stage)}",
         "FEATURE_NAMES": ",".join(signature.features),
-        "CLASS_NAMES": ",".join(signature.classes),
+        "MODEL_TASK": signature.task,
         "AWS_DEFAULT_REGION": LOCAL_REGION,
         # The served version is looked up on the endpoint (a loopback call): a swap shows within a second.
         "MODEL_VERSION_TTL_SECONDS": "1",
     }
+    if signature.classes:
+        environment["CLASS_NAMES"] = ",".join(signature.classes)
     if set(signature.features) == set(IRIS_FEATURE_DESCRIPTIONS):
         aliases = IRIS_FEATURE_DESCRIPTIONS.items()
         environment["FEATURE_ALIASES"] = ",".join(f"{alias}={name}" for name, alias in aliases)
@@ -139,7 +161,7 @@ class LocalService:
         else:
             model = load_checked(self.registry.get(self.group, live.version))
         self.live = live
-        self.signature = Signature.of(self.registry.get(self.group, live.version))
+        self.signature = Signature.of(self.registry.get(self.group, live.version), RunStore(self.home.runs))
         self.slot = ModelSlot(model)
         self.endpoint_metrics.set_live_version(live.version)
         api_port, endpoint_port = self.ports
@@ -207,12 +229,17 @@ class LocalService:
 
     def _go_live(self, package: ModelPackage, reason: str, record: bool) -> None:
         try:
-            incoming = Signature.of(package)
+            incoming = Signature.of(package, RunStore(self.home.runs))
             if incoming != self.signature:
+                switch = "restart `cloudviz serve`"
+                if record:  # a restart serves the recorded deployment: record this version first
+                    deploy = f"cloudviz deploy local --group {package.group} --version {package.version}"
+                    switch = f"`{deploy}`, then {switch}"
                 raise UserError(
-                    f"{package.group} version {package.version} takes features {list(incoming.features)} and classes"
-                    f" {list(incoming.classes)}, the API serves {list(self.signature.features)} and"
-                    f" {list(self.signature.classes)}: restart `cloudviz serve` to switch"
+                    f"{package.group} version {package.version} is a {incoming.task} model of features"
+                    f" {list(incoming.features)} and classes {list(incoming.classes)}, the API serves a"
+                    f" {self.signature.task} model of {list(self.signature.features)} and"
+                    f" {list(self.signature.classes)}: to switch, {switch}"
                 )
             if record:
                 deployment, model = deploy_local(self.registry, self.store, self.group, package.version, False, reason,

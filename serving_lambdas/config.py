@@ -16,6 +16,7 @@ from serving_lambdas.served_version import DEFAULT_TTL_SECONDS
 from serving_lambdas.store import StoreSpec
 
 DEFAULT_MAX_BATCH_ROWS = 100
+TASKS = ("multiclass", "binary", "regression")  # MODEL_TASK: what the endpoint's score means, from the model's schema
 MAX_RETENTION_DAYS = 36500
 INFERENCE_VARIABLES = (
     "ENDPOINT_NAME",
@@ -24,6 +25,7 @@ INFERENCE_VARIABLES = (
     "FEATURE_NAMES",
     "FEATURE_ALIASES",
     "CLASS_NAMES",
+    "MODEL_TASK",
     "MAX_BATCH_ROWS",
     "MODEL_VERSION_TTL_SECONDS",
     "PREDICTION_RETENTION_DAYS",
@@ -41,9 +43,10 @@ class InferenceSettings:
     store: StoreSpec
     feature_names: tuple[str, ...]
     aliases: Mapping[str, str]  # alias -> feature name
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # () for regression
     max_batch_rows: int
     version_ttl_seconds: float  # how long the served model version is trusted before it is looked up again
+    task: str = "multiclass"  # one of TASKS
 
 
 @dataclass(frozen=True)
@@ -86,19 +89,34 @@ def _parse_store(text: str | None, retention: str | None = None) -> StoreSpec:
 
 @lru_cache(maxsize=16)
 def _parse_inference(values: tuple[str | None, ...]) -> InferenceSettings:
-    endpoint, runtime_url, store, features, aliases, classes, max_rows, version_ttl, retention = values
+    endpoint, runtime_url, store, features, aliases, classes, task, max_rows, version_ttl, retention = values
     spec = _parse_store(store, retention)
     feature_names = _names("FEATURE_NAMES", _required("FEATURE_NAMES", features))
+    task = task or "multiclass"
+    if task not in TASKS:
+        raise ConfigurationError(f"MODEL_TASK must be one of {', '.join(TASKS)}, not {task!r}")
     return InferenceSettings(
         endpoint_name=_required("ENDPOINT_NAME", endpoint),
         runtime_url=runtime_url or None,
         store=spec,
         feature_names=feature_names,
         aliases=_aliases(aliases or "", feature_names),
-        class_names=_names("CLASS_NAMES", _required("CLASS_NAMES", classes)),
+        class_names=_class_names(task, classes),
         max_batch_rows=_max_batch_rows(max_rows, spec.max_rows_per_put),
         version_ttl_seconds=_seconds("MODEL_VERSION_TTL_SECONDS", version_ttl, DEFAULT_TTL_SECONDS),
+        task=task,
     )
+
+
+def _class_names(task: str, text: str | None) -> tuple[str, ...]:
+    """CLASS_NAMES in class-index order: required for classification (two of them for binary), ignored for
+    regression (a regression model has no classes to name)."""
+    if task == "regression":
+        return ()
+    names = _names("CLASS_NAMES", _required("CLASS_NAMES", text))
+    if task == "binary" and len(names) != 2:
+        raise ConfigurationError(f"CLASS_NAMES must name 2 classes when MODEL_TASK is binary, not {text!r}")
+    return names
 
 
 def _required(name: str, value: str | None) -> str:

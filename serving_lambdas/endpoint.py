@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -44,8 +45,8 @@ class EndpointUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Score:
-    prediction: int
-    probabilities: list[float] | None  # per class index (multi:softprob); None for multi:softmax
+    prediction: int | float  # a class index (classification) or the predicted value (regression)
+    probabilities: list[float] | None  # per class index; None for multi:softmax and regression
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,11 @@ def _new_client(service: str, url: str | None) -> Any:
 
 def invoke(
     endpoint_name: str, runtime_url: str | None, rows: list[list[float]],
-    version_ttl_seconds: float = DEFAULT_TTL_SECONDS,
+    version_ttl_seconds: float = DEFAULT_TTL_SECONDS, task: str = "multiclass",
 ) -> EndpointAnswer:
-    """Predict ``rows``; EndpointUnavailable when the endpoint does not answer them. The model version is the
-    one the endpoint's configuration names, looked up at most once per ``version_ttl_seconds``."""
+    """Predict ``rows``; EndpointUnavailable when the endpoint does not answer them. ``task`` (MODEL_TASK) says
+    what a score means. The model version is the one the endpoint's configuration names, looked up at most once
+    per ``version_ttl_seconds``."""
     body = "\n".join(",".join(repr(value) for value in row) for row in rows)
     started = time.perf_counter()
     try:
@@ -104,19 +106,40 @@ def invoke(
         logger.warning("endpoint %s is unreachable: %s", endpoint_name, type(error).__name__)
         raise EndpointUnavailable(endpoint_name) from None
     latency_ms = (time.perf_counter() - started) * 1000
-    scores = [_score(prediction["score"]) for prediction in document["predictions"]]
+    scores = [SCORES[task](prediction["score"]) for prediction in document["predictions"]]
     if len(scores) != len(rows):
         raise ValueError(f"endpoint {endpoint_name} answered {len(scores)} predictions for {len(rows)} rows")
     version = served_version(client("sagemaker", runtime_url), runtime_url, endpoint_name, version_ttl_seconds)
     return EndpointAnswer(scores, version, latency_ms)
 
 
-def _score(score: float | list[float]) -> Score:
-    """multi:softprob scores are per-class probabilities (the class is the likeliest); multi:softmax's is the
-    class index itself."""
+def _class_score(score: float | list[float]) -> Score:
+    """A classifier's score: per-class probabilities (multi:softprob, also with two classes) make the likeliest
+    class the prediction; a single number is multi:softmax's class index."""
     if isinstance(score, list):
         return Score(max(range(len(score)), key=score.__getitem__), [float(p) for p in score])
     if score != int(score):
         raise ValueError(f"the endpoint answered score {score}, not a class index: is the objective multi:*?")
     return Score(int(score), None)
 
+
+def _binary_score(score: float | list[float]) -> Score:
+    """binary:logistic answers one number per row, the probability of class 1: the class is 1 above 0.5, as the
+    container's ``predicted_label`` decides; a two-class multi:softprob answers both probabilities."""
+    if isinstance(score, list):
+        return _class_score(score)
+    if not 0 <= score <= 1:
+        raise ValueError(f"the endpoint answered score {score}, not a probability: is the objective binary:logistic?")
+    return Score(int(score > 0.5), [1.0 - float(score), float(score)])
+
+
+def _regression_score(score: float | list[float]) -> Score:
+    """A regression objective (reg:*) answers the predicted value itself."""
+    if isinstance(score, list):
+        raise ValueError("the endpoint answered a list of scores, not a value: is the objective reg:*?")
+    return Score(float(score), None)
+
+
+SCORES: dict[str, Callable[[float | list[float]], Score]] = {
+    "multiclass": _class_score, "binary": _binary_score, "regression": _regression_score,
+}

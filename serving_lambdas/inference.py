@@ -30,7 +30,8 @@ def handler(event: dict, context: object) -> dict:
     except PayloadError as error:
         return error_response(400, str(error))
     try:
-        answer = invoke(settings.endpoint_name, settings.runtime_url, payload.rows, settings.version_ttl_seconds)
+        answer = invoke(settings.endpoint_name, settings.runtime_url, payload.rows, settings.version_ttl_seconds,
+                        settings.task)
     except EndpointUnavailable:
         return error_response(503, UNAVAILABLE)
     records = make_records(payload.rows, answer, settings)
@@ -58,32 +59,37 @@ def store(records: list[PredictionRecord], settings: InferenceSettings) -> None:
 
 
 def report(records: list[PredictionRecord], answer: EndpointAnswer, endpoint: str) -> None:
-    """The request's metrics: the endpoint call's latency, and the predictions by label."""
+    """The request's metrics: the endpoint call's latency, and the predictions by label (a regression model's
+    predictions have no label: they are counted by endpoint alone)."""
     metrics.emit({"ModelLatency": (answer.latency_ms, "Milliseconds")}, Endpoint=endpoint)
     for label, count in Counter(record.label for record in records).items():
-        metrics.emit({"Predictions": (count, "Count")}, Endpoint=endpoint, Label=label)
+        by_label = {} if label is None else {"Label": label}
+        metrics.emit({"Predictions": (count, "Count")}, Endpoint=endpoint, **by_label)
     logger.debug("stored %d prediction(s) of model version %s", len(records), answer.model_version)
 
 
 def make_records(
     rows: list[list[float]], answer: EndpointAnswer, settings: InferenceSettings
 ) -> list[PredictionRecord]:
-    """One record per row, all made now; probabilities keyed by class name."""
+    """One record per row, all made now; a classifier's probabilities keyed by class name."""
     moment = utc_now()
     timestamp = timestamp_text(moment)
     classes = settings.class_names
     records = []
     for prediction_id, row, score in zip(new_ids(moment, len(rows)), rows, answer.scores, strict=True):
         probabilities = score.probabilities
-        if not 0 <= score.prediction < len(classes) or (probabilities and len(probabilities) != len(classes)):
-            raise ValueError(f"the endpoint's classes do not match CLASS_NAMES {list(classes)}")
+        label = None
+        if settings.task != "regression":
+            if not 0 <= score.prediction < len(classes) or (probabilities and len(probabilities) != len(classes)):
+                raise ValueError(f"the endpoint's classes do not match CLASS_NAMES {list(classes)}")
+            label = classes[int(score.prediction)]
         records.append(
             PredictionRecord(
                 id=prediction_id,
                 timestamp=timestamp,
                 features=dict(zip(settings.feature_names, row, strict=True)),
                 prediction=score.prediction,
-                label=classes[score.prediction],
+                label=label,
                 probabilities=None if probabilities is None else dict(zip(classes, probabilities, strict=True)),
                 model_version=answer.model_version,
                 latency_ms=round(answer.latency_ms, 3),

@@ -18,31 +18,49 @@ ID_TIME_LENGTH = 22  # the compact time at the start of an id
 
 @dataclass(frozen=True)
 class PredictionRecord:
-    """One served prediction: what the API answered, plus what came in and how long the endpoint took."""
+    """One served prediction: what the API answered, plus what came in and how long the endpoint took.
+
+    A classifier's prediction is the class index and ``label`` its name; a regression model's prediction is the
+    predicted value, with no label and no probabilities. A two-class model's answer also carries ``probability``,
+    the probability of the predicted label."""
 
     id: str
     timestamp: str
     features: dict[str, float]
-    prediction: int
-    label: str
+    prediction: int | float
+    label: str | None  # None: a regression prediction
     probabilities: dict[str, float] | None
     model_version: int | None
     latency_ms: float
 
     def answer(self) -> dict:
         """The POST /predictions answer for this prediction."""
-        return {
+        return self._shaped({
             "prediction": self.prediction,
             "label": self.label,
             "probabilities": self.probabilities,
             "id": self.id,
             "timestamp": self.timestamp,
             "model_version": self.model_version,
-        }
+        })
 
     def document(self) -> dict:
         """The stored item as GET /predictions answers it."""
-        return asdict(self)
+        return self._shaped(asdict(self))
+
+    def _shaped(self, fields: dict) -> dict:
+        """``fields`` as this prediction's task answers them: regression without label and probabilities, two
+        classes with the predicted label's probability before them all."""
+        if self.label is None:
+            return {name: value for name, value in fields.items() if name not in ("label", "probabilities")}
+        if self.probabilities is None or len(self.probabilities) != 2:
+            return fields
+        shaped = {}
+        for name, value in fields.items():
+            if name == "probabilities":
+                shaped["probability"] = self.probabilities[self.label]
+            shaped[name] = value
+        return shaped
 
 
 def utc_now() -> datetime:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import botocore.session
 import pytest
+from botocore.validate import ParamValidator
 from moto import mock_aws
 
 from serving_lambdas.records import PredictionRecord, new_ids, time_bound, timestamp_text
@@ -94,6 +97,24 @@ def test_a_stored_prediction_comes_back_field_for_field(store):
     store.put([softmax])
     assert store.get(record.id) == record
     assert store.get(softmax.id) == softmax
+
+
+@pytest.mark.parametrize("prediction", [12.3, 12.0, -0.5, 0.0])
+def test_a_regression_prediction_comes_back_as_a_float_without_label(store, prediction: float):
+    (record,) = made_at(START, prediction=prediction, label=None, probabilities=None)
+    store.put([record])
+    stored = store.get(record.id)
+    assert stored == record and isinstance(stored.prediction, float)
+    assert stored.document() == {"id": record.id, "timestamp": record.timestamp, "features": SEED,
+                                 "prediction": prediction, "model_version": 3, "latency_ms": 1.25}
+
+
+def test_a_binary_prediction_comes_back_with_the_predicted_labels_probability(store):
+    (record,) = made_at(START, prediction=1, label="churn", probabilities={"stay": 0.25, "churn": 0.75})
+    store.put([record])
+    stored = store.get(record.id)
+    assert stored == record and isinstance(stored.prediction, int)
+    assert stored.document()["probability"] == 0.75
 
 
 @pytest.mark.parametrize("prediction_id", [new_ids(START, 1)[0], "no-such-prediction", "", "x" * 500])
@@ -244,6 +265,45 @@ def test_dynamodb_numbers_are_numbers(dynamodb):
     assert item["features"]["M"]["x1"] == {"N": "6.7"}
     assert item["model_version"] == {"N": "3"}
     assert item["probabilities"]["M"]["setosa"] == {"N": "0"}  # below DynamoDB's smallest number
+
+
+def test_dynamodb_put_items_of_every_task_pass_botocores_own_validation(dynamodb):
+    """The PutItem and TransactWriteItems parameters the store sends, checked by botocore's ParamValidator against
+    the DynamoDB service model (a float prediction, a null label and null probabilities included)."""
+    sent: list[tuple[str, dict]] = []
+    dynamodb.client.meta.events.register(
+        "before-parameter-build.dynamodb", lambda params, model, **_: sent.append((model.name, dict(params))))
+    regression = made_at(START, prediction=12.3, label=None, probabilities=None)
+    binary = made_at(START, 2, prediction=0, label="stay", probabilities={"stay": 0.9, "churn": 0.1})
+    dynamodb.put(regression)
+    dynamodb.put(binary)
+    service = botocore.session.get_session().get_service_model("dynamodb")
+    writes = [(name, params) for name, params in sent if name in ("PutItem", "TransactWriteItems")]
+    assert [name for name, _ in writes] == ["PutItem", "PutItem", "TransactWriteItems"]  # hour index, one, a batch
+    for name, params in writes:
+        report = ParamValidator().validate(params, service.operation_model(name).input_shape)
+        assert not report.has_errors(), report.generate_report()
+    item = writes[1][1]["Item"]
+    assert (item["prediction"], item["label"], item["probabilities"]) == ({"N": "12.3"}, {"NULL": True}, {"NULL": True})
+
+
+def test_a_sqlite_file_of_before_regression_is_migrated_with_its_rows(tmp_path: Path):
+    """Files made before regression models declared ``label TEXT NOT NULL``: opening one keeps every row and then
+    takes predictions without a label."""
+    path = tmp_path / "predictions.db"
+    (old,) = made_at(START)
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE predictions (id TEXT PRIMARY KEY, timestamp TEXT NOT NULL, features TEXT NOT"
+                           " NULL, prediction INTEGER NOT NULL, label TEXT NOT NULL, probabilities TEXT, model_version"
+                           " INTEGER, latency_ms REAL NOT NULL) WITHOUT ROWID")
+        connection.execute("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (old.id, old.timestamp, json.dumps(old.features), 1, "virginica",
+                            json.dumps(old.probabilities), 3, 1.25))
+    store = SqliteStore(path)
+    (regression,) = made_at(START + timedelta(seconds=1), prediction=2.5, label=None, probabilities=None)
+    store.put([regression])
+    assert store.newest(10) == [regression, old]
+    assert SqliteStore(path).newest(10) == [regression, old]  # a second open finds nothing left to migrate
 
 
 def test_the_first_concurrent_opens_share_one_store(tmp_path: Path):

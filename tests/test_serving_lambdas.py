@@ -401,6 +401,7 @@ def test_a_store_that_cannot_write_is_a_503_naming_the_store(live, tmp_path: Pat
         ("FEATURE_ALIASES", "sepal_length=x9", "FEATURE_ALIASES entry 'sepal_length=x9'"),
         ("CLASS_NAMES", None, "environment variable CLASS_NAMES is not set"),
         ("MAX_BATCH_ROWS", "ten", "MAX_BATCH_ROWS must be an integer from 1 to 65536"),
+        ("MODEL_TASK", "ranking", "MODEL_TASK must be one of multiclass, binary, regression, not 'ranking'"),
     ],
 )
 def test_a_misconfigured_lambda_fails_loudly(environment, name, value, message):
@@ -409,6 +410,24 @@ def test_a_misconfigured_lambda_fails_loudly(environment, name, value, message):
     else:
         environment.setenv(name, value)
     with pytest.raises(ConfigurationError, match=re.escape(message)):
+        inference.handler(rest_event("POST", "/predictions", json.dumps(SEED)), None)
+
+
+def test_the_task_decides_whether_class_names_are_needed(environment):
+    environment.setenv("MODEL_TASK", "binary")
+    with pytest.raises(ConfigurationError, match="CLASS_NAMES must name 2 classes when MODEL_TASK is binary"):
+        inference_settings()
+    environment.setenv("MODEL_TASK", "regression")
+    environment.delenv("CLASS_NAMES")
+    settings = inference_settings()
+    assert (settings.task, settings.class_names) == ("regression", ())
+
+
+def test_a_model_of_another_task_than_configured_is_not_answered_as_one(live, caplog: pytest.LogCaptureFixture):
+    """The iris endpoint (multi:softprob) behind an API configured for regression: its lists of probabilities are no
+    value to answer; the request fails rather than storing a made-up prediction."""
+    live.setenv("MODEL_TASK", "regression")
+    with pytest.raises(ValueError, match=r"a list of scores, not a value: is the objective reg:\*\?"):
         inference.handler(rest_event("POST", "/predictions", json.dumps(SEED)), None)
 
 

@@ -221,6 +221,9 @@ def bucket_seconds(span_seconds: float) -> int:
     return BUCKET_SECONDS[-1]
 
 
+UNLABELLED = "(regression: no classes)"  # a regression model's predictions, counted under one name
+
+
 @dataclass(frozen=True)
 class Recent:
     """One stored prediction, as the charts need it."""
@@ -256,7 +259,7 @@ class RecentPredictions:
             records = self.store.newest(self.max_rows, since=time_bound(datetime.fromtimestamp(since, UTC)))
             for record in records:
                 moment = datetime.fromisoformat(record.timestamp.replace("Z", "+00:00")).timestamp()
-                self._rows[record.id] = Recent(moment, record.label, record.model_version)
+                self._rows[record.id] = Recent(moment, record.label or UNLABELLED, record.model_version)
                 self._newest = max(self._newest, moment)
             if len(records) == self.max_rows:  # the store holds more since then: keep the newest, with no gap
                 oldest = records[-1].id

@@ -64,7 +64,7 @@ class ApiMetrics:
     def _record(self, name: str, document: dict) -> None:
         value = document[name]
         if name == "Predictions":
-            self.predictions.labels(document["Label"]).inc(value)
+            self.predictions.labels(document.get("Label", "")).inc(value)  # regression: no label
         elif name == "ModelLatency":
             self.model_latency.observe(value / 1000)
         elif name == "StoreWriteLatency":

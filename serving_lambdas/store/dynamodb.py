@@ -252,7 +252,7 @@ def _record(item: dict) -> PredictionRecord:
         id=fields["sk"],
         timestamp=fields["timestamp"],
         features={name: float(value) for name, value in fields["features"].items()},
-        prediction=int(fields["prediction"]),
+        prediction=float(fields["prediction"]) if fields["label"] is None else int(fields["prediction"]),
         label=fields["label"],
         probabilities=None if probabilities is None else {name: float(p) for name, p in probabilities.items()},
         model_version=None if fields["model_version"] is None else int(fields["model_version"]),

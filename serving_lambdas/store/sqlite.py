@@ -27,14 +27,22 @@ CREATE TABLE IF NOT EXISTS predictions (
     id TEXT PRIMARY KEY,
     timestamp TEXT NOT NULL,
     features TEXT NOT NULL,
-    prediction INTEGER NOT NULL,
-    label TEXT NOT NULL,
+    prediction NUMERIC NOT NULL,
+    label TEXT,
     probabilities TEXT,
     model_version INTEGER,
     latency_ms REAL NOT NULL
 ) WITHOUT ROWID
 """
 COLUMNS = "id, timestamp, features, prediction, label, probabilities, model_version, latency_ms"
+# Files made before regression models were served declare ``label TEXT NOT NULL``: the table is rebuilt once,
+# its rows kept, as SQLite cannot drop a constraint in place.
+MIGRATION = (
+    "ALTER TABLE predictions RENAME TO predictions_before_regression",
+    SCHEMA,
+    f"INSERT INTO predictions ({COLUMNS}) SELECT {COLUMNS} FROM predictions_before_regression",
+    "DROP TABLE predictions_before_regression",
+)
 
 
 class SqliteStore:
@@ -50,6 +58,20 @@ class SqliteStore:
         connection = self._connection()
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(SCHEMA)
+        self._migrate(connection)
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        """Rebuild a file of before (``label`` NOT NULL) in one transaction: another process may open it too."""
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            label = next(row for row in connection.execute("PRAGMA table_info(predictions)") if row[1] == "label")
+            if label[3]:  # notnull
+                for statement in MIGRATION:
+                    connection.execute(statement)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -110,7 +132,7 @@ def _record(row: tuple) -> PredictionRecord:
         id_,
         timestamp,
         json.loads(features),
-        prediction,
+        float(prediction) if label is None else int(prediction),  # NUMERIC keeps 12.0 as 12: the task decides
         label,
         None if probabilities is None else json.loads(probabilities),
         model_version,

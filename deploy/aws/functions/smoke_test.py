@@ -168,7 +168,8 @@ def run_smoke_test(api_url: str, api_key: str, example: dict[str, float], *, cla
             return False, f"{by_id} answered prediction {stored.get('prediction')}, not {prediction}"
     except (OSError, urllib.error.URLError) as error:
         return False, f"the API could not be reached: {error}"
-    return True, f"version {served} predicted {label} for the example; {by_id} read it back"
+    shown = label if label is not None else prediction  # a regression model answers a value, no label
+    return True, f"version {served} predicted {shown} for the example; {by_id} read it back"
 
 
 def handler(event: dict, context: Any, clients: dict[str, Any] | None = None) -> dict:
