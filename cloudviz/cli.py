@@ -7,28 +7,45 @@ stderr, no traceback unless ``--debug``); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
 import os
 import signal
 import sqlite3
 import sys
+import textwrap
 import threading
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloudviz import aws_deploy, aws_pipeline, render
 from cloudviz.progress import ProgressDisplay
 from deploy.aws.names import STAGES
+from deploy.deployments import Deployment, DeploymentStore
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
-from pipelines.errors import UserError
+from pipelines.errors import NotFoundError, UserError
 from pipelines.json_logs import log_to_file
 from pipelines.registry import APPROVAL_STATUSES, ModelRegistry
 from pipelines.runner import LocalRunner
 from pipelines.runs import SUCCEEDED, RunRecord, RunStore
 from pipelines.state import StateHome
 
+if TYPE_CHECKING:
+    from deploy.dashboard.serve_file import ServeRecord
+
 LATEST = "latest"
-STATE_HOME_HELP = "State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, data/."
+STATE_HOME_HELP = ("State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, deployments/,"
+                   " predictions.db, alarms.db, logs/, data/.")
+DESCRIPTION = """\
+CloudViz trains a tabular XGBoost model with a SageMaker-style pipeline (Preprocess -> Train -> Evaluate ->
+CheckAccuracy -> Register), keeps its versions in a model registry where they are approved or rejected, deploys
+an approved version to a dev endpoint and promotes it to prod, serves it behind a prediction API with an API key,
+and watches it (dashboard, alarms, drift). It all runs on this machine; the same pipeline and stacks run on AWS
+(SageMaker Pipelines, endpoints, API Gateway) with `pipeline start --target aws`, `deploy aws` and `promote aws`."""
+RUN_ID_HELP = "a run id, a unique prefix of one, or 'latest'"
 STAGE_PORTS = {"dev": (8000, 8080), "prod": (8001, 8081)}  # (API, endpoint): both stages can serve at once
 
 
@@ -54,8 +71,47 @@ def make_runner(args: argparse.Namespace) -> LocalRunner:
     return LocalRunner(home, build_pipeline(), observer)
 
 
+def find_run(store: RunStore, text: str) -> RunRecord:
+    """The run ``text`` names: its id, a unique prefix of one (ids start with the UTC start time), or ``latest``."""
+    if text == LATEST:
+        records = store.list()
+        if not records:
+            raise NotFoundError(f"no runs yet under {store.folder}: start one with `cloudviz pipeline run`")
+        return records[0]
+    if text and "/" not in text and not (store.folder / text / "run.json").is_file():
+        matches = sorted(path.parent.name for path in store.folder.glob(f"{glob.escape(text)}*/run.json"))
+        if len(matches) == 1:
+            return store.load(matches[0])
+        if matches:
+            shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
+            raise UserError(f"run id prefix {text!r} is ambiguous: it starts {len(matches)} runs ({shown})")
+    return store.load(text)
+
+
+def current_approval(registered: dict) -> str:
+    """The approval status in the registry now of the version a run registered (a cached Register step keeps the
+    one from when it first registered); the recorded one if the registry lost the version."""
+    try:
+        return registry().get(registered["model_package_group"], registered["version"]).approval_status
+    except NotFoundError:
+        return registered["approval_status"]
+
+
+def show_run(args: argparse.Namespace, record: RunRecord) -> None:
+    """The run record, with its headline metrics and registered version (its approval status now) for scripts."""
+    registered = render.registered_version(record)
+    status = current_approval(registered) if registered else None
+    document = {
+        **record.to_dict(),
+        "metrics": render.headline_metrics(record.output_json("evaluation", "evaluation.json") or {}),
+        "registered": {"model_package_group": registered["model_package_group"], "version": registered["version"],
+                       "approval_status": status} if registered else None,
+    }
+    emit(args, document, render.run_summary(record, status))
+
+
 def finish_run(args: argparse.Namespace, record: RunRecord) -> int:
-    emit(args, record.to_dict(), render.run_summary(record))
+    show_run(args, record)
     return 0 if record.status == SUCCEEDED else 1
 
 
@@ -75,7 +131,8 @@ def pipeline_start(args: argparse.Namespace) -> int:
 
 
 def pipeline_resume(args: argparse.Namespace) -> int:
-    return finish_run(args, make_runner(args).resume(args.run_id, use_cache=not args.no_cache))
+    run_id = find_run(RunStore(StateHome.from_env().runs), args.run_id).run_id
+    return finish_run(args, make_runner(args).resume(run_id, use_cache=not args.no_cache))
 
 
 def pipeline_parameters(args: argparse.Namespace) -> int:
@@ -95,8 +152,7 @@ def runs_list(args: argparse.Namespace) -> int:
 
 
 def runs_show(args: argparse.Namespace) -> int:
-    record = RunStore(StateHome.from_env().runs).load(args.run_id)
-    emit(args, record.to_dict(), render.run_summary(record))
+    show_run(args, find_run(RunStore(StateHome.from_env().runs), args.run_id))
     return 0
 
 
@@ -104,11 +160,26 @@ def registry() -> ModelRegistry:
     return ModelRegistry(StateHome.from_env().registry_db)
 
 
+def deployments() -> list[Deployment]:
+    return DeploymentStore(StateHome.from_env().deployments).live()
+
+
 def models_list(args: argparse.Namespace) -> int:
     packages = registry().list_packages(args.group, args.status)
-    text = render.packages_table(packages) if packages else "No registered models yet."
-    emit(args, [p.to_dict() for p in packages], text)
+    live = deployments()
+    if packages:
+        text = render.packages_table(packages, live)
+    elif args.group or args.status:
+        text = f"No {args.status or 'registered'} versions{f' in {args.group}' if args.group else ''}."
+    else:
+        text = "No registered models yet."
+    emit(args, [{**p.to_dict(), "live": render.live_stages(live, p)} for p in packages], text)
     return 0
+
+
+def approval_status(text: str) -> str:
+    """An approval status in any letter case (approved, APPROVED), as the registry spells it."""
+    return next((status for status in APPROVAL_STATUSES if status.lower() == text.lower()), text)
 
 
 def version_of(models: ModelRegistry, args: argparse.Namespace) -> int:
@@ -118,7 +189,8 @@ def version_of(models: ModelRegistry, args: argparse.Namespace) -> int:
 def models_show(args: argparse.Namespace) -> int:
     models = registry()
     package = models.get(args.group, version_of(models, args))
-    emit(args, package.to_dict(), render.package_detail(package))
+    live = deployments()
+    emit(args, {**package.to_dict(), "live": render.live_stages(live, package)}, render.package_detail(package, live))
     return 0
 
 
@@ -133,8 +205,7 @@ def set_approval(status: str) -> Callable[[argparse.Namespace], int]:
 
 
 def deploy_local_command(args: argparse.Namespace) -> int:
-    from deploy.deployments import DeploymentStore  # deploy imports XGBoost: only the commands that serve pay for it
-    from deploy.release import deploy_local
+    from deploy.release import deploy_local  # XGBoost: only the commands that serve pay for it
 
     home = StateHome.from_env()
     deployment, _ = deploy_local(
@@ -146,8 +217,7 @@ def deploy_local_command(args: argparse.Namespace) -> int:
 
 
 def promote_local_command(args: argparse.Namespace) -> int:
-    from deploy.deployments import DeploymentStore  # deploy imports XGBoost: only the commands that serve pay for it
-    from deploy.release import promote_local
+    from deploy.release import promote_local  # XGBoost: only the commands that serve pay for it
 
     home = StateHome.from_env()
     deployment, smoke_test, changed = promote_local(
@@ -218,19 +288,65 @@ def dashboard_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def running_serve(home: StateHome, stage: str) -> ServeRecord | None:
+    """The `cloudviz serve` running on ``stage`` of this state home (as `cloudviz dashboard` finds it), if any."""
+    from deploy.dashboard.serve_file import running_serve as serve_of
+    from deploy.local_service import stage_path  # XGBoost: only the commands that look for a serve pay for it
+
+    try:
+        return serve_of(stage_path(home.serve_file, stage))
+    except UserError:
+        return None
+
+
+def serve_line(home: StateHome, stage: str) -> str:
+    record = running_serve(home, stage)
+    if record is None:
+        return f"{stage}: `{render.serve_command(stage)}` is not running on this state home"
+    return f"{stage}: `{render.serve_command(stage)}` is running (process {record.pid}, API {record.api_url})"
+
+
+def deployments_command(args: argparse.Namespace) -> int:
+    home = StateHome.from_env()
+    live = [d for d in deployments() if args.group in (None, d.group) and args.stage in (None, d.stage)]
+    models = registry()
+    approvals = {}
+    for d in live:
+        with contextlib.suppress(NotFoundError):  # the registry lost the version: it serves, its status is unknown
+            approvals[d.group, d.version] = models.get(d.group, d.version).approval_status
+    stages = [stage for stage in STAGES if any(d.stage == stage for d in live)]
+    serves = {stage: running_serve(home, stage) for stage in stages}
+    document = [{**d.to_dict(), "approval_status": approvals.get((d.group, d.version)),
+                 "serve": serves[d.stage].to_dict() if serves[d.stage] else None} for d in live]
+    if live:
+        text = "\n".join([render.deployments_table(live, approvals), *(serve_line(home, stage) for stage in stages)])
+    else:
+        text = ("Nothing is deployed on this state home yet: `cloudviz serve` deploys the latest Approved version"
+                " (or `cloudviz deploy local`).")
+    emit(args, document, text)
+    return 0
+
+
 def alarms_list(args: argparse.Namespace) -> int:
     from deploy.local_service import stage_path
     from deploy.monitoring.alarm_history import AlarmHistory
     from deploy.monitoring.alarm_rules import ALARM_RULES
 
-    states = AlarmHistory(stage_path(StateHome.from_env().alarms_db, args.stage)).states()
+    home = StateHome.from_env()
+    states = AlarmHistory(stage_path(home.alarms_db, args.stage)).states()
     document = []
     for rule in ALARM_RULES:
         state = states.get(rule.name)  # None: never evaluated
         document.append({"rule": rule.name, "condition": state.condition if state else rule.condition,
                          "description": rule.description, "aws_metric": f"{rule.namespace} {rule.metric_name}",
                          "state": state.to_dict() if state else None})
-    emit(args, document, render.alarms_table(ALARM_RULES, states))
+    text = render.alarms_table(ALARM_RULES, states)
+    if running_serve(home, args.stage) is None:
+        serve = render.serve_command(args.stage)
+        text += (f"\n`{serve}` is not running on this state home: these are the states it recorded when it last ran;"
+                 " nothing is evaluated until it runs again." if states else
+                 f"\n`{serve}` is not running on this state home: start it to evaluate the alarms.")
+    emit(args, document, text)
     return 0
 
 
@@ -269,11 +385,10 @@ def print_flushed(text: str) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from deploy.deployments import DeploymentStore  # matplotlib and XGBoost: only this command pays for them
-    from deploy.run_report import write_report
+    from deploy.run_report import write_report  # matplotlib and XGBoost: only this command pays for them
 
     home = StateHome.from_env()
-    record = RunStore(home.runs).load(args.run_id)
+    record = find_run(RunStore(home.runs), args.run_id)
     folder = Path(args.output) if args.output else record.folder / "report"
     report = write_report(record, ModelRegistry(home.registry_db), DeploymentStore(home.deployments), folder)
     emit(args, report.to_dict(), f"Report: {report.html}\nFigures: {', '.join(p.name for p in report.figures)}")
@@ -307,7 +422,8 @@ def add_command(
         if positional == "VERSION":
             parser.add_argument("version", metavar="VERSION", type=version_number, help="a version number or 'latest'")
         else:
-            parser.add_argument(positional.lower(), metavar=positional)
+            parser.add_argument(positional.lower(), metavar=positional,
+                                help=RUN_ID_HELP if positional == "RUN_ID" else None)
     add_json(parser)
     parser.set_defaults(handler=handler)
     return parser
@@ -345,7 +461,9 @@ def actions_of(groups: argparse._SubParsersAction, name: str, text: str) -> argp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cloudviz", description=__doc__.splitlines()[0], epilog=STATE_HOME_HELP)
+    parser = argparse.ArgumentParser(prog="cloudviz", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -383,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = actions_of(groups, "models", "the model registry")
     listing = add_command(models, "list", models_list, "model package versions, newest first")
     listing.add_argument("--group", help="only this model package group")
-    listing.add_argument("--status", choices=APPROVAL_STATUSES, help="only versions with this approval status")
+    listing.add_argument("--status", type=approval_status, choices=APPROVAL_STATUSES,
+                         help="only versions with this approval status (any letter case)")
     add_command(models, "show", models_show, "one version: approval, artifact, metrics, lineage", "GROUP", "VERSION")
     for name, status, text in (("approve", "Approved", "approve a version (it becomes deployable)"),
                                ("reject", "Rejected", "reject a version")):
@@ -416,6 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
     promotion.add_argument("--from", dest="source", choices=STAGES, required=True, help="the stage promoted from")
     promotion.add_argument("--to", dest="target", choices=STAGES, required=True, help="the stage promoted to")
     aws_deploy.add_commands(deploy, destroy, promote)
+    live = add_command(
+        groups, "deployments", deployments_command, "what each local endpoint serves, since when",
+        description="Every local endpoint with the version it serves (group, stage, approval status now), since "
+        "when and why, and whether `cloudviz serve` runs on the stage.",
+        epilog="It reads <state home>/deployments/, which `cloudviz serve`, `deploy local` and `promote local` "
+        "write. " + STATE_HOME_HELP,
+    )
+    live.add_argument("--group", help="only this model package group")
+    live.add_argument("--stage", choices=STAGES, help="only this stage")
 
     report = add_command(
         groups, "report", report_command, "write an HTML report (and PNG figures) of a pipeline run", "RUN_ID",
@@ -471,7 +599,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dashboard.add_argument("--no-browser", action="store_true", help="only print the URL")
     add_stage(dashboard, "the stage whose serve to open")
+
+    parser.epilog = commands_epilog(groups) + "\n\n" + textwrap.fill(STATE_HOME_HELP, 100)
     return parser
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the installed package's version, read only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version of cloudviz and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        try:
+            version = metadata.version("cloudviz")
+        except metadata.PackageNotFoundError:
+            parser.exit(2, "cloudviz: error: the cloudviz package is not installed (pip install -e .)\n")
+        print(f"cloudviz {version}")
+        parser.exit()
+
+
+def commands_epilog(groups: argparse._SubParsersAction) -> str:
+    """Each command with its actions, from the parser itself, for the top-level --help."""
+    lines = ["commands with actions (cloudviz COMMAND ACTION; --help on each):"]
+    for name, command in groups.choices.items():
+        for action in command._actions:  # noqa: SLF001 - argparse keeps them nowhere else
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                lines.append(f"  {name:<10} {', '.join(action.choices)}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,12 +21,18 @@ def step_note(step: StepRecord) -> str:
         notes.append(f"{step.attempts} attempts")
     if "outcome" in step.properties:
         p = step.properties
-        notes.append(f"{p['left']:.4g} {p['comparison']} {p['right']:.4g}: {str(p['outcome']).lower()}")
+        compared = f"{p['left']:.4g} {p['comparison']} {p['right']:.4g}" if numbers(p["left"], p["right"]) else (
+            "condition")  # a flag such as the evaluation's gate.passed: its detail is in the evaluation
+        notes.append(f"{compared}: {str(p['outcome']).lower()}")
     if "version" in step.properties:
         notes.append(f"{step.properties['model_package_group']} v{step.properties['version']}")
     if step.status == FAILED and step.failure_reason:
         notes.append(step.failure_reason)
     return "; ".join(notes)
+
+
+def numbers(*values: object) -> bool:
+    return all(isinstance(value, int | float) and not isinstance(value, bool) for value in values)
 
 
 def elapsed(step: StepRecord, now: float, started: dict[str, float]) -> str:

@@ -27,8 +27,37 @@ def run_duration(record: RunRecord) -> float:
     return sum(step.duration_seconds or 0.0 for step in record.steps.values())
 
 
-def run_summary(record: RunRecord) -> str:
-    """Each step with its status and time, then the metrics and the registered version."""
+def headline_metrics(evaluation: Mapping) -> dict[str, float]:
+    """The scalar metrics of an evaluation report (SageMaker's model-quality sections: ``multiclass_classification_
+    metrics``, ``binary_classification_metrics``, ``regression_metrics``), by name: what a run or version is judged
+    by, without the confusion matrix or the per-class scores."""
+    return {
+        name: entry["value"]
+        for section, entries in evaluation.items() if section.endswith("_metrics") and isinstance(entries, Mapping)
+        for name, entry in entries.items()
+        if isinstance(entry, Mapping) and isinstance(entry.get("value"), int | float)
+    }
+
+
+HEADLINE = {"accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "f1": "F1", "auc": "AUC",
+            "rmse": "RMSE", "mae": "MAE", "r2": "R2"}  # shown in this order when present; other metrics in --json
+
+
+def metrics_text(evaluation: Mapping) -> str:
+    """``accuracy 0.9583, macro F1 0.9582, ...``: the headline metrics present, else every metric."""
+    metrics = headline_metrics(evaluation)
+    shown = {HEADLINE[name]: metrics[name] for name in HEADLINE if name in metrics} or metrics
+    return ", ".join(f"{name} {value:.4f}" for name, value in shown.items())
+
+
+def registered_version(record: RunRecord) -> dict | None:
+    """The Register step's properties (group, version, approval status when registered), if the run registered."""
+    return next((step.properties for step in record.steps.values() if "version" in step.properties), None)
+
+
+def run_summary(record: RunRecord, approval_status: str | None = None) -> str:
+    """Each step with its status and time, then the metrics and the registered version with its approval status
+    now (``approval_status``, from the registry), which a cached Register step's record does not follow."""
     lines = [f"Run {record.run_id}: {record.status} ({run_duration(record):.2f}s of step time)"]
     rows = [
         [step.name, step.status, f"{step.duration_seconds:.2f}s" if step.duration_seconds is not None else "-",
@@ -38,17 +67,18 @@ def run_summary(record: RunRecord) -> str:
     lines.append(table(["STEP", "STATUS", "TIME", "NOTE"], rows))
     evaluation = record.output_json("evaluation", "evaluation.json")
     if evaluation:
-        metrics = evaluation["multiclass_classification_metrics"]
-        lines.append(
-            f"Metrics: accuracy {metrics['accuracy']['value']:.4f}, macro F1 {metrics['macro_f1']['value']:.4f}, "
-            f"weighted F1 {metrics['weighted_f1']['value']:.4f} on {evaluation['test_rows']} test rows"
-        )
-    for step in record.steps.values():
-        if "version" in step.properties:
-            p = step.properties
-            lines.append(f"Registered: {p['model_package_group']} version {p['version']} ({p['approval_status']})")
-            if p["approval_status"] == "PendingManualApproval":
-                lines.append(f"  approve it with: cloudviz models approve {p['model_package_group']} {p['version']}")
+        lines.append(f"Metrics: {metrics_text(evaluation)} on {evaluation['test_rows']} test rows")
+        if evaluation.get("gate"):
+            lines.append(f"Gate: {evaluation['gate']['message']}")
+    registered = registered_version(record)
+    if registered:
+        group, version = registered["model_package_group"], registered["version"]
+        recorded = registered["approval_status"]
+        status = approval_status or recorded
+        note = f"; registered as {recorded}" if status != recorded else ""
+        lines.append(f"Registered: {group} version {version} ({status}{note})")
+        if status == "PendingManualApproval":
+            lines.append(f"  approve it with: cloudviz models approve {group} {version}")
     if record.failure_reason:
         lines.append(f"Failed: {record.failure_reason}")
         if record.status == "Failed":
@@ -60,9 +90,8 @@ def run_summary(record: RunRecord) -> str:
 def runs_table(records: list[RunRecord]) -> str:
     rows = []
     for record in records:
-        registered = next((s.properties for s in record.steps.values() if "version" in s.properties), None)
-        evaluation = record.output_json("evaluation", "evaluation.json")
-        accuracy = evaluation["multiclass_classification_metrics"]["accuracy"]["value"] if evaluation else None
+        registered = registered_version(record)
+        accuracy = headline_metrics(record.output_json("evaluation", "evaluation.json") or {}).get("accuracy")
         rows.append([
             record.run_id,
             record.status,
@@ -74,23 +103,33 @@ def runs_table(records: list[RunRecord]) -> str:
     return table(["RUN", "STATUS", "STARTED (UTC)", "TIME", "ACCURACY", "REGISTERED"], rows)
 
 
-def packages_table(packages: list[ModelPackage]) -> str:
+def serving_package(deployments: Sequence[Deployment], package: ModelPackage) -> list[Deployment]:
+    """The deployment records of the local endpoints that serve ``package``, in stage order."""
+    return [d for d in deployments if (d.group, d.version) == (package.group, package.version)]
+
+
+def live_stages(deployments: Sequence[Deployment], package: ModelPackage) -> list[str]:
+    return [d.stage for d in serving_package(deployments, package)]
+
+
+def packages_table(packages: list[ModelPackage], deployments: Sequence[Deployment]) -> str:
     rows = [
         [
             p.group,
             str(p.version),
             p.approval_status,
-            f"{p.metrics['multiclass_classification_metrics']['accuracy']['value']:.4f}"
-            if "multiclass_classification_metrics" in p.metrics else "-",
+            ",".join(live_stages(deployments, p)) or "-",
+            f"{accuracy:.4f}" if (accuracy := headline_metrics(p.metrics).get("accuracy")) is not None else "-",
             p.created_at.replace("T", " ")[:19],
             p.lineage.get("run_id", "-"),
         ]
         for p in packages
     ]
-    return table(["GROUP", "VERSION", "APPROVAL", "ACCURACY", "CREATED (UTC)", "RUN"], rows)
+    return table(["GROUP", "VERSION", "APPROVAL", "LIVE", "ACCURACY", "CREATED (UTC)", "RUN"], rows)
 
 
-def package_detail(package: ModelPackage) -> str:
+def package_detail(package: ModelPackage, deployments: Sequence[Deployment]) -> str:
+    """Readable lines only: a field the version does not have is left out, never shown as a Python value."""
     lines = [
         f"{package.group} version {package.version}",
         f"  ARN:        {package.arn}",
@@ -99,24 +138,35 @@ def package_detail(package: ModelPackage) -> str:
         f"  Created:    {package.created_at}",
         f"  Updated:    {package.updated_at}",
     ]
-    metrics = package.metrics.get("multiclass_classification_metrics")
-    if metrics:
+    for live in serving_package(deployments, package):
+        lines.append(f"  Live:       {live.stage} ({live.endpoint}) since {live.deployed_at}")
+    if headline_metrics(package.metrics):
+        lines.append(f"  Metrics:    {metrics_text(package.metrics)}")
+    for name, scores in package.metrics.get("per_class", {}).items():
         lines.append(
-            f"  Metrics:    accuracy {metrics['accuracy']['value']:.4f}, macro F1 {metrics['macro_f1']['value']:.4f},"
-            f" weighted F1 {metrics['weighted_f1']['value']:.4f}"
+            f"    {name:<14} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
+            f"  F1 {scores['f1']:.3f}  support {scores['support']}"
         )
-        for name, scores in package.metrics.get("per_class", {}).items():
-            lines.append(
-                f"    {name:<14} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
-                f"  F1 {scores['f1']:.3f}  support {scores['support']}"
-            )
     lineage = package.lineage
-    if lineage:
-        data = lineage.get("data", {})
-        lines.append(f"  Run:        {lineage.get('run_id')} ({lineage.get('pipeline')})")
-        lines.append(f"  Data:       {data.get('file')} sha256 {str(data.get('sha256'))[:16]}… {data.get('rows')}")
-        code = lineage.get("code_version", {})
-        lines.append(f"  Code:       cloudviz {code.get('cloudviz')} commit {code.get('git_commit') or 'unknown'}")
+    if lineage.get("run_id"):
+        pipeline = f" ({lineage['pipeline']})" if lineage.get("pipeline") else ""
+        lines.append(f"  Run:        {lineage['run_id']}{pipeline}")
+    data = lineage.get("data") or {}
+    if data.get("file"):
+        digest = f" sha256 {data['sha256'][:16]}…" if data.get("sha256") else ""
+        size = f" ({data['bytes']:,} bytes)" if data.get("bytes") is not None else ""
+        lines.append(f"  Data:       {data['file']}{digest}{size}")
+    rows = data.get("rows")
+    if rows:
+        counts = ", ".join(f"{count} {split}" for split, count in rows.items()) if isinstance(rows, Mapping) else rows
+        lines.append(f"  Rows:       {counts}")
+    for label, key in (("Features:", "feature_columns"), ("Classes:", "classes")):
+        if data.get(key):
+            lines.append(f"  {label:<11} {', '.join(map(str, data[key]))}")
+    code = lineage.get("code_version")
+    if code:
+        version, commit = code.get("cloudviz") or "unknown", code.get("git_commit") or "unknown"
+        lines.append(f"  Code:       cloudviz {version} commit {commit}")
     return "\n".join(lines)
 
 
@@ -223,3 +273,13 @@ def alarm_history(transitions: Sequence[Transition]) -> str:
         for t in transitions
     ]
     return table(["TIME (UTC)", "ALARM", "CHANGE", "VALUE", "REASON"], rows)
+
+
+def deployments_table(deployments: Sequence[Deployment], approvals: Mapping[tuple[str, int], str]) -> str:
+    """What each local endpoint serves, since when and why, with the version's approval status now."""
+    rows = [
+        [d.group, d.stage, str(d.version), approvals.get((d.group, d.version), "-"),
+         d.deployed_at.replace("T", " ")[:19], d.endpoint, d.reason]
+        for d in deployments
+    ]
+    return table(["GROUP", "STAGE", "VERSION", "APPROVAL", "SINCE (UTC)", "ENDPOINT", "REASON"], rows)

@@ -52,6 +52,14 @@ class DeploymentStore:
             return None
         return Deployment(**json.loads(path.read_text(encoding="utf-8")))
 
+    def live(self) -> list[Deployment]:
+        """The current record of every endpoint of the state home: what `cloudviz deployments` lists."""
+        if not self.folder.is_dir():
+            return []
+        paths = self.folder.glob("*.json")  # <endpoint>.json; the histories are .jsonl
+        records = [Deployment(**json.loads(path.read_text(encoding="utf-8"))) for path in paths]
+        return sorted(records, key=lambda record: (record.group, STAGES.index(record.stage)))
+
     def record(self, deployment: Deployment) -> None:
         """Make ``deployment`` the live one and add it to the history."""
         write_json_atomic(self._current_path(deployment.endpoint), deployment.to_dict())

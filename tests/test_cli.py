@@ -6,13 +6,20 @@ import argparse
 import json
 import os
 import pty
+import re
+import shutil
+import signal
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from cloudviz.cli import build_parser, main
+from deploy.monitoring.alarm_history import AlarmHistory
+from pipelines.registry import ModelRegistry
 from pipelines.state import StateHome
 
 CLOUDVIZ = [sys.executable, "-m", "cloudviz"]
@@ -66,7 +73,7 @@ def test_pipeline_run_json_is_the_run_record(home: StateHome, capsys):
     assert code == 0
     assert document["status"] == "Succeeded"
     assert document["steps"]["Register"]["properties"]["version"] == 1
-    assert document["parameters"]["AccuracyThreshold"] == 0.9
+    assert document["parameters"]["GateThreshold"] == 0.9
 
 
 def test_run_list_and_show(home: StateHome, capsys):
@@ -180,3 +187,174 @@ def test_progress_redraws_in_place_on_a_terminal(home: StateHome):
     text = screen.decode()
     assert "\x1b[6F" in text  # moved back up over the six step lines to redraw them
     assert "✓ Preprocess" in text and "↷ AccuracyBelowThreshold" in text
+
+
+# -- papercuts (issue 9) --------------------------------------------------------------------------------------
+
+GROUP = "CloudVizIris"
+
+
+@pytest.fixture
+def versions(two_versions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StateHome:
+    """A copy of the session's state home with two runs and two pending versions, as CLOUDVIZ_HOME."""
+    root = tmp_path / "versions"
+    shutil.copytree(two_versions, root, symlinks=True)
+    monkeypatch.setenv("CLOUDVIZ_HOME", str(root))
+    monkeypatch.delenv("CLOUDVIZ_API_KEY", raising=False)
+    return StateHome(root)
+
+
+def test_version_is_the_installed_package_version():
+    result = subprocess.run([*CLOUDVIZ, "--version"], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"cloudviz {metadata.version('cloudviz')}\n", "")
+
+
+def test_top_level_help_describes_the_tool_its_commands_and_state():
+    result = subprocess.run([*CLOUDVIZ, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert "CloudViz trains a tabular XGBoost model" in result.stdout
+    assert "parses arguments" not in result.stdout  # the module's docstring, written for developers
+    for command, actions in (("models", "list, show, approve, reject"), ("runs", "list, show"),
+                             ("alarms", "list, history"), ("promote", "local, aws")):
+        assert re.search(rf"^  {command} +{actions}$", result.stdout, re.MULTILINE), command
+    assert "deployments" in result.stdout and "$CLOUDVIZ_HOME (default ./.cloudviz)" in result.stdout
+
+
+def test_the_cli_imports_without_aws_or_model_libraries():
+    code = ("import sys, cloudviz.cli; cloudviz.cli.build_parser(); "
+            "print(sorted({'boto3', 'xgboost', 'matplotlib', 'numpy', 'sklearn'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout == "[]\n"
+
+
+def test_runs_are_named_by_latest_or_a_unique_prefix(home: StateHome, capsys, tmp_path: Path):
+    assert cli(capsys, "runs", "show", "latest")[2].startswith("cloudviz: error: no runs yet under ")
+    first = json.loads(cli(capsys, "pipeline", "run", "--quiet", "--json")[1])["run_id"]
+    second = json.loads(cli(capsys, "pipeline", "run", "--quiet", "--json", "--param", "NumRound=5")[1])["run_id"]
+    common = os.path.commonprefix([first, second])
+    assert cli(capsys, "runs", "show", "latest")[1].startswith(f"Run {second}: Succeeded")
+    code, out, _ = cli(capsys, "runs", "show", first[: len(common) + 1], "--json")
+    assert code == 0 and json.loads(out)["run_id"] == first
+    code, _, err = cli(capsys, "runs", "show", common)
+    assert code == 2
+    assert err == (f"cloudviz: error: run id prefix '{common}' is ambiguous: it starts 2 runs "
+                   f"({', '.join(sorted([first, second]))})\n")
+    code, _, err = cli(capsys, "report", "zz", "--output", str(tmp_path / "r"))
+    assert code == 2 and err.startswith(f"cloudviz: error: no run 'zz' under {home.runs}")
+    code, out, err = cli(capsys, "report", second[: len(common) + 1], "--output", str(tmp_path / "r"), "--json")
+    assert code == 0, err
+    assert f"Pipeline run {second}:" in Path(json.loads(out)["html"]).read_text(encoding="utf-8")
+
+
+def test_status_filter_takes_any_letter_case(versions: StateHome, capsys):
+    cli(capsys, "models", "approve", GROUP, "2")
+    for spelling in ("approved", "APPROVED", "Approved"):
+        code, out, _ = cli(capsys, "models", "list", "--status", spelling, "--json")
+        assert code == 0 and [(p["version"], p["approval_status"]) for p in json.loads(out)] == [(2, "Approved")]
+    assert cli(capsys, "models", "list", "--status", "rejected")[1] == "No Rejected versions.\n"
+    result = subprocess.run([*CLOUDVIZ, "models", "list", "--status", "approve"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice: 'approve'" in result.stderr
+
+
+def test_models_list_and_deployments_say_what_is_live_where(versions: StateHome, capsys):
+    assert cli(capsys, "deployments")[1].startswith("Nothing is deployed on this state home yet")
+    cli(capsys, "models", "approve", GROUP, "1")
+    cli(capsys, "models", "approve", GROUP, "2")
+    assert cli(capsys, "deploy", "local", "--version", "1")[0] == 0
+    assert cli(capsys, "deploy", "local", "--stage", "prod", "--version", "1", "--force")[0] == 0
+    assert cli(capsys, "deploy", "local")[0] == 0  # the latest Approved: 2
+    code, out, _ = cli(capsys, "models", "list")
+    assert [line.split()[:4] for line in out.splitlines()] == [
+        ["GROUP", "VERSION", "APPROVAL", "LIVE"], [GROUP, "2", "Approved", "dev"], [GROUP, "1", "Approved", "prod"]]
+    listed = json.loads(cli(capsys, "models", "list", "--json")[1])
+    assert [(p["version"], p["live"]) for p in listed] == [(2, ["dev"]), (1, ["prod"])]
+    assert f"  Live:       dev ({GROUP}-endpoint) since " in cli(capsys, "models", "show", GROUP, "2")[1]
+
+    cli(capsys, "models", "reject", GROUP, "1", "--reason", "bad")
+    code, out, _ = cli(capsys, "deployments")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["GROUP", "STAGE", "VERSION", "APPROVAL", "SINCE", "(UTC)", "ENDPOINT",
+                                              "REASON"]
+    assert lines[1].split()[:4] == [GROUP, "dev", "2", "Approved"] and f"{GROUP}-endpoint" in lines[1]
+    assert lines[2].split()[:4] == [GROUP, "prod", "1", "Rejected"] and f"{GROUP}-prod-endpoint" in lines[2]
+    assert lines[3:] == ["dev: `cloudviz serve` is not running on this state home",
+                         "prod: `cloudviz serve --stage prod` is not running on this state home"]
+    only_prod = json.loads(cli(capsys, "deployments", "--stage", "prod", "--json")[1])
+    assert [(d["stage"], d["version"], d["approval_status"], d["serve"]) for d in only_prod] == [
+        ("prod", 1, "Rejected", None)]
+    history = [json.loads(line) for line in (versions.deployments / f"{GROUP}-prod-endpoint.history.jsonl")
+               .read_text().splitlines()]
+    assert only_prod[0]["deployed_at"] == history[-1]["deployed_at"]  # since when: the deployment's own record
+
+
+def test_deployments_and_alarms_say_whether_serve_runs(versions: StateHome, capsys):
+    cli(capsys, "models", "approve", GROUP, "1")
+    serve = subprocess.Popen([*CLOUDVIZ, "serve", "--api-port", "0", "--endpoint-port", "0", "--alarm-period", "0.2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed = serve.stdout.readline()  # serve.json is written before the first line
+        assert versions.serve_file.is_file(), printed + serve.stderr.read()
+        deployed = json.loads(cli(capsys, "deployments", "--json")[1])
+        assert [(d["stage"], d["version"], d["serve"]["pid"]) for d in deployed] == [("dev", 1, serve.pid)]
+        api = json.loads(versions.serve_file.read_text())["api_url"]
+        assert cli(capsys, "deployments")[1].splitlines()[-1] == (
+            f"dev: `cloudviz serve` is running (process {serve.pid}, API {api})")
+        wait_for(lambda: AlarmHistory(versions.alarms_db).states(), "serve to evaluate the alarms")
+        assert "is not running" not in cli(capsys, "alarms", "list")[1]
+        assert cli(capsys, "alarms", "list", "--stage", "prod")[1].splitlines()[-1] == (
+            "`cloudviz serve --stage prod` is not running on this state home: start it to evaluate the alarms.")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.communicate(timeout=60)
+    code, out, _ = cli(capsys, "alarms", "list")
+    assert code == 0 and out.splitlines()[-1] == (
+        "`cloudviz serve` is not running on this state home: these are the states it recorded when it last ran;"
+        " nothing is evaluated until it runs again.")
+
+
+def test_models_show_prints_readable_lines_only(home: StateHome, capsys):
+    cli(capsys, "pipeline", "run", "--quiet")
+    ModelRegistry(home.registry_db).register(GROUP, "file:///tmp/model.tar.gz")  # v2: no metrics, no lineage
+    code, out, _ = cli(capsys, "models", "show", GROUP, "1")
+    assert code == 0
+    assert "  Rows:       150 input, 102 train, 24 validation, 24 test\n" in out
+    assert "  Features:   x1, x2, x3, x4\n  Classes:    setosa, virginica, versicolor\n" in out
+    assert re.search(r"^  Data:       iris\.csv sha256 [0-9a-f]{16}… \(3,829 bytes\)$", out, re.MULTILINE)
+    sparse = cli(capsys, "models", "show", GROUP, "2")[1]
+    assert sparse.splitlines()[-1].startswith("  Updated:    ")
+    for shown in (out, sparse):
+        assert not re.search(r"None|[{}\[\]']", shown), shown
+
+
+def test_run_json_carries_the_evaluation_metrics(home: StateHome, capsys):
+    code, out, _ = cli(capsys, "pipeline", "run", "--quiet", "--json")
+    document = json.loads(out)
+    evaluation = json.loads((Path(document["steps"]["Evaluate"]["outputs"]["evaluation"]) / "evaluation.json")
+                            .read_text())["multiclass_classification_metrics"]
+    assert code == 0
+    assert document["metrics"] == {name: evaluation[name]["value"] for name in
+                                   ("accuracy", "macro_f1", "weighted_f1", "weighted_precision", "weighted_recall")}
+    assert document["metrics"]["accuracy"] == pytest.approx(23 / 24)
+    assert document["registered"] == {"model_package_group": GROUP, "version": 1,
+                                      "approval_status": "PendingManualApproval"}
+    shown = json.loads(cli(capsys, "runs", "show", document["run_id"], "--json")[1])
+    assert shown["metrics"] == document["metrics"]
+
+
+def test_run_summary_shows_the_gate_the_evaluation_decided(home: StateHome, capsys):
+    code, out, _ = cli(capsys, "pipeline", "run", "--quiet")
+    assert code == 0
+    assert "\nGate: Accuracy 0.9583 is at or above the threshold 0.9\n" in out
+    assert re.search(r"^CheckAccuracy +Succeeded +\S+ +condition: true$", out, re.MULTILINE)  # not "1 == 1"
+
+
+def test_a_cached_run_reports_the_versions_current_approval_status(home: StateHome, capsys):
+    cli(capsys, "pipeline", "run", "--quiet")
+    cli(capsys, "models", "reject", GROUP, "1", "--reason", "not good enough")
+    code, out, _ = cli(capsys, "pipeline", "run", "--quiet")
+    assert code == 0 and "Register                Succeeded" in out and "cached, from run" in out
+    assert f"Registered: {GROUP} version 1 (Rejected; registered as PendingManualApproval)\n" in out
+    assert "approve it with" not in out
+    document = json.loads(cli(capsys, "runs", "show", "latest", "--json")[1])
+    assert document["registered"]["approval_status"] == "Rejected"
+    assert document["steps"]["Register"]["properties"]["approval_status"] == "PendingManualApproval"  # as recorded
