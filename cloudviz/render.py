@@ -194,8 +194,6 @@ def promotion(record: Deployment, smoke_test: Mapping, source: str, changed: boo
 
 
 def serving(service: LocalService, key_from_env: bool) -> str:
-    from deploy.dashboard.data import SAMPLE_BODY  # loaded already: the service serves the dashboard
-
     api, live = service.api.url, service.live
     key_source = "CLOUDVIZ_API_KEY" if key_from_env else f"kept in {service.home.api_key_file}"
     return "\n".join([
@@ -204,7 +202,7 @@ def serving(service: LocalService, key_from_env: bool) -> str:
         f"API       {api}/predictions   (OpenAPI document: {api}/openapi.json)",
         f"API key   {service.api_key}   (send it as x-api-key; {key_source})",
         f"Try       curl -s -X POST {api}/predictions -H 'x-api-key: {service.api_key}'"
-        f" -H 'Content-Type: application/json' -d '{SAMPLE_BODY}'",
+        f" -H 'Content-Type: application/json' -d '{service.example_body()}'",
         f"Dashboard {api}/dashboard   (live monitoring; `cloudviz dashboard` opens it; Prometheus: {api}/metrics)",
         alarms_line(service),
         smoke_test_line(service),

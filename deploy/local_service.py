@@ -13,6 +13,7 @@ alarm states and access log; the first stage keeps the state home's file names o
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -145,6 +146,7 @@ class LocalService:
         self.evaluator: AlarmEvaluator | None = None
         self.smoke_tests = smoke_test
         self.last_smoke_test: SmokeTest | None = None
+        self._examples: dict[int, dict[str, float]] = {}  # example rows by version (their medians do not change)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -174,7 +176,8 @@ class LocalService:
         store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
         self.drift = DriftMonitor(self._drift_baseline(live.version), metrics=self.api_metrics, store=store)
         dashboard = Dashboard(DashboardSources(
-            self.home, self.group, self.endpoint, live=lambda: self.live, store=store, sampler=self.sampler,
+            self.home, self.group, self.endpoint, live=lambda: self.live, store=store,
+            example_body=self.example_body, sampler=self.sampler,
             alarm_states=lambda: self.evaluator.states() if self.evaluator is not None else [], drift=self.drift,
         ))
         access_log = stage_path(self.home.logs / "api-access.log", self.stage)
@@ -270,9 +273,8 @@ class LocalService:
         """Smoke-test the live version through this stage's API and record the result; a failure is reported, and
         the version stays live (it passed the model-level check) but cannot be promoted."""
         version = self.live.version
-        package = self.registry.get(self.group, version)
         try:
-            example = example_row(package, self.signature.features, RunStore(self.home.runs))
+            example = self.example_row(version)
         except UserError as error:
             result = SmokeTest(version, False, str(error))
         else:
@@ -286,6 +288,23 @@ class LocalService:
             self._event(f"{self.endpoint}: version {version} failed its smoke test (it stays live, it cannot be"
                         f" promoted): {result.detail}", version=version)
         return result
+
+    def example_row(self, version: int) -> dict[str, float]:
+        """The example row of ``version`` (the smoke test's, and the one the Try line and the dashboard show): the
+        seed example for iris's features, else the training medians; read once per version."""
+        cached = self._examples.get(version)
+        if cached is None:
+            package = self.registry.get(self.group, version)
+            cached = self._examples[version] = example_row(package, self.signature.features, RunStore(self.home.runs))
+        return cached
+
+    def example_body(self) -> str:
+        """The live version's example request body; when its medians are unknown, the features it takes, each
+        with a ``<number>`` placeholder (not JSON: a hint a person fills in)."""
+        try:
+            return json.dumps(self.example_row(self.live.version), separators=(",", ":"))
+        except UserError:
+            return "{" + ",".join(f'"{name}":<number>' for name in self.signature.features) + "}"
 
     def _drift_baseline(self, version: int) -> Baseline | None:
         """The training statistics of ``version``, which drift is measured against; None, with the reason logged,

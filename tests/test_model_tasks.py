@@ -25,6 +25,7 @@ from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 
+from cloudviz import render
 from deploy.deployments import DeploymentStore
 from deploy.local_service import LocalService
 from deploy.release import deploy_local
@@ -291,5 +292,12 @@ def test_a_regression_model_trained_by_the_pipeline_serves_from_its_runs_schema(
         assert (service.signature.task, service.signature.classes) == ("regression", ())
         assert service.last_smoke_test.passed, service.last_smoke_test.detail
         status, answer = call(service.api.url, "POST", "/predictions", {"rooms": 5.0, "area": 2.0, "age": 1.0})
+        # What a consumer is shown to send is this model's example (the training medians), not iris's.
+        body = service.example_body()
+        assert list(json.loads(body)) == ["rooms", "area", "age"]
+        try_line = next(line for line in render.serving(service, key_from_env=False).splitlines()
+                        if line.startswith("Try"))
+        assert try_line.endswith(f"-d '{body}'")
+        assert call(service.api.url, "GET", "/dashboard/data")[1]["predictions"]["hint"].endswith(f"-d '{body}'")
     assert status == 200 and set(answer) == {"prediction", "id", "timestamp", "model_version"}
     assert answer["prediction"] == pytest.approx(13, abs=2)  # 3 * 5 - 2, learnt from 210 rows

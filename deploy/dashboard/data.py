@@ -42,8 +42,6 @@ BUCKET_SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)  # predictions-over-ti
 MAX_BUCKETS = 60
 TRAFFIC_SUMMARY_SECONDS = 60.0  # the headline tiles cover the last minute
 RUNS_SHOWN = 8
-SAMPLE_BODY = '{"x1":6.7,"x2":3.3,"x3":5.7,"x4":2.5}'
-
 logger = logging.getLogger(__name__)
 
 
@@ -58,6 +56,7 @@ class DashboardSources:
     endpoint: str
     live: Callable[[], Deployment | None]
     store: PredictionStore
+    example_body: Callable[[], str]  # the live model's example request body, for the curl hint
     sampler: MetricSampler | None = None
     alarm_states: Callable[[], Sequence[AlarmState]] | None = None
     drift: DriftMonitor | None = None
@@ -206,11 +205,12 @@ def alarms(states: Callable[[], Sequence[AlarmState]] | None) -> dict[str, Any]:
 # -- predictions ---------------------------------------------------------------------------------
 
 
-def curl_hint(host: str, home: StateHome) -> str:
-    """A request that makes a prediction, with the key read from where ``cloudviz serve`` took it."""
+def curl_hint(host: str, home: StateHome, body: str) -> str:
+    """A request that makes a prediction with the live model's example ``body``, with the key read from where
+    ``cloudviz serve`` took it."""
     key = "$CLOUDVIZ_API_KEY" if "CLOUDVIZ_API_KEY" in os.environ else f"$(cat {home.api_key_file})"
     return (f"curl -s -X POST http://{host}/predictions -H \"x-api-key: {key}\""
-            f" -H 'Content-Type: application/json' -d '{SAMPLE_BODY}'")
+            f" -H 'Content-Type: application/json' -d '{body}'")
 
 
 def bucket_seconds(span_seconds: float) -> int:
@@ -284,7 +284,7 @@ def predictions(
         "window_minutes": round(PREDICTION_WINDOW.total_seconds() / 60),
         "rows": len(rows),
         "truncated": recent.truncated,
-        "hint": curl_hint(host, sources.home),
+        "hint": curl_hint(host, sources.home, sources.example_body()),
         "training_share": _training_shares(sources, package),
     }
     if not rows:
