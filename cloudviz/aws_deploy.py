@@ -231,9 +231,11 @@ def deploy_stage(args: argparse.Namespace, session: object, stage: str, config: 
     stderr_line(f"drift baseline: {baseline}" if baseline else f"drift: version {version} was registered without "
                 "baseline statistics (ModelDataQuality), so drift is not measured on AWS")
     schema = data_schema(sagemaker, session.client("s3"), package_arn)
-    features, classes = (",".join(schema[0]), ",".join(schema[1])) if schema else ("", "")
-    stderr_line(f"features {features}; classes {classes}" if schema else f"schema: version {version} was "
-                "registered without a DataSchema: the API takes the pipeline's default features and classes")
+    served = {"model_task": schema.task, "feature_names": ",".join(schema.features),
+              "class_names": ",".join(schema.classes)} if schema else {}
+    stderr_line(f"{schema.task} model; features {served['feature_names']}; classes {served['class_names'] or 'none'}"
+                if schema else f"schema: version {version} was registered without a DataSchema: the API takes the "
+                "pipeline's default features and classes")
     cloudformation = session.client("cloudformation")
     alarm_email = config.alarm_email
     if alarm_email is None:  # neither given nor configured: keep the subscription a previous deploy made
@@ -243,8 +245,7 @@ def deploy_stage(args: argparse.Namespace, session: object, stage: str, config: 
         enabled = stack_parameter(cloudformation, names.automation_stack, "ScheduleState") == "ENABLED"
         schedule = stack_parameter(cloudformation, names.automation_stack, "ScheduleExpression") if enabled else ""
     settings = aws_settings(region, account_id, bucket, config, alarm_email, schedule, model_package_arn=package_arn,
-                            model_version=version, baseline_statistics_uri=baseline, feature_names=features,
-                            class_names=classes)
+                            model_version=version, baseline_statistics_uri=baseline, **served)
     s3 = session.client("s3")
     packages = lambda_zips()
     for package in packages:

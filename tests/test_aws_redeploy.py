@@ -40,7 +40,7 @@ from moto.sqs.models import sqs_backends
 from moto_cloudformation import cloudformation_like_aws  # noqa: F401  (a fixture)
 from moto_sagemaker import approve_and_announce as approve
 from moto_sagemaker import model_packages_like_sagemaker  # noqa: F401  (a fixture)
-from test_aws_deployer import ACCOUNT, BUCKET, NAMES, REGION, cli_json
+from test_aws_deployer import ACCOUNT, BUCKET, NAMES, REGION, cli_error, cli_json
 from test_aws_deployer import aws as moto_account  # noqa: F401  (the `aws` fixture)
 
 from deploy.aws.deployer import deploy_stack
@@ -113,10 +113,11 @@ def put_json(key: str, document: dict) -> str:
 
 
 def register(status: str, features: list[str] = IRIS_FEATURES, classes: list[str] = IRIS_CLASSES,
-             run: str = "run1") -> tuple[str, str]:
-    """A version registered as the pipeline registers it: its data schema and baseline statistics in S3."""
+             run: str = "run1", task: str | None = None) -> tuple[str, str]:
+    """A version registered as the pipeline registers it: its data schema and baseline statistics in S3. No
+    ``task``: a schema as written before tasks were recorded (a multiclass model's)."""
     schema = put_json(f"cloudviz/executions/{run}/Preprocess/schema/schema.json",
-                      {"feature_columns": features, "classes": classes})
+                      {"feature_columns": features, "classes": classes, **({"task": task} if task else {})})
     statistics = {"features": {name: {"quantiles": {"p50": 1.5 + index}} for index, name in enumerate(features)}}
     baseline = put_json(f"cloudviz/executions/{run}/Preprocess/baseline/statistics.json", statistics)
     sagemaker = boto3.client("sagemaker")
@@ -333,9 +334,10 @@ def test_a_version_with_other_features_is_refused_and_said_on_the_alarm_topic(st
     assert stage.waiting(NAMES.redeploy_queue_name) == 0
     assert parameters(NAMES.endpoint_stack)["ModelVersion"] == "1"
     (message,) = published()
-    assert message == (f"version 2 has features a,b and classes {','.join(IRIS_CLASSES)}; the {NAMES.api_stack} API "
-                       f"serves features {','.join(IRIS_FEATURES)} and classes {','.join(IRIS_CLASSES)}, which its "
-                       "consumers depend on. Deploy it with `cloudviz deploy aws`.")
+    assert message == (f"version 2 is a multiclass model with features a,b and classes {','.join(IRIS_CLASSES)}; "
+                       f"the {NAMES.api_stack} API serves a multiclass model with features {','.join(IRIS_FEATURES)} "
+                       f"and classes {','.join(IRIS_CLASSES)}, which its consumers depend on. Deploy it with "
+                       "`cloudviz deploy aws`.")
     # `cloudviz deploy aws` is the way: it gives the API the package's features.
     api = parameters(NAMES.api_stack)
     assert (api["FeatureNames"], api["ClassNames"]) == (",".join(IRIS_FEATURES), ",".join(IRIS_CLASSES))
@@ -352,6 +354,56 @@ def test_deploy_aws_gives_the_api_the_packages_features_and_classes(home, monkey
     variables = inference["Environment"]["Variables"]
     assert (variables["FEATURE_NAMES"], variables["CLASS_NAMES"], variables["FEATURE_ALIASES"]) == (
         "petal,sepal", "small,large", "")
+
+
+def test_a_version_of_another_task_is_refused_and_said_on_the_alarm_topic(stage):
+    """Same features, but a value instead of a class: the API's consumers would get another answer's shape."""
+    published = alarm_topic_messages()
+    v2, _ = register("PendingManualApproval", classes=[], run="run2", task="regression")
+    approve(v2)
+    assert stage.poll() == {"batchItemFailures": []}  # refused for good: not retried
+    assert stage.waiting(NAMES.redeploy_queue_name) == 0
+    assert parameters(NAMES.endpoint_stack)["ModelVersion"] == "1"
+    assert parameters(NAMES.api_stack)["ModelTask"] == "multiclass"  # version 1's schema has no task: multiclass
+    (message,) = published()
+    assert message.startswith(f"version 2 is a regression model with features {','.join(IRIS_FEATURES)} and "
+                              f"classes (none); the {NAMES.api_stack} API serves a multiclass model with "), message
+    # The same contract, its task now recorded (a schema without one is a multiclass model's): redeployed.
+    v3, _ = register("PendingManualApproval", run="run3", task="multiclass")
+    approve(v3)
+    assert stage.poll()["batchItemFailures"] == [] and parameters(NAMES.endpoint_stack)["ModelVersion"] == "3"
+
+
+def test_deploy_aws_gives_the_api_a_regression_packages_task_and_no_classes(home, monkeypatch, capsys):
+    monkeypatch.setenv("CLOUDVIZ_BUCKET", BUCKET)
+    register("Approved", features=["rooms", "age"], classes=[], task="regression")
+    document = cli_json(capsys, "deploy", "aws", "--stage", "dev")
+    assert document["stacks"][1]["status"] == "created"
+    api = parameters(NAMES.api_stack)
+    assert (api["ModelTask"], api["FeatureNames"], api["ClassNames"]) == ("regression", "rooms,age", "")
+    inference = boto3.client("lambda").get_function_configuration(FunctionName=NAMES.inference_function)
+    variables = inference["Environment"]["Variables"]
+    assert (variables["MODEL_TASK"], variables["FEATURE_NAMES"], variables.get("CLASS_NAMES", "")) == (
+        "regression", "rooms,age", "")
+    # The smoke test reads no classes of a regression API: it gets as far as the key, which moto's CloudFormation
+    # leaves empty here (tests/test_aws_promotion.py completes it to call the API end to end).
+    assert document["smoke_test"]["detail"] == f"stack {NAMES.api_stack} has no ApiKeyId"
+
+
+@pytest.mark.parametrize(("task", "classes", "error"), [
+    ("regression", ["low", "high"], "task regression needs no classes, its classes are low,high"),
+    ("binary", ["a", "b", "c"], "task binary needs 2 classes, its classes are a,b,c"),
+    ("multiclass", [], "task multiclass needs classes, its classes are (none)"),
+    ("ranking", ["a", "b"], "task 'ranking' is none of multiclass, binary, regression"),
+])
+def test_deploy_aws_refuses_a_schema_whose_classes_do_not_fit_its_task(task, classes, error, home, monkeypatch,
+                                                                        capsys):
+    monkeypatch.setenv("CLOUDVIZ_BUCKET", BUCKET)
+    register("Approved", classes=classes, task=task)
+    *progress, last = cli_error(capsys, "deploy", "aws", "--stage", "dev").strip().splitlines()
+    assert last.endswith(f"/schema.json: the data schema's {error}"), last
+    assert not [line for line in progress if "Traceback" in line or "error" in line.lower()], progress
+    assert not boto3.client("cloudformation").list_stacks()["StackSummaries"]  # refused before any stack
 
 
 # --- the smoke test ------------------------------------------------------------------------------------------------
@@ -411,8 +463,9 @@ class SwitchingApi(http.server.ThreadingHTTPServer):
     """An API on 127.0.0.1 whose first ``old_answers`` POSTs are answered by version 1, the later ones by version
     2, as an inference function's version cache does for its TTL after an update; it counts the calls."""
 
-    def __init__(self, old_answers: int) -> None:
+    def __init__(self, old_answers: int, answer: dict | None = None) -> None:
         self.old_answers, self.posts, self.gets = old_answers, 0, 0
+        self.answer = answer or {"prediction": 1, "label": "virginica"}  # what the model predicts
         self.stored: dict[str, dict] = {}
         super().__init__(("127.0.0.1", 0), SwitchingApiHandler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -441,7 +494,7 @@ class SwitchingApiHandler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         self.server.posts += 1
         version = 1 if self.server.posts <= self.server.old_answers else 2
-        prediction = {"id": f"p{self.server.posts}", "prediction": 1, "label": "virginica", "model_version": version}
+        prediction = {"id": f"p{self.server.posts}", **self.server.answer, "model_version": version}
         self.server.stored[prediction["id"]] = prediction
         self.answer(prediction)
 
@@ -471,6 +524,16 @@ def test_an_answer_from_the_previous_version_is_asked_again_until_the_wait_is_ov
         assert run_smoke_test(api.url, KEY, IRIS_EXAMPLE, classes=IRIS_CLASSES, version=2) == (
             False, "POST /predictions was answered by model version 1, not 2")
         assert (api.posts, api.gets) == (1, 0)
+
+
+def test_a_regression_answer_passes_without_classes_and_must_be_a_number():
+    with SwitchingApi(old_answers=0, answer={"prediction": 12.3}) as api:
+        assert run_smoke_test(api.url, KEY, {"rooms": 3.0}, version=2) == (
+            True, "version 2 predicted 12.3 for the example; GET /predictions/p1 read it back")
+    for answer in ({"prediction": None}, {"prediction": "12.3"}, {"prediction": True}):
+        with SwitchingApi(old_answers=0, answer=answer) as api:
+            assert run_smoke_test(api.url, KEY, {"rooms": 3.0}, version=2) == (
+                False, f"POST /predictions answered prediction {answer['prediction']!r}, not a number")
 
 
 def test_the_example_row_is_the_seed_example_for_iris_else_the_training_medians():

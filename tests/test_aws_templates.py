@@ -21,6 +21,7 @@ from deploy.aws.stacks import AwsSettings, StackSpec, synthesize, write_synth
 from deploy.aws.templates.monitoring import DRIFT_METRICS, LOCAL_ONLY_PANELS, dashboard_panels, drift_schedule
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
+from serving_lambdas.config import inference_settings
 from serving_lambdas.store.dynamodb import ATTRIBUTE_DEFINITIONS, BILLING_MODE, KEY_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +42,9 @@ RESOURCE_STAR_ACTIONS = {"ecr:GetAuthorizationToken"}
 BOTO3_DISTRIBUTION = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six", "certifi")
 
 
-def stacks(stage: str) -> dict[str, StackSpec]:
+def stacks(stage: str, settings: AwsSettings = SETTINGS) -> dict[str, StackSpec]:
     names = ResourceNames(stage)
-    specs = {spec.name: spec for spec in synthesize(stage, SETTINGS)}
+    specs = {spec.name: spec for spec in synthesize(stage, settings)}
     return {kind: specs[getattr(names, f"{kind}_stack")] for kind in ("endpoint", "api", "monitoring", "automation")}
 
 
@@ -294,6 +295,64 @@ def test_endpoint_stack_serves_the_package_with_data_capture_and_prod_rolls_back
         for alarm in alarms.values():
             variant = {"Name": "VariantName", "Value": PRODUCTION_VARIANT}
             assert variant in alarm["Properties"]["Dimensions"]
+
+
+def rule_holds(condition: object, parameters: dict[str, str]) -> bool:
+    """A template Rules assertion evaluated as CloudFormation does, for the functions the api stack's rule uses."""
+    (name, arguments), = condition.items()
+    if name == "Ref":
+        return parameters[arguments]
+    values = [rule_holds(argument, parameters) if isinstance(argument, dict) else argument for argument in arguments]
+    return {"Fn::Equals": lambda: values[0] == values[1], "Fn::Not": lambda: not values[0],
+            "Fn::And": lambda: all(values), "Fn::Or": lambda: any(values)}[name]()
+
+
+def resolved(value: object, parameters: dict[str, str]) -> str:
+    """An environment value of the template with the stack's parameter values (other references: a name)."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return parameters[value["Ref"]]
+    return "dynamodb:cloudviz-dev-predictions" if "Fn::Sub" in value else ""  # the table; no iris aliases
+
+
+@pytest.mark.parametrize(("task", "features", "classes", "accepted"), [
+    ("multiclass", "x1,x2,x3,x4", "setosa,virginica,versicolor", True),
+    ("binary", "age,income", "no,yes", True),
+    ("regression", "rooms,age", "", True),
+    ("regression", "rooms,age", "low,high", False),
+    ("multiclass", "a,b", "", False),
+])
+def test_the_api_stack_takes_each_tasks_schema_and_its_function_serves_it(task, features, classes, accepted):
+    """What `deploy aws` passes for a package's schema fits the api stack's parameters (their allowed values and
+    patterns), its rule refuses classes that do not fit the task, and the inference function's environment
+    built from them is one the serving handlers accept (their own configuration parser)."""
+    settings = AwsSettings(**{**SETTINGS.__dict__, "model_task": task, "feature_names": features,
+                              "class_names": classes})
+    api = stacks("dev", settings)["api"]
+    declared = api.template["Parameters"]
+    given = {key: api.parameters[key] for key in ("ModelTask", "FeatureNames", "ClassNames")}
+    assert given == {"ModelTask": task, "FeatureNames": features, "ClassNames": classes}
+    assert given["ModelTask"] in declared["ModelTask"]["AllowedValues"]
+    assert all(re.fullmatch(declared[key]["AllowedPattern"], given[key]) for key in ("FeatureNames", "ClassNames"))
+    (rule,) = api.template["Rules"].values()
+    assert [rule_holds(a["Assert"], given) for a in rule["Assertions"]] == [accepted]
+    if accepted:
+        variables = api.template["Resources"]["InferenceFunction"]["Properties"]["Environment"]["Variables"]
+        values = {**{key: str(body["Default"]) for key, body in declared.items() if "Default" in body}, **given}
+        served = inference_settings({key: resolved(value, values) for key, value in variables.items()})
+        assert (served.task, ",".join(served.feature_names), ",".join(served.class_names)) == (task, features, classes)
+    assert not re.fullmatch(declared["ClassNames"]["AllowedPattern"], "a,,b")
+
+
+def test_a_package_without_a_schema_leaves_the_api_stacks_defaults():
+    """A version registered before schemas: the template's defaults, the pipeline's iris contract, multiclass."""
+    api = stacks("dev")["api"]
+    assert not {"ModelTask", "FeatureNames", "ClassNames"} & set(api.parameters)
+    defaults = {key: body["Default"] for key, body in api.template["Parameters"].items() if "Default" in body}
+    assert (defaults["ModelTask"], defaults["ClassNames"]) == ("multiclass", "setosa,virginica,versicolor")
+    (rule,) = api.template["Rules"].values()
+    assert rule_holds(rule["Assertions"][0]["Assert"], defaults)
 
 
 def test_api_routes_require_the_key_and_preflight_does_not():

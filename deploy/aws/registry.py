@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from pipelines.errors import UserError
+from serving_lambdas.config import TASKS
 
 APPROVED = "Approved"
 
@@ -43,9 +45,20 @@ def baseline_statistics_uri(sagemaker_client: object, package_arn: str) -> str:
     return metrics.get("ModelDataQuality", {}).get("Statistics", {}).get("S3Uri", "")
 
 
-def data_schema(sagemaker_client: object, s3_client: object, package_arn: str) -> tuple[list[str], list[str]] | None:
-    """The features and classes of the data schema the pipeline registered with the package (its
-    CustomerMetadataProperties ``DataSchema``: the S3 URI of ``schema.json``); None when it has none."""
+@dataclass(frozen=True)
+class DataSchema:
+    """What the API of a registered version serves: its task, features (model order) and classes (class-index
+    order; none for regression)."""
+
+    task: str
+    features: list[str]
+    classes: list[str]
+
+
+def data_schema(sagemaker_client: object, s3_client: object, package_arn: str) -> DataSchema | None:
+    """The data schema the pipeline registered with the package (its CustomerMetadataProperties ``DataSchema``:
+    the S3 URI of ``schema.json``); None when it has none. A schema without a task was registered before tasks
+    were: multiclass. One whose classes do not fit its task is refused, naming both."""
     package = sagemaker_client.describe_model_package(ModelPackageName=package_arn)
     uri = (package.get("CustomerMetadataProperties") or {}).get("DataSchema", "")
     if not uri:
@@ -55,6 +68,14 @@ def data_schema(sagemaker_client: object, s3_client: object, package_arn: str) -
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     schema = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
     try:
-        return [str(name) for name in schema["feature_columns"]], [str(name) for name in schema["classes"]]
+        features, classes = [str(name) for name in schema["feature_columns"]], [str(n) for n in schema["classes"]]
     except (KeyError, TypeError):
         raise UserError(f"{uri}: the data schema has no feature_columns and classes") from None
+    task = schema.get("task", "multiclass")
+    if task not in TASKS:
+        raise UserError(f"{uri}: the data schema's task {task!r} is none of {', '.join(TASKS)}")
+    wanted = {"regression": "no classes", "binary": "2 classes"}.get(task, "classes")
+    if (task == "regression") == bool(classes) or (task == "binary" and len(classes) != 2):
+        raise UserError(f"{uri}: the data schema's task {task} needs {wanted}, its classes are "
+                        f"{','.join(classes) or '(none)'}")
+    return DataSchema(task, features, classes)

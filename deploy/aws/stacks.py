@@ -37,8 +37,11 @@ class AwsSettings:
     model_version: int = 1
     baseline_statistics_uri: str = ""
     allowed_origin: str = "*"  # CORS Access-Control-Allow-Origin of the stage's API
-    feature_names: str = ""  # the served package's features and classes, comma-separated (its data schema);
-    class_names: str = ""  # empty: the api template's defaults (the pipeline's)
+    # The served package's data schema: its task, features and classes (comma-separated; none for regression).
+    # No task: the package has no schema, and the api template's defaults (the pipeline's) apply.
+    model_task: str = ""
+    feature_names: str = ""
+    class_names: str = ""
     schedule_expression: str = "cron(0 3 ? * MON *)"
     schedule_enabled: bool = False  # scheduled retraining is off until asked for
     instance_type: str = ""
@@ -86,8 +89,8 @@ def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...
         StackSpec(names.endpoint_stack, endpoint, endpoint_parameters, tags=tags),
         StackSpec(names.api_stack, api_template(names, settings.allowed_origin),
                   {"CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key,
-                   **({"FeatureNames": settings.feature_names} if settings.feature_names else {}),
-                   **({"ClassNames": settings.class_names} if settings.class_names else {})}, tags=tags),
+                   **({"ModelTask": settings.model_task, "FeatureNames": settings.feature_names,
+                       "ClassNames": settings.class_names} if settings.model_task else {})}, tags=tags),
         StackSpec(names.monitoring_stack, monitoring_template(names, settings),
                   {"AlarmEmail": settings.alarm_email, "BaselineStatisticsUri": settings.baseline_statistics_uri,
                    "CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key}, tags=tags),

@@ -8,8 +8,9 @@ time, and keeps the stage consistent:
   the CloudFormation service role of the automation stack;
 - the monitoring stack gets the package's baseline statistics (``BaselineStatisticsUri``, its ModelDataQuality
   statistics), so drift is measured against the data the served model was trained on;
-- the features and classes of the package's registered data schema must be the api stack's (``FeatureNames``,
-  ``ClassNames``): API consumers depend on them, so a package that changes them is refused, with a message on
+- the task, features and classes of the package's registered data schema must be the api stack's (``ModelTask``,
+  ``FeatureNames``, ``ClassNames``): API consumers depend on them (a class or a value, and which), so a package
+  that changes them is refused, with a message on
   the alarm topic (``cloudviz deploy aws`` deploys it, API and all), as is one that would add or remove the
   drift function or move its baseline to another bucket (a change of resources, not of parameters).
 
@@ -40,6 +41,7 @@ APPROVED = "Approved"
 BUSY_SUFFIX = "_IN_PROGRESS"
 NO_UPDATES = "No updates are to be performed"
 CAPABILITIES = ["CAPABILITY_NAMED_IAM"]
+DEFAULT_TASK = "multiclass"  # a schema, or an api stack, from before tasks were recorded
 
 
 class StackBusy(RuntimeError):
@@ -107,8 +109,8 @@ class Stage:
             raise
         logger.info("updating %s: %s", stack_name, ", ".join(f"{key}={value}" for key, value in changes.items()))
 
-    def package_data(self, package: Package) -> tuple[str, list[str], list[str]]:
-        """The package's baseline statistics URI and the features and classes of its registered data schema."""
+    def package_data(self, package: Package) -> tuple[str, Contract]:
+        """The package's baseline statistics URI and the contract of its registered data schema."""
         described = self.client("sagemaker").describe_model_package(ModelPackageName=package.arn)
         metrics = described.get("ModelMetrics", {})
         baseline = metrics.get("ModelDataQuality", {}).get("Statistics", {}).get("S3Uri", "")
@@ -118,7 +120,21 @@ class Stage:
                           "classes are unknown)")
         bucket, _, key = schema_uri.removeprefix("s3://").partition("/")
         schema = json.loads(self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-        return baseline, list(schema["feature_columns"]), [str(name) for name in schema["classes"]]
+        return baseline, Contract(schema.get("task", DEFAULT_TASK), ",".join(map(str, schema["feature_columns"])),
+                                  ",".join(map(str, schema["classes"])))
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What an API's consumers depend on: the task, the features and the classes (comma-separated, as the api
+    stack's ``ModelTask``, ``FeatureNames`` and ``ClassNames``)."""
+
+    task: str
+    features: str
+    classes: str
+
+    def __str__(self) -> str:
+        return f"a {self.task} model with features {self.features} and classes {self.classes or '(none)'}"
 
 
 def bucket_of(uri: str) -> str:
@@ -133,12 +149,12 @@ def redeploy(package: Package, stage: Stage) -> dict:
     deployed = int(endpoint.get("ModelVersion") or 0)
     if package.version < deployed:
         return {"updated": [], "reason": f"version {package.version} is older than the deployed version {deployed}"}
-    baseline, features, classes = stage.package_data(package)
+    baseline, contract = stage.package_data(package)
     api = stage.parameters(names["api"])
-    if (features, classes) != (api["FeatureNames"].split(","), api["ClassNames"].split(",")):
-        raise Refused(f"version {package.version} has features {','.join(features)} and classes "
-                      f"{','.join(classes)}; the {names['api']} API serves features {api['FeatureNames']} and "
-                      f"classes {api['ClassNames']}, which its consumers depend on")
+    served = Contract(api.get("ModelTask", DEFAULT_TASK), api["FeatureNames"], api["ClassNames"])
+    if contract != served:
+        raise Refused(f"version {package.version} is {contract}; the {names['api']} API serves {served}, which its "
+                      "consumers depend on")
     current_baseline = monitoring.get("BaselineStatisticsUri", "")
     if bool(current_baseline) != bool(baseline) or (baseline and bucket_of(baseline) != bucket_of(current_baseline)):
         raise Refused(f"version {package.version} has baseline statistics {baseline or 'none'}, the drift function "

@@ -3,8 +3,9 @@
 EventBridge invokes ``handler`` when the stage's endpoint stack finished a creation or an update. The function
 reads what the stack serves (its ``ModelPackageArn``/``ModelVersion``) and the api stack's URL, key, features and
 classes, calls the API as a client would (``POST /predictions`` with an example row, then
-``GET /predictions/{id}``), checks the answer (a class of the model, the version the stack serves, the same
-prediction read back) and records the result on the model package as two CustomerMetadataProperties:
+``GET /predictions/{id}``), checks the answer (a class of the model, or a number for regression; the version the
+stack serves; the same prediction read back) and records the result on the model package as two
+CustomerMetadataProperties:
 ``cloudviz:smoke-test:<stage>`` = ``passed`` or ``failed: <reason>`` and ``cloudviz:smoke-test-at:<stage>`` = when
 (ISO-8601 UTC). ``cloudviz promote`` reads the record (``recorded_smoke_test``) before it deploys the same
 package to the next stage. A failure is also published to the stage's alarm topic. ``cloudviz deploy aws`` runs
@@ -138,10 +139,10 @@ def run_smoke_test(api_url: str, api_key: str, example: dict[str, float], *, cla
                    version: int | None = None, wait_seconds: float = 0.0,
                    poll_seconds: float = POLL_SECONDS) -> tuple[bool, str]:
     """Call the API as a client would: POST the example, then GET the prediction by its id. Passed when both
-    answer 200, the prediction is a class of the model (``classes``, when given) made by ``version`` (when given),
-    and the stored prediction is the one answered; the detail says what was seen or what went wrong. A POST
-    answered by another version is sent again every ``poll_seconds`` for ``wait_seconds`` (the API's version
-    cache may still name the previous one), then fails."""
+    answer 200, the prediction is a number, a class of the model (``classes``, when given; none for regression),
+    made by ``version`` (when given), and the stored prediction is the one answered; the detail says what was seen
+    or what went wrong. A POST answered by another version is sent again every ``poll_seconds`` for
+    ``wait_seconds`` (the API's version cache may still name the previous one), then fails."""
     base = api_url.rstrip("/")
     deadline = time.monotonic() + wait_seconds
     try:
@@ -150,6 +151,8 @@ def run_smoke_test(api_url: str, api_key: str, example: dict[str, float], *, cla
             if status != 200 or not isinstance(answer, dict):
                 return False, _failed("POST /predictions", status, answer)
             label, prediction, served = answer.get("label"), answer.get("prediction"), answer.get("model_version")
+            if isinstance(prediction, bool) or not isinstance(prediction, int | float):
+                return False, f"POST /predictions answered prediction {prediction!r}, not a number"
             if classes and (label not in classes or prediction != list(classes).index(label)):
                 return False, f"POST /predictions answered class {prediction} {label}, not one of {','.join(classes)}"
             if version is None or served == version:
@@ -199,7 +202,9 @@ def smoke_test_stage(clients: dict[str, Any], stage: str, endpoint_stack: str, a
     sagemaker = client("sagemaker")
     try:
         features = stack_value(settings, "FeatureNames", api_stack).split(",")
-        classes = stack_value(settings, "ClassNames", api_stack).split(",")
+        # A regression model answers a value: it has no classes to check the answer against.
+        regression = settings.get("ModelTask") == "regression"
+        classes = () if regression else stack_value(settings, "ClassNames", api_stack).split(",")
         wait_seconds = float(stack_value(settings, TTL_PARAMETER, api_stack)) + VERSION_MARGIN_SECONDS
         example = example_row(features, baseline_statistics(sagemaker, client("s3"), package_arn))
         api_key = client("apigateway").get_api_key(apiKey=stack_value(outputs, "ApiKeyId", api_stack),

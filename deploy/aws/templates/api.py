@@ -28,7 +28,7 @@ from deploy.aws.templates.common import (
 from deploy.gateway.policy import ALLOW_HEADERS, EXPOSE_HEADERS, PREFLIGHT_MAX_AGE_SECONDS
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.definition import PARAMETERS
-from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS, MAX_RETENTION_DAYS
+from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS, MAX_RETENTION_DAYS, TASKS
 from serving_lambdas.served_version import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
 from serving_lambdas.store.dynamodb import (
     ATTRIBUTE_DEFINITIONS,
@@ -43,6 +43,7 @@ FEATURE_NAMES = str(PIPELINE_DEFAULTS["FeatureColumns"])
 CLASS_NAMES = str(PIPELINE_DEFAULTS["ClassNames"])
 FEATURE_ALIASES = ",".join(f"{alias}={name}" for name, alias in IRIS_FEATURE_DESCRIPTIONS.items())
 NAMES_PATTERN = r"[^,\s]+(,[^,\s]+)*"  # comma-separated names, none empty
+DEFAULT_TASK = "multiclass"  # what a version registered before tasks were recorded is
 FUNCTION_TIMEOUT_SECONDS = 25  # under API Gateway's 29 s integration timeout: the function answers, not the gateway
 FUNCTION_MEMORY_MB = 256
 
@@ -213,8 +214,12 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         # consumers send and get back, so the redeploy function refuses a version that changes them.
         "FeatureNames": {"Type": "String", "Default": FEATURE_NAMES, "AllowedPattern": NAMES_PATTERN,
                          "Description": "the model's features, in model order (comma-separated)"},
-        "ClassNames": {"Type": "String", "Default": CLASS_NAMES, "AllowedPattern": NAMES_PATTERN,
-                       "Description": "the model's classes, by class index (comma-separated)"},
+        "ClassNames": {"Type": "String", "Default": CLASS_NAMES, "AllowedPattern": f"({NAMES_PATTERN})?",
+                       "Description": "the model's classes, by class index (comma-separated); empty for "
+                                      "regression"},
+        "ModelTask": {"Type": "String", "Default": DEFAULT_TASK, "AllowedValues": list(TASKS),
+                      "Description": "what the endpoint's score means: a class (multiclass, binary) or a value "
+                                     "(regression)"},
     }
     inference_environment = {
         "ENDPOINT_NAME": names.endpoint_name,
@@ -222,6 +227,7 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         "FEATURE_NAMES": ref("FeatureNames"),
         "FEATURE_ALIASES": {"Fn::If": ["IrisFeatures", FEATURE_ALIASES, ""]},  # the seed's names, for its features
         "CLASS_NAMES": ref("ClassNames"),
+        "MODEL_TASK": ref("ModelTask"),
         "MAX_BATCH_ROWS": ref("MaxBatchRows"),
         "MODEL_VERSION_TTL_SECONDS": ref("ModelVersionTtlSeconds"),
         "PREDICTION_RETENTION_DAYS": ref("PredictionRetentionDays"),
@@ -376,5 +382,14 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         "ApiId": output(ref("RestApi"), "the REST API's id"),
     }
     conditions = {"IrisFeatures": {"Fn::Equals": [ref("FeatureNames"), FEATURE_NAMES]}}
-    return template(f"CloudViz {names.stage}: prediction API (API Gateway, Lambda, DynamoDB)", parameters,
-                    resources, outputs, conditions)
+    document = template(f"CloudViz {names.stage}: prediction API (API Gateway, Lambda, DynamoDB)", parameters,
+                        resources, outputs, conditions)
+    regression, no_classes = {"Fn::Equals": [ref("ModelTask"), "regression"]}, {"Fn::Equals": [ref("ClassNames"), ""]}
+    document["Rules"] = {"ClassesFitTheTask": {"Assertions": [{
+        # Checked by CloudFormation before any change: no classes exactly when the model predicts a value.
+        "Assert": {"Fn::Or": [{"Fn::And": [regression, no_classes]},
+                              {"Fn::And": [{"Fn::Not": [regression]}, {"Fn::Not": [no_classes]}]}]},
+        "AssertDescription": "ClassNames must be empty when ModelTask is regression, and name the classes "
+                             "otherwise",
+    }]}}
+    return document
