@@ -310,7 +310,9 @@ def api_breakdown(tarball: Path, calls: int = 2000) -> dict[str, float]:
             ),
             "endpoint round trip over HTTP (http.client; the endpoint's own work included)": per_call(raw_invocation),
             "the same through boto3 invoke_endpoint": per_call(lambda: invoke("bench", server.url, [ROW])),
-            "SQLite write of one prediction": per_call(lambda: store.put(make_records([ROW], answer, settings))),
+            "SQLite write of one prediction": per_call(
+                lambda: store.put(make_records([ROW], answer, settings, [None]))
+            ),
             "ids and timestamp of one prediction": per_call(lambda: (new_ids(utc_now(), 1), timestamp_text(utc_now()))),
         }
 

@@ -34,7 +34,7 @@ def handler(event: dict, context: object) -> dict:
                         settings.task)
     except EndpointUnavailable:
         return error_response(503, UNAVAILABLE)
-    records = make_records(payload.rows, answer, settings)
+    records = make_records(payload.rows, answer, settings, payload.request_ids)
     try:
         store(records, settings)
     except Exception:  # the store's own error (SQLite, DynamoDB, the disk): logged, nothing was written
@@ -69,14 +69,16 @@ def report(records: list[PredictionRecord], answer: EndpointAnswer, endpoint: st
 
 
 def make_records(
-    rows: list[list[float]], answer: EndpointAnswer, settings: InferenceSettings
+    rows: list[list[float]], answer: EndpointAnswer, settings: InferenceSettings, request_ids: list[str | None]
 ) -> list[PredictionRecord]:
-    """One record per row, all made now; a classifier's probabilities keyed by class name."""
+    """One record per row, all made now, with the client's id of the row; a classifier's probabilities keyed by
+    class name."""
     moment = utc_now()
     timestamp = timestamp_text(moment)
     classes = settings.class_names
     records = []
-    for prediction_id, row, score in zip(new_ids(moment, len(rows)), rows, answer.scores, strict=True):
+    rows_made = zip(new_ids(moment, len(rows)), rows, answer.scores, request_ids, strict=True)
+    for prediction_id, row, score, request_id in rows_made:
         probabilities = score.probabilities
         label = None
         if settings.task != "regression":
@@ -86,6 +88,7 @@ def make_records(
         records.append(
             PredictionRecord(
                 id=prediction_id,
+                request_id=request_id,
                 timestamp=timestamp,
                 features=dict(zip(settings.feature_names, row, strict=True)),
                 prediction=score.prediction,

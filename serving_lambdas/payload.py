@@ -1,8 +1,11 @@
-"""The POST /predictions body: three accepted forms, checked field by field, into rows of floats.
+"""The POST /predictions body: four accepted forms, checked field by field, into rows of floats.
 
 - ``{"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}``: one row, the original API's form;
 - ``{"input_data": [[6.7, 3.3, 5.7, 2.5], ...]}``: a batch, the original README's form;
-- ``{"features": {"sepal_length": 6.7, ...}}``: one row by name (feature names or their aliases).
+- ``{"features": {"sepal_length": 6.7, ...}}``: one row by name (feature names or their aliases);
+- ``{"instances": [{"sepal_length": 6.7, ...}, ...]}``: a batch of rows by name.
+A row may carry the client's own ``request_id`` (top level beside a single row's values or ``features``, inside
+each instance of ``instances``), stored with its prediction so that labels known later can be joined to it.
 Every problem is a ``PayloadError`` whose one-line message names the field. A feature must be a JSON number
 (not a boolean) the model can read: XGBoost reads float32, so a value beyond float32's range is refused
 rather than silently turned into infinity or zero.
@@ -14,11 +17,15 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_SMALLEST_NORMAL = 1.1754943508222875e-38
+REQUEST_ID = "request_id"
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_RULE = "1 to 128 letters, digits, '.', '_', ':' or '-'"
 
 
 class PayloadError(ValueError):
@@ -29,6 +36,7 @@ class PayloadError(ValueError):
 class Payload:
     rows: list[list[float]]
     batch: bool  # answer {"predictions": [...]} rather than one prediction
+    request_ids: list[str | None]  # the client's id of each row, if it gave one
 
 
 def parse_payload(event: dict, features: tuple[str, ...], aliases: Mapping[str, str], max_rows: int) -> Payload:
@@ -38,18 +46,29 @@ def parse_payload(event: dict, features: tuple[str, ...], aliases: Mapping[str, 
         raise PayloadError(f"the body must be a JSON object, not {_kind(body)}")
     if "input_data" in body:
         _only(body, "input_data")
-        return Payload(_batch(body["input_data"], features, max_rows), batch=True)
+        rows = _batch(body["input_data"], features, max_rows)
+        return Payload(rows, batch=True, request_ids=[None] * len(rows))
+    if "instances" in body:
+        _only(body, "instances")
+        rows, ids = [], []
+        for index, instance in enumerate(_instances(body["instances"], max_rows)):
+            field = f"instances[{index}]"
+            ids.append(_request_id(instance, field))
+            rows.append(_named({key: value for key, value in instance.items() if key != REQUEST_ID}, features,
+                               aliases, field))
+        return Payload(rows, batch=True, request_ids=ids)
+    request_id = _request_id(body, "")
     if "features" in body:
-        _only(body, "features")
-        return Payload([_named(body["features"], features, aliases)], batch=False)
-    unexpected = sorted(set(body) - set(features))
+        _only(body, "features", REQUEST_ID)
+        return Payload([_named(body["features"], features, aliases, "features")], batch=False, request_ids=[request_id])
+    unexpected = sorted(set(body) - set(features) - {REQUEST_ID})
     if unexpected:
         accepted = ", ".join(features)
-        raise PayloadError(f"unexpected field {unexpected[0]!r}: send {accepted}, or input_data, or features")
+        raise PayloadError(f"unexpected field {unexpected[0]!r}: send {accepted}, or input_data, instances or features")
     missing = [name for name in features if name not in body]
     if missing:
         raise PayloadError(f"{missing[0]} is missing")
-    return Payload([[_number(body[name], name) for name in features]], batch=False)
+    return Payload([[_number(body[name], name) for name in features]], batch=False, request_ids=[request_id])
 
 
 def _json_body(event: dict) -> object:
@@ -74,10 +93,26 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return dict(pairs)
 
 
-def _only(body: dict, field: str) -> None:
-    others = sorted(set(body) - {field})
+def _only(body: dict, field: str, *allowed: str) -> None:
+    others = sorted(set(body) - {field, *allowed})
+    if others == [REQUEST_ID]:
+        where = "inside each instance" if field == "instances" else "with instances, inside each one"
+        raise PayloadError(f"unexpected field {REQUEST_ID!r} beside {field}: a request_id names one row ({where})")
     if others:
         raise PayloadError(f"unexpected field {others[0]!r} beside {field}")
+
+
+def _request_id(values: dict, prefix: str) -> str | None:
+    """The row's ``request_id`` if given (a short id safe in URLs, logs and CSV alike), else None."""
+    if REQUEST_ID not in values:
+        return None
+    value, field = values[REQUEST_ID], f"{prefix}.{REQUEST_ID}" if prefix else REQUEST_ID
+    if not isinstance(value, str):
+        raise PayloadError(f"{field} must be a string of {REQUEST_ID_RULE}, not {_kind(value)}")
+    if REQUEST_ID_PATTERN.fullmatch(value) is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise PayloadError(f"{field} must be {REQUEST_ID_RULE}, not {shown!r} ({len(value)} characters)")
+    return value
 
 
 def _batch(rows: object, features: tuple[str, ...], max_rows: int) -> list[list[float]]:
@@ -97,23 +132,36 @@ def _batch(rows: object, features: tuple[str, ...], max_rows: int) -> list[list[
     ]
 
 
-def _named(values: object, features: tuple[str, ...], aliases: Mapping[str, str]) -> list[float]:
+def _instances(instances: object, max_rows: int) -> list[dict]:
+    """The objects of ``instances``, checked as a batch (1 to ``max_rows`` of them) before any row is read."""
+    if not isinstance(instances, list):
+        raise PayloadError(f"instances must be an array of objects of feature values, not {_kind(instances)}")
+    if not 1 <= len(instances) <= max_rows:
+        raise PayloadError(f"instances has {len(instances)} rows: send 1 to {max_rows}")
+    for index, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise PayloadError(f"instances[{index}] must be an object of feature values, not {_kind(instance)}")
+    return instances
+
+
+def _named(values: object, features: tuple[str, ...], aliases: Mapping[str, str], field: str) -> list[float]:
+    """One row by name from the object ``field`` (``features``, or an instance without its request_id)."""
     if not isinstance(values, dict):
-        raise PayloadError(f"features must be an object of feature values, not {_kind(values)}")
+        raise PayloadError(f"{field} must be an object of feature values, not {_kind(values)}")
     given: dict[str, str] = {}  # feature -> the key it was given as
     for key in values:
         name = key if key in features else aliases.get(key)
         if name is None:
             accepted = ", ".join([*features, *aliases])
-            raise PayloadError(f"features.{key} is not a feature: use {accepted}")
+            raise PayloadError(f"{field}.{key} is not a feature: use {accepted}")
         if name in given:
-            raise PayloadError(f"features.{name} is given twice (as {given[name]} and {key})")
+            raise PayloadError(f"{field}.{name} is given twice (as {given[name]} and {key})")
         given[name] = key
     also = {name: alias for alias, name in aliases.items()}
     for name in features:
         if name not in given:
-            raise PayloadError(f"features.{name} is missing" + (f" (or {also[name]})" if name in also else ""))
-    return [_number(values[given[name]], f"features.{given[name]}") for name in features]
+            raise PayloadError(f"{field}.{name} is missing" + (f" (or {also[name]})" if name in also else ""))
+    return [_number(values[given[name]], f"{field}.{given[name]}") for name in features]
 
 
 def _number(value: object, field: str) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 ID_PATTERN = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{16}")
@@ -22,9 +22,11 @@ class PredictionRecord:
 
     A classifier's prediction is the class index and ``label`` its name; a regression model's prediction is the
     predicted value, with no label and no probabilities. A two-class model's answer also carries ``probability``,
-    the probability of the predicted label."""
+    the probability of the predicted label. ``request_id`` is the client's own id of the row, when it gave one:
+    answered after ``id``, and left out of the answer when not given."""
 
     id: str
+    request_id: str | None = field(default=None, kw_only=True)  # kw_only: the other fields stay positional
     timestamp: str
     features: dict[str, float]
     prediction: int | float
@@ -40,6 +42,7 @@ class PredictionRecord:
             "label": self.label,
             "probabilities": self.probabilities,
             "id": self.id,
+            "request_id": self.request_id,
             "timestamp": self.timestamp,
             "model_version": self.model_version,
         })
@@ -50,7 +53,9 @@ class PredictionRecord:
 
     def _shaped(self, fields: dict) -> dict:
         """``fields`` as this prediction's task answers them: regression without label and probabilities, two
-        classes with the predicted label's probability before them all."""
+        classes with the predicted label's probability before them all; no request_id when the client gave none."""
+        if self.request_id is None:
+            fields = {name: value for name, value in fields.items() if name != "request_id"}
         if self.label is None:
             return {name: value for name, value in fields.items() if name not in ("label", "probabilities")}
         if self.probabilities is None or len(self.probabilities) != 2:

@@ -108,10 +108,39 @@ def test_named_features_predict_like_the_seed_example(api):
     assert predict(api, {"features": named})["prediction"] == 1
 
 
+def test_named_instances_answer_and_return_each_rows_request_id(api):
+    instances = [{"request_id": "order-17:a", "sepal_length": 6.7, "sepal_width": 3.3, "petal_length": 5.7,
+                  "petal_width": 2.5}, dict(zip(FEATURES, SETOSA, strict=True))]
+    made = predict(api, {"instances": instances})["predictions"]
+    assert [(p["label"], p.get("request_id")) for p in made] == [("virginica", "order-17:a"), ("setosa", None)]
+    status, _, stored = call(api, "GET", f"/predictions/{made[0]['id']}")
+    documented("GET", "/predictions/{id}", status, stored)
+    assert (status, stored["request_id"]) == (200, "order-17:a")
+    status, _, listed = call(api, "GET", "/predictions")
+    documented("GET", "/predictions", status, listed)
+    assert [item.get("request_id") for item in listed] == [None, "order-17:a"]
+
+
+EXAMPLES = SPEC["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_documented_request_example_matches_one_form_and_is_answered(api, name):
+    example = EXAMPLES[name]["value"]
+    request = SPEC["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    jsonschema.validate(example, {**request, "components": SPEC["components"]})  # oneOf: exactly one form
+    answer = predict(api, example)
+    rows = example.get("instances") or example.get("input_data") or [example]
+    sent = [row.get("request_id") if isinstance(row, dict) else None for row in rows]
+    assert [p.get("request_id") for p in answer.get("predictions", [answer])] == sent
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
         ({"x1": 6.7, "x2": 3.3, "x3": 5.7}, "x4"),
+        ({**SEED, "request_id": "two words"}, "request_id"),
+        ({"instances": [{**SEED, "x2": "wide"}]}, "instances[0].x2"),
         ({"x1": 6.7, "x2": "wide", "x3": 5.7, "x4": 2.5}, "x2"),
         (b"x1=6.7&x2=3.3", "JSON"),
         ({"input_data": [[1, 2, 3]]}, "input_data"),

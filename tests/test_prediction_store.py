@@ -99,6 +99,17 @@ def test_a_stored_prediction_comes_back_field_for_field(store):
     assert store.get(softmax.id) == softmax
 
 
+def test_a_request_id_comes_back_with_its_prediction_and_in_its_document(store):
+    with_id = made_at(START, 2, request_id="order-17:a")
+    without = made_at(START + timedelta(seconds=1))
+    store.put(with_id)
+    store.put(without)
+    assert [store.get(record.id) for record in with_id + without] == with_id + without
+    assert [record.request_id for record in store.newest(10)] == [None, "order-17:a", "order-17:a"]
+    assert list(store.get(with_id[0].id).document())[:2] == ["id", "request_id"]
+    assert "request_id" not in store.get(without[0].id).document()
+
+
 @pytest.mark.parametrize("prediction", [12.3, 12.0, -0.5, 0.0])
 def test_a_regression_prediction_comes_back_as_a_float_without_label(store, prediction: float):
     (record,) = made_at(START, prediction=prediction, label=None, probabilities=None)
@@ -277,19 +288,24 @@ def test_dynamodb_put_items_of_every_task_pass_botocores_own_validation(dynamodb
     binary = made_at(START, 2, prediction=0, label="stay", probabilities={"stay": 0.9, "churn": 0.1})
     dynamodb.put(regression)
     dynamodb.put(binary)
+    dynamodb.put(made_at(START, request_id="r-1"))
+    dynamodb.put([*made_at(START, request_id="r-2"), *made_at(START)])
     service = botocore.session.get_session().get_service_model("dynamodb")
     writes = [(name, params) for name, params in sent if name in ("PutItem", "TransactWriteItems")]
-    assert [name for name, _ in writes] == ["PutItem", "PutItem", "TransactWriteItems"]  # hour index, one, a batch
-    for name, params in writes:
+    assert [name for name, _ in writes] == ["PutItem", "PutItem", "TransactWriteItems", "PutItem", "TransactWriteItems"]
+    for name, params in writes:  # the hour index, then one prediction, a batch, one with a request_id, a mixed batch
         report = ParamValidator().validate(params, service.operation_model(name).input_shape)
         assert not report.has_errors(), report.generate_report()
     item = writes[1][1]["Item"]
     assert (item["prediction"], item["label"], item["probabilities"]) == ({"N": "12.3"}, {"NULL": True}, {"NULL": True})
+    assert "request_id" not in item and writes[3][1]["Item"]["request_id"] == {"S": "r-1"}
+    mixed = [put["Put"]["Item"] for put in writes[4][1]["TransactItems"]]
+    assert [item.get("request_id") for item in mixed] == [{"S": "r-2"}, None]
 
 
 def test_a_sqlite_file_of_before_regression_is_migrated_with_its_rows(tmp_path: Path):
-    """Files made before regression models declared ``label TEXT NOT NULL``: opening one keeps every row and then
-    takes predictions without a label."""
+    """Files made before regression models declared ``label TEXT NOT NULL`` (and had no request_id): opening one
+    keeps every row and then takes predictions without a label, or with a request_id."""
     path = tmp_path / "predictions.db"
     (old,) = made_at(START)
     with sqlite3.connect(path) as connection:
@@ -301,9 +317,27 @@ def test_a_sqlite_file_of_before_regression_is_migrated_with_its_rows(tmp_path: 
                             json.dumps(old.probabilities), 3, 1.25))
     store = SqliteStore(path)
     (regression,) = made_at(START + timedelta(seconds=1), prediction=2.5, label=None, probabilities=None)
-    store.put([regression])
-    assert store.newest(10) == [regression, old]
-    assert SqliteStore(path).newest(10) == [regression, old]  # a second open finds nothing left to migrate
+    (joined,) = made_at(START + timedelta(seconds=2), request_id="r-1")
+    store.put([regression, joined])
+    assert store.newest(10) == [joined, regression, old]
+    assert SqliteStore(path).newest(10) == [joined, regression, old]  # a second open finds nothing left to migrate
+
+
+def test_a_sqlite_file_of_before_request_ids_gains_the_column_and_keeps_its_rows(tmp_path: Path):
+    """Files made before clients could send a request_id have no such column: opening one adds it in place."""
+    path = tmp_path / "predictions.db"
+    (old,) = made_at(START, prediction=2.5, label=None, probabilities=None)
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE predictions (id TEXT PRIMARY KEY, timestamp TEXT NOT NULL, features TEXT NOT"
+                           " NULL, prediction NUMERIC NOT NULL, label TEXT, probabilities TEXT, model_version"
+                           " INTEGER, latency_ms REAL NOT NULL) WITHOUT ROWID")
+        connection.execute("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (old.id, old.timestamp, json.dumps(old.features), 2.5, None, None, 3, 1.25))
+    store = SqliteStore(path)
+    (joined,) = made_at(START + timedelta(seconds=1), request_id="r-1")
+    store.put([joined])
+    assert store.newest(10) == [joined, old]
+    assert SqliteStore(path).newest(10) == [joined, old]  # a second open finds nothing left to migrate
 
 
 def test_the_first_concurrent_opens_share_one_store(tmp_path: Path):

@@ -235,6 +235,41 @@ def test_named_features_accept_aliases_and_canonical_names(live, features):
     assert stored()[0].features == SEED
 
 
+def test_named_instances_answer_in_order_with_each_rows_request_id_stored_and_listed(live):
+    instances = [{"request_id": "order-17:a", **NAMED}, dict(zip(NAMED, SETOSA, strict=True)),
+                 {"x1": 6.7, "sepal_width": 3.3, "x3": 5.7, "petal_width": 2.5, "request_id": "B_2.x"}]
+    status, answer = post({"instances": instances})
+    assert status == 200, answer
+    predictions = answer["predictions"]
+    assert [(p["label"], p.get("request_id")) for p in predictions] == [
+        ("virginica", "order-17:a"), ("setosa", None), ("virginica", "B_2.x")]
+    assert list(predictions[0])[3:5] == ["id", "request_id"] and "request_id" not in predictions[1]
+    assert [record.request_id for record in stored()] == ["B_2.x", None, "order-17:a"]
+    assert [record.features for record in stored()][::2] == [SEED, SEED]
+    listed = get("/predictions")[2]
+    assert [(item["id"], item.get("request_id")) for item in listed] == [
+        (p["id"], p.get("request_id")) for p in predictions[::-1]]
+    assert get(f"/predictions/{predictions[0]['id']}")[2]["request_id"] == "order-17:a"
+
+
+@pytest.mark.parametrize("body", [{**SEED, "request_id": "a" * 128}, {"features": NAMED, "request_id": "a" * 128}],
+                         ids=["positional", "named"])
+def test_a_single_rows_request_id_is_answered_stored_and_returned_by_get(live, body):
+    status, answer = post(body)
+    assert status == 200, answer
+    assert list(answer) == ["prediction", "label", "probabilities", "id", "request_id", "timestamp", "model_version"]
+    assert answer["request_id"] == "a" * 128
+    assert stored()[0].answer() == answer
+    assert get(f"/predictions/{answer['id']}")[2]["request_id"] == "a" * 128
+
+
+def test_without_a_request_id_the_answer_and_the_stored_document_have_none(live):
+    answer = post(SEED)[1]
+    assert list(answer) == ["prediction", "label", "probabilities", "id", "timestamp", "model_version"]
+    assert "request_id" not in get(f"/predictions/{answer['id']}")[2]
+    assert "request_id" not in get("/predictions")[2][0]
+
+
 def test_integers_and_a_base64_encoded_body_are_accepted(live):
     status, answer = post(None, raw=json.dumps({"x1": 7, "x2": 3, "x3": 6, "x4": 2.5}), base64_body=True)
     assert (status, answer["prediction"]) == (200, 1)
@@ -321,6 +356,25 @@ BAD_BODIES = [
     ({"features": {**NAMED, "sepal_width": "3.3"}}, "features.sepal_width must be a number, not a string"),
     ({"features": [6.7, 3.3, 5.7, 2.5]}, "features must be an object of feature values, not an array"),
     ({"features": NAMED, "model": "v2"}, "unexpected field 'model' beside features"),
+    ({"instances": []}, "instances has 0 rows: send 1 to 100"),
+    ({"instances": [NAMED] * 101}, "instances has 101 rows: send 1 to 100"),
+    ({"instances": NAMED}, "instances must be an array of objects of feature values, not an object"),
+    ({"instances": [NAMED, [6.7, 3.3, 5.7, 2.5]]}, "instances[1] must be an object of feature values, not an array"),
+    ({"instances": [NAMED, {**NAMED, "colour": 1}]}, "instances[1].colour is not a feature: use x1, x2, x3, x4"),
+    ({"instances": [NAMED, NAMED, {"x1": 6.7, "x2": 3.3, "x4": 2.5}]}, "instances[2].x3 is missing (or petal_length)"),
+    ({"instances": [NAMED, {**NAMED, "sepal_width": "3.3"}]}, "instances[1].sepal_width must be a number, not a str"),
+    ({"instances": [{**NAMED, "petal_width": None}]}, "instances[0].petal_width must be a number, not null"),
+    ({"instances": [NAMED], "request_id": "r1"}, "unexpected field 'request_id' beside instances: a request_id names"),
+    ({"input_data": [SETOSA], "request_id": "r1"}, "unexpected field 'request_id' beside input_data"),
+    ({**SEED, "request_id": ""}, "request_id must be 1 to 128 letters, digits, '.', '_', ':' or '-', not ''"),
+    ({**SEED, "request_id": "a" * 129}, "...' (129 characters)"),
+    ({**SEED, "request_id": "a b"}, "request_id must be 1 to 128 letters, digits, '.', '_', ':' or '-', not 'a b'"),
+    ({**SEED, "request_id": "caf\u00e9"}, "request_id must be 1 to 128 letters, digits, '.', '_', ':' or '-', not 'c"),
+    ({**SEED, "request_id": 17}, "request_id must be a string of 1 to 128 letters, digits, '.', '_', ':' or '-', not"),
+    ({"features": NAMED, "request_id": None}, "request_id must be a string of 1 to 128"),
+    ({"features": {**NAMED, "request_id": "r1"}}, "features.request_id is not a feature"),
+    ({"instances": [NAMED, {**NAMED, "request_id": "a/b"}]}, "instances[1].request_id must be 1 to 128 letters"),
+    ({"instances": [{**NAMED, "request_id": ["r1"]}]}, "instances[0].request_id must be a string of"),
 ]
 
 
@@ -345,6 +399,8 @@ def test_max_batch_rows_comes_from_the_environment(live):
     status, answer = post({"input_data": [SETOSA] * 3})
     assert (status, answer["message"]) == (400, "input_data has 3 rows: send 1 to 2")
     assert post({"input_data": [SETOSA] * 2})[0] == 200
+    assert post({"instances": [NAMED] * 3})[1]["message"] == "instances has 3 rows: send 1 to 2"
+    assert post({"instances": [NAMED] * 2})[0] == 200
 
 
 # -- the endpoint down: 503, nothing stored ---------------------------------------------------------------------
@@ -594,6 +650,10 @@ def test_the_handlers_on_a_dynamodb_store(moto_dynamodb):
     assert [item["id"] for item in first[2] + second[2]] == made[::-1]
     assert "X-Next-Token" not in second[1]
     assert get(f"/predictions/{made[0]}")[2]["prediction"] == 1
+    assert "request_id" not in get(f"/predictions/{made[0]}")[2]
+    named = post({"instances": [{**NAMED, "request_id": "r-1"}, NAMED]})[1]["predictions"]
+    assert [get(f"/predictions/{p['id']}")[2].get("request_id") for p in named] == ["r-1", None]
+    assert [item.get("request_id") for item in get("/predictions", limit="2")[2]] == [None, "r-1"]
 
 
 # -- packaging --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Key design (``pk`` partition key, ``sk`` sort key, both strings):
   was read down to), and the next page resumes below it.
 - every item carries ``expires_at`` (epoch seconds, ``retention_days`` after it was made; an hour's index item
   after its last prediction's), which the table's TTL deletes.
+- a prediction whose client gave a ``request_id`` carries it as a string attribute; others have no such attribute.
 Numbers are stored as ``Decimal`` (DynamoDB's number type); a batch is one TransactWriteItems (all or nothing,
 at most 100 items).
 """
@@ -242,6 +243,8 @@ def _item(record: PredictionRecord, retention: timedelta) -> dict:
         "latency_ms": record.latency_ms,
         TTL_ATTRIBUTE: _epoch(made + retention),
     }
+    if record.request_id is not None:
+        fields["request_id"] = record.request_id
     return {name: _serializer.serialize(_decimal(value)) for name, value in fields.items()}
 
 
@@ -250,6 +253,7 @@ def _record(item: dict) -> PredictionRecord:
     probabilities = fields["probabilities"]
     return PredictionRecord(
         id=fields["sk"],
+        request_id=fields.get("request_id"),
         timestamp=fields["timestamp"],
         features={name: float(value) for name, value in fields["features"].items()},
         prediction=float(fields["prediction"]) if fields["label"] is None else int(fields["prediction"]),

@@ -31,10 +31,13 @@ CREATE TABLE IF NOT EXISTS predictions (
     label TEXT,
     probabilities TEXT,
     model_version INTEGER,
-    latency_ms REAL NOT NULL
+    latency_ms REAL NOT NULL,
+    request_id TEXT
 ) WITHOUT ROWID
 """
-COLUMNS = "id, timestamp, features, prediction, label, probabilities, model_version, latency_ms"
+COLUMNS = "id, timestamp, features, prediction, label, probabilities, model_version, latency_ms, request_id"
+# Files made before clients could send a request_id lack its column: it is added in place (a nullable column).
+ADD_REQUEST_ID = "ALTER TABLE predictions ADD COLUMN request_id TEXT"
 # Files made before regression models were served declare ``label TEXT NOT NULL``: the table is rebuilt once,
 # its rows kept, as SQLite cannot drop a constraint in place.
 MIGRATION = (
@@ -61,11 +64,14 @@ class SqliteStore:
         self._migrate(connection)
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        """Rebuild a file of before (``label`` NOT NULL) in one transaction: another process may open it too."""
+        """Bring a file of before up to date in one transaction (another process may open it too): add the
+        request_id column, then rebuild the table if ``label`` is NOT NULL (the rebuild copies request_id too)."""
         connection.execute("BEGIN IMMEDIATE")
         try:
-            label = next(row for row in connection.execute("PRAGMA table_info(predictions)") if row[1] == "label")
-            if label[3]:  # notnull
+            columns = {row[1]: row for row in connection.execute("PRAGMA table_info(predictions)")}
+            if "request_id" not in columns:
+                connection.execute(ADD_REQUEST_ID)
+            if columns["label"][3]:  # notnull
                 for statement in MIGRATION:
                     connection.execute(statement)
         except BaseException:
@@ -87,7 +93,7 @@ class SqliteStore:
         with self._write_lock:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(f"INSERT INTO predictions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                connection.executemany(f"INSERT INTO predictions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             except sqlite3.IntegrityError as error:
                 connection.execute("ROLLBACK")
                 raise DuplicateId(f"a prediction id is already stored: {error}") from None
@@ -123,11 +129,12 @@ def _row(record: PredictionRecord) -> tuple:
         probabilities,
         record.model_version,
         record.latency_ms,
+        record.request_id,
     )
 
 
 def _record(row: tuple) -> PredictionRecord:
-    id_, timestamp, features, prediction, label, probabilities, model_version, latency_ms = row
+    id_, timestamp, features, prediction, label, probabilities, model_version, latency_ms, request_id = row
     return PredictionRecord(
         id_,
         timestamp,
@@ -137,4 +144,5 @@ def _record(row: tuple) -> PredictionRecord:
         None if probabilities is None else json.loads(probabilities),
         model_version,
         latency_ms,
+        request_id=request_id,
     )
