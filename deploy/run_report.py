@@ -21,10 +21,11 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from deploy.deployments import DeploymentStore  # noqa: E402
 from deploy.release import endpoint_name  # noqa: E402
+from pipelines.model_quality import confusion_matrix as confusion_counts  # noqa: E402
+from pipelines.model_quality import headline_metrics, scalar_metrics  # noqa: E402
 from pipelines.registry import ModelPackage, ModelRegistry  # noqa: E402
 from pipelines.runs import RunRecord  # noqa: E402
 
-METRICS = ("accuracy", "macro_f1", "weighted_f1")
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -76,9 +77,12 @@ def live_package(record: RunRecord, registry: ModelRegistry, deployments: Deploy
     return registry.get(group, deployment.version) if deployment else None
 
 
-def headline(evaluation: dict) -> dict[str, float]:
-    metrics = evaluation["multiclass_classification_metrics"]
-    return {name: metrics[name]["value"] for name in METRICS}
+def compared(evaluation: dict, live: ModelPackage | None) -> list[str]:
+    """The headline metrics both this run's report and the live version's have (none: no comparison)."""
+    if live is None:
+        return []
+    theirs = headline_metrics(live.metrics)
+    return [name for name in headline_metrics(evaluation) if name in theirs]
 
 
 # -- figures --------------------------------------------------------------------------------------
@@ -89,9 +93,10 @@ def draw(record: RunRecord, schema: dict | None, evaluation: dict | None, live: 
     if schema:
         images["split_sizes.png"] = png(split_sizes(schema))
     if evaluation:
-        images["confusion_matrix.png"] = png(confusion_matrix(evaluation))
+        if confusion_counts(evaluation) is not None:
+            images["confusion_matrix.png"] = png(confusion_matrix(evaluation))
         images["feature_importance.png"] = png(feature_importance(evaluation))
-        if live is not None and "multiclass_classification_metrics" in live.metrics:
+        if compared(evaluation, live):
             images["comparison.png"] = png(comparison(record, evaluation, live))
     return Figures(images)
 
@@ -115,8 +120,13 @@ def step_timings(record: RunRecord) -> Figure:
 
 
 def split_sizes(schema: dict) -> Figure:
-    classes, splits = schema["classes"], list(schema["class_counts"])
+    classes, splits = schema["classes"], [split for split in schema["rows"] if split != "input"]
     figure, axes = plt.subplots(figsize=(6, 3))
+    if not classes:  # a regression: rows per split
+        axes.bar(splits, [schema["rows"][split] for split in splits], 0.6)
+        axes.set_ylabel("rows")
+        axes.set_title("Rows per split")
+        return figure
     width = 0.8 / len(classes)
     for i, name in enumerate(classes):
         counts = [schema["class_counts"][split][name] for split in splits]
@@ -130,7 +140,7 @@ def split_sizes(schema: dict) -> Figure:
 
 def confusion_matrix(evaluation: dict) -> Figure:
     classes = evaluation["classes"]
-    table = evaluation["multiclass_classification_metrics"]["confusion_matrix"]
+    table = confusion_counts(evaluation)
     counts = [[table[actual][predicted] for predicted in classes] for actual in classes]
     figure, axes = plt.subplots(figsize=(4.5, 4))
     axes.imshow(counts, cmap="Blues")
@@ -157,13 +167,15 @@ def feature_importance(evaluation: dict) -> Figure:
 
 
 def comparison(record: RunRecord, evaluation: dict, live: ModelPackage) -> Figure:
-    ours, theirs = headline(evaluation), headline(live.metrics)
+    names = compared(evaluation, live)
+    ours, theirs = headline_metrics(evaluation), headline_metrics(live.metrics)
     figure, axes = plt.subplots(figsize=(6, 3))
-    positions = range(len(METRICS))
-    axes.bar([p - 0.2 for p in positions], [ours[m] for m in METRICS], 0.4, label=f"run {record.run_id}")
-    axes.bar([p + 0.2 for p in positions], [theirs[m] for m in METRICS], 0.4, label=f"live: version {live.version}")
-    axes.set_xticks(list(positions), [m.replace("_", " ") for m in METRICS])
-    axes.set_ylim(0, 1.05)
+    positions = range(len(names))
+    axes.bar([p - 0.2 for p in positions], [ours[m] for m in names], 0.4, label=f"run {record.run_id}")
+    axes.bar([p + 0.2 for p in positions], [theirs[m] for m in names], 0.4, label=f"live: version {live.version}")
+    axes.set_xticks(list(positions), [m.replace("_", " ") for m in names])
+    if all(0 <= value <= 1 for value in (*ours.values(), *theirs.values())):
+        axes.set_ylim(0, 1.05)
     axes.set_title("This run against the live model")
     axes.legend(loc="lower right")
     return figure
@@ -218,11 +230,12 @@ def data_section(schema: dict | None, statistics: dict | None, figures: Figures)
         return "<h2>Data</h2>" + missing("the Preprocess step produced no schema")
     source = schema["source"]
     splits = [[esc(split), number(count)] for split, count in schema["rows"].items()]
+    target = schema.get("target") or {}
+    label = (", ".join(f"{esc(name)} = {i}" for i, name in enumerate(schema["classes"])) if schema["classes"]
+             else f"a number from {esc(target.get('min'))} to {esc(target.get('max'))}")
     summary = (
         f"<p>{esc(source['file'])} ({source['bytes']:,} bytes, sha256 <code>{esc(source['sha256'])}</code>); "
-        f"label column {esc(schema['label_column'])}, classes "
-        + ", ".join(f"{esc(name)} = {i}" for i, name in enumerate(schema["classes"]))
-        + ".</p>"
+        f"label column {esc(schema['label_column'])}, {'classes ' if schema['classes'] else ''}{label}.</p>"
     )
     features = ""
     if statistics:
@@ -240,17 +253,19 @@ def data_section(schema: dict | None, statistics: dict | None, figures: Figures)
 def metrics_section(evaluation: dict | None, figures: Figures) -> str:
     if evaluation is None:
         return "<h2>Metrics</h2>" + missing("the run did not get as far as the Evaluate step")
-    values = headline(evaluation)
+    values = scalar_metrics(evaluation)
     rows = [[esc(name.replace("_", " ")), number(round(value, 4))] for name, value in values.items()]
     per_class = [
         [esc(name), *(number(round(scores[key], 3)) for key in ("precision", "recall", "f1")),
          number(scores["support"])]
-        for name, scores in evaluation["per_class"].items()
+        for name, scores in evaluation.get("per_class", {}).items()
     ]
+    gate = evaluation.get("gate") or {}
     return (
         f"<h2>Metrics</h2><p>On {esc(evaluation['test_rows'])} test rows.</p>"
+        + (f"<p>Gate: {esc(gate['message'])}.</p>" if gate.get("message") else "")
         + table(["metric", "value"], rows)
-        + table(["class", "precision", "recall", "F1", "support"], per_class)
+        + (table(["class", "precision", "recall", "F1", "support"], per_class) if per_class else "")
         + image(figures, "confusion_matrix.png", "Confusion matrix")
         + image(figures, "feature_importance.png", "Feature importance")
     )
@@ -260,17 +275,22 @@ def comparison_section(record: RunRecord, evaluation: dict | None, live: ModelPa
     title = "<h2>Against the live model</h2>"
     if live is None:
         return title + missing("no version of this run's model package group is deployed (cloudviz deploy local)")
-    if evaluation is None or "multiclass_classification_metrics" not in live.metrics:
+    names = compared(evaluation, live) if evaluation is not None else []
+    if not names:
         return title + missing(f"version {live.version} is live, but there are no metrics to compare")
-    ours, theirs = headline(evaluation), headline(live.metrics)
+    ours, theirs = headline_metrics(evaluation), headline_metrics(live.metrics)
     rows = [
         [esc(name.replace("_", " ")), number(round(ours[name], 4)), number(round(theirs[name], 4)),
          number(f"{ours[name] - theirs[name]:+.4f}")]
-        for name in METRICS
+        for name in names
     ]
+    sizes = (evaluation.get("test_rows"), live.metrics.get("test_rows"))
+    same_split = "on the same number of test rows" if sizes[0] == sizes[1] else (
+        f"on different test splits ({sizes[0]} rows here, {sizes[1]} for the live version): a difference is "
+        "partly the split's")
     return (
         title + f"<p>{esc(live.group)} version {live.version} is live (trained by run "
-        f"{esc(live.lineage.get('run_id', 'unknown'))}).</p>"
+        f"{esc(live.lineage.get('run_id', 'unknown'))}); measured {esc(same_split)}.</p>"
         + table(["metric", f"run {esc(record.run_id)}", f"live v{live.version}", "difference"], rows)
         + image(figures, "comparison.png", "This run against the live model")
     )

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import generated_data
 import pytest
 
 from cloudviz.cli import main
@@ -67,6 +68,22 @@ def test_report_compares_with_the_live_model(home: StateHome, capsys, tmp_path: 
     assert f"CloudVizIris version 1 is live (trained by run {first['run_id']})" in page
     assert "<th>live v1</th>" in page
     assert Path(written["figures"][-1]).name == "comparison.png"
+
+    assert "measured on the same number of test rows" in page
+
+
+@pytest.mark.parametrize("make", [generated_data.two_classes, generated_data.regression])
+def test_a_binary_or_regression_run_is_reported_with_its_own_metrics(home: StateHome, capsys, tmp_path: Path, make):
+    data = make(tmp_path / "data")
+    record = pipeline_run(capsys, *(f"{k}={v}" for k, v in data.parameters(ModelPackageGroupName="Own").items()))
+    page, written = report(capsys, record["run_id"], tmp_path / "report")
+    figures = [Path(path).name for path in written["figures"]]
+    if data.classes:
+        assert "<td>auc</td>" in page and "classes no = 0, yes = 1" in page and "confusion_matrix.png" in figures
+    else:
+        assert "<td>rmse</td>" in page and "label column price, a number from" in page
+        assert "confusion_matrix.png" not in figures and "Rows per split" in page
+    assert "Gate: " in page and all(image.startswith(PNG) for image in embedded_images(page))
 
 
 def test_a_run_that_failed_its_gate_is_reported_as_far_as_it_got(home: StateHome, capsys, tmp_path: Path):
