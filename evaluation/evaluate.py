@@ -146,6 +146,11 @@ def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) 
     return matrix
 
 
+def named_matrix(matrix: np.ndarray, classes: list[str]) -> dict[str, dict[str, int]]:
+    """A confusion matrix as Model Monitor writes it: ``{actual class: {predicted class: count}}``."""
+    return {actual: {name: int(matrix[i, j]) for j, name in enumerate(classes)} for i, actual in enumerate(classes)}
+
+
 def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator with 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
     return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
@@ -171,10 +176,7 @@ def metrics_report(actual: np.ndarray, predicted: np.ndarray, classes: list[str]
             "weighted_f1": metric((f1 * weights).sum()),
             "weighted_precision": metric((precision * weights).sum()),
             "weighted_recall": metric((recall * weights).sum()),
-            "confusion_matrix": {
-                actual_name: {name: int(matrix[i, j]) for j, name in enumerate(classes)}
-                for i, actual_name in enumerate(classes)
-            },
+            "confusion_matrix": named_matrix(matrix, classes),
         },
         "per_class": {
             name: {
@@ -223,10 +225,7 @@ def binary_report(actual: np.ndarray, score: np.ndarray, classes: list[str]) -> 
     base_rate = (tp + fn) / actual.size
     constant = {"precision": base_rate, "recall": 1.0, "accuracy": max(base_rate, 1 - base_rate)}
     section = {
-        "confusion_matrix": {
-            actual_name: {name: int(matrix[i, j]) for j, name in enumerate(classes)}
-            for i, actual_name in enumerate(classes)
-        },
+        "confusion_matrix": named_matrix(matrix, classes),
         "recall": metric(recall),
         "precision": metric(precision),
         "accuracy": metric((tp + tn) / actual.size),

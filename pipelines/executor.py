@@ -52,13 +52,6 @@ def _child(script: str, argv: list[str], log_path: str, cpus: set[int] | None = 
         os._exit(code)
 
 
-def run_script(
-    script: Path, argv: list[str], log_path: Path, on_tick: Callable[[], None] = lambda: None
-) -> int:
-    """Exit code of the script (negative: killed by that signal); ``on_tick`` runs ~10x a second."""
-    return run_scripts([(script, argv, log_path)], on_tick)[0]
-
-
 def cpu_shares(jobs: int) -> list[set[int] | None]:
     """This process's CPUs dealt to ``jobs`` processes run side by side (None: one job, all of them).
 
@@ -75,7 +68,8 @@ def run_scripts(
     jobs: Sequence[tuple[Path, list[str], Path]], on_tick: Callable[[], None] = lambda: None
 ) -> list[int | None]:
     """Run ``(script, argv, log)`` jobs side by side, as the hosts of one training job, each on its share of
-    the CPUs (``cpu_shares``): each one's exit code. The jobs wait for each other, so when one fails the
+    the CPUs (``cpu_shares``): each one's exit code (negative: killed by that signal); ``on_tick`` runs ~10x
+    a second. The jobs wait for each other, so when one fails the
     others are stopped: their code is None.
     """
     processes = []

@@ -487,9 +487,9 @@ def preprocess(args: argparse.Namespace) -> dict:
         statistics = background.submit(baseline_statistics, train.columns[1:], labels[train_rows], features, classes)
         for split, rows in splits.items():
             table = train if split == "train" else channels.take(rows)
-            parts = deal_parts(labels[rows], args.parts)
-            for name, positions in zip(part_names(split, args.parts), parts, strict=True):
-                write_channel(base / split / name, table if args.parts == 1 else table.take(positions))
+            tables = [table] if args.parts == 1 else [table.take(p) for p in deal_parts(labels[rows], args.parts)]
+            for name, part in zip(part_names(split, args.parts), tables, strict=True):
+                write_channel(base / split / name, part)
         del train, channels
         baseline = statistics.result()
         write_json(base / "baseline" / "statistics.json", baseline)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
+from sagemaker_definition import offline_definition
 
 from cloudviz.cli import main as cloudviz
 from pipelines import executor
@@ -275,11 +276,7 @@ def test_fewer_than_one_training_instance_is_refused(home: StateHome, capsys: py
 def test_the_sagemaker_definition_scales_training_with_one_parameter():
     """One parameter sets both the training job's instance count and Preprocess's part count, and the train
     channel is sharded by S3 key while validation is replicated."""
-    from pipelines.sagemaker import definition
-
-    steps = {step["Name"]: step for step in definition(
-        "eu-west-1", "arn:aws:iam::123456789012:role/R", "bucket", input_data_uri="s3://bucket/iris.csv"
-    )["Steps"]}
+    steps = {step["Name"]: step for step in offline_definition()["Steps"]}
     arguments = steps["Preprocess"]["Arguments"]["AppSpecification"]["ContainerArguments"]
     parts = json.dumps(arguments[arguments.index("--parts") + 1])  # an Integer parameter as text (a Std:Join)
     assert re.findall(r'"Get": "Parameters\.(\w+)"', parts) == ["TrainingInstanceCount"]

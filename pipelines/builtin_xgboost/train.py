@@ -271,11 +271,12 @@ def load_job(ml_root: Path, single_host: bool) -> Job:
             f"validation channel has {validation_data[0].shape[1]} features, "
             f"train channel has {train_data[0].shape[1]}"
         )
+    num_round, csv_weights = params.pop("num_round"), params.pop("csv_weights", 0)  # not XGBoost parameters
     return Job(
         params=params,
-        num_round=params.pop("num_round"),
+        num_round=num_round,
         early_stopping=early_stopping,
-        csv_weights=params.pop("csv_weights", 0),
+        csv_weights=csv_weights,
         train=train_data,
         validation=validation_data,
         needs_validation=needs_validation,
