@@ -219,7 +219,7 @@ def deploy_stage(args: argparse.Namespace, session: object, stage: str, config: 
     from deploy.aws.deployer import deploy_stack, stack_parameter
     from deploy.aws.lambda_zip import lambda_zips
     from deploy.aws.registry import baseline_statistics_uri, data_schema
-    from deploy.aws.stacks import synthesize
+    from deploy.aws.stacks import referenced_packages, synthesize
     from pipelines.sagemaker.staging import upload_if_missing
 
     names = ResourceNames(stage)
@@ -248,13 +248,13 @@ def deploy_stage(args: argparse.Namespace, session: object, stage: str, config: 
                             model_version=version, baseline_statistics_uri=baseline, **served)
     s3 = session.client("s3")
     packages = lambda_zips()
-    for package in packages:
+    specs = synthesize(stage, settings, packages)
+    for package in referenced_packages(specs, packages):
         if args.dry_run:
             stderr_line(f"dry run: would upload s3://{bucket}/{package.key}")
         elif upload_if_missing(s3, bucket, package.key, package.data):
             stderr_line(f"uploaded s3://{bucket}/{package.key}")
-    results = [deploy_stack(cloudformation, s3, spec, bucket, args.dry_run, progress=stderr_line)
-               for spec in synthesize(stage, settings, packages)]
+    results = [deploy_stack(cloudformation, s3, spec, bucket, args.dry_run, progress=stderr_line) for spec in specs]
     api = next(result for result in results if result.stack_name == names.api_stack)
     smoke_test = None if args.dry_run else smoke_test_deployed(session, names, results)
     document = {"stage": stage, "region": region, "model_package_arn": package_arn, "model_version": version,

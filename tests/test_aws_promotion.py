@@ -35,6 +35,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_stage import Stage, scheduled_rules_take_no_events, validated_requests  # noqa: F401  (fixtures)
 from moto import mock_aws
 from moto.awslambda.models import lambda_backends
 from moto.cloudformation.models import CloudFormationBackend, cloudformation_backends
@@ -45,7 +46,6 @@ from moto.utilities.arns import parse_arn
 from moto_aws import aws_in_process, complete_skipped_resources, urllib_through_requests  # noqa: F401
 from moto_sagemaker import approve_and_announce as approve
 from moto_sagemaker import patch_update_model_package
-from test_aws_redeploy import Stage, scheduled_rules_take_no_events  # noqa: F401  (a fixture)
 
 import deploy.aws.stacks
 from cloudviz.cli import main
@@ -231,8 +231,10 @@ def versions_read_on_every_request(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def account(aws_in_process, home, monkeypatch, model_tarball: Path) -> Iterator[None]:  # noqa: F811
-    """moto's account with the artifact bucket, the trained model in it, and the CLI's region and bucket."""
+def account(validated_requests, scheduled_rules_take_no_events, aws_in_process, home, monkeypatch,  # noqa: F811
+            model_tarball: Path) -> Iterator[None]:
+    """moto's account with the artifact bucket, the trained model in it, and the CLI's region and bucket; every
+    request through boto3 validated."""
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                         ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", REGION),
                         ("CLOUDVIZ_BUCKET", BUCKET)):
@@ -400,7 +402,7 @@ def test_an_approved_version_reaches_prod_only_by_promotion_after_devs_smoke_tes
     assert sagemaker.describe_model_package(ModelPackageName=v2)["ModelApprovalStatus"] == "Approved"
 
 
-def test_a_promotion_is_refused_until_devs_smoke_test_passed(account, capsys):
+def test_a_promotion_is_refused_until_devs_smoke_test_passed(account, capsys, validated_requests):  # noqa: F811
     code, error = cli(capsys, "promote", "aws", "--from", "dev", "--to", "prod")
     assert code == 2 and error == (f"cloudviz: error: dev is not deployed: no endpoint stack {DEV.endpoint_stack} "
                                    f"in {REGION} (cloudviz deploy aws --stage dev)")
@@ -409,8 +411,11 @@ def test_a_promotion_is_refused_until_devs_smoke_test_passed(account, capsys):
     code, document = cli(capsys, "deploy", "aws", "--stage", "dev")  # smoke-tested by the command itself
     assert code == 0 and not document["smoke_test"]["passed"]
     what = f"dev serves version 1 ({v1})"
+    before = len(validated_requests)
     dev = endpoint_finished(DEV)  # and after each update: the endpoint cannot load the model, the API answers errors
     assert dev["smoke_test"].startswith("POST /predictions answered 5"), dev
+    # the smoke-test function's requests (read the key, record the result, say it failed) were validated
+    assert {"GetApiKey", "UpdateModelPackage", "Publish"} <= set(validated_requests[before:])
     code, error = cli(capsys, "promote", "aws", "--from", "dev", "--to", "prod")
     assert code == 2 and error.startswith(f"cloudviz: error: {what}, whose smoke test failed at ")
     assert error.endswith(dev["smoke_test"]) and len(error.splitlines()) == 1

@@ -28,14 +28,12 @@ import threading
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
-from botocore.validate import ParamValidator
+from aws_stage import Stage, scheduled_rules_take_no_events, validated_requests  # noqa: F401  (fixtures)
 from moto.cloudformation.models import cloudformation_backends
-from moto.events.models import Rule
 from moto.sqs.models import sqs_backends
 from moto_cloudformation import cloudformation_like_aws  # noqa: F401  (a fixture)
 from moto_sagemaker import approve_and_announce as approve
@@ -62,7 +60,8 @@ from pipelines.registry import ModelRegistry
 from pipelines.state import StateHome
 
 pytestmark = [
-    pytest.mark.usefixtures("moto_account", "cloudformation_like_aws", "model_packages_like_sagemaker"),
+    pytest.mark.usefixtures("validated_requests", "scheduled_rules_take_no_events", "moto_account",
+                            "cloudformation_like_aws", "model_packages_like_sagemaker"),
     pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto"),
 ]
 
@@ -70,39 +69,6 @@ IRIS_FEATURES = list(IRIS_EXAMPLE)
 IRIS_CLASSES = ["setosa", "virginica", "versicolor"]
 KEY = "k" * 32
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"
-
-
-# --- every request checked against the service model -------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def validated_requests() -> Iterator[list[str]]:
-    """Every boto3 request of the test (the functions' included) validated by botocore's ParamValidator."""
-    sent: list[str] = []
-    errors: list[str] = []
-
-    def validate(params: dict, model: object, **_: object) -> None:
-        sent.append(model.name)
-        report = ParamValidator().validate(params, model.input_shape)
-        if report.has_errors():
-            errors.append(f"{model.name}: {report.generate_report()}")
-
-    boto3.setup_default_session(region_name=REGION)
-    boto3.DEFAULT_SESSION.events.register("before-parameter-build", validate)
-    yield sent
-    assert errors == []
-
-
-@pytest.fixture(autouse=True)
-def scheduled_rules_take_no_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Events put to EventBridge reach the rules with a matching pattern only, not the scheduled ones."""
-    original = Rule.send_to_targets
-
-    def send(self: Rule, event: dict, *args: object, **kwargs: object) -> None:
-        if self.scheduled_expression and not self.event_pattern.get_pattern():
-            return
-        original(self, event, *args, **kwargs)
-
-    monkeypatch.setattr(Rule, "send_to_targets", send)
 
 
 # --- the stage on moto --------------------------------------------------------------------------------------------
@@ -157,45 +123,6 @@ def function_module(module: str, function_name: str, directory: Path, monkeypatc
     monkeypatch.syspath_prepend(str(directory))
     monkeypatch.delitem(sys.modules, module, raising=False)
     return importlib.import_module(module)
-
-
-@dataclass
-class Stage:
-    """The deployed dev stage, its queues, and the redeploy function behind Lambda's SQS poller."""
-
-    names: ResourceNames
-    handler: Callable
-    v1: str
-
-    def queue_url(self, name: str) -> str:
-        return boto3.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
-
-    def waiting(self, name: str) -> int:
-        attributes = boto3.client("sqs").get_queue_attributes(
-            QueueUrl=self.queue_url(name), AttributeNames=["ApproximateNumberOfMessages",
-                                                           "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-
-    def poll(self) -> dict | None:
-        """One poll of the event source mapping: receive a batch, invoke, delete what was not reported failed."""
-        functions, sqs = boto3.client("lambda"), boto3.client("sqs")
-        (mapping,) = functions.list_event_source_mappings(FunctionName=self.names.redeploy_function)[
-            "EventSourceMappings"]
-        url = self.queue_url(self.names.redeploy_queue_name)
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=mapping["BatchSize"],
-                                       MessageSystemAttributeNames=["All"]).get("Messages", [])
-        if not messages:
-            return None
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                              "attributes": m["Attributes"], "eventSource": "aws:sqs",
-                              "eventSourceARN": mapping["EventSourceArn"], "awsRegion": REGION}
-                             for m in messages]}
-        result = self.handler(event, None)
-        failed = {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return result
 
 
 @pytest.fixture
@@ -258,7 +185,7 @@ def test_an_approval_reaches_the_dev_queue_only(stage):
 
 # --- a busy stack: retried, not lost ----------------------------------------------------------------------------
 
-def test_a_busy_stack_is_retried_until_it_is_free_and_the_baseline_follows(stage, caplog):
+def test_a_busy_stack_is_retried_until_it_is_free_and_the_baseline_follows(stage, caplog, validated_requests):  # noqa: F811
     caplog.set_level(logging.INFO)
     v2, baseline = register("PendingManualApproval", run="run2")
     approve(v2)
@@ -272,7 +199,9 @@ def test_a_busy_stack_is_retried_until_it_is_free_and_the_baseline_follows(stage
     assert [record.getMessage() for record in caplog.records].count(busy) == 2
     assert parameters(NAMES.endpoint_stack)["ModelVersion"] == "1"
     endpoint.status = "UPDATE_COMPLETE"
+    before = len(validated_requests)
     assert stage.poll() == {"batchItemFailures": []}
+    assert validated_requests[before:].count("UpdateStack") == 2  # the function's (endpoint, monitoring), validated
     assert stage.waiting(NAMES.redeploy_queue_name) == 0
     served = parameters(NAMES.endpoint_stack)
     assert (served["ModelPackageArn"], served["ModelVersion"]) == (v2, "2")
@@ -326,11 +255,13 @@ def test_the_retry_window_covers_a_blue_green_update_and_its_rollback():
 
 # --- the API's features and classes -------------------------------------------------------------------------------
 
-def test_a_version_with_other_features_is_refused_and_said_on_the_alarm_topic(stage, caplog):
+def test_a_version_with_other_features_is_refused_and_said_on_the_alarm_topic(stage, caplog, validated_requests):  # noqa: F811
     published = alarm_topic_messages()
     v2, _ = register("PendingManualApproval", features=["a", "b"], run="run2")
     approve(v2)
+    before = len(validated_requests)
     assert stage.poll() == {"batchItemFailures": []}  # refused for good: not retried
+    assert "Publish" in validated_requests[before:] and "UpdateStack" not in validated_requests[before:]
     assert stage.waiting(NAMES.redeploy_queue_name) == 0
     assert parameters(NAMES.endpoint_stack)["ModelVersion"] == "1"
     (message,) = published()

@@ -17,7 +17,7 @@ from cfnlint.api import lint
 from deploy.aws.functions.smoke_test import REQUEST_TIMEOUT_SECONDS, longest_run_seconds
 from deploy.aws.lambda_zip import automation_zip, lambda_zips, serving_zip
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
-from deploy.aws.stacks import AwsSettings, StackSpec, synthesize, write_synth
+from deploy.aws.stacks import AwsSettings, StackSpec, referenced_packages, synthesize, write_synth
 from deploy.aws.templates.monitoring import DRIFT_METRICS, LOCAL_ONLY_PANELS, dashboard_panels, drift_schedule
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
@@ -536,3 +536,10 @@ def test_the_smoke_test_outlasts_the_longest_version_cache_the_api_takes():
     longest_ttl = specs["api"].template["Parameters"]["ModelVersionTtlSeconds"]["MaxValue"]
     timeout = specs["automation"].template["Resources"]["SmokeTestFunction"]["Properties"]["Timeout"]
     assert longest_ttl + 2 * REQUEST_TIMEOUT_SECONDS <= longest_run_seconds(longest_ttl) <= timeout <= 900
+
+
+def test_only_the_zips_a_stage_runs_are_uploaded():
+    packages = lambda_zips()
+    for stage, expected in (("dev", {"serving_lambdas", "automation"}), ("prod", {"serving_lambdas"})):
+        used = referenced_packages(synthesize(stage, SETTINGS, packages), packages)
+        assert {package.name for package in used} == expected, stage  # prod's automation stack runs no function

@@ -99,6 +99,13 @@ def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...
     ]
 
 
+def referenced_packages(specs: list[StackSpec], packages: tuple[LambdaZip, ...]) -> list[LambdaZip]:
+    """The ``packages`` a stack of ``specs`` takes as its ``CodeKey`` (prod's automation stack runs no function,
+    so its zip is not uploaded for prod)."""
+    keys = {spec.parameters.get("CodeKey") for spec in specs}
+    return [package for package in packages if package.key in keys]
+
+
 def unset_parameters(spec: StackSpec) -> list[str]:
     """The template's parameters with neither a default nor a value in the spec (CloudFormation refuses the
     stack without them)."""
