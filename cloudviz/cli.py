@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from cloudviz import aws_deploy, aws_pipeline, render
 from cloudviz.progress import ProgressDisplay
 from deploy.aws.names import STAGES
-from deploy.deployments import Deployment, DeploymentStore
+from deploy.deployments import Deployment, DeploymentStore, stage_path
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import NotFoundError, UserError
 from pipelines.json_logs import log_to_file
@@ -231,7 +231,7 @@ def promote_local_command(args: argparse.Namespace) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     from deploy.api_key import api_key
     from deploy.dashboard.serve_file import ServeRecord, forget_serve, record_serve
-    from deploy.local_service import LocalService, stage_path
+    from deploy.local_service import LocalService
     from deploy.monitoring.notifications import NotificationSettings
 
     home = StateHome.from_env()
@@ -274,7 +274,6 @@ def dashboard_command(args: argparse.Namespace) -> int:
     import webbrowser  # tens of milliseconds: only this command pays for it
 
     from deploy.dashboard.serve_file import check_answers, running_serve
-    from deploy.local_service import stage_path
 
     record = running_serve(stage_path(StateHome.from_env().serve_file, args.stage))
     check_answers(record)
@@ -291,7 +290,6 @@ def dashboard_command(args: argparse.Namespace) -> int:
 def running_serve(home: StateHome, stage: str) -> ServeRecord | None:
     """The `cloudviz serve` running on ``stage`` of this state home (as `cloudviz dashboard` finds it), if any."""
     from deploy.dashboard.serve_file import running_serve as serve_of
-    from deploy.local_service import stage_path  # XGBoost: only the commands that look for a serve pay for it
 
     try:
         return serve_of(stage_path(home.serve_file, stage))
@@ -299,8 +297,7 @@ def running_serve(home: StateHome, stage: str) -> ServeRecord | None:
         return None
 
 
-def serve_line(home: StateHome, stage: str) -> str:
-    record = running_serve(home, stage)
+def serve_line(stage: str, record: ServeRecord | None) -> str:
     if record is None:
         return f"{stage}: `{render.serve_command(stage)}` is not running on this state home"
     return f"{stage}: `{render.serve_command(stage)}` is running (process {record.pid}, API {record.api_url})"
@@ -319,7 +316,8 @@ def deployments_command(args: argparse.Namespace) -> int:
     document = [{**d.to_dict(), "approval_status": approvals.get((d.group, d.version)),
                  "serve": serves[d.stage].to_dict() if serves[d.stage] else None} for d in live]
     if live:
-        text = "\n".join([render.deployments_table(live, approvals), *(serve_line(home, stage) for stage in stages)])
+        lines = [serve_line(stage, record) for stage, record in serves.items()]
+        text = "\n".join([render.deployments_table(live, approvals), *lines])
     else:
         text = ("Nothing is deployed on this state home yet: `cloudviz serve` deploys the latest Approved version"
                 " (or `cloudviz deploy local`).")
@@ -328,7 +326,6 @@ def deployments_command(args: argparse.Namespace) -> int:
 
 
 def alarms_list(args: argparse.Namespace) -> int:
-    from deploy.local_service import stage_path
     from deploy.monitoring.alarm_history import AlarmHistory
     from deploy.monitoring.alarm_rules import ALARM_RULES
 
@@ -351,7 +348,6 @@ def alarms_list(args: argparse.Namespace) -> int:
 
 
 def alarms_history(args: argparse.Namespace) -> int:
-    from deploy.local_service import stage_path
     from deploy.monitoring.alarm_history import AlarmHistory
     from deploy.monitoring.alarm_rules import ALARM_RULES
 

@@ -19,6 +19,12 @@ from pipelines.state import write_json_atomic
 SMOKE_TEST = "smoke-test"
 
 
+def stage_path(path: Path, stage: str) -> Path:
+    """A serve's file of the state home on ``stage``: the first stage keeps ``path``, another gets its own beside it
+    (``predictions.db`` -> ``predictions-prod.db``), as each AWS stage has its own table, alarms and logs."""
+    return path if stage == STAGES[0] else path.with_name(f"{path.stem}-{stage}{path.suffix}")
+
+
 @dataclass(frozen=True)
 class Deployment:
     endpoint: str

@@ -18,11 +18,10 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from deploy.api_smoke_test import SmokeTest, example_row, smoke_test_api
 from deploy.dashboard import Dashboard, DashboardSources
-from deploy.deployments import Deployment, DeploymentStore
+from deploy.deployments import Deployment, DeploymentStore, stage_path
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
 from deploy.monitoring.alarm_history import AlarmHistory
 from deploy.monitoring.alarm_rules import ALARM_RULES
@@ -75,12 +74,6 @@ def registered_schema(package: ModelPackage, runs: RunStore | None = None) -> di
         with contextlib.suppress(NotFoundError):  # a copied state home, deleted runs: the lineage is all there is
             candidates.append(runs.load(run_id).output_json("schema", "schema.json") or {})
     return next((schema for schema in candidates if "task" in schema), data)
-
-
-def stage_path(path: Path, stage: str) -> Path:
-    """A serve's file of the state home on ``stage``: the first stage keeps ``path``, another gets its own beside it
-    (``predictions.db`` -> ``predictions-prod.db``), as each AWS stage has its own table, alarms and logs."""
-    return path if stage == APPROVED_STAGE else path.with_name(f"{path.stem}-{stage}{path.suffix}")
 
 
 def lambda_environment(
@@ -146,7 +139,7 @@ class LocalService:
         self.evaluator: AlarmEvaluator | None = None
         self.smoke_tests = smoke_test
         self.last_smoke_test: SmokeTest | None = None
-        self._examples: dict[int, dict[str, float]] = {}  # example rows by version (their medians do not change)
+        self._examples: dict[int, dict[str, float] | str] = {}  # example rows (or why none) by version: fixed
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -291,11 +284,16 @@ class LocalService:
 
     def example_row(self, version: int) -> dict[str, float]:
         """The example row of ``version`` (the smoke test's, and the one the Try line and the dashboard show): the
-        seed example for iris's features, else the training medians; read once per version."""
-        cached = self._examples.get(version)
-        if cached is None:
+        seed example for iris's features, else the training medians; read (or found missing) once per version."""
+        if version not in self._examples:  # a failure too: the dashboard asks on every refresh
             package = self.registry.get(self.group, version)
-            cached = self._examples[version] = example_row(package, self.signature.features, RunStore(self.home.runs))
+            try:
+                self._examples[version] = example_row(package, self.signature.features, RunStore(self.home.runs))
+            except UserError as error:
+                self._examples[version] = str(error)
+        cached = self._examples[version]
+        if isinstance(cached, str):
+            raise UserError(cached)
         return cached
 
     def example_body(self) -> str:

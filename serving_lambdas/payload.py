@@ -117,13 +117,8 @@ def _request_id(values: dict, prefix: str) -> str | None:
 
 def _batch(rows: object, features: tuple[str, ...], max_rows: int) -> list[list[float]]:
     expected = f"{len(features)} numbers ({', '.join(features)})"
-    if not isinstance(rows, list):
-        raise PayloadError(f"input_data must be an array of rows of {expected}, not {_kind(rows)}")
-    if not 1 <= len(rows) <= max_rows:
-        raise PayloadError(f"input_data has {len(rows)} rows: send 1 to {max_rows}")
+    rows = _batch_of(rows, "input_data", list, f"rows of {expected}", f"an array of {expected}", max_rows)
     for index, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise PayloadError(f"input_data[{index}] must be an array of {expected}, not {_kind(row)}")
         if len(row) != len(features):
             raise PayloadError(f"input_data[{index}] has {len(row)} values, expected {expected}")
     return [
@@ -133,15 +128,20 @@ def _batch(rows: object, features: tuple[str, ...], max_rows: int) -> list[list[
 
 
 def _instances(instances: object, max_rows: int) -> list[dict]:
-    """The objects of ``instances``, checked as a batch (1 to ``max_rows`` of them) before any row is read."""
-    if not isinstance(instances, list):
-        raise PayloadError(f"instances must be an array of objects of feature values, not {_kind(instances)}")
-    if not 1 <= len(instances) <= max_rows:
-        raise PayloadError(f"instances has {len(instances)} rows: send 1 to {max_rows}")
-    for index, instance in enumerate(instances):
-        if not isinstance(instance, dict):
-            raise PayloadError(f"instances[{index}] must be an object of feature values, not {_kind(instance)}")
-    return instances
+    return _batch_of(instances, "instances", dict, "objects of feature values", "an object of feature values",
+                     max_rows)
+
+
+def _batch_of(value: object, field: str, item_type: type, items: str, item: str, max_rows: int) -> list:
+    """The array ``field`` of 1 to ``max_rows`` ``item_type`` values, checked as a batch before any row is read."""
+    if not isinstance(value, list):
+        raise PayloadError(f"{field} must be an array of {items}, not {_kind(value)}")
+    if not 1 <= len(value) <= max_rows:
+        raise PayloadError(f"{field} has {len(value)} rows: send 1 to {max_rows}")
+    for index, entry in enumerate(value):
+        if not isinstance(entry, item_type):
+            raise PayloadError(f"{field}[{index}] must be {item}, not {_kind(entry)}")
+    return value
 
 
 def _named(values: object, features: tuple[str, ...], aliases: Mapping[str, str], field: str) -> list[float]:

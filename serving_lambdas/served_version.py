@@ -50,7 +50,11 @@ def served_version(sagemaker: Any, url: str | None, endpoint_name: str, ttl_seco
     known = _endpoints.get(key)
     if known is not None and time.monotonic() - known.at < ttl_seconds:
         return known.version
-    with _lock:  # one lookup at a time: concurrent requests wait for it instead of repeating it
+    # One lookup at a time. A request that has a stale answer keeps it while another request looks up afresh
+    # (the answer is then at most one lookup older); only a request with no answer yet waits for the lookup.
+    if not _lock.acquire(blocking=known is None):
+        return known.version
+    try:
         known = _endpoints.get(key)
         if known is not None and time.monotonic() - known.at < ttl_seconds:
             return known.version
@@ -59,6 +63,8 @@ def served_version(sagemaker: Any, url: str | None, endpoint_name: str, ttl_seco
             logger.info("endpoint %s serves configuration %s: model version %s", endpoint_name, config_name, version)
         _endpoints[key] = _Lookup(config_name, version, time.monotonic())
         return version
+    finally:
+        _lock.release()
 
 
 def forget_served_versions() -> None:

@@ -170,6 +170,17 @@ def test_a_batch_is_stored_whole_or_not_at_all(store):
     assert [record.id for record in store.newest(10)] == [first.id]
 
 
+def test_sqlite_reports_only_a_stored_id_as_a_duplicate(tmp_path: Path):
+    store = SqliteStore(tmp_path / "predictions.db")
+    (fresh,) = made_at(START)
+    (broken,) = made_at(START + timedelta(seconds=1), latency_ms=None)  # NOT NULL: a bug, not a duplicate
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        store.put([fresh, broken])
+    assert store.get(fresh.id) is None, "the batch is rolled back whole"
+    store.put([fresh])
+    assert store.get(fresh.id) == fresh
+
+
 def test_the_store_spec_names_the_kind_and_the_target():
     assert StoreSpec.parse("sqlite:/srv/p.db") == StoreSpec("sqlite", "/srv/p.db")
     assert StoreSpec.parse("dynamodb:CloudVizPredictions") == StoreSpec("dynamodb", "CloudVizPredictions")

@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
 from deploy.aws.stacks import AwsSettings, synthesize
+from serving_lambdas import served_version as served_version_module
 from serving_lambdas.served_version import forget_served_versions, served_version
 
 REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's default account
@@ -126,6 +127,21 @@ def test_the_version_is_the_serving_configurations_tag_read_with_valid_allowed_r
     assert recorder.operations == ["DescribeEndpoint"]
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"][0]["VariantName"] == (
         PRODUCTION_VARIANT)
+
+
+@mock_aws
+def test_a_request_with_a_stale_answer_does_not_wait_for_another_requests_lookup():
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    new_config(sagemaker, "config-a", "7")
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-a")
+    assert served_version(sagemaker, None, ENDPOINT, ttl_seconds=30) == 7
+    new_config(sagemaker, "config-b", "8")
+    move(sagemaker, "config-b")
+    recorder = Recorder(sagemaker)
+    with served_version_module._lock:  # another request is looking the version up
+        assert served_version(sagemaker, None, ENDPOINT, ttl_seconds=0) == 7, "the last answer, without waiting"
+    assert recorder.calls == []
+    assert served_version(sagemaker, None, ENDPOINT, ttl_seconds=0) == 8, "the next request looks up afresh"
 
 
 @mock_aws

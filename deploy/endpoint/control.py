@@ -17,7 +17,7 @@ from deploy.endpoint.model import ServingModel
 
 TARGET_PREFIX = "SageMaker."
 CONTENT_TYPE = "application/x-amz-json-1.1"
-ARN_PREFIX = "arn:aws:sagemaker:local:000000000000"  # no region or account: the shape SageMaker's ARNs have
+ARN_PREFIX = "arn:aws:sagemaker:local:000000000000"  # placeholder region and account, in the shape of SageMaker ARNs
 
 
 class ControlPlane:

@@ -96,6 +96,8 @@ class SqliteStore:
                 connection.executemany(f"INSERT INTO predictions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             except sqlite3.IntegrityError as error:
                 connection.execute("ROLLBACK")
+                if error.sqlite_errorname != "SQLITE_CONSTRAINT_PRIMARYKEY":  # NOT NULL...: a bug, not a duplicate
+                    raise
                 raise DuplicateId(f"a prediction id is already stored: {error}") from None
             except BaseException:
                 connection.execute("ROLLBACK")
