@@ -303,6 +303,12 @@ def test_a_regression_model_trained_by_the_pipeline_serves_from_its_runs_schema(
         try_line = next(line for line in render.serving(service, key_from_env=False).splitlines()
                         if line.startswith("Try"))
         assert try_line.endswith(f"-d '{body}'")
-        assert call(service.api.url, "GET", "/dashboard/data")[1]["predictions"]["hint"].endswith(f"-d '{body}'")
+        dashboard = call(service.api.url, "GET", "/dashboard/data")[1]
+        assert dashboard["predictions"]["hint"].endswith(f"-d '{body}'")
+        # Every panel reads a regression's report: its metrics, no classes, runs and versions without accuracy.
+        assert not [name for name, panel in dashboard.items() if isinstance(panel, dict) and "error" in panel]
+        evaluation = dashboard["model"]["evaluation"]
+        assert set(evaluation["metrics"]) == {"rmse", "mae", "r2"} and evaluation["confusion_matrix"] == []
+        assert dashboard["runs"]["runs"][0]["accuracy"] is None and dashboard["registry"]["versions"]
     assert status == 200 and set(answer) == {"prediction", "id", "timestamp", "model_version"}
     assert answer["prediction"] == pytest.approx(13, abs=2)  # 3 * 5 - 2, learnt from 210 rows

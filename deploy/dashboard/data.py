@@ -27,6 +27,7 @@ from deploy.monitoring.alarm_history import AlarmState
 from deploy.monitoring.drift import DriftMonitor
 from deploy.monitoring.sampler import MetricSampler, PeriodSample
 from pipelines.errors import NotFoundError
+from pipelines.model_quality import confusion_matrix, headline_metrics
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.runs import RunRecord, RunStore
 from pipelines.state import StateHome
@@ -379,17 +380,16 @@ def model(live: Deployment | None, package: ModelPackage | None) -> dict[str, An
         "evaluation": None,
     }
     metrics = package.metrics
-    headline = metrics.get("multiclass_classification_metrics")
+    headline = {name: finite(value) for name, value in headline_metrics(metrics).items()}
     if not headline:
         return document
     classes = metrics.get("classes") or list(metrics.get("per_class", {}))
-    table = headline.get("confusion_matrix", {})
+    table = confusion_matrix(metrics) or {}
     importance = sorted(metrics.get("feature_importance", {}).items(), key=lambda item: item[1], reverse=True)
     document["evaluation"] = {
         "test_rows": metrics.get("test_rows"),
-        "accuracy": finite(headline["accuracy"]["value"]),
-        "macro_f1": finite(headline["macro_f1"]["value"]),
-        "weighted_f1": finite(headline["weighted_f1"]["value"]),
+        "metrics": headline,  # the family's headline metrics: accuracy and F1s, auc, or rmse, mae and r2
+        **{name: headline.get(name) for name in ("accuracy", "macro_f1", "weighted_f1")},
         "classes": classes,
         "per_class": {
             name: {key: finite(scores[key]) for key in ("precision", "recall", "f1")} | {"support": scores["support"]}
@@ -412,8 +412,7 @@ def _run(record: RunRecord) -> dict[str, Any]:
         "status": record.status,
         "created_at": clock_of(record.created_at),
         "seconds": finite(sum(step.duration_seconds or 0.0 for step in record.steps.values()), 3),
-        "accuracy": finite(evaluation["multiclass_classification_metrics"]["accuracy"]["value"]) if evaluation
-        else None,
+        "accuracy": finite(headline_metrics(evaluation).get("accuracy")) if evaluation else None,
         "registered_version": registered["version"] if registered else None,
         "failure_reason": record.failure_reason,
         "steps": [
@@ -434,13 +433,13 @@ def registry(models: ModelRegistry, group: str, live: Deployment | None) -> dict
     packages = models.list_packages(group)
     rows = []
     for package in packages:
-        headline = package.metrics.get("multiclass_classification_metrics", {})
+        headline = headline_metrics(package.metrics)
         rows.append({
             "version": package.version,
             "approval_status": package.approval_status,
             "status_reason": package.status_reason,
-            "accuracy": finite(headline["accuracy"]["value"]) if "accuracy" in headline else None,
-            "macro_f1": finite(headline["macro_f1"]["value"]) if "macro_f1" in headline else None,
+            "accuracy": finite(headline.get("accuracy")),
+            "macro_f1": finite(headline.get("macro_f1")),
             "created_at": clock_of(package.created_at),
             "updated_at": clock_of(package.updated_at),
             "run_id": package.lineage.get("run_id"),

@@ -136,8 +136,9 @@
       predictions.newest ? `last hour, newest ${clockTime(predictions.newest)} UTC` : "none in the last hour", "info");
     const model = data.model || {};
     if (model.live) {
-      const accuracy = model.evaluation ? `accuracy ${percent(model.evaluation.accuracy)}` : "no evaluation";
-      tile("tile-model", `v${model.version}`, `${accuracy} · ${model.approval_status}`, "info");
+      const [first] = model.evaluation ? Object.entries(model.evaluation.metrics) : [];
+      const quality = first ? `${metricLabel(first[0])} ${metricValue(...first)}` : "no evaluation";
+      tile("tile-model", `v${model.version}`, `${quality} · ${model.approval_status}`, "info");
     } else {
       tile("tile-model", "none", "no version is deployed", "warn");
     }
@@ -343,6 +344,11 @@
 
   // -- the live model -----------------------------------------------------------------------------
 
+  const METRIC_LABELS = { accuracy: "Accuracy", macro_f1: "Macro F1", weighted_f1: "Weighted F1", f1: "F1",
+    auc: "AUC", rmse: "RMSE", mae: "MAE", r2: "R²" };
+  const metricLabel = (name) => METRIC_LABELS[name] || name;
+  const metricValue = (name, value) => (name === "accuracy" ? percent(value) : fixed(value, 3));
+
   function noEvaluation(name, model) {
     if (failed(name, model)) return true;
     if (!model.live) {
@@ -365,22 +371,28 @@
       const evaluation = model.evaluation;
       const kpi = (label, value) => el("div", { class: "kpi" }, el("div", { class: "label" }, label),
         el("div", { class: "value" }, value));
-      part("evaluation", ".kpis").replaceChildren(kpi("Accuracy", percent(evaluation.accuracy)),
-        kpi("Macro F1", fixed(evaluation.macro_f1, 3)), kpi("Weighted F1", fixed(evaluation.weighted_f1, 3)),
+      part("evaluation", ".kpis").replaceChildren(
+        ...Object.entries(evaluation.metrics).slice(0, 3).map(([name, value]) => kpi(metricLabel(name),
+          metricValue(name, value))),
         kpi("Test rows", String(evaluation.test_rows ?? "–")));
-      document.getElementById("evaluation-sub").textContent = `Version ${model.version} on the held-out test split`
-        + ` (run ${model.run_id || "unknown"}): precision, recall and F1 per class`;
       const classes = evaluation.classes;
+      document.getElementById("evaluation-sub").textContent = `Version ${model.version} on the held-out test split`
+        + ` (run ${model.run_id || "unknown"})` + (classes.length ? ": precision, recall and F1 per class"
+          : ": a regression, so no per-class scores");
       const metric = (key, name, colour) => ({
         type: "bar", x: classes, y: classes.map((c) => evaluation.per_class[c] ? evaluation.per_class[c][key] : null),
         name, marker: { color: colour }, hovertemplate: `%{x} ${name} %{y:.3f}<extra></extra>`,
       });
-      draw("evaluation", [metric("precision", "precision", "#93c5fd"), metric("recall", "recall", "#3b82f6"),
-        metric("f1", "F1", "#1e3a8a")], {
-        height: 190, barmode: "group", yaxis: merge(yTitle("score"), { range: [0, 1.05] }),
-      });
+      if (classes.length) {
+        draw("evaluation", [metric("precision", "precision", "#93c5fd"), metric("recall", "recall", "#3b82f6"),
+          metric("f1", "F1", "#1e3a8a")], {
+          height: 190, barmode: "group", yaxis: merge(yTitle("score"), { range: [0, 1.05] }),
+        });
+      }
     }
-    if (!noEvaluation("confusion", model)) {
+    if (!noEvaluation("confusion", model) && !model.evaluation.confusion_matrix.length) {
+      setState("confusion", "empty", ["A regression model has no confusion matrix."]);
+    } else if (!noEvaluation("confusion", model)) {
       const { classes, confusion_matrix: matrix } = model.evaluation;
       draw("confusion", [{
         type: "heatmap", x: classes, y: classes, z: matrix, colorscale: [[0, "#f1f5fb"], [1, "#1e40af"]], showscale: false,
