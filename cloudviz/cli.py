@@ -28,6 +28,7 @@ from deploy.deployments import Deployment, DeploymentStore, stage_path
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import NotFoundError, UserError
 from pipelines.json_logs import log_to_file
+from pipelines.model_quality import scalar_metrics
 from pipelines.registry import APPROVAL_STATUSES, ModelRegistry
 from pipelines.runner import LocalRunner
 from pipelines.runs import SUCCEEDED, RunRecord, RunStore
@@ -103,7 +104,7 @@ def show_run(args: argparse.Namespace, record: RunRecord) -> None:
     status = current_approval(registered) if registered else None
     document = {
         **record.to_dict(),
-        "metrics": render.headline_metrics(record.output_json("evaluation", "evaluation.json") or {}),
+        "metrics": scalar_metrics(record.output_json("evaluation", "evaluation.json") or {}),
         "registered": {"model_package_group": registered["model_package_group"], "version": registered["version"],
                        "approval_status": status} if registered else None,
     }

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from cloudviz.progress import step_note
+from pipelines.model_quality import headline_metrics, scalar_metrics
 from pipelines.registry import ModelPackage
 from pipelines.runs import RunRecord
 
@@ -27,26 +28,14 @@ def run_duration(record: RunRecord) -> float:
     return sum(step.duration_seconds or 0.0 for step in record.steps.values())
 
 
-def headline_metrics(evaluation: Mapping) -> dict[str, float]:
-    """The scalar metrics of an evaluation report (SageMaker's model-quality sections: ``multiclass_classification_
-    metrics``, ``binary_classification_metrics``, ``regression_metrics``), by name: what a run or version is judged
-    by, without the confusion matrix or the per-class scores."""
-    return {
-        name: entry["value"]
-        for section, entries in evaluation.items() if section.endswith("_metrics") and isinstance(entries, Mapping)
-        for name, entry in entries.items()
-        if isinstance(entry, Mapping) and isinstance(entry.get("value"), int | float)
-    }
-
-
-HEADLINE = {"accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "f1": "F1", "auc": "AUC",
-            "rmse": "RMSE", "mae": "MAE", "r2": "R2"}  # shown in this order when present; other metrics in --json
+LABELS = {"macro_f1": "macro F1", "weighted_f1": "weighted F1", "f1": "F1", "auc": "AUC", "rmse": "RMSE",
+          "mae": "MAE", "r2": "R2"}  # how the headline metrics are written; the others as named
 
 
 def metrics_text(evaluation: Mapping) -> str:
     """``accuracy 0.9583, macro F1 0.9582, ...``: the headline metrics present, else every metric."""
-    metrics = headline_metrics(evaluation)
-    shown = {HEADLINE[name]: metrics[name] for name in HEADLINE if name in metrics} or metrics
+    shown = headline_metrics(evaluation) or scalar_metrics(evaluation)
+    shown = {LABELS.get(name, name): value for name, value in shown.items()}
     return ", ".join(f"{name} {value:.4f}" for name, value in shown.items())
 
 
@@ -91,7 +80,7 @@ def runs_table(records: list[RunRecord]) -> str:
     rows = []
     for record in records:
         registered = registered_version(record)
-        accuracy = headline_metrics(record.output_json("evaluation", "evaluation.json") or {}).get("accuracy")
+        accuracy = scalar_metrics(record.output_json("evaluation", "evaluation.json") or {}).get("accuracy")
         rows.append([
             record.run_id,
             record.status,
@@ -119,7 +108,7 @@ def packages_table(packages: list[ModelPackage], deployments: Sequence[Deploymen
             str(p.version),
             p.approval_status,
             ",".join(live_stages(deployments, p)) or "-",
-            f"{accuracy:.4f}" if (accuracy := headline_metrics(p.metrics).get("accuracy")) is not None else "-",
+            f"{accuracy:.4f}" if (accuracy := scalar_metrics(p.metrics).get("accuracy")) is not None else "-",
             p.created_at.replace("T", " ")[:19],
             p.lineage.get("run_id", "-"),
         ]
@@ -140,7 +129,7 @@ def package_detail(package: ModelPackage, deployments: Sequence[Deployment]) -> 
     ]
     for live in serving_package(deployments, package):
         lines.append(f"  Live:       {live.stage} ({live.endpoint}) since {live.deployed_at}")
-    if headline_metrics(package.metrics):
+    if scalar_metrics(package.metrics):
         lines.append(f"  Metrics:    {metrics_text(package.metrics)}")
     for name, scores in package.metrics.get("per_class", {}).items():
         lines.append(
