@@ -167,7 +167,8 @@ class LocalService:
                                          self.stage)
         lambda_metrics.set_sink(self.api_metrics.observe_lambda)  # the handlers' EMF documents, in-process
         store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
-        self.drift = DriftMonitor(self._drift_baseline(live.version), metrics=self.api_metrics, store=store)
+        baseline, why = self._drift_baseline(live.version)
+        self.drift = DriftMonitor(baseline, metrics=self.api_metrics, store=store, unavailable_because=why)
         dashboard = Dashboard(DashboardSources(
             self.home, self.group, self.endpoint, live=lambda: self.live, store=store,
             example_body=self.example_body, sampler=self.sampler,
@@ -256,7 +257,7 @@ class LocalService:
         baseline = self._drift_baseline(deployment.version)  # read first: readers never see new live, old baseline
         self.slot.swap(model)
         forget_served_versions()  # the handlers' cached "which version is served" is stale from this moment
-        self.drift.set_baseline(baseline)
+        self.drift.set_baseline(*baseline)
         self.live = deployment
         self.endpoint_metrics.set_live_version(deployment.version)
         self._event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})",
@@ -304,15 +305,16 @@ class LocalService:
         except UserError:
             return "{" + ",".join(f'"{name}":<number>' for name in self.signature.features) + "}"
 
-    def _drift_baseline(self, version: int) -> Baseline | None:
-        """The training statistics of ``version``, which drift is measured against; None, with the reason logged,
-        when its training run is gone (a copied state home, deleted runs): the model serves, drift goes unmeasured."""
+    def _drift_baseline(self, version: int) -> tuple[Baseline | None, str]:
+        """The training statistics of ``version``, which drift is measured against (and no reason); or None and
+        the reason, logged, when they cannot be had (its training run is gone, a regression's statistics have no
+        class shares): the model serves, drift goes unmeasured."""
         try:
-            return load_baseline(RunStore(self.home.runs), self.registry.get(self.group, version))
+            return load_baseline(RunStore(self.home.runs), self.registry.get(self.group, version)), ""
         except UserError as error:
             logger.warning("drift not measured for version %s: %s", version, error,
                            extra={"endpoint": self.endpoint, "model_version": version})
-            return None
+            return None, str(error)
 
     def _event(self, message: str, version: int | None = None) -> None:
         logger.info(message, extra={"endpoint": self.endpoint, "model_version": version})

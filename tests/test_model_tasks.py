@@ -310,5 +310,6 @@ def test_a_regression_model_trained_by_the_pipeline_serves_from_its_runs_schema(
         evaluation = dashboard["model"]["evaluation"]
         assert set(evaluation["metrics"]) == {"rmse", "mae", "r2"} and evaluation["confusion_matrix"] == []
         assert dashboard["runs"]["runs"][0]["accuracy"] is None and dashboard["registry"]["versions"]
+        assert dashboard["drift"]["why"].startswith("drift is not measured for this version: "), dashboard["drift"]
     assert status == 200 and set(answer) == {"prediction", "id", "timestamp", "model_version"}
     assert answer["prediction"] == pytest.approx(13, abs=2)  # 3 * 5 - 2, learnt from 210 rows

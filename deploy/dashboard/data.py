@@ -340,7 +340,7 @@ def drift(sources: DashboardSources, package: ModelPackage | None, series: list[
         return {**document, "available": False, "why": "this server runs no drift monitor"}
     document.update({"available": True, "window": monitor.window, "min_rows": monitor.min_rows})
     if monitor.baseline is None:
-        document["why"] = "the live model has no baseline statistics (its training run is gone)"
+        document["why"] = f"drift is not measured for this version: {monitor.unavailable_because}"
     latest = series[-1] if series else None
     if latest is None or not latest.feature_drift:
         document["stored_rows"] = len(sources.store.newest(monitor.min_rows))

@@ -61,6 +61,7 @@ class DriftMonitor:
         min_rows: int = DEFAULT_MIN_ROWS,
         metrics: ApiMetrics | None = None,
         store: PredictionStore | None = None,
+        unavailable_because: str = "",
     ) -> None:
         check_window(window, min_rows)
         self.window = window
@@ -69,18 +70,19 @@ class DriftMonitor:
         self.store = store
         self._published: set[str] = set()
         self._lock = threading.Lock()
-        self.set_baseline(baseline)
+        self.set_baseline(baseline, unavailable_because)
 
     @property
     def baseline(self) -> Baseline | None:
         return self._baseline
 
-    def set_baseline(self, baseline: Baseline | Mapping | None) -> None:
-        """Measure against ``baseline`` from the next update on (None: no baseline, no drift values); a mapping
-        is a ``statistics.json`` document."""
+    def set_baseline(self, baseline: Baseline | Mapping | None, unavailable_because: str = "") -> None:
+        """Measure against ``baseline`` from the next update on (None: no baseline, no drift values, and
+        ``unavailable_because`` says why); a mapping is a ``statistics.json`` document."""
         if isinstance(baseline, Mapping):
             baseline = Baseline.from_statistics(baseline, "baseline statistics")
         self._baseline = baseline
+        self.unavailable_because = "" if baseline is not None else unavailable_because
 
     def update(self, records: Sequence[PredictionRecord]) -> DriftReport:
         """Drift of the newest ``window`` of ``records``, also set on the gauges when there are metrics."""

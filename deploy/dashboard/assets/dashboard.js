@@ -77,7 +77,7 @@
       box.replaceChildren();
       return;
     }
-    box.replaceChildren(...(lines || []).map((line) => el("p", {}, line)), command ? el("pre", {}, command) : null);
+    box.replaceChildren(...(lines || []).map((line) => el("p", {}, line)), ...(command ? [el("pre", {}, command)] : []));
   }
 
   function failed(name, section) {
