@@ -347,7 +347,8 @@
   const METRIC_LABELS = { accuracy: "Accuracy", macro_f1: "Macro F1", weighted_f1: "Weighted F1", f1: "F1",
     auc: "AUC", rmse: "RMSE", mae: "MAE", r2: "R²" };
   const metricLabel = (name) => METRIC_LABELS[name] || name;
-  const metricValue = (name, value) => (name === "accuracy" ? percent(value) : fixed(value, 3));
+  const metricValue = (name, value) => (name === "accuracy" ? percent(value)
+    : isNumber(value) ? value.toLocaleString("en", { maximumSignificantDigits: 4 }) : "–");
 
   function noEvaluation(name, model) {
     if (failed(name, model)) return true;
@@ -383,7 +384,9 @@
         type: "bar", x: classes, y: classes.map((c) => evaluation.per_class[c] ? evaluation.per_class[c][key] : null),
         name, marker: { color: colour }, hovertemplate: `%{x} ${name} %{y:.3f}<extra></extra>`,
       });
-      if (classes.length) {
+      if (!classes.length) {
+        setState("evaluation", "data");  // the KPIs are all a regression's evaluation shows
+      } else {
         draw("evaluation", [metric("precision", "precision", "#93c5fd"), metric("recall", "recall", "#3b82f6"),
           metric("f1", "F1", "#1e3a8a")], {
           height: 190, barmode: "group", yaxis: merge(yTitle("score"), { range: [0, 1.05] }),
