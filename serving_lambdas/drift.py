@@ -8,8 +8,13 @@ The measure is the population stability index, over bins fixed by the training d
 predictions; a bin empty on either side counts as ``EPSILON`` (an empty bin would make the logarithm infinite).
 Per feature, the bins are the training deciles that preprocessing wrote into ``baseline/statistics.json``
 (``histogram.bin_edges``), with the outer bins open: a value below the training minimum lands in the first bin,
-one above the maximum in the last, exactly as the training values were counted. For the predicted classes,
-the bins are the classes and ``expected`` is the training split's ``class_distribution``.
+one above the maximum in the last, exactly as the training values were counted. The predictions drift too:
+a classifier's predicted classes against the training split's ``class_distribution`` (the bins are the classes),
+a regression model's predicted values against the training target's decile histogram (``target.histogram``,
+binned as a feature is). Both are the one prediction-drift value, published under the metric's first name,
+``PredictionClassDrift`` (``cloudviz_prediction_class_drift`` locally), which the alarm watches for either task.
+A regression baseline without a target histogram still measures the features, and says why it measures no
+prediction drift (``Baseline.prediction_unavailable_because``).
 
 Thresholds, the usual convention of credit scoring where PSI comes from: below ``MODERATE_DRIFT`` (0.1) the
 population is stable, up to ``SIGNIFICANT_DRIFT`` (0.25) it moved moderately (worth a look), above it the model
@@ -100,16 +105,23 @@ class FeatureBaseline:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The training statistics drift is measured against; ``source`` says where they came from."""
+    """The training statistics drift is measured against; ``source`` says where they came from.
+
+    ``classes`` are a classifier's training class shares (empty for regression), ``target`` a regression
+    model's training target distribution (None for a classifier, or a regression baseline without one, which
+    ``prediction_unavailable_because`` then explains)."""
 
     features: dict[str, FeatureBaseline]
     classes: dict[str, float]
     source: str
+    target: FeatureBaseline | None = None
+    prediction_unavailable_because: str = ""
 
     @classmethod
     def from_statistics(cls, statistics: Mapping, source: str) -> Baseline:
         """From preprocessing's ``statistics.json`` document; a malformed one is a BaselineError naming the field."""
         field = "features"
+        target = None
         try:
             features = {}
             for name, summary in statistics["features"].items():
@@ -117,13 +129,34 @@ class Baseline:
                 features[str(name)] = _feature_baseline(summary["histogram"])
             field = "class_distribution"
             classes = {str(name): float(share) for name, share in statistics["class_distribution"].items()}
+            field = "target.histogram"
+            summary = statistics.get("target")
+            if not classes and isinstance(summary, Mapping) and "histogram" in summary:
+                target = _feature_baseline(summary["histogram"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise BaselineError(
                 f"{source}: {field}: not baseline statistics ({type(error).__name__}: {error})"
             ) from None
-        if not features or not classes:
-            raise BaselineError(f"{source}: the baseline statistics name no feature or no class")
-        return cls(features, classes, source)
+        if not features:
+            raise BaselineError(f"{source}: the baseline statistics name no feature")
+        why = "" if classes or target is not None else (
+            f"{source} has no class shares (class_distribution) and no histogram of the regression target "
+            "(target.histogram) to compare the predictions with")
+        return cls(features, classes, source, target, why)
+
+    @property
+    def predicts(self) -> str:
+        """What the model predicts, and so what its prediction drift is measured on: "class" or "value"."""
+        return "class" if self.classes else "value"
+
+    def prediction_psi(self, records: Sequence[PredictionRecord]) -> float | None:
+        """PSI of the predictions in ``records``: the predicted classes against the training class shares, or the
+        predicted values against the training target; None when the baseline has neither."""
+        if self.classes:
+            return self.class_psi([record.label for record in records])
+        if self.target is not None:
+            return self.target.psi(float(record.prediction) for record in records)
+        return None
 
     def class_psi(self, labels: Sequence[str]) -> float:
         """PSI of predicted labels against the training class distribution; a label training never saw is a bin
@@ -144,15 +177,16 @@ def _feature_baseline(histogram: Mapping) -> FeatureBaseline:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """PSI per feature and of the predicted classes over ``rows`` predictions; a feature with fewer than
-    ``min_rows`` values is left out, and ``prediction_class`` is None with fewer than ``min_rows`` rows."""
+    """PSI per feature and of the predictions (classes or values) over ``rows`` predictions; a feature with fewer
+    than ``min_rows`` values is left out, and ``prediction`` is None with fewer than ``min_rows`` rows or when
+    the baseline cannot measure it."""
 
     rows: int
     features: dict[str, float]
-    prediction_class: float | None
+    prediction: float | None
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "features": dict(self.features), "prediction_class": self.prediction_class}
+        return {"rows": self.rows, "features": dict(self.features), "prediction": self.prediction}
 
 
 def measure(baseline: Baseline | None, records: Sequence[PredictionRecord], min_rows: int) -> DriftReport:
@@ -164,6 +198,5 @@ def measure(baseline: Baseline | None, records: Sequence[PredictionRecord], min_
         values = [record.features[name] for record in records if name in record.features]
         if len(values) >= min_rows:
             features[name] = feature.psi(values)
-    labels = [record.label for record in records]
-    prediction_class = baseline.class_psi(labels) if len(labels) >= min_rows else None
-    return DriftReport(len(records), features, prediction_class)
+    prediction = baseline.prediction_psi(records) if len(records) >= min_rows else None
+    return DriftReport(len(records), features, prediction)

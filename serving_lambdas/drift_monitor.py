@@ -7,11 +7,13 @@ locally (``serving_lambdas.drift``), and prints EMF documents in the ``CloudViz`
 
 - ``FeatureDrift`` with the ``Endpoint`` dimension: the largest feature PSI (what the cloudviz-feature-drift
   alarm watches), and ``FeatureDrift`` with ``Endpoint`` and ``Feature``: each feature's PSI (the dashboard);
-- ``PredictionClassDrift`` with the ``Endpoint`` dimension: PSI of the predicted classes.
+- ``PredictionClassDrift`` with the ``Endpoint`` dimension: PSI of the predicted classes, or of a regression
+  model's predicted values against its training target.
 
 With fewer than ``DEFAULT_MIN_ROWS`` stored predictions nothing is published (a noisy value would be worse than
-none) and the log says why. A baseline that cannot be read fails the invocation with a ``BaselineError`` naming
-the URI and the reason.
+none) and the log says why; so does it when the baseline cannot measure the predictions (a regression baseline
+without a target histogram), whose features are still published. A baseline that cannot be read fails the
+invocation with a ``BaselineError`` naming the URI and the reason.
 
 Environment: ``ENDPOINT_NAME``, ``PREDICTION_STORE`` (``dynamodb:TABLE``), ``BASELINE_STATISTICS_URI``
 (``s3://BUCKET/KEY``).
@@ -41,11 +43,14 @@ def handler(event: dict, context: Any) -> dict:
     baseline = read_baseline(settings.baseline_uri)
     records = open_store(settings.store).newest(DEFAULT_WINDOW)
     report = measure(baseline, records, DEFAULT_MIN_ROWS)
-    published = report.prediction_class is not None
+    published = report.rows >= DEFAULT_MIN_ROWS
     if published:
         publish(report, settings.endpoint_name)
-        logger.info("drift of the newest %d predictions: classes %.4f, features %s", report.rows,
-                    report.prediction_class, json.dumps(report.features))
+        prediction = "not measured" if report.prediction is None else f"{report.prediction:.4f}"
+        logger.info("drift of the newest %d predictions: predicted %s %s, features %s", report.rows,
+                    baseline.predicts, prediction, json.dumps(report.features))
+        if baseline.prediction_unavailable_because:
+            logger.info("prediction drift not measured: %s", baseline.prediction_unavailable_because)
     else:
         logger.info("drift not published: %d stored prediction(s), fewer than the %d it needs", report.rows,
                     DEFAULT_MIN_ROWS)
@@ -69,11 +74,14 @@ def read_baseline(uri: str) -> Baseline:
 
 
 def publish(report: DriftReport, endpoint: str) -> None:
-    """The report as EMF documents: the largest feature PSI and the class PSI by endpoint, each feature's PSI by
-    endpoint and feature."""
-    values = {"PredictionClassDrift": (report.prediction_class, PSI_UNIT)}
+    """The report as EMF documents: the largest feature PSI and the prediction PSI (when measured) by endpoint,
+    each feature's PSI by endpoint and feature."""
+    values = {}
+    if report.prediction is not None:
+        values["PredictionClassDrift"] = (report.prediction, PSI_UNIT)
     if report.features:
         values["FeatureDrift"] = (max(report.features.values()), PSI_UNIT)
-    emit(values, Endpoint=endpoint)
+    if values:
+        emit(values, Endpoint=endpoint)
     for name, value in report.features.items():
         emit({"FeatureDrift": (value, PSI_UNIT)}, Endpoint=endpoint, Feature=name)

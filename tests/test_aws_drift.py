@@ -9,7 +9,18 @@ import logging
 import boto3
 import pytest
 from moto import mock_aws
-from test_drift import FEATURES, PETAL_LENGTH, draw, iris, records, shifted  # noqa: F401  (iris: a fixture)
+from test_drift import (  # noqa: F401  (iris, houses: fixtures)
+    AREA,
+    FEATURES,
+    HOUSE_FEATURES,
+    PETAL_LENGTH,
+    draw,
+    house_records,
+    houses,
+    iris,
+    records,
+    shifted,
+)
 
 from deploy.monitoring.drift import DriftMonitor
 from serving_lambdas.config import ConfigurationError
@@ -48,6 +59,11 @@ def aws(monkeypatch: pytest.MonkeyPatch, iris) -> DynamoDbStore:  # noqa: F811
         forget_opened_stores()
 
 
+def use_baseline(statistics: dict) -> None:
+    """``statistics`` in place of iris's, where BASELINE_STATISTICS_URI points."""
+    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(statistics).encode())
+
+
 def store(table: DynamoDbStore, rows: list[PredictionRecord]) -> None:
     for start in range(0, len(rows), table.max_rows_per_put):
         table.put(rows[start:start + table.max_rows_per_put])
@@ -81,12 +97,12 @@ def test_in_distribution_predictions_publish_low_drift_equal_to_the_local_monito
     store(aws, old + new)
     result = handler({"source": "aws.events"}, None)
     local = DriftMonitor(statistics).update(old + new)
-    assert {key: result[key] for key in ("rows", "features", "prediction_class")} == local.to_dict()
+    assert {key: result[key] for key in ("rows", "features", "prediction")} == local.to_dict()
     assert result["published"] is True and result["rows"] == 500
     by_endpoint, by_feature = published(capsys.readouterr().out)
     assert by_feature == local.features and set(by_feature) == set(FEATURES)
     assert by_endpoint == {"FeatureDrift": max(local.features.values()),
-                           "PredictionClassDrift": local.prediction_class}
+                           "PredictionClassDrift": local.prediction}
     assert all(value < MODERATE_DRIFT for value in [*by_feature.values(), *by_endpoint.values()]), by_endpoint
 
 
@@ -102,14 +118,14 @@ def test_shifted_predictions_publish_significant_drift_on_that_feature(aws, iris
     assert all(value < MODERATE_DRIFT for name, value in by_feature.items() if name != PETAL_LENGTH), by_feature
     # The alarm's metric (Endpoint alone) is the largest feature's.
     assert by_endpoint["FeatureDrift"] == by_feature[PETAL_LENGTH]
-    assert by_endpoint["PredictionClassDrift"] == local.prediction_class == result["prediction_class"]
+    assert by_endpoint["PredictionClassDrift"] == local.prediction == result["prediction"]
 
 
 def test_below_min_rows_nothing_is_published_and_the_log_says_why(aws, iris, capsys, caplog):  # noqa: F811
     store(aws, records(draw(iris[1], DEFAULT_MIN_ROWS - 1)))
     with caplog.at_level(logging.INFO, logger="serving_lambdas.drift_monitor"):
         result = handler({}, None)
-    assert result == {"rows": 199, "features": {}, "prediction_class": None, "published": False}
+    assert result == {"rows": 199, "features": {}, "prediction": None, "published": False}
     assert emf_lines(capsys.readouterr().out) == []
     assert "drift not published: 199 stored prediction(s), fewer than the 200 it needs" in caplog.text
 
@@ -146,3 +162,40 @@ def test_an_unreadable_baseline_is_a_clear_error(aws, iris, monkeypatch, capsys)
         handler({}, None)
     assert emf_lines(capsys.readouterr().out) == []
 
+
+
+@pytest.mark.parametrize(("area_by", "predicted_by", "drifted"), [(0.0, 0.0, False), (3.0, 8.0, True)])
+def test_a_regression_baseline_publishes_the_drift_of_the_predicted_values_equal_to_the_local_monitor(
+    aws, houses, capsys, area_by: float, predicted_by: float, drifted: bool  # noqa: F811
+):
+    statistics, train = houses
+    use_baseline(statistics)
+    rows = house_records(shifted(draw(train, 500), AREA, area_by, HOUSE_FEATURES), predicted_by)
+    store(aws, rows)
+    result = handler({}, None)
+    local = DriftMonitor(statistics).update(rows)
+    assert {key: result[key] for key in ("rows", "features", "prediction")} == local.to_dict()
+    by_endpoint, by_feature = published(capsys.readouterr().out)
+    assert by_feature == local.features and set(by_feature) == set(HOUSE_FEATURES)
+    # The predicted values' PSI is the metric the prediction alarm watches, as the predicted classes' is.
+    assert by_endpoint == {"FeatureDrift": max(local.features.values()), "PredictionClassDrift": local.prediction}
+    if drifted:
+        assert by_feature[AREA] > SIGNIFICANT_DRIFT and local.prediction > SIGNIFICANT_DRIFT, by_endpoint
+    else:
+        assert all(value < MODERATE_DRIFT for value in [*by_feature.values(), *by_endpoint.values()]), by_endpoint
+
+
+def test_an_older_regression_baseline_publishes_feature_drift_and_logs_why_not_the_predictions(
+    aws, houses, capsys, caplog  # noqa: F811
+):
+    statistics, train = houses
+    use_baseline({key: value for key, value in statistics.items() if key != "target"})
+    store(aws, house_records(shifted(draw(train, 300), AREA, 3.0, HOUSE_FEATURES)))
+    with caplog.at_level(logging.INFO, logger="serving_lambdas.drift_monitor"):
+        result = handler({}, None)
+    assert result["published"] is True and result["prediction"] is None and result["rows"] == 300
+    by_endpoint, by_feature = published(capsys.readouterr().out)
+    assert by_feature == result["features"] and by_feature[AREA] > SIGNIFICANT_DRIFT
+    assert by_endpoint == {"FeatureDrift": by_feature[AREA]}
+    assert (f"prediction drift not measured: s3://{BUCKET}/{KEY} has no class shares (class_distribution) and no "
+            "histogram of the regression target (target.histogram) to compare the predictions with") in caplog.text

@@ -15,14 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generated_data import regression
 from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.dashboard import browser
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_history import ALARM, INSUFFICIENT_DATA, OK
 from deploy.monitoring.drift import DriftMonitor, load_baseline
 from deploy.monitoring.metrics import ApiMetrics
-from pipelines.datasets import iris_csv
+from pipelines.datasets import IRIS_PARAMETERS, iris_csv
 from pipelines.definition import build_pipeline
 from pipelines.errors import NotFoundError, UserError
 from pipelines.registry import ModelRegistry
@@ -48,6 +50,7 @@ FEATURES = ("x1", "x2", "x3", "x4")
 CLASSES = ("setosa", "virginica", "versicolor")
 PETAL_LENGTH = "x3"
 FEATURE_ALARM, CLASS_ALARM = "cloudviz-feature-drift", "cloudviz-prediction-class-drift"
+HOUSES, HOUSE_FEATURES, AREA = "Houses", ("area", "rooms", "age"), "area"  # price = 3 area + 2 rooms (+ noise)
 
 
 def read_split(path: Path) -> np.ndarray:
@@ -55,21 +58,24 @@ def read_split(path: Path) -> np.ndarray:
     return np.loadtxt(path, delimiter=",", ndmin=2)
 
 
-def records(rows: np.ndarray, minutes_ago: float = 0.0) -> list[PredictionRecord]:
-    """Stored predictions of channel rows, the label column taken as the predicted class, made in row order."""
+def records(rows: np.ndarray, minutes_ago: float = 0.0, features: tuple[str, ...] = FEATURES,
+            classes: tuple[str, ...] = CLASSES) -> list[PredictionRecord]:
+    """Stored predictions of channel rows, made in row order: the label column taken as the predicted class, or
+    without ``classes`` as a regression's predicted value."""
     ids = new_ids(utc_now() - timedelta(minutes=minutes_ago), len(rows))
     return [
         PredictionRecord(
-            id=ids[i], timestamp="", features=dict(zip(FEATURES, map(float, row[1:]), strict=True)),
-            prediction=int(row[0]), label=CLASSES[int(row[0])], probabilities=None, model_version=1, latency_ms=1.0,
+            id=ids[i], timestamp="", features=dict(zip(features, map(float, row[1:]), strict=True)),
+            prediction=int(row[0]) if classes else float(row[0]), label=classes[int(row[0])] if classes else None,
+            probabilities=None, model_version=1, latency_ms=1.0,
         )
         for i, row in enumerate(rows)
     ]
 
 
-def shifted(rows: np.ndarray, feature: str, by: float) -> np.ndarray:
+def shifted(rows: np.ndarray, feature: str, by: float, features: tuple[str, ...] = FEATURES) -> np.ndarray:
     moved = rows.copy()
-    moved[:, 1 + FEATURES.index(feature)] += by
+    moved[:, 1 + features.index(feature)] += by
     return moved
 
 
@@ -98,6 +104,25 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, np.ndarray]:
     assert code == 0
     statistics = json.loads((base / "baseline" / "statistics.json").read_text(encoding="utf-8"))
     return statistics, read_split(base / "train" / "train.csv")
+
+
+@pytest.fixture(scope="module")
+def houses(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, np.ndarray]:
+    """The baseline statistics and the training split that preprocessing makes of a generated regression set."""
+    base = tmp_path_factory.mktemp("preprocessed-houses")
+    data = regression(base / "data")
+    code = preprocess.main(["--base-dir", str(base), "--input", str(data.path), "--label-column", data.label,
+                            "--feature-columns", ",".join(data.features), "--objective", data.objective])
+    assert code == 0
+    statistics = json.loads((base / "baseline" / "statistics.json").read_text(encoding="utf-8"))
+    return statistics, read_split(base / "train" / "train.csv")
+
+
+def house_records(rows: np.ndarray, predicted_by: float = 0.0) -> list[PredictionRecord]:
+    """Stored regression predictions of channel rows: the target (plus ``predicted_by``) as the predicted value."""
+    moved = rows.copy()
+    moved[:, 0] += predicted_by
+    return records(moved, features=HOUSE_FEATURES, classes=())
 
 
 def draw(train: np.ndarray, count: int, seed: int = 7) -> np.ndarray:
@@ -169,7 +194,7 @@ def test_in_distribution_rows_drift_less_than_moderate(iris):
     report = DriftMonitor(statistics).update(records(draw(train, 500)))
     assert report.rows == 500 and set(report.features) == set(FEATURES)
     assert all(value < MODERATE_DRIFT for value in report.features.values()), report
-    assert report.prediction_class < MODERATE_DRIFT
+    assert report.prediction < MODERATE_DRIFT
 
 
 @pytest.mark.parametrize("by", [0.5, 3.0])
@@ -195,7 +220,7 @@ def test_below_min_rows_there_is_no_value_and_the_gauges_say_so(iris):
     metrics = ApiMetrics()
     monitor = DriftMonitor(statistics, min_rows=200, metrics=metrics)
     report = monitor.update(records(draw(train, 199)))
-    assert (report.rows, report.features, report.prediction_class) == (199, {}, None)
+    assert (report.rows, report.features, report.prediction) == (199, {}, None)
     values = samples(metrics.registry)
     assert feature_gauges(values) == {}
     assert math.isnan(values[("cloudviz_prediction_class_drift", ())])
@@ -204,11 +229,11 @@ def test_below_min_rows_there_is_no_value_and_the_gauges_say_so(iris):
     report = monitor.update(records(draw(train, 200)))
     values = samples(metrics.registry)
     assert feature_gauges(values) == report.features and set(report.features) == set(FEATURES)
-    assert values[("cloudviz_prediction_class_drift", ())] == report.prediction_class
+    assert values[("cloudviz_prediction_class_drift", ())] == report.prediction
 
     monitor.set_baseline(None)
     report = monitor.update(records(draw(train, 200)))
-    assert report.to_dict() == {"rows": 200, "features": {}, "prediction_class": None}
+    assert report.to_dict() == {"rows": 200, "features": {}, "prediction": None}
     values = samples(metrics.registry)
     assert feature_gauges(values) == {} and math.isnan(values[("cloudviz_prediction_class_drift", ())])
 
@@ -244,7 +269,77 @@ def test_refresh_reads_the_store_and_a_failed_read_leaves_no_value(iris, tmp_pat
     assert feature_gauges(samples(metrics.registry)) == {}
 
 
+# -- regression traffic -----------------------------------------------------------------------------
+
+
+def test_a_regression_baseline_bins_the_target_as_preprocessing_counted_it(houses):
+    statistics, train = houses
+    baseline = Baseline.from_statistics(statistics, "houses")
+    assert (baseline.classes, baseline.predicts, baseline.prediction_unavailable_because) == ({}, "value", "")
+    assert baseline.target.counts(train[:, 0]) == statistics["target"]["histogram"]["counts"]
+    assert baseline.target.psi(train[:, 0]) == 0.0
+
+
+def test_regression_rows_in_distribution_drift_less_than_moderate(houses):
+    statistics, train = houses
+    report = DriftMonitor(statistics).update(house_records(draw(train, 500)))
+    assert report.rows == 500 and set(report.features) == set(HOUSE_FEATURES)
+    assert all(value < MODERATE_DRIFT for value in report.features.values()), report
+    assert report.prediction < MODERATE_DRIFT
+
+
+def test_a_shifted_regression_feature_drifts_on_that_feature_only(houses):
+    statistics, train = houses
+    report = DriftMonitor(statistics).update(house_records(shifted(draw(train, 500), AREA, 3.0, HOUSE_FEATURES)))
+    assert report.features[AREA] > SIGNIFICANT_DRIFT, report
+    assert all(value < MODERATE_DRIFT for name, value in report.features.items() if name != AREA), report
+    assert report.prediction < MODERATE_DRIFT  # the predicted values are the training targets here
+
+
+def test_shifted_predicted_values_drift_significantly_and_set_the_prediction_gauge(houses):
+    statistics, train = houses
+    metrics = ApiMetrics()
+    report = DriftMonitor(statistics, metrics=metrics).update(house_records(draw(train, 500), predicted_by=8.0))
+    assert report.prediction > SIGNIFICANT_DRIFT, report
+    assert all(value < MODERATE_DRIFT for value in report.features.values()), report
+    values = samples(metrics.registry)
+    assert values[("cloudviz_prediction_class_drift", ())] == report.prediction
+    assert feature_gauges(values) == report.features
+
+
 # -- baselines ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [None, {"count": 210, "min": 4.1, "max": 41.6, "mean": 22.4}])
+def test_a_regression_baseline_without_a_target_histogram_measures_the_features_and_says_why(
+    houses, target: dict | None
+):
+    """Statistics without ``target.histogram`` (no target entry at all, or a summary only): the features are
+    measured, the prediction is not, and the baseline says why."""
+    statistics, train = houses
+    old = {key: value for key, value in statistics.items() if key != "target"}
+    if target is not None:
+        old["target"] = target
+    baseline = Baseline.from_statistics(old, "old.json")
+    assert baseline.target is None and baseline.predicts == "value"
+    assert baseline.prediction_unavailable_because == (
+        "old.json has no class shares (class_distribution) and no histogram of the regression target "
+        "(target.histogram) to compare the predictions with")
+    metrics = ApiMetrics()
+    report = DriftMonitor(old, metrics=metrics).update(house_records(shifted(draw(train, 500), AREA, 3.0,
+                                                                             HOUSE_FEATURES)))
+    assert report.prediction is None and report.features[AREA] > SIGNIFICANT_DRIFT
+    values = samples(metrics.registry)
+    assert feature_gauges(values) == report.features
+    assert math.isnan(values[("cloudviz_prediction_class_drift", ())])
+
+
+def test_a_classification_baseline_ignores_a_target_entry(iris):
+    statistics = {**iris[0], "target": {"histogram": {"bin_edges": [0, 1], "counts": [1]}}}
+    baseline = Baseline.from_statistics(statistics, "iris")
+    assert (baseline.target, baseline.predicts, baseline.prediction_unavailable_because) == (None, "class", "")
+
+
 
 
 def test_malformed_statistics_are_refused_naming_the_field(iris):
@@ -257,6 +352,14 @@ def test_malformed_statistics_are_refused_naming_the_field(iris):
     del statistics["class_distribution"]
     statistics["features"]["x2"] = iris[0]["features"]["x2"]
     with pytest.raises(BaselineError, match=r"^stats.json: class_distribution: not baseline statistics \(KeyError"):
+        Baseline.from_statistics(statistics, "stats.json")
+
+
+def test_a_malformed_target_histogram_is_refused_naming_the_field(houses):
+    statistics = json.loads(json.dumps(houses[0]))
+    statistics["target"]["histogram"]["counts"] = []
+    with pytest.raises(BaselineError, match=r"^stats.json: target.histogram: not baseline statistics "
+                                            r"\(ValueError: a histogram needs n \+ 1 bin_edges for n counts, "):
         Baseline.from_statistics(statistics, "stats.json")
 
 
@@ -277,7 +380,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         writer = csv.DictWriter(target, reader.fieldnames)
         writer.writeheader()
         writer.writerows(rows)
-    assert runner.start({"InputData": str(moved)}).status == "Succeeded"
+    own_data = {"InputData": str(moved), "ModelPackageGroupName": GROUP, **IRIS_PARAMETERS}  # iris's contract
+    assert runner.start(own_data).status == "Succeeded"
     return home.root
 
 
@@ -413,3 +517,112 @@ def test_the_drift_alarms_fire_on_shifted_inputs_and_not_on_in_distribution_inpu
     feature_alarm = service.alarm_history.transitions(FEATURE_ALARM, limit=1)[0]
     assert feature_alarm.value > SIGNIFICANT_DRIFT and feature_alarm.threshold == SIGNIFICANT_DRIFT
     assert any(event.startswith(f"ALARM: {FEATURE_ALARM} (OK -> ALARM): Threshold Crossed") for event in events)
+
+
+# -- a regression model served live -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def houses_trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state home whose version 1 of the Houses group the pipeline trained on a generated regression set and
+    approved."""
+    home = StateHome(tmp_path_factory.mktemp("houses-trained") / "home")
+    data = regression(tmp_path_factory.mktemp("houses-data"))
+    record = LocalRunner(home, build_pipeline()).start(
+        data.parameters(ModelPackageGroupName=HOUSES, ModelApprovalStatus="Approved"))
+    assert record.status == "Succeeded", record.failure_reason
+    return home.root
+
+
+@pytest.fixture
+def houses_home(houses_trained: Path, tmp_path: Path) -> StateHome:
+    """A copy of the Houses home whose run records point into the copy (its statistics may be rewritten)."""
+    root = tmp_path / "home"
+    shutil.copytree(houses_trained, root, ignore=shutil.ignore_patterns("cache"))
+    for record in (root / "runs").glob("*/run.json"):
+        record.write_text(record.read_text(encoding="utf-8").replace(str(houses_trained), str(root)),
+                          encoding="utf-8")
+    return StateHome(root)
+
+
+def houses_training_rows(home: StateHome) -> np.ndarray:
+    run = RunStore(home.runs).load(ModelRegistry(home.registry_db).get(HOUSES, 1).lineage["run_id"])
+    return read_split(Path(run.steps["Preprocess"].outputs["train"]) / "train.csv")
+
+
+def dashboard_drift(url: str) -> dict:
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/dashboard/data", headers={"x-api-key": KEY}),
+                                timeout=10) as answer:
+        return json.loads(answer.read())["drift"]
+
+
+def test_a_served_regression_model_measures_feature_and_prediction_drift_and_alarms_on_it(houses_home: StateHome):
+    train = houses_training_rows(houses_home)
+    with LocalService(houses_home, HOUSES, KEY, alarm_period_seconds=0.2).start() as service:
+
+        def state(alarm: str) -> str:
+            return next(s.state for s in service.evaluator.states() if s.name == alarm)
+
+        send(service.api.url, draw(train, 500))
+        wait_for(lambda: state(FEATURE_ALARM) == state(CLASS_ALARM) == OK, "both drift alarms OK")
+        in_distribution = scrape(service.api.url)
+        panel = wait_for(lambda: (lambda d: d if d["features"] else None)(dashboard_drift(service.api.url)),
+                         "drift in the dashboard's data")
+        send(service.api.url, shifted(draw(train, 500, seed=8), AREA, 2.0, HOUSE_FEATURES))
+        wait_for(lambda: state(FEATURE_ALARM) == state(CLASS_ALARM) == ALARM, "both drift alarms in ALARM")
+        moved = scrape(service.api.url)
+    drift = feature_gauges(in_distribution)
+    assert set(drift) == set(HOUSE_FEATURES) and all(value < MODERATE_DRIFT for value in drift.values()), drift
+    # The model's predictions are not its training targets (10 rounds of eta 0.2 pull them towards the mean), so
+    # in-distribution traffic reads a little prediction drift, well below the alarm's threshold.
+    assert in_distribution[("cloudviz_prediction_class_drift", ())] < SIGNIFICANT_DRIFT
+    assert feature_gauges(moved)[AREA] > SIGNIFICANT_DRIFT
+    assert moved[("cloudviz_prediction_class_drift", ())] > SIGNIFICANT_DRIFT  # price = 3 area + ...: it moved
+    assert panel["prediction_label"] == "predicted value" and isinstance(panel["prediction_drift"], float)
+    assert "why" not in panel and "prediction_why" not in panel
+    assert set(panel["features"]) == set(HOUSE_FEATURES) and any(panel["history"]["prediction_drift"])
+
+
+def test_an_older_regression_baseline_without_a_target_histogram_measures_the_features(
+    houses_home: StateHome, caplog: pytest.LogCaptureFixture
+):
+    run = RunStore(houses_home.runs).load(ModelRegistry(houses_home.registry_db).get(HOUSES, 1).lineage["run_id"])
+    path = Path(run.steps["Preprocess"].outputs["baseline"]) / "statistics.json"
+    statistics = json.loads(path.read_text(encoding="utf-8"))
+    statistics["target"] = {key: statistics["target"][key] for key in ("min", "max", "mean")}
+    path.write_text(json.dumps(statistics), encoding="utf-8")
+    train = houses_training_rows(houses_home)
+    with caplog.at_level(logging.WARNING, logger="deploy.local_service"), \
+            LocalService(houses_home, HOUSES, KEY, alarm_period_seconds=0.2).start() as service:
+        send(service.api.url, shifted(draw(train, 300), AREA, 2.0, HOUSE_FEATURES))
+        report = service.drift.refresh()
+        panel = wait_for(lambda: (lambda d: d if d["features"] else None)(dashboard_drift(service.api.url)),
+                         "drift in the dashboard's data")
+        metrics = scrape(service.api.url)
+    why = (f"baseline/statistics.json of run {run.run_id} has no class shares (class_distribution) and no histogram "
+           "of the regression target (target.histogram) to compare the predictions with")
+    assert f"prediction drift not measured for version 1: {why}" in caplog.text
+    assert report.prediction is None and report.features[AREA] > SIGNIFICANT_DRIFT
+    assert feature_gauges(metrics)[AREA] > SIGNIFICANT_DRIFT
+    assert math.isnan(metrics[("cloudviz_prediction_class_drift", ())])
+    assert panel["prediction_why"] == f"prediction drift is not measured: {why}" and "why" not in panel
+    assert panel["prediction_drift"] is None and not any(panel["history"]["prediction_drift"])
+
+
+@pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
+def test_the_dashboard_draws_a_regression_models_prediction_drift(houses_home: StateHome):
+    train = houses_training_rows(houses_home)
+    with LocalService(houses_home, HOUSES, KEY, alarm_period_seconds=0.2).start() as service:
+        send(service.api.url, draw(train, 300))
+        wait_for(lambda: dashboard_drift(service.api.url)["history"]["time"], "drift in the dashboard's data")
+        with browser.headless_chromium() as chromium:
+            page = chromium.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"{service.api.url}/dashboard")
+            page.wait_for_selector("[data-panel='drift-history'][data-state=data]", timeout=30_000)
+            bars = page.evaluate("document.querySelector(\"[data-panel='drift'] .chart\").data[0].x")
+            lines = page.evaluate("document.querySelector(\"[data-panel='drift-history'] .chart\").data"
+                                  ".map((trace) => trace.name)")
+            text = page.inner_text("[data-panel='drift']") + page.inner_text("[data-panel='drift-history']")
+    assert bars == [*sorted(HOUSE_FEATURES), "predicted value"]
+    assert lines == [*sorted(HOUSE_FEATURES), "predicted value"]
+    assert "null" not in text and "class" not in text, text

@@ -194,8 +194,9 @@ ALARM_RULES: tuple[AlarmRule, ...] = (
     ),
     AlarmRule(
         name="cloudviz-prediction-class-drift",
-        description=f"The predicted classes drifted from the training class distribution (PSI above "
-        f"{SIGNIFICANT_DRIFT:g}): the inputs, or the model, changed.",
+        description=f"The predictions drifted from the training labels (PSI above {SIGNIFICANT_DRIFT:g} of the "
+        "predicted classes against the training class shares, or of a regression's predicted values against the "
+        "training target): the inputs, or the model, changed.",
         local_metric="class_drift",
         measure=lambda sample: sample.class_drift,
         threshold=SIGNIFICANT_DRIFT,

@@ -3,7 +3,8 @@ published as Prometheus gauges that the local alarm evaluator reads.
 
 The measure itself (PSI, the baseline, the thresholds, why ``min_rows`` is 200) is ``serving_lambdas.drift``,
 shared with the AWS drift function (``serving_lambdas.drift_monitor``). Below ``min_rows`` the feature gauges are
-absent and the class gauge is NaN.
+absent and the prediction gauge (``cloudviz_prediction_class_drift``: predicted classes, or a regression's predicted
+values) is NaN, as it is for a baseline that cannot measure the predictions.
 """
 
 from __future__ import annotations
@@ -114,6 +115,6 @@ class DriftMonitor:
         for name in self._published - set(report.features):
             self.metrics.feature_drift.remove(name)
         self._published = set(report.features)
-        class_drift = report.prediction_class
-        self.metrics.prediction_class_drift.set(math.nan if class_drift is None else class_drift)
+        prediction = report.prediction
+        self.metrics.prediction_class_drift.set(math.nan if prediction is None else prediction)
         self.metrics.drift_window_rows.set(report.rows)

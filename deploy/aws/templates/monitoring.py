@@ -149,7 +149,7 @@ def dashboard_panels(names: ResourceNames) -> dict[str, dict]:
         "Drift over time": _metric_widget("Drift over time", [
             [{"expression": feature_drift, "id": "e1"}],
             [NAMESPACE, "PredictionClassDrift", "Endpoint", names.endpoint_name,
-             {"stat": "Maximum", "label": "classes"}],
+             {"stat": "Maximum", "label": "predictions"}],
         ], annotations=drift_line),
     }
 

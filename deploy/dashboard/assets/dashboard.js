@@ -314,12 +314,14 @@
     if (!noDrift("drift", drift)) {
       const names = Object.keys(drift.features);
       const values = names.map((name) => drift.features[name]);
-      const x = [...names, ...(isNumber(drift.class_drift) ? ["predicted class"] : [])];
-      const y = [...values, ...(isNumber(drift.class_drift) ? [drift.class_drift] : [])];
+      // The predictions' own bar: the predicted classes, or a regression's predicted values.
+      const measured = isNumber(drift.prediction_drift);
+      const x = [...names, ...(measured ? [drift.prediction_label] : [])];
+      const y = [...values, ...(measured ? [drift.prediction_drift] : [])];
       const top = Math.max(drift.significant * 1.4, ...y.map((v) => v * 1.15));
       document.getElementById("drift-sub").textContent = "Population stability index of the newest "
         + `${drift.window} predictions against version ${drift.baseline_version}'s training data`
-        + ` (measured ${clockTime(drift.measured_at)} UTC)`;
+        + ` (measured ${clockTime(drift.measured_at)} UTC)${drift.prediction_why ? `; ${drift.prediction_why}` : ""}`;
       draw("drift", [{
         type: "bar", x, y, marker: { color: y.map((v) => psiColour(v, drift)) },
         text: y.map((v) => v.toFixed(3)), textposition: "outside", cliponaxis: false,
@@ -332,10 +334,14 @@
         type: "scatter", mode: "lines", x: history.time, y: values, name,
         line: { color: PALETTE[i % PALETTE.length], width: 2 }, hovertemplate: `${name} %{y:.3f}<extra></extra>`,
       }));
-      traces.push({
-        type: "scatter", mode: "lines", x: history.time, y: history.class_drift, name: "predicted class",
-        line: { color: "#0f1b2d", width: 2, dash: "dot" }, hovertemplate: "predicted class %{y:.3f}<extra></extra>",
-      });
+      const label = drift.prediction_label;
+      if (history.prediction_drift.some(isNumber)) {
+        traces.push({
+          type: "scatter", mode: "lines", x: history.time, y: history.prediction_drift, name: label,
+          line: { color: "#0f1b2d", width: 2, dash: "dot" }, hovertemplate: `${label} %{y:.3f}<extra></extra>`,
+        });
+      }
+      part("drift-history", ".sub").textContent = `PSI per feature and of the ${label}s at each sampling period`;
       draw("drift-history", traces, merge(thresholdLines(drift), {
         xaxis: timeAxis, yaxis: yTitle("PSI"), hovermode: "x unified",
       }));
