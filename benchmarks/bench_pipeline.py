@@ -113,8 +113,8 @@ def cloudviz_command(data: Path) -> list[str]:
         str(executable), "pipeline", "run", "--data", str(data),
         "--param", "LabelColumn=label",
         "--param", "FeatureColumns=" + ",".join(feature_names()),
-        "--param", "ClassNames=",
         "--param", "AccuracyThreshold=0",
+        "--param", "ModelPackageGroupName=BenchPipeline",
         "--no-cache", "--quiet", "--json",
     ]
 

@@ -1,7 +1,10 @@
 """``cloudviz pipeline definition | upsert | start --target aws``: the SageMaker side of the pipeline commands.
 
 ``definition`` is offline (no credentials, no network); ``upsert`` and ``start`` call AWS with the default
-credential chain.
+credential chain. A compiled definition runs one objective family (``--objective``: the multi:* objectives, which
+send num_class, or binary:logistic and reg:squarederror, which do not; see ``pipelines.definition``), and its data
+parameters default to the staged iris data's: ``start`` with the user's own InputData sends the empty values of
+those not given (taken from the data) and needs a ModelPackageGroupName.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import argparse
 import json
 import os
 
-from pipelines.definition import build_pipeline
+from pipelines.definition import MULTICLASS_OBJECTIVES, TASKS, build_pipeline, data_parameters
 from pipelines.errors import UserError
 from pipelines.sagemaker import AwsTarget, definition
 from pipelines.state import StateHome
@@ -27,6 +30,18 @@ def add_aws_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bucket", default=os.environ.get(BUCKET_ENV),
                         help=f"S3 bucket for code, data and artifacts (default ${BUCKET_ENV})")
     parser.add_argument("--prefix", default="cloudviz", help="S3 key prefix in the bucket (default cloudviz)")
+
+
+def add_definition_options(parser: argparse.ArgumentParser) -> None:
+    """``definition`` and ``upsert``: the AWS options and the objective family the definition is built for."""
+    add_aws_options(parser)
+    parser.add_argument(
+        "--objective", choices=tuple(TASKS), default=MULTICLASS_OBJECTIVES[0],
+        help="the Objective default of the definition, which then accepts the objectives of its family: "
+        f"{' or '.join(MULTICLASS_OBJECTIVES)} (num_class sent to XGBoost), or binary:logistic or "
+        f"reg:squarederror (not sent); default {MULTICLASS_OBJECTIVES[0]}. One pipeline, "
+        "so upserting another family replaces the definition",
+    )
 
 
 def aws_target(args: argparse.Namespace) -> tuple[AwsTarget, list]:
@@ -47,13 +62,14 @@ def aws_target(args: argparse.Namespace) -> tuple[AwsTarget, list]:
     return target, staged_files(build_pipeline(), target, iris)
 
 
-def build_definition(target: AwsTarget) -> dict:
-    return definition(target.region, target.role_arn, target.bucket, target.prefix, target.input_data_uri)
+def build_definition(target: AwsTarget, objective: str) -> dict:
+    return definition(target.region, target.role_arn, target.bucket, target.prefix, target.input_data_uri,
+                      objective)
 
 
 def definition_command(args: argparse.Namespace) -> int:
     target, _ = aws_target(args)
-    print(json.dumps(build_definition(target), indent=2))
+    print(json.dumps(build_definition(target, args.objective), indent=2))
     return 0
 
 
@@ -63,7 +79,7 @@ def upsert_command(args: argparse.Namespace) -> int:
     from pipelines.sagemaker.deployment import upsert
 
     target, files = aws_target(args)
-    document = build_definition(target)
+    document = build_definition(target, args.objective)
     result = upsert(boto3.client("sagemaker", region_name=target.region), boto3.client("s3", region_name=target.region),
                     build_pipeline(), document, target, files, "CloudViz: preprocess, train, evaluate, gate, register")
     if args.json:
@@ -81,6 +97,20 @@ def start_command(args: argparse.Namespace, overrides: dict[str, str]) -> int:
 
     if not args.region:
         raise UserError("--region is required (or set $AWS_REGION)")
-    arn = start(boto3.client("sagemaker", region_name=args.region), build_pipeline(), overrides)
+    arn = start(boto3.client("sagemaker", region_name=args.region), build_pipeline(), execution_overrides(overrides))
     print(json.dumps({"pipeline_execution_arn": arn}, indent=2) if args.json else f"started {arn}")
     return 0
+
+
+def execution_overrides(overrides: dict[str, str]) -> dict[str, str]:
+    """The parameters an execution is started with. The definition's data parameters are the staged iris data's:
+    with the user's own InputData, those not given are sent with their declared (empty: from the data) values, and
+    the ModelPackageGroupName must be given. An empty InputData is left out: the definition's, iris."""
+    if "InputData" in overrides and not overrides["InputData"].strip():
+        overrides = {name: value for name, value in overrides.items() if name != "InputData"}
+    if "InputData" not in overrides:
+        return overrides
+    dag = build_pipeline()
+    given = {p.name for p in dag.parameters for name in overrides if name in (p.name, *p.aliases)}
+    values = {**dag.defaults(), "InputData": overrides["InputData"]}
+    return {**{name: str(value) for name, value in data_parameters(values, given).items()}, **overrides}

@@ -2,7 +2,9 @@
 
 The local runner executes this declaration; the SageMaker compiler turns the same declaration
 into a SageMaker Pipeline definition. Defaults reproduce the original deployment (iris, the
-class order setosa=0, virginica=1, versicolor=2, and its XGBoost hyperparameters).
+class order setosa=0, virginica=1, versicolor=2, and its XGBoost hyperparameters): the parameters that
+describe the data are empty (taken from the data), and an empty InputData, the bundled iris data, brings
+iris's values for those not given (``data_parameters``), on both targets.
 
 The model's contract comes from the data. The Objective picks a task (multiclass, binary, regression);
 Preprocess reads the label column for it, takes the classes and their number from the data (refusing a
@@ -28,6 +30,10 @@ as its former name.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Mapping
+from pathlib import PurePosixPath
+
 from pipelines.builtin_xgboost.hyperparameters import DEFAULT_HYPERPARAMETERS
 from pipelines.dag import (
     ConditionStep,
@@ -44,6 +50,7 @@ from pipelines.dag import (
     StepOutput,
     TrainingStep,
 )
+from pipelines.datasets import IRIS_PARAMETERS
 from pipelines.errors import UserError
 
 PIPELINE_NAME = "CloudVizPipeline"
@@ -74,13 +81,15 @@ PYTHON_TYPE = {"Integer": int, "Float": float, "String": str}
 
 PARAMETERS = (
     Parameter("InputData", "String", "", "raw CSV (a local path or s3:// URI); empty: the bundled iris data"),
-    Parameter("LabelColumn", "String", "species", "name of the label column in the raw CSV"),
-    Parameter("FeatureColumns", "String", "x1,x2,x3,x4", "comma-separated feature columns, in model order"),
+    Parameter("LabelColumn", "String", "", "name of the label column in the raw CSV (iris: species)"),
+    Parameter("FeatureColumns", "String", "", "comma-separated feature columns, in model order; empty: every "
+              "column but the label, in file order (iris: x1,x2,x3,x4)"),
     Parameter(
         "ClassNames",
         "String",
-        "setosa,virginica,versicolor",
-        "comma-separated classes in index order; empty: the sorted distinct labels",
+        "",
+        "comma-separated classes in index order; empty: the sorted distinct labels "
+        "(iris: setosa,virginica,versicolor)",
     ),
     Parameter("ValidationFraction", "Float", 0.15, "share of each class held out for validation"),
     Parameter("TestFraction", "Float", 0.15, "share of each class held out for the test set"),
@@ -121,7 +130,9 @@ PARAMETERS = (
         "the gate's threshold on GateMetric (formerly AccuracyThreshold, still accepted)",
         aliases=("AccuracyThreshold",),
     ),
-    Parameter("ModelPackageGroupName", "String", DEFAULT_GROUP, "model registry group to register into"),
+    Parameter("ModelPackageGroupName", "String", DEFAULT_GROUP,
+              f"model registry group to register into ({DEFAULT_GROUP}: the bundled iris data's; a run on your own "
+              "data names its own)"),
     Parameter(
         "ModelApprovalStatus",
         "String",
@@ -201,6 +212,37 @@ def check_parameters(values: dict) -> None:
             f"parameter GateMetric: {metric!r} is not a {task} metric (Objective {values['Objective']}); "
             f"one of: {', '.join(GATE_METRICS[task])}"
         )
+
+
+def data_parameters(values: Mapping[str, object], given: Collection[str]) -> dict[str, object]:
+    """The values of the declared parameters that describe the data (label, features, classes), for those the user
+    did not give (``given``: parameter names); ``values`` are the run's, its InputData as the user gave it.
+
+    An empty InputData is the bundled iris data: they take its values (``IRIS_PARAMETERS``), so iris runs keep the
+    original contract. The user's own file: their values as they are (the declared defaults are empty: from the
+    data), and its ModelPackageGroupName must be given: the default would register it into the iris group.
+    """
+    if "InputData" not in values:
+        return {}
+    describing = [name for name in IRIS_PARAMETERS if name in values and name not in given]
+    input_data = str(values["InputData"]).strip()
+    if not input_data:
+        return {name: IRIS_PARAMETERS[name] for name in describing}
+    if "ModelPackageGroupName" in values and "ModelPackageGroupName" not in given:
+        raise UserError(
+            f"parameter ModelPackageGroupName: name the model registry group for {input_data} (the default, "
+            f"{DEFAULT_GROUP}, is the bundled iris data's), e.g. --param ModelPackageGroupName="
+            f"{suggested_group(input_data)}"
+        )
+    return {name: values[name] for name in describing}
+
+
+def suggested_group(input_data: str) -> str:
+    """A model package group name from a data file's name: ``penguins.csv`` -> ``Penguins``,
+    ``s3://b/k/churn-2024.csv`` -> ``Churn2024`` (letters and digits, as SageMaker's group names allow)."""
+    stem = PurePosixPath(input_data.replace("\\", "/").rstrip("/")).name.split(".")[0]
+    words = re.findall(r"[A-Za-z0-9]+", stem)
+    return "".join(word[:1].upper() + word[1:] for word in words)[:63] or "MyData"
 
 
 def build_pipeline() -> Pipeline:

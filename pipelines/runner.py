@@ -43,6 +43,7 @@ from pipelines.dag import (
     sent,
 )
 from pipelines.datasets import iris_csv
+from pipelines.definition import data_parameters
 from pipelines.errors import UserError
 from pipelines.registry import ModelRegistry
 from pipelines.runs import EXECUTING, FAILED, PENDING, SKIPPED, SUCCEEDED, RunRecord, RunStore, utc_now
@@ -130,12 +131,15 @@ class LocalRunner:
             parameter = self.pipeline.parameter(name)
             values[parameter.name] = parameter.parse(text, name)
         self.pipeline.validate(values)
+        as_given = dict(values)
         for step in self.pipeline.steps:
             if isinstance(step, ProcessingStep):
                 for source in (i.source for i in step.inputs if isinstance(i.source, Param)):
                     values[source.name] = str(self._input_path(source.name, values[source.name]))
             if isinstance(step, TrainingStep):
                 self._check_hyperparameters(step, values)
+        # The bundled iris data's label, features and classes; the user's own file needs its own group.
+        values.update(data_parameters(as_given, {self.pipeline.parameter(name).name for name in overrides}))
         return values
 
     # -- the run loop ---------------------------------------------------------------------

@@ -16,6 +16,9 @@ Layout below the base dir::
     schema/schema.json        feature names, classes and their indices, split sizes, data hash
     baseline/statistics.json  training-feature statistics, for drift checks
 
+The label column is required; with no feature columns given, every other column is a feature, in file order
+(a column the prediction API's request body uses as a field name, ``RESERVED_NAMES``, is refused as a feature).
+
 Exit status 2 with one ``error:`` line on stderr for any problem with the input.
 """
 
@@ -42,6 +45,15 @@ SPLITS = ("train", "validation", "test")
 HISTOGRAM_BINS = 10
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 MAX_REPORTED = 20  # bad cells named in one error; the rest are counted
+# Names the prediction API's request body gives a meaning of its own (serving_lambdas/payload.py): a feature so
+# named could not be sent by name.
+RESERVED_NAMES = {
+    "request_id": "a client's own id of a row",
+    "sample_id": "a client's own id of a row (another name for request_id)",
+    "instances": "a batch of rows by name",
+    "input_data": "a batch of rows of values",
+    "features": "one row by name",
+}
 # The objectives the pipeline trains, by task: the task decides how the label is read and split,
 # how many classes it needs, and which metrics Evaluate reports.
 TASKS = {
@@ -60,8 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", default=DEFAULT_BASE_DIR, help="root of the processing layout")
     parser.add_argument("--input", help="raw CSV file or folder (default: <base-dir>/raw)")
-    parser.add_argument("--label-column", required=True, help="name of the label column")
-    parser.add_argument("--feature-columns", required=True, help="comma-separated feature column names")
+    parser.add_argument("--label-column", required=True, help="name of the label column (required, not empty)")
+    parser.add_argument(
+        "--feature-columns", default="",
+        help="comma-separated feature column names, in model order; empty: every column but the label, in file order",
+    )
     parser.add_argument(
         "--class-names",
         default="",
@@ -156,10 +171,22 @@ def read_header(path: Path) -> list[str]:
         raise InputError(unreadable(path, exc)) from None
 
 
-def check_columns(path: Path, header: list[str], label: str, features: list[str]) -> None:
+def choose_columns(path: Path, header: list[str], label: str, features: list[str]) -> list[str]:
+    """The feature columns, checked against the header: those given, or every column but the label, in file order."""
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise InputError(f"{path}: duplicate column name(s): {', '.join(duplicates)}")
+    if not label:
+        raise InputError(f"{path}: no label column given: set LabelColumn to one of its columns: {', '.join(header)}")
+    if not features:
+        features = [name for name in header if name != label]
+        if label in header and not features:
+            raise InputError(f"{path}: no column but the label {label!r}: nothing to learn from")
+    check_columns(path, header, label, features)
+    return features
+
+
+def check_columns(path: Path, header: list[str], label: str, features: list[str]) -> None:
     missing = [name for name in [label, *features] if name not in header]
     if missing:
         raise InputError(
@@ -171,6 +198,14 @@ def check_columns(path: Path, header: list[str], label: str, features: list[str]
     repeated = sorted({name for name in features if features.count(name) > 1})
     if repeated:
         raise InputError(f"--feature-columns names {', '.join(repr(r) for r in repeated)} more than once")
+    for name in features:
+        if name in RESERVED_NAMES:
+            others = ",".join(other for other in features if other != name)
+            raise InputError(
+                f"{path}: column {name!r} cannot be a feature: the prediction API's request body uses "
+                f"{name!r} for {RESERVED_NAMES[name]}; rename the column, or leave it out with "
+                f"FeatureColumns={others}"
+            )
 
 
 def read_columns(path: Path, label: str, features: list[str], numbers: list[str]) -> pa.Table:
@@ -186,8 +221,10 @@ def read_columns(path: Path, label: str, features: list[str], numbers: list[str]
 
 @dataclass
 class Data:
-    """The checked input: feature columns, the label (class codes or the regression target) and the classes."""
+    """The checked input: feature names and columns, the label (class codes or the regression target) and the
+    classes."""
 
+    names: list[str]
     features: list[pa.ChunkedArray]
     labels: np.ndarray
     classes: list[str]
@@ -203,13 +240,15 @@ class Problems:
 
 
 def read_data(path: Path, label: str, features: list[str], task: str, class_names: list[str]) -> Data:
-    """The features as float64 columns and the label encoded for the task, every cell checked.
+    """The features (``features``, or none given: every column but the label) as float64 columns and the label
+    encoded for the task, every cell checked.
 
     Fast path: Arrow parses the numbers and every one is finite. Otherwise the file is read again as text
     and every bad cell is reported at once (the first ``MAX_REPORTED`` with line, column and value).
     """
     header = read_header(path)
-    check_columns(path, header, label, features)
+    from_data = not features
+    features = choose_columns(path, header, label, features)
     numbers = [*features, label] if task == "regression" else features
     try:
         table = read_columns(path, label, features, numbers)
@@ -224,6 +263,13 @@ def read_data(path: Path, label: str, features: list[str], task: str, class_name
     if table.num_rows == 0:
         raise InputError(f"{path}: the file has a header but no rows")
     problems = [] if clean else [number_problems(table.column(name), name) for name in numbers]
+    text = [group.column for group in problems if group.column != label and group.rows.size == table.num_rows]
+    if from_data and text:
+        numeric = ",".join(name for name in features if name not in text)
+        raise InputError(
+            f"{path}: column(s) {', '.join(repr(name) for name in text)} hold no numbers, so they cannot be features "
+            f"(FeatureColumns is empty: every column but the label); name the features: FeatureColumns={numeric}"
+        )
     classes: list[str] = []
     if task != "regression":
         label_problems, codes, classes = encode_labels(table.column(label), label, class_names)
@@ -231,7 +277,7 @@ def read_data(path: Path, label: str, features: list[str], task: str, class_name
     if any_rows(problems):
         raise InputError(cell_report(path, problems, header))
     labels = as_floats(table.column(label)).to_numpy() if task == "regression" else codes
-    return Data([as_floats(table.column(name)) for name in features], labels, classes)
+    return Data(features, [as_floats(table.column(name)) for name in features], labels, classes)
 
 
 def first_line(exc: Exception) -> str:
@@ -458,9 +504,6 @@ def write_json(path: Path, document: dict) -> None:
 def preprocess(args: argparse.Namespace) -> dict:
     base = Path(args.base_dir)
     source = find_csv(Path(args.input) if args.input else base / "raw")
-    features = split_names(args.feature_columns)
-    if not features:
-        raise InputError("--feature-columns names no column")
     label = args.label_column.strip()
     if args.parts < 1:
         raise InputError(f"--parts must be at least 1, got {args.parts}")
@@ -475,9 +518,9 @@ def preprocess(args: argparse.Namespace) -> dict:
     # parses the file and writes the channels.
     with ThreadPoolExecutor(max_workers=1) as background:
         source_hash = background.submit(sha256_of, source)
-        data = read_data(source, label, features, task, class_names)
+        data = read_data(source, label, split_names(args.feature_columns), task, class_names)
         check_task(args, task, data, source, label)
-        labels, classes = data.labels, data.classes
+        features, labels, classes = data.names, data.labels, data.classes
         splits = split_rows(split_groups(data), args.validation_fraction, args.test_fraction, args.seed)
         check_parts(args.parts, splits)
         channels = pa.table([pa.array(labels), *data.features], names=["label", *features])
@@ -501,7 +544,8 @@ def preprocess(args: argparse.Namespace) -> dict:
         "feature_columns": features,
         "features": [
             {"name": name, "type": "number", "min": baseline["features"][name]["min"],
-             "max": baseline["features"][name]["max"]}
+             "max": baseline["features"][name]["max"],
+             "median": baseline["features"][name]["quantiles"]["p50"]}  # GET /model's example, on both targets
             for name in features
         ],
         "classes": classes,

@@ -5,7 +5,8 @@
 - ``{"features": {"sepal_length": 6.7, ...}}``: one row by name (feature names or their aliases);
 - ``{"instances": [{"sepal_length": 6.7, ...}, ...]}``: a batch of rows by name.
 A row may carry the client's own ``request_id`` (top level beside a single row's values or ``features``, inside
-each instance of ``instances``), stored with its prediction so that labels known later can be joined to it.
+each instance of ``instances``), stored with its prediction so that labels known later can be joined to it;
+``sample_id`` is accepted as another name for it (stored and answered as ``request_id``).
 Every problem is a ``PayloadError`` whose one-line message names the field. A feature must be a JSON number
 (not a boolean) the model can read: XGBoost reads float32, so a value beyond float32's range is refused
 rather than silently turned into infinity or zero.
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_SMALLEST_NORMAL = 1.1754943508222875e-38
 REQUEST_ID = "request_id"
+SAMPLE_ID = "sample_id"  # another name for request_id
+ROW_IDS = (REQUEST_ID, SAMPLE_ID)
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_RULE = "1 to 128 letters, digits, '.', '_', ':' or '-'"
 
@@ -54,14 +57,14 @@ def parse_payload(event: dict, features: tuple[str, ...], aliases: Mapping[str, 
         for index, instance in enumerate(_instances(body["instances"], max_rows)):
             field = f"instances[{index}]"
             ids.append(_request_id(instance, field))
-            rows.append(_named({key: value for key, value in instance.items() if key != REQUEST_ID}, features,
+            rows.append(_named({key: value for key, value in instance.items() if key not in ROW_IDS}, features,
                                aliases, field))
         return Payload(rows, batch=True, request_ids=ids)
     request_id = _request_id(body, "")
     if "features" in body:
-        _only(body, "features", REQUEST_ID)
+        _only(body, "features", *ROW_IDS)
         return Payload([_named(body["features"], features, aliases, "features")], batch=False, request_ids=[request_id])
-    unexpected = sorted(set(body) - set(features) - {REQUEST_ID})
+    unexpected = sorted(set(body) - set(features) - set(ROW_IDS))
     if unexpected:
         accepted = ", ".join(features)
         raise PayloadError(f"unexpected field {unexpected[0]!r}: send {accepted}, or input_data, instances or features")
@@ -95,18 +98,26 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
 
 def _only(body: dict, field: str, *allowed: str) -> None:
     others = sorted(set(body) - {field, *allowed})
-    if others == [REQUEST_ID]:
+    if others and set(others) <= set(ROW_IDS):
         where = "inside each instance" if field == "instances" else "with instances, inside each one"
-        raise PayloadError(f"unexpected field {REQUEST_ID!r} beside {field}: a request_id names one row ({where})")
+        raise PayloadError(f"unexpected field {others[0]!r} beside {field}: a {others[0]} names one row ({where})")
     if others:
         raise PayloadError(f"unexpected field {others[0]!r} beside {field}")
 
 
 def _request_id(values: dict, prefix: str) -> str | None:
-    """The row's ``request_id`` if given (a short id safe in URLs, logs and CSV alike), else None."""
-    if REQUEST_ID not in values:
+    """The row's ``request_id`` (or ``sample_id``) if given (a short id safe in URLs, logs and CSV alike), else
+    None; both given must agree."""
+    given = [name for name in ROW_IDS if name in values]
+    if not given:
         return None
-    value, field = values[REQUEST_ID], f"{prefix}.{REQUEST_ID}" if prefix else REQUEST_ID
+    fields = {name: f"{prefix}.{name}" if prefix else name for name in given}
+    if len(given) == 2 and values[REQUEST_ID] != values[SAMPLE_ID]:
+        raise PayloadError(
+            f"{fields[REQUEST_ID]} and {fields[SAMPLE_ID]} differ ({values[REQUEST_ID]!r}, {values[SAMPLE_ID]!r}): "
+            f"{SAMPLE_ID} is another name for {REQUEST_ID}; send one"
+        )
+    value, field = values[given[0]], fields[given[0]]
     if not isinstance(value, str):
         raise PayloadError(f"{field} must be a string of {REQUEST_ID_RULE}, not {_kind(value)}")
     if REQUEST_ID_PATTERN.fullmatch(value) is None:

@@ -46,7 +46,8 @@ def test_each_family_trains_to_a_registered_version_with_its_metrics_and_gate(
     assert schema["feature_columns"] == list(data.features)
     train = train_split(record)
     assert schema["features"] == [
-        {"name": name, "type": "number", "min": float(train[:, j + 1].min()), "max": float(train[:, j + 1].max())}
+        {"name": name, "type": "number", "min": float(train[:, j + 1].min()), "max": float(train[:, j + 1].max()),
+         "median": pytest.approx(float(np.median(train[:, j + 1])))}
         for j, name in enumerate(data.features)
     ]
     assert schema["classes"] == sorted(data.classes)

@@ -355,9 +355,46 @@ def test_feature_listed_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert message == "--feature-columns names 'a' more than once"
 
 
-def test_no_feature_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    message = fails(tmp_path, capsys, "a,b,y\n1,2,p\n", label="y", features=" , ")
-    assert message == "--feature-columns names no column"
+def test_without_feature_columns_every_column_but_the_label_is_a_feature_in_file_order(tmp_path: Path):
+    source = tmp_path / "trees.csv"
+    source.write_text("bark,tree,leaf\n" + "".join(f"{i % 5}.5,{'abc'[i % 3]},{i}.25\n" for i in range(60)))
+    assert run(tmp_path / "out", source, label="tree", features=" , ") == 0
+    schema = json.loads((tmp_path / "out/schema/schema.json").read_text())
+    assert (schema["feature_columns"], schema["classes"]) == (["bark", "leaf"], ["a", "b", "c"])
+    _, features = read_split(tmp_path / "out/train/train.csv")
+    assert features.shape[1] == 2 and set(features[:, 1] % 1) == {0.25}  # leaf second, as in the file
+
+
+def test_only_a_label_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    message = fails(tmp_path, capsys, "y\np\n", label="y", features="")
+    assert message == f"{tmp_path / 'data.csv'}: no column but the label 'y': nothing to learn from"
+
+
+def test_no_label_column_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    message = fails(tmp_path, capsys, "a,b,y\n1,2,p\n", label=" ", features="")
+    assert message == f"{tmp_path / 'data.csv'}: no label column given: set LabelColumn to one of its columns: a, b, y"
+
+
+@pytest.mark.parametrize("name", ["request_id", "sample_id", "instances", "input_data", "features"])
+@pytest.mark.parametrize("features", ["", "a,{name}"])
+def test_a_feature_named_as_the_api_request_body_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, features: str
+):
+    message = fails(tmp_path, capsys, f"a,{name},y\n1,2,p\n", label="y", features=features.format(name=name))
+    assert message == (
+        f"{tmp_path / 'data.csv'}: column {name!r} cannot be a feature: the prediction API's request body uses "
+        f"{name!r} for {preprocess.RESERVED_NAMES[name]}; rename the column, or leave it out with FeatureColumns=a"
+    )
+
+
+def test_a_text_column_taken_as_a_feature_is_named_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """FeatureColumns empty takes an id column too: one line naming it (not one bad cell per row) and the fix."""
+    text = "customer,tenure,churn,monthly\n" + "".join(f"c{i},{i}.5,{'no' if i % 2 else 'yes'},3\n" for i in range(30))
+    message = fails(tmp_path, capsys, text, label="churn", features="", objective="binary:logistic")
+    assert message == (
+        f"{tmp_path / 'data.csv'}: column(s) 'customer' hold no numbers, so they cannot be features (FeatureColumns "
+        "is empty: every column but the label); name the features: FeatureColumns=tenure,monthly"
+    )
 
 
 @pytest.mark.parametrize(
@@ -558,12 +595,13 @@ def test_an_objective_the_pipeline_does_not_train(tmp_path: Path, capsys: pytest
     assert message.startswith("Objective 'rank:map' is not one of multi:softprob, multi:softmax")
 
 
-def test_the_schema_lists_features_with_their_training_ranges(tmp_path: Path):
+def test_the_schema_lists_features_with_their_training_ranges_and_medians(tmp_path: Path):
     out = run_iris(tmp_path)
     schema = json.loads((out / "schema" / "schema.json").read_text())
     _, train = read_split(out / "train" / "train.csv")
     assert schema["features"] == [
-        {"name": name, "type": "number", "min": train[:, j].min(), "max": train[:, j].max()}
+        {"name": name, "type": "number", "min": train[:, j].min(), "max": train[:, j].max(),
+         "median": pytest.approx(float(np.median(train[:, j])))}
         for j, name in enumerate(["x1", "x2", "x3", "x4"])
     ]
     assert (schema["task"], schema["objective"], schema["num_class"]) == ("multiclass", "multi:softprob", 3)

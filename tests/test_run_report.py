@@ -97,7 +97,8 @@ def test_a_run_that_failed_its_gate_is_reported_as_far_as_it_got(home: StateHome
 def test_a_run_that_failed_in_preprocess_says_what_is_missing(home: StateHome, capsys, tmp_path: Path):
     data = tmp_path / "bad.csv"
     data.write_text("x1,x2,x3,x4,species\n1,2,3,oops,setosa\n")
-    _, out, _ = run(capsys, "pipeline", "run", "--quiet", "--json", "--data", str(data))
+    _, out, _ = run(capsys, "pipeline", "run", "--quiet", "--json", "--data", str(data),
+                    "--param", "LabelColumn=species", "--param", "ModelPackageGroupName=Bad")
     page, written = report(capsys, json.loads(out)["run_id"], tmp_path / "report")
     assert "Not available: the Preprocess step produced no schema." in page
     assert "Not available: the run did not get as far as the Evaluate step." in page

@@ -73,6 +73,11 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
         "GateMetric": "", "GateThreshold": 0.9,
     }
     assert steps["Preprocess"].inputs["InputData"] == str(home.data / "iris.csv")
+    # The bundled data's parameters are the original contract's, recorded with the run as before.
+    assert {name: record.parameters[name] for name in ("LabelColumn", "FeatureColumns", "ClassNames")} == {
+        "LabelColumn": "species", "FeatureColumns": "x1,x2,x3,x4", "ClassNames": "setosa,virginica,versicolor"}
+    schema = json.loads((Path(steps["Preprocess"].outputs["schema"]) / "schema.json").read_text())
+    assert schema["label_map"] == {"setosa": 0, "virginica": 1, "versicolor": 2}
 
     on_disk = json.loads((record.folder / "run.json").read_text())
     assert on_disk["status"] == "Succeeded"
@@ -106,7 +111,7 @@ def test_changed_data_reruns_preprocess(home: StateHome, tmp_path: Path):
     lines = (home.data / "iris.csv").read_text().splitlines()
     lines[1] = lines[1].replace("5.1", "5.2", 1)
     data.write_text("\n".join(lines) + "\n")
-    second = run(home, InputData=data)
+    second = run(home, InputData=data, LabelColumn="species", ModelPackageGroupName="IrisCopy")
     assert second.steps["Preprocess"].cached_from is None
     assert second.parameters["InputData"] == str(data)
 
@@ -176,12 +181,44 @@ def test_bad_parameters_are_refused_before_a_run_starts(home: StateHome, overrid
 def test_bad_data_fails_preprocess_with_the_scripts_message(home: StateHome, tmp_path: Path):
     data = tmp_path / "bad.csv"
     data.write_text("x1,x2,x3,x4,species\n5.1,3.5,1.4,0.2,setosa\n4.9,oops,1.4,0.2,setosa\n")
-    record = run(home, InputData=data)
+    record = run(home, InputData=data, LabelColumn="species", ModelPackageGroupName="Bad")
     assert record.status == "Failed"
     step = record.steps["Preprocess"]
     assert step.failure_reason == f"{data}, line 3, column 'x2': 'oops' is not a number"
     assert step.attempts == 1  # an input error is not retried
     assert record.steps["Train"].status == "Pending"
+
+
+def test_own_data_without_a_group_is_refused_before_a_run_starts(home: StateHome, tmp_path: Path):
+    data = tmp_path / "penguins.csv"
+    data.write_text("bill,species\n1,a\n")
+    with pytest.raises(UserError) as error:
+        run(home, InputData=data, LabelColumn="species")
+    assert str(error.value) == (
+        f"parameter ModelPackageGroupName: name the model registry group for {data} (the default, CloudVizIris, "
+        "is the bundled iris data's), e.g. --param ModelPackageGroupName=Penguins"
+    )
+    assert not home.runs.exists() or not any(home.runs.iterdir())
+    given = LocalRunner(home, build_pipeline()).resolve_parameters(
+        {"InputData": str(data), "LabelColumn": "species", "ModelPackageGroupName": "CloudVizIris"})
+    assert given["ModelPackageGroupName"] == "CloudVizIris"  # named, the iris group is anyone's to use
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, ("species", "x1,x2,x3,x4", "setosa,virginica,versicolor")),  # the bundled data: the contract's
+        ({"ClassNames": "", "FeatureColumns": "x4,x3"}, ("species", "x4,x3", "")),  # iris, what the user gave
+        ({"InputData": "own.csv", "LabelColumn": "kind", "ModelPackageGroupName": "Own"}, ("kind", "", "")),
+    ],
+)
+def test_the_data_parameters_come_from_the_data_unless_the_bundled_iris_data_is_used(
+    home: StateHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: dict, expected: tuple
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "own.csv").write_text("a,kind\n1,x\n")
+    values = LocalRunner(home, build_pipeline()).resolve_parameters(overrides)
+    assert (values["LabelColumn"], values["FeatureColumns"], values["ClassNames"]) == expected
 
 
 # -- the runner on small pipelines of real scripts -------------------------------------------

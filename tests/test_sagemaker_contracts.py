@@ -27,6 +27,7 @@ from generated_data import five_classes, regression, two_classes
 from moto import mock_aws
 from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, offline_definition
 
+from cloudviz.cli import main
 from pipelines.builtin_xgboost.hyperparameters import validate
 from pipelines.datasets import iris_csv
 from pipelines.definition import MULTICLASS_OBJECTIVES, TASKS, build_pipeline
@@ -141,6 +142,20 @@ def test_every_job_request_is_valid_for_the_sagemaker_api(objective: str):
     assert sorted(job_steps(definition)) == ["Evaluate", "Preprocess", "Register", "Train"]
     reports = {name: invalid(*request(definition, name)) for name in job_steps(definition)}
     assert reports == dict.fromkeys(reports, "")
+
+
+@pytest.mark.parametrize("objective", FAMILIES)
+def test_the_cli_builds_each_familys_definition_valid_for_the_sagemaker_api(home, capsys, objective: str):
+    """`cloudviz pipeline definition --objective`: the family's definition, its jobs valid for botocore's model."""
+    argv = ["pipeline", "definition", "--region", REGION, "--role", ROLE, "--bucket", BUCKET, "--objective", objective]
+    assert main(argv) == 0, capsys.readouterr().err
+    definition = json.loads(capsys.readouterr().out)
+    (declared,) = [p for p in definition["Parameters"] if p["Name"] == "Objective"]
+    assert declared["DefaultValue"] == objective
+    reports = {name: invalid(*request(definition, name)) for name in job_steps(definition)}
+    assert reports == dict.fromkeys(reports, "") and len(reports) == 4
+    _, training = request(definition, "Train")
+    assert ("num_class" in training["HyperParameters"]) is (objective in MULTICLASS_OBJECTIVES)
 
 
 def test_the_validator_rejects_typed_hyperparameters_and_empty_container_arguments():

@@ -17,6 +17,7 @@ from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, offline
 
 from cloudviz.cli import main
 from pipelines import dag
+from pipelines.datasets import IRIS_PARAMETERS
 from pipelines.definition import GATE_PASSED_PATH, build_pipeline
 from pipelines.sagemaker import AWS_PARAMETERS
 from pipelines.sagemaker.staging import REPOSITORY, staged_code
@@ -74,7 +75,8 @@ def test_the_parameters_are_the_local_ones_plus_where_jobs_run(offline):
     declared = {p["Name"]: p for p in offline["Parameters"]}
     for parameter in (*build_pipeline().parameters, *AWS_PARAMETERS):
         assert declared[parameter.name]["Type"] == parameter.type
-        expected = INPUT if parameter.name == "InputData" else parameter.default
+        # The InputData default is the staged iris CSV, so the data parameters' defaults are iris's.
+        expected = INPUT if parameter.name == "InputData" else IRIS_PARAMETERS.get(parameter.name, parameter.default)
         assert declared[parameter.name]["DefaultValue"] == expected, parameter.name
     assert len(declared) == len(build_pipeline().parameters) + len(AWS_PARAMETERS)
 
@@ -189,3 +191,40 @@ def test_start_on_aws_checks_parameters_and_starts_an_execution(account, capsys)
     assert {p["Name"]: p["Value"] for p in parameters} == {  # the former name starts the renamed parameter
         "GateThreshold": "0.95", "TrainingInstanceType": "ml.m5.xlarge"
     }
+
+
+def started_parameters(capsys, *params: str) -> dict[str, str]:
+    """The PipelineParameters SageMaker recorded for an execution ``cloudviz pipeline start --target aws`` started."""
+    argv = [item for param in params for item in ("--param", param)]
+    arn = run_json(capsys, "pipeline", "start", "--target", "aws", *argv)["pipeline_execution_arn"]
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    return {p["Name"]: p["Value"] for p in parameters}
+
+
+def test_start_on_aws_with_own_data_sends_the_data_parameters_from_the_data(account, capsys):
+    """The definition's data parameters default to iris's (its InputData default is the staged iris CSV): an
+    execution on the user's file sends the empty values (from the data) of those not given, and names its group."""
+    run_json(capsys, "pipeline", "upsert")
+    own = f"s3://{BUCKET}/data/penguins.csv"
+    argv = ["pipeline", "start", "--target", "aws", "--region", REGION, "--param", f"InputData={own}"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"cloudviz: error: parameter ModelPackageGroupName: name the model registry group for {own} (the default, "
+        "CloudVizIris, is the bundled iris data's), e.g. --param ModelPackageGroupName=Penguins\n")
+    assert started_parameters(capsys, f"InputData={own}", "LabelColumn=species", "ModelPackageGroupName=Penguins") == {
+        "InputData": own, "LabelColumn": "species", "FeatureColumns": "", "ClassNames": "",
+        "ModelPackageGroupName": "Penguins"}
+    assert started_parameters(capsys, f"InputData={own}", "LabelColumn=kind", "FeatureColumns=a,b",
+                              "ModelPackageGroupName=CloudVizIris") == {
+        "InputData": own, "LabelColumn": "kind", "FeatureColumns": "a,b", "ClassNames": "",
+        "ModelPackageGroupName": "CloudVizIris"}
+    assert started_parameters(capsys, "InputData=", "NumRound=5") == {"NumRound": "5"}  # empty: the staged iris
+
+
+def test_upsert_builds_the_definition_of_the_objective_family_asked_for(account, capsys):
+    run_json(capsys, "pipeline", "upsert", "--objective", "reg:squarederror")
+    stored = boto3.client("sagemaker", region_name=REGION).describe_pipeline(PipelineName="CloudVizPipeline")
+    (objective,) = [p for p in json.loads(stored["PipelineDefinition"])["Parameters"] if p["Name"] == "Objective"]
+    assert (objective["DefaultValue"], objective["EnumValues"]) == (
+        "reg:squarederror", ["binary:logistic", "reg:squarederror"])

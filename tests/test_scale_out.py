@@ -22,7 +22,7 @@ from cloudviz.cli import main as cloudviz
 from pipelines import executor
 from pipelines.builtin_xgboost import train
 from pipelines.builtin_xgboost.hyperparameters import DEFAULT_HYPERPARAMETERS
-from pipelines.datasets import iris_csv
+from pipelines.datasets import IRIS_PARAMETERS, iris_csv
 from pipelines.definition import build_pipeline
 from pipelines.errors import UserError
 from pipelines.runner import LocalRunner
@@ -56,7 +56,7 @@ def iris_parts(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 def preprocess_iris(base: Path, source: Path, *extra: str) -> int:
     return preprocess.main([
         "--base-dir", str(base), "--input", str(source), "--label-column", "species",
-        "--feature-columns", "x1,x2,x3,x4", "--class-names", build_pipeline().parameter("ClassNames").default,
+        "--feature-columns", "x1,x2,x3,x4", "--class-names", IRIS_PARAMETERS["ClassNames"],
         *extra,
     ])
 

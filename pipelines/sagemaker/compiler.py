@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from pipelines import dag
+from pipelines.definition import data_parameters
 from pipelines.sagemaker.staging import staged_code
 
 XGBOOST_IMAGE_VERSION = "3.0-5"  # the image the local emulation reproduces (XGBoost 3.0.5)
@@ -72,6 +73,8 @@ class Compiler:
         ``dag.TrainingStep.sent_when``); each deciding parameter gets that value as its default and is
         restricted (EnumValues, checked by SageMaker when an execution starts) to the values that agree."""
         values = {**pipeline.defaults(), **(fixed or {})}
+        # The InputData default on AWS is the staged iris CSV: the parameters describing the data default to iris's.
+        values.update(data_parameters(values, set(fixed or {})))
         pipeline.validate(values)
         self.sent = {
             (step.name, hyperparameter): dag.sent(step, hyperparameter, values)
