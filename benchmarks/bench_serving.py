@@ -104,8 +104,9 @@ def free_port() -> int:
 def trained_home() -> Path:
     """A state home with the pipeline's model registered, approved and deployed (reused across runs)."""
     home = WORK / "home"
-    for stale in (*home.glob("predictions.db*"), home / "logs" / "api-access.log"):  # earlier runs' predictions
-        stale.unlink(missing_ok=True)
+    shutil.rmtree(home / "endpoints", ignore_errors=True)  # earlier runs' predictions and access log
+    for stale in (*home.glob("predictions.db*"), home / "logs" / "api-access.log"):  # a home of before: serve
+        stale.unlink(missing_ok=True)  # would move them into the endpoint's folder
     cloudviz = [str(REPO / ".venv" / "bin" / "cloudviz")]
     environment = {**os.environ, "CLOUDVIZ_HOME": str(home)}
     for step in (["pipeline", "run", "--quiet"], ["models", "approve", "CloudVizIris", "latest"], ["deploy", "local"]):

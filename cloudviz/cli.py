@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import textwrap
@@ -20,11 +21,12 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from cloudviz import aws_deploy, aws_pipeline, render
 from cloudviz.progress import ProgressDisplay
 from deploy.aws.names import STAGES
-from deploy.deployments import Deployment, DeploymentStore, stage_path
+from deploy.deployments import Deployment, DeploymentStore
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.errors import NotFoundError, UserError
 from pipelines.json_logs import log_to_file
@@ -36,10 +38,11 @@ from pipelines.state import StateHome
 
 if TYPE_CHECKING:
     from deploy.dashboard.serve_file import ServeRecord
+    from deploy.endpoint_state import EndpointFiles
 
 LATEST = "latest"
 STATE_HOME_HELP = ("State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, deployments/,"
-                   " predictions.db, alarms.db, logs/, data/.")
+                   " endpoints/ (each endpoint's predictions.db, alarms.db, logs, serve.json), logs/, data/.")
 DESCRIPTION = """\
 CloudViz trains a tabular XGBoost model with a SageMaker-style pipeline (Preprocess -> Train -> Evaluate ->
 CheckAccuracy -> Register), keeps its versions in a model registry where they are approved or rejected, deploys
@@ -239,10 +242,17 @@ def serve_command(args: argparse.Namespace) -> int:
     key = api_key(home.api_key_file)
     notifications = NotificationSettings.resolve(args.alarm_webhook, args.smtp_host, args.smtp_port, args.smtp_from,
                                                  args.smtp_to)
-    log_to_file(stage_path(home.logs / "serve.log", args.stage), "deploy", "serving_lambdas")
+    files = endpoint_files(home, args.group, args.stage)
+    running = serve_record(files)
+    if running is not None:
+        raise UserError(f"{files.endpoint} is served already, by process {running.pid} at {running.api_url}:"
+                        " stop that `cloudviz serve` first")
     default_api_port, default_endpoint_port = STAGE_PORTS[args.stage]
     api_port = default_api_port if args.api_port is None else args.api_port
     endpoint_port = default_endpoint_port if args.endpoint_port is None else args.endpoint_port
+    for port, role in ((endpoint_port, "endpoint"), (api_port, "API")):
+        check_port_free(home, args.group, port, role)
+    log_to_file(files.serve_log, "deploy", "serving_lambdas")
     service = LocalService(home, args.group, key, api_port, endpoint_port, on_event=print_flushed,
                            alarm_period_seconds=args.alarm_period, notifiers=notifications.notifiers(),
                            stage=args.stage, smoke_test=True)
@@ -259,15 +269,14 @@ def serve_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     with service:
         record = ServeRecord(service.api.url, service.endpoint_server.url, os.getpid(), args.group)
-        serve_file = stage_path(home.serve_file, args.stage)
-        record_serve(serve_file, record)  # how `cloudviz dashboard` finds this serve
+        record_serve(files.serve_file, record)  # how `cloudviz dashboard` finds this serve
         print_flushed(render.serving(service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print_flushed("Stopping.")
         finally:
-            forget_serve(serve_file, record)
+            forget_serve(files.serve_file, record)
     return 0
 
 
@@ -276,7 +285,8 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
     from deploy.dashboard.serve_file import check_answers, running_serve
 
-    record = running_serve(stage_path(StateHome.from_env().serve_file, args.stage))
+    files = endpoint_files(StateHome.from_env(), args.group, args.stage)
+    record = running_serve(files.serve_file, render.serve_command(args.group, args.stage))
     check_answers(record)
     url = record.dashboard_url
     opened = not args.no_browser and webbrowser.open(url)
@@ -288,20 +298,48 @@ def dashboard_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def running_serve(home: StateHome, stage: str) -> ServeRecord | None:
-    """The `cloudviz serve` running on ``stage`` of this state home (as `cloudviz dashboard` finds it), if any."""
-    from deploy.dashboard.serve_file import running_serve as serve_of
+def endpoint_files(home: StateHome, group: str, stage: str) -> EndpointFiles:
+    from deploy.endpoint_state import EndpointFiles  # it names endpoints as deploy.release does (XGBoost)
+
+    return EndpointFiles.of(home, group, stage)
+
+
+def serve_record(files: EndpointFiles) -> ServeRecord | None:
+    """The `cloudviz serve` running the endpoint of ``files`` (as `cloudviz dashboard` finds it), if any."""
+    from deploy.dashboard.serve_file import running_serve
 
     try:
-        return serve_of(stage_path(home.serve_file, stage))
+        return running_serve(files.serve_file)
     except UserError:
         return None
 
 
-def serve_line(stage: str, record: ServeRecord | None) -> str:
+def check_port_free(home: StateHome, group: str, port: int, role: str) -> None:
+    """Refuse, naming the port and the serve of this state home that holds it if one does, a port that is taken:
+    each serve listens where it is told (several groups: one serve each, on ports of its own)."""
+    from deploy.endpoint_state import every_endpoint
+
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
+        try:
+            probe.bind(("127.0.0.1", port))
+            return
+        except OSError as error:
+            reason = error.strerror or str(error)
+    holders = [f", by the serve of {files.endpoint} (process {record.pid})" for files in every_endpoint(home)
+               if (record := serve_record(files)) and port in (urlsplit(record.api_url).port,
+                                                              urlsplit(record.endpoint_url).port)]
+    raise UserError(f"cannot listen on 127.0.0.1:{port} (the {role} port): {reason}{''.join(holders[:1])};"
+                    f" serve {group} on other ports with --api-port N --endpoint-port M (0: any free port)")
+
+
+def serve_line(deployment: Deployment, record: ServeRecord | None) -> str:
+    serve = render.serve_command(deployment.group, deployment.stage)
     if record is None:
-        return f"{stage}: `{render.serve_command(stage)}` is not running on this state home"
-    return f"{stage}: `{render.serve_command(stage)}` is running (process {record.pid}, API {record.api_url})"
+        return f"{deployment.endpoint}: `{serve}` is not running on this state home"
+    return f"{deployment.endpoint}: `{serve}` is running (process {record.pid}, API {record.api_url})"
 
 
 def deployments_command(args: argparse.Namespace) -> int:
@@ -312,12 +350,13 @@ def deployments_command(args: argparse.Namespace) -> int:
     for d in live:
         with contextlib.suppress(NotFoundError):  # the registry lost the version: it serves, its status is unknown
             approvals[d.group, d.version] = models.get(d.group, d.version).approval_status
-    stages = [stage for stage in STAGES if any(d.stage == stage for d in live)]
-    serves = {stage: running_serve(home, stage) for stage in stages}
+    from deploy.endpoint_state import EndpointFiles
+
+    serves = {d.endpoint: serve_record(EndpointFiles.named(home, d.endpoint)) for d in live}
     document = [{**d.to_dict(), "approval_status": approvals.get((d.group, d.version)),
-                 "serve": serves[d.stage].to_dict() if serves[d.stage] else None} for d in live]
+                 "serve": serves[d.endpoint].to_dict() if serves[d.endpoint] else None} for d in live]
     if live:
-        lines = [serve_line(stage, record) for stage, record in serves.items()]
+        lines = [serve_line(d, serves[d.endpoint]) for d in live]
         text = "\n".join([render.deployments_table(live, approvals), *lines])
     else:
         text = ("Nothing is deployed on this state home yet: `cloudviz serve` deploys the latest Approved version"
@@ -330,8 +369,8 @@ def alarms_list(args: argparse.Namespace) -> int:
     from deploy.monitoring.alarm_history import AlarmHistory
     from deploy.monitoring.alarm_rules import ALARM_RULES
 
-    home = StateHome.from_env()
-    states = AlarmHistory(stage_path(home.alarms_db, args.stage)).states()
+    files = endpoint_files(StateHome.from_env(), args.group, args.stage)
+    states = AlarmHistory(files.alarms_db).states() if files.alarms_db.exists() else {}
     document = []
     for rule in ALARM_RULES:
         state = states.get(rule.name)  # None: never evaluated
@@ -339,8 +378,8 @@ def alarms_list(args: argparse.Namespace) -> int:
                          "description": rule.description, "aws_metric": f"{rule.namespace} {rule.metric_name}",
                          "state": state.to_dict() if state else None})
     text = render.alarms_table(ALARM_RULES, states)
-    if running_serve(home, args.stage) is None:
-        serve = render.serve_command(args.stage)
+    if serve_record(files) is None:
+        serve = render.serve_command(args.group, args.stage)
         text += (f"\n`{serve}` is not running on this state home: these are the states it recorded when it last ran;"
                  " nothing is evaluated until it runs again." if states else
                  f"\n`{serve}` is not running on this state home: start it to evaluate the alarms.")
@@ -355,8 +394,8 @@ def alarms_history(args: argparse.Namespace) -> int:
     names = [rule.name for rule in ALARM_RULES]
     if args.alarm is not None and args.alarm not in names:
         raise UserError(f"--alarm {args.alarm!r}: no such alarm; the alarms are {', '.join(names)}")
-    alarms_db = stage_path(StateHome.from_env().alarms_db, args.stage)
-    transitions = AlarmHistory(alarms_db).transitions(args.alarm, args.limit)
+    alarms_db = endpoint_files(StateHome.from_env(), args.group, args.stage).alarms_db
+    transitions = AlarmHistory(alarms_db).transitions(args.alarm, args.limit) if alarms_db.exists() else []
     text = render.alarm_history(transitions) if transitions else (
         "No alarm state changes recorded yet: `cloudviz serve` evaluates the alarms while it runs.")
     emit(args, [transition.to_dict() for transition in transitions], text)
@@ -485,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("definition", aws_pipeline.definition_command, "print the SageMaker Pipeline definition (offline)"),
         ("upsert", aws_pipeline.upsert_command, "create or update the SageMaker Pipeline (needs AWS credentials)"),
     ):
-        aws_pipeline.add_aws_options(add_command(pipeline, name, handler, text))
+        aws_pipeline.add_definition_options(add_command(pipeline, name, handler, text))
     resume = add_command(pipeline, "resume", pipeline_resume, "resume a failed run from the step that failed", "RUN_ID")
     add_run_options(resume)
     add_command(pipeline, "parameters", pipeline_parameters, "list the pipeline parameters and their defaults")
@@ -535,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     live = add_command(
         groups, "deployments", deployments_command, "what each local endpoint serves, since when",
         description="Every local endpoint with the version it serves (group, stage, approval status now), since "
-        "when and why, and whether `cloudviz serve` runs on the stage.",
+        "when and why, and whether a `cloudviz serve` serves it.",
         epilog="It reads <state home>/deployments/, which `cloudviz serve`, `deploy local` and `promote local` "
         "write. " + STATE_HOME_HELP,
     )
@@ -554,8 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the group's live version (deploying the latest Approved one if none is live) through the "
         "local endpoint (SageMaker hosting and Runtime API) and the prediction API (x-api-key). A version approved "
         "while serving goes live with no failed request.",
-        epilog="The API key is CLOUDVIZ_API_KEY when set, else one generated once and kept in the state home. "
-        + STATE_HOME_HELP,
+        epilog="The API key is CLOUDVIZ_API_KEY when set, else one generated once and kept in the state home. One "
+        "serve per group and stage, each with its own state (endpoints/<endpoint>/): serve other groups on other "
+        "ports. " + STATE_HOME_HELP,
     )
     add_group(serve)
     add_stage(serve, "the stage to serve: dev follows approvals, prod follows promotions")
@@ -578,10 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     alarm_actions = actions_of(groups, "alarms", "alarm rules, their states and history")
     listing = add_command(alarm_actions, "list", alarms_list, "the alarm rules and their current states",
-                          epilog="States are those `cloudviz serve` recorded in the state home (alarms.db; "
-                          "alarms-prod.db on prod).")
+                          epilog="States are those `cloudviz serve` of the group on the stage recorded in the "
+                          "state home (endpoints/<endpoint>/alarms.db).")
     history = add_command(alarm_actions, "history", alarms_history, "alarm state changes, newest first")
     for alarm_command in (listing, history):
+        add_group(alarm_command)
         add_stage(alarm_command, "the stage whose alarms to show")
     history.add_argument("--alarm", metavar="NAME", help="only this alarm")
     history.add_argument("--limit", type=positive_int, default=50, help="show at most this many (default 50)")
@@ -591,10 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open the monitoring dashboard (/dashboard on the API) of the `cloudviz serve` running on this "
         "state home in a web browser, or print its URL: traffic, errors, latency, alarms, predictions by class, "
         "drift, the live model's evaluation, pipeline runs and registry versions, refreshed every 5 s.",
-        epilog="It reads <state home>/serve.json (serve-prod.json for --stage prod), which `cloudviz serve` writes "
+        epilog="It reads <state home>/endpoints/<endpoint>/serve.json, which `cloudviz serve` writes "
         "while it runs. " + STATE_HOME_HELP,
     )
     dashboard.add_argument("--no-browser", action="store_true", help="only print the URL")
+    add_group(dashboard)
     add_stage(dashboard, "the stage whose serve to open")
 
     parser.epilog = commands_epilog(groups) + "\n\n" + textwrap.fill(STATE_HOME_HELP, 100)

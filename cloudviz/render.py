@@ -159,15 +159,17 @@ def package_detail(package: ModelPackage, deployments: Sequence[Deployment]) -> 
     return "\n".join(lines)
 
 
-def serve_command(stage: str) -> str:
-    """The command that serves ``stage``, as a user types it (dev is the default)."""
+def serve_command(group: str, stage: str) -> str:
+    """The command that serves ``group`` on ``stage``, as a user types it (the defaults left out)."""
     from deploy.release import APPROVED_STAGE
+    from pipelines.definition import DEFAULT_GROUP
 
-    return "cloudviz serve" if stage == APPROVED_STAGE else f"cloudviz serve --stage {stage}"
+    command = "cloudviz serve" if group == DEFAULT_GROUP else f"cloudviz serve --group {group}"
+    return command if stage == APPROVED_STAGE else f"{command} --stage {stage}"
 
 
 def deployment(record: Deployment) -> str:
-    serve = serve_command(record.stage)
+    serve = serve_command(record.group, record.stage)
     return (
         f"{record.endpoint} serves {record.group} version {record.version} ({record.model_data_url}).\n"
         f"A running `{serve}` switches to it with no failed request; otherwise start one with `{serve}`."

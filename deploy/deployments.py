@@ -9,7 +9,7 @@ what served when, why a version did not go live, and whether it may be promoted.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from deploy.aws.names import STAGES
@@ -17,12 +17,7 @@ from pipelines.registry import now  # deployed_at is compared with a package's u
 from pipelines.state import write_json_atomic
 
 SMOKE_TEST = "smoke-test"
-
-
-def stage_path(path: Path, stage: str) -> Path:
-    """A serve's file of the state home on ``stage``: the first stage keeps ``path``, another gets its own beside it
-    (``predictions.db`` -> ``predictions-prod.db``), as each AWS stage has its own table, alarms and logs."""
-    return path if stage == STAGES[0] else path.with_name(f"{path.stem}-{stage}{path.suffix}")
+HISTORY_SUFFIX = ".history.jsonl"
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,7 @@ class DeploymentStore:
         return self.folder / f"{endpoint}.json"
 
     def _history_path(self, endpoint: str) -> Path:
-        return self.folder / f"{endpoint}.history.jsonl"
+        return self.folder / f"{endpoint}{HISTORY_SUFFIX}"
 
     def current(self, endpoint: str) -> Deployment | None:
         path = self._current_path(endpoint)
@@ -60,10 +55,7 @@ class DeploymentStore:
 
     def live(self) -> list[Deployment]:
         """The current record of every endpoint of the state home: what `cloudviz deployments` lists."""
-        if not self.folder.is_dir():
-            return []
-        paths = self.folder.glob("*.json")  # <endpoint>.json; the histories are .jsonl
-        records = [Deployment(**json.loads(path.read_text(encoding="utf-8"))) for path in paths]
+        records = [record for endpoint in self.endpoints() if (record := self.current(endpoint)) is not None]
         return sorted(records, key=lambda record: (record.group, STAGES.index(record.stage)))
 
     def record(self, deployment: Deployment) -> None:
@@ -91,6 +83,18 @@ class DeploymentStore:
         tests = [event for event in self.history(endpoint)
                  if event["event"] == SMOKE_TEST and event["version"] == version]
         return tests[-1] if tests else None
+
+    def endpoints(self) -> list[str]:
+        """Every endpoint with a history: each one ever deployed (or refused) on this state home."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(path.name.removesuffix(HISTORY_SUFFIX) for path in self.folder.glob(f"*{HISTORY_SUFFIX}"))
+
+    def deployments(self, endpoint: str) -> list[Deployment]:
+        """Every deployment of ``endpoint``, oldest first: which version served it from when."""
+        names = {field.name for field in fields(Deployment)}
+        return [Deployment(**{key: value for key, value in event.items() if key in names})
+                for event in self.history(endpoint) if event["event"] == "deployed"]
 
     def history(self, endpoint: str) -> list[dict]:
         path = self._history_path(endpoint)

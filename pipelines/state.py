@@ -38,11 +38,9 @@ class StateHome:
     data = _Below("data")
     registry_db = _Below("registry.db")
     deployments = _Below("deployments")
-    predictions_db = _Below("predictions.db")
     api_key_file = _Below("api-key")
     logs = _Below("logs")
-    alarms_db = _Below("alarms.db")
-    serve_file = _Below("serve.json")  # where a running ``cloudviz serve`` answers (removed when it stops)
+    endpoints = _Below("endpoints")  # each local endpoint's serving state: deploy.endpoint_state
 
 
 def write_json_atomic(path: Path, document: dict) -> None:

@@ -18,6 +18,7 @@ import pytest
 from polling import wait_for
 
 from cloudviz.cli import build_parser, main
+from deploy.endpoint_state import EndpointFiles
 from deploy.monitoring.alarm_history import AlarmHistory
 from pipelines.registry import ModelRegistry
 from pipelines.state import StateHome
@@ -123,7 +124,7 @@ def test_pipeline_parameters_lists_defaults(capsys):
     code, out, _ = cli(capsys, "pipeline", "parameters", "--json")
     parameters = {p["name"]: p["default"] for p in json.loads(out)}
     assert parameters["MaxDepth"] == 5 and parameters["Eta"] == 0.2 and parameters["NumRound"] == 10
-    assert parameters["ClassNames"] == "setosa,virginica,versicolor"
+    assert parameters["ClassNames"] == "" and parameters["LabelColumn"] == ""  # from the data; iris's for iris
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,8 @@ def test_user_errors_are_one_line_with_exit_2(home: StateHome, capsys, argv: lis
 def test_bad_data_fails_the_run_naming_the_line(home: StateHome, capsys, tmp_path: Path):
     data = tmp_path / "flowers.csv"
     data.write_text("x1,x2,x3,x4,species\n5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,tulip\n")
-    code, out, _ = cli(capsys, "pipeline", "run", "--quiet", "--data", str(data))
+    code, out, _ = cli(capsys, "pipeline", "run", "--quiet", "--data", str(data), "--param", "LabelColumn=species",
+                       "--param", "ClassNames=setosa,virginica,versicolor", "--param", "ModelPackageGroupName=Flowers")
     assert code == 1
     assert "line 3, column 'species': unknown label 'tulip' (expected one of: setosa, virginica, versicolor)" in out
 
@@ -277,8 +279,8 @@ def test_models_list_and_deployments_say_what_is_live_where(versions: StateHome,
                                               "REASON"]
     assert lines[1].split()[:4] == [GROUP, "dev", "2", "Approved"] and f"{GROUP}-endpoint" in lines[1]
     assert lines[2].split()[:4] == [GROUP, "prod", "1", "Rejected"] and f"{GROUP}-prod-endpoint" in lines[2]
-    assert lines[3:] == ["dev: `cloudviz serve` is not running on this state home",
-                         "prod: `cloudviz serve --stage prod` is not running on this state home"]
+    assert lines[3:] == [f"{GROUP}-endpoint: `cloudviz serve` is not running on this state home",
+                         f"{GROUP}-prod-endpoint: `cloudviz serve --stage prod` is not running on this state home"]
     only_prod = json.loads(cli(capsys, "deployments", "--stage", "prod", "--json")[1])
     assert [(d["stage"], d["version"], d["approval_status"], d["serve"]) for d in only_prod] == [
         ("prod", 1, "Rejected", None)]
@@ -291,15 +293,16 @@ def test_deployments_and_alarms_say_whether_serve_runs(versions: StateHome, caps
     cli(capsys, "models", "approve", GROUP, "1")
     serve = subprocess.Popen([*CLOUDVIZ, "serve", "--api-port", "0", "--endpoint-port", "0", "--alarm-period", "0.2"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    files = EndpointFiles.of(versions, GROUP, "dev")
     try:
         printed = serve.stdout.readline()  # serve.json is written before the first line
-        assert versions.serve_file.is_file(), printed + serve.stderr.read()
+        assert files.serve_file.is_file(), printed + serve.stderr.read()
         deployed = json.loads(cli(capsys, "deployments", "--json")[1])
         assert [(d["stage"], d["version"], d["serve"]["pid"]) for d in deployed] == [("dev", 1, serve.pid)]
-        api = json.loads(versions.serve_file.read_text())["api_url"]
+        api = json.loads(files.serve_file.read_text())["api_url"]
         assert cli(capsys, "deployments")[1].splitlines()[-1] == (
-            f"dev: `cloudviz serve` is running (process {serve.pid}, API {api})")
-        wait_for(lambda: AlarmHistory(versions.alarms_db).states(), "serve to evaluate the alarms")
+            f"{GROUP}-endpoint: `cloudviz serve` is running (process {serve.pid}, API {api})")
+        wait_for(lambda: AlarmHistory(files.alarms_db).states(), "serve to evaluate the alarms")
         assert "is not running" not in cli(capsys, "alarms", "list")[1]
         assert cli(capsys, "alarms", "list", "--stage", "prod")[1].splitlines()[-1] == (
             "`cloudviz serve --stage prod` is not running on this state home: start it to evaluate the alarms.")

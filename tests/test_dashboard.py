@@ -22,6 +22,7 @@ from deploy.dashboard import browser
 from deploy.dashboard.data import OVERLAP_SECONDS, RecentPredictions
 from deploy.dashboard.routes import is_loopback, plotly_js
 from deploy.dashboard.serve_file import ServeRecord, record_serve
+from deploy.endpoint_state import EndpointFiles
 from deploy.gateway import Request
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_rules import ALARM_RULES
@@ -236,13 +237,14 @@ def test_requests_from_another_machine_are_refused(home: StateHome):
 
 def test_cloudviz_dashboard_finds_the_running_serve_and_says_when_there_is_none(home: StateHome):
     environment = {**os.environ, "CLOUDVIZ_API_KEY": KEY}
+    serve_file = EndpointFiles.of(home, GROUP, "dev").serve_file
     serve = subprocess.Popen(
         [sys.executable, "-m", "cloudviz", "serve", "--api-port", "0", "--endpoint-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
     )
     try:
         printed = serve.stdout.readline() + serve.stdout.readline()  # serve.json is written before this
-        assert home.serve_file.is_file(), printed
+        assert serve_file.is_file(), printed
         found = subprocess.run([sys.executable, "-m", "cloudviz", "dashboard", "--no-browser", "--json"],
                                capture_output=True, text=True, env=environment)
         assert found.returncode == 0, found.stderr
@@ -255,12 +257,12 @@ def test_cloudviz_dashboard_finds_the_running_serve_and_says_when_there_is_none(
         serve.send_signal(signal.SIGTERM)
         serve.communicate(timeout=60)
     assert serve.returncode == 0
-    assert not home.serve_file.exists(), "serve removes serve.json when it stops"
+    assert not serve_file.exists(), "serve removes serve.json when it stops"
     gone = subprocess.run([sys.executable, "-m", "cloudviz", "dashboard", "--no-browser"], capture_output=True,
                           text=True, env=environment)
     assert (gone.returncode, gone.stdout) == (2, "")
     assert gone.stderr == (f"cloudviz: error: cloudviz serve is not running on this state home (no "
-                           f"{home.serve_file}): start it with `cloudviz serve`\n")
+                           f"{serve_file}): start it with `cloudviz serve`\n")
 
 
 def test_cloudviz_dashboard_has_help():
@@ -272,11 +274,12 @@ def test_cloudviz_dashboard_has_help():
 def test_a_serve_file_left_by_a_killed_serve_is_reported(home: StateHome):
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(exited.stdout)
-    record_serve(home.serve_file, ServeRecord("http://127.0.0.1:9", "http://127.0.0.1:9", pid, GROUP))
+    serve_file = EndpointFiles.of(home, GROUP, "dev").serve_file
+    record_serve(serve_file, ServeRecord("http://127.0.0.1:9", "http://127.0.0.1:9", pid, GROUP))
     done = subprocess.run([sys.executable, "-m", "cloudviz", "dashboard", "--no-browser"], capture_output=True,
                           text=True)
     assert done.returncode == 2
-    assert done.stderr == (f"cloudviz: error: cloudviz serve is not running: {home.serve_file} names process {pid},"
+    assert done.stderr == (f"cloudviz: error: cloudviz serve is not running: {serve_file} names process {pid},"
                            " which has exited; start it with `cloudviz serve`\n")
 
 

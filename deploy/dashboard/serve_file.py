@@ -1,4 +1,5 @@
-"""``<state home>/serve.json``: where a running ``cloudviz serve`` answers, so ``cloudviz dashboard`` can find it.
+"""``serve.json`` in an endpoint's folder: where its running ``cloudviz serve`` answers, so ``cloudviz dashboard``
+can find it.
 
 ``cloudviz serve`` writes the file once it listens and removes it when it stops. A serve that was killed
 leaves it behind; its pid then names no process (or one that does not answer at the URL), which
@@ -17,8 +18,6 @@ from pathlib import Path
 
 from pipelines.errors import UserError
 from pipelines.state import write_json_atomic
-
-START_HINT = "start it with `cloudviz serve`"
 
 
 @dataclass(frozen=True)
@@ -60,17 +59,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def running_serve(path: Path) -> ServeRecord:
-    """The record of the serve running on this state home; a one-line UserError when there is none."""
+def running_serve(path: Path, start: str = "cloudviz serve") -> ServeRecord:
+    """The record of the serve of ``path`` that is running; a one-line UserError when there is none, saying to
+    ``start`` one (the command that serves its endpoint)."""
+    hint = f"start it with `{start}`"
     if not path.is_file():
-        raise UserError(f"cloudviz serve is not running on this state home (no {path}): {START_HINT}")
+        raise UserError(f"cloudviz serve is not running on this state home (no {path}): {hint}")
     try:
         record = ServeRecord(**json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as error:
-        raise UserError(f"{path} is not a serve record ({error}): {START_HINT}") from None
+        raise UserError(f"{path} is not a serve record ({error}): {hint}") from None
     if not _alive(record.pid):
         raise UserError(f"cloudviz serve is not running: {path} names process {record.pid}, which has exited;"
-                        f" {START_HINT}")
+                        f" {hint}")
     return record
 
 

@@ -1,4 +1,4 @@
-"""Alarm states and their history in ``<state home>/alarms.db`` (SQLite, WAL): the current state of each alarm and
+"""Alarm states and their history in an endpoint's ``alarms.db`` (SQLite, WAL): the current state of each alarm and
 every state change, written by the evaluator inside ``cloudviz serve`` and read by ``cloudviz alarms`` from
 another process at any time.
 """
