@@ -232,7 +232,7 @@ def deploy_stage(args: argparse.Namespace, session: object, stage: str, config: 
                 "baseline statistics (ModelDataQuality), so drift is not measured on AWS")
     schema = data_schema(sagemaker, session.client("s3"), package_arn)
     served = {"model_task": schema.task, "feature_names": ",".join(schema.features),
-              "class_names": ",".join(schema.classes)} if schema else {}
+              "class_names": ",".join(schema.classes), "data_schema_uri": schema.uri} if schema else {}
     stderr_line(f"{schema.task} model; features {served['feature_names']}; classes {served['class_names'] or 'none'}"
                 if schema else f"schema: version {version} was registered without a DataSchema: the API takes the "
                 "pipeline's default features and classes")

@@ -6,8 +6,8 @@ deployed goes live, blue/green (load, smoke-test, switch; a failure keeps the ol
 why). Every stage follows its deployment record, so ``cloudviz deploy local`` or ``cloudviz promote
 local`` run from another terminal takes effect. Whenever a version goes live (at start and after
 each swap) the service smoke-tests it through its own API and records the result, which a promotion
-to the next stage requires (``deploy.api_smoke_test``). Each stage keeps its own prediction store,
-alarm states and access log; the first stage keeps the state home's file names of before stages.
+to the next stage requires (``deploy.api_smoke_test``). Each endpoint (a group on a stage) keeps its own
+prediction store, alarm states and access log in its folder of the state home (``deploy.endpoint_state``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from deploy.api_smoke_test import SmokeTest, example_row, smoke_test_api
 from deploy.dashboard import Dashboard, DashboardSources
-from deploy.deployments import Deployment, DeploymentStore, stage_path
+from deploy.deployments import Deployment, DeploymentStore
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
+from deploy.endpoint_state import EndpointFiles
 from deploy.monitoring.alarm_history import AlarmHistory
 from deploy.monitoring.alarm_rules import ALARM_RULES
 from deploy.monitoring.alarms import AlarmEvaluator
@@ -35,8 +36,9 @@ from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.errors import NotFoundError, UserError
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.runs import RunStore
-from pipelines.state import StateHome
+from pipelines.state import StateHome, write_json_atomic
 from serving_lambdas import metrics as lambda_metrics
+from serving_lambdas import model_description
 from serving_lambdas.served_version import forget_served_versions
 from serving_lambdas.store import StoreSpec, open_store
 
@@ -76,14 +78,12 @@ def registered_schema(package: ModelPackage, runs: RunStore | None = None) -> di
     return next((schema for schema in candidates if "task" in schema), data)
 
 
-def lambda_environment(
-    signature: Signature, endpoint: str, endpoint_url: str, home: StateHome, stage: str = APPROVED_STAGE
-) -> dict[str, str]:
+def lambda_environment(signature: Signature, endpoint: str, endpoint_url: str, home: StateHome) -> dict[str, str]:
     """The serving Lambdas' configuration, as the API stack sets it on AWS, pointed at the local parts."""
     environment = {
         "ENDPOINT_NAME": endpoint,
         "SAGEMAKER_RUNTIME_URL": endpoint_url,
-        "PREDICTION_STORE": f"sqlite:{stage_path(home.predictions_db, stage)}",
+        "PREDICTION_STORE": f"sqlite:{EndpointFiles.named(home, endpoint).predictions_db}",
         "FEATURE_NAMES": ",".join(signature.features),
         "MODEL_TASK": signature.task,
         "AWS_DEFAULT_REGION": LOCAL_REGION,
@@ -124,6 +124,7 @@ class LocalService:
         self.group = group
         self.stage = stage
         self.endpoint = endpoint_name(group, stage)
+        self.files = EndpointFiles.of(home, group, stage)
         self.registry = ModelRegistry(home.registry_db)
         self.store = DeploymentStore(home.deployments)
         self.api_key = api_key
@@ -133,13 +134,14 @@ class LocalService:
         self.api_metrics = ApiMetrics()
         self.endpoint_metrics = EndpointMetrics(self.endpoint)
         self.sampler = MetricSampler(self.api_metrics, self.endpoint_metrics, sampling_period(alarm_period_seconds))
-        self.alarm_history = AlarmHistory(stage_path(home.alarms_db, stage))
+        self.alarm_history = AlarmHistory(self.files.alarms_db)
         self.alarm_period_seconds = alarm_period_seconds
         self.notifiers = [*notifiers, EventNotifier(on_event)]
         self.evaluator: AlarmEvaluator | None = None
         self.smoke_tests = smoke_test
         self.last_smoke_test: SmokeTest | None = None
         self._examples: dict[int, dict[str, float] | str] = {}  # example rows (or why none) by version: fixed
+        self._schemas: dict[int, dict] = {}  # the schema GET /model describes each version from, once it went live
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -157,14 +159,14 @@ class LocalService:
             model = load_checked(self.registry.get(self.group, live.version))
         self.live = live
         self.signature = Signature.of(self.registry.get(self.group, live.version), RunStore(self.home.runs))
+        self._publish_schema(model, live.version)
         self.slot = ModelSlot(model)
         self.endpoint_metrics.set_live_version(live.version)
         api_port, endpoint_port = self.ports
         self.endpoint_server = EndpointServer(
             self.slot, name=self.endpoint, port=endpoint_port, metrics=self.endpoint_metrics
         ).start()
-        environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home,
-                                         self.stage)
+        environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home)
         lambda_metrics.set_sink(self.api_metrics.observe_lambda)  # the handlers' EMF documents, in-process
         store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
         baseline, why = self._drift_baseline(live.version)
@@ -174,9 +176,8 @@ class LocalService:
             example_body=self.example_body, sampler=self.sampler,
             alarm_states=lambda: self.evaluator.states() if self.evaluator is not None else [], drift=self.drift,
         ))
-        access_log = stage_path(self.home.logs / "api-access.log", self.stage)
         self.api = build_prediction_api(
-            environment, self.api_key, port=api_port, access_log=access_log,
+            environment, self.api_key, port=api_port, access_log=self.files.access_log,
             extra_routes=[self.api_metrics.route(), *dashboard.routes()], observers=[self.api_metrics.observe_request],
         ).start()
         self.evaluator = AlarmEvaluator(ALARM_RULES, self.sampler, self.alarm_history, self.notifiers,
@@ -255,6 +256,7 @@ class LocalService:
     def _swap(self, model: ServingModel, deployment: Deployment) -> None:
         previous = self.live.version
         baseline = self._drift_baseline(deployment.version)  # read first: readers never see new live, old baseline
+        self._publish_schema(model, deployment.version)
         self.slot.swap(model)
         forget_served_versions()  # the handlers' cached "which version is served" is stale from this moment
         self.drift.set_baseline(*baseline)
@@ -298,23 +300,40 @@ class LocalService:
         return cached
 
     def example_body(self) -> str:
-        """The live version's example request body; when its medians are unknown, the features it takes, each
-        with a ``<number>`` placeholder (not JSON: a hint a person fills in)."""
-        try:
-            return json.dumps(self.example_row(self.live.version), separators=(",", ":"))
-        except UserError:
+        """The live version's example request body, the ``example`` GET /model answers (the seed example, the
+        training medians, else the midpoints of the features' ranges); when there is none, the features it takes,
+        each with a ``<number>`` placeholder (not JSON: a hint a person fills in)."""
+        example = model_description.example_row(self.signature.features, self._schemas[self.live.version])
+        if example is None:
             return "{" + ",".join(f'"{name}":<number>' for name in self.signature.features) + "}"
+        return json.dumps(example, separators=(",", ":"))
+
+    def _publish_schema(self, model: ServingModel, version: int) -> None:
+        """Write the schema GET /model describes ``version`` from (the registered one, with the example row when it
+        is known) in the endpoint's folder, and tag ``model`` with its URI, as the AWS endpoint stack tags the
+        configuration of each version (``cloudviz:data-schema``)."""
+        document = dict(registered_schema(self.registry.get(self.group, version), RunStore(self.home.runs)))
+        with contextlib.suppress(UserError):
+            document["example"] = self.example_row(version)
+        path = self.files.folder / f"schema-v{version}.json"
+        write_json_atomic(path, document)
+        self._schemas[version] = document
+        model.schema_uri = path.as_uri()
 
     def _drift_baseline(self, version: int) -> tuple[Baseline | None, str]:
         """The training statistics of ``version``, which drift is measured against (and no reason); or None and
-        the reason, logged, when they cannot be had (its training run is gone, a regression's statistics have no
-        class shares): the model serves, drift goes unmeasured."""
+        the reason, logged, when they cannot be had (its training run is gone): the model serves, drift goes
+        unmeasured. Statistics that cannot measure the predictions still measure the features (logged too)."""
+        extra = {"endpoint": self.endpoint, "model_version": version}
         try:
-            return load_baseline(RunStore(self.home.runs), self.registry.get(self.group, version)), ""
+            baseline = load_baseline(RunStore(self.home.runs), self.registry.get(self.group, version))
         except UserError as error:
-            logger.warning("drift not measured for version %s: %s", version, error,
-                           extra={"endpoint": self.endpoint, "model_version": version})
+            logger.warning("drift not measured for version %s: %s", version, error, extra=extra)
             return None, str(error)
+        if baseline.prediction_unavailable_because:
+            logger.warning("prediction drift not measured for version %s: %s", version,
+                           baseline.prediction_unavailable_because, extra=extra)
+        return baseline, ""
 
     def _event(self, message: str, version: int | None = None) -> None:
         logger.info(message, extra={"endpoint": self.endpoint, "model_version": version})

@@ -2,26 +2,34 @@
 
 The serving Lambdas read their configuration from environment variables, as on AWS; here they run in this
 process, so the gateway sets that configuration in ``os.environ`` while it serves and restores it when it
-closes. One process therefore serves one prediction API's configuration at a time.
+closes. One process therefore serves one prediction API's configuration at a time. GET /openapi.json is generated
+from the live model's description (``deploy.openapi``), once per description.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from deploy.gateway import DEFAULT_MAX_BODY_BYTES, ApiGateway, LambdaRoute, PlainRoute
+from deploy.gateway.routes import PlainResponse, Request
+from deploy.openapi import openapi_document
 from serving_lambdas import inference, retrieve
+from serving_lambdas.config import inference_settings
+from serving_lambdas.model_description import live_description
 
-OPENAPI_DOCUMENT = Path(__file__).parent / "openapi.json"
 INFERENCE_FUNCTION = "cloudviz-inference"
 RETRIEVE_FUNCTION = "cloudviz-retrieve"
 
 
 def prediction_routes() -> list[LambdaRoute]:
-    """POST /predictions -> inference; GET /predictions and /predictions/{id} -> retrieve; all need the key."""
+    """POST /predictions and GET /model -> inference; GET /predictions and /predictions/{id} -> retrieve; all need
+    the key."""
     return [
         LambdaRoute("POST", "/predictions", inference.handler, INFERENCE_FUNCTION),
+        LambdaRoute("GET", "/model", inference.handler, INFERENCE_FUNCTION),
         LambdaRoute("GET", "/predictions", retrieve.handler, RETRIEVE_FUNCTION),
         LambdaRoute("GET", "/predictions/{id}", retrieve.handler, RETRIEVE_FUNCTION),
     ]
@@ -42,13 +50,23 @@ def build_prediction_api(
     ``extra_routes`` adds the gateway's own pages (metrics, a dashboard) beside GET /openapi.json; ``observers``
     receive every access-log entry."""
     return ApiGateway(
-        [*prediction_routes(), *extra_routes],
+        [*prediction_routes(), PlainRoute("GET", "/openapi.json", served_openapi), *extra_routes],
         api_key,
         host=host,
         port=port,
         max_body_bytes=max_body_bytes,
         access_log=access_log,
-        static={"/openapi.json": OPENAPI_DOCUMENT},
         observers=observers,
         environment=environment,
     )
+
+
+def served_openapi(request: Request) -> PlainResponse:
+    """GET /openapi.json: the document of the model the endpoint serves now (no key needed)."""
+    description = json.dumps(live_description(inference_settings()), sort_keys=True)
+    return 200, {"Content-Type": "application/json"}, _generated(description)
+
+
+@lru_cache(maxsize=8)
+def _generated(description: str) -> bytes:
+    return json.dumps(openapi_document(json.loads(description)), indent=2).encode()

@@ -1,4 +1,5 @@
-"""POST /predictions: validate the body, ask the endpoint, store every prediction, then answer.
+"""POST /predictions: validate the body, ask the endpoint, store every prediction, then answer. GET /model: the
+live model's description (``serving_lambdas.model_description``), from the same function, which knows the model.
 
 The store is written before the answer is returned, and only when the endpoint answered: a 400 or a 503
 leaves nothing behind, and a batch is stored whole or not at all.
@@ -13,6 +14,7 @@ from collections import Counter
 from serving_lambdas import metrics
 from serving_lambdas.config import InferenceSettings, inference_settings
 from serving_lambdas.endpoint import EndpointAnswer, EndpointUnavailable, invoke
+from serving_lambdas.model_description import live_description
 from serving_lambdas.payload import PayloadError, parse_payload
 from serving_lambdas.records import PredictionRecord, new_ids, timestamp_text, utc_now
 from serving_lambdas.responses import error_response, json_response
@@ -21,10 +23,13 @@ from serving_lambdas.store import open_store
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "the model endpoint is unavailable; nothing was stored, retry later"
 STORE_UNAVAILABLE = "the prediction store is unavailable; the prediction was not stored or answered, retry later"
+MODEL_RESOURCE = "/model"
 
 
 def handler(event: dict, context: object) -> dict:
     settings = inference_settings()
+    if event.get("resource") == MODEL_RESOURCE:
+        return json_response(200, live_description(settings))
     try:
         payload = parse_payload(event, settings.feature_names, settings.aliases, settings.max_batch_rows)
     except PayloadError as error:

@@ -1,5 +1,6 @@
 """Which model version an endpoint serves: the ``cloudviz:model-version`` tag of the endpoint configuration
-that takes its traffic.
+that takes its traffic, and the ``cloudviz:data-schema`` tag beside it (the URI of that version's registered
+schema.json, which ``GET /model`` describes the model from).
 
 The production variant keeps one name on every version (a blue/green update requires it), so the answer of
 InvokeEndpoint cannot say which version made it. The endpoint's configuration can: DescribeEndpoint names the
@@ -10,7 +11,8 @@ configuration's version is read once; which configuration an endpoint uses is re
 JSON protocol.
 
 A failed lookup costs no prediction: it is logged, the version is null (stored as such), and the lookup is
-retried after ``ttl_seconds``.
+retried after ``ttl_seconds``. A configuration without the schema tag (deployed before it existed) serves on, with
+no schema URI.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 logger = logging.getLogger(__name__)
 MODEL_VERSION_TAG = "cloudviz:model-version"
+DATA_SCHEMA_TAG = "cloudviz:data-schema"
 DEFAULT_TTL_SECONDS = 30
 # The longest TTL the api stack takes: dev's smoke test waits for it after an update, within its Lambda timeout.
 MAX_TTL_SECONDS = 300
@@ -32,37 +35,54 @@ BAKING = "Baking"  # the new fleet has all the traffic (ALL_AT_ONCE) and is watc
 
 
 @dataclass(frozen=True)
+class Served:
+    """What an endpoint configuration's tags say it serves: the model version and the URI of its data schema."""
+
+    version: int | None = None
+    schema_uri: str | None = None
+
+
+NOTHING_KNOWN = Served()
+
+
+@dataclass(frozen=True)
 class _Lookup:
     config_name: str | None
-    version: int | None
+    served: Served
     at: float  # time.monotonic() of the lookup
 
 
 _lock = threading.Lock()
 _endpoints: dict[tuple[str | None, str], _Lookup] = {}  # (url, endpoint) -> its last lookup
-_configs: dict[tuple[str | None, str], int | None] = {}  # (url, endpoint configuration) -> its version
+_configs: dict[tuple[str | None, str], Served] = {}  # (url, endpoint configuration) -> what it serves
 
 
 def served_version(sagemaker: Any, url: str | None, endpoint_name: str, ttl_seconds: float) -> int | None:
     """The model version ``endpoint_name`` serves, from the ``sagemaker`` client at ``url`` (None: AWS),
     looked up again once ``ttl_seconds`` have passed; None (logged) when it cannot be known."""
+    return served_model(sagemaker, url, endpoint_name, ttl_seconds).version
+
+
+def served_model(sagemaker: Any, url: str | None, endpoint_name: str, ttl_seconds: float) -> Served:
+    """The model version and schema URI ``endpoint_name`` serves, as ``served_version`` looks them up."""
     key = (url, endpoint_name)
     known = _endpoints.get(key)
     if known is not None and time.monotonic() - known.at < ttl_seconds:
-        return known.version
+        return known.served
     # One lookup at a time. A request that has a stale answer keeps it while another request looks up afresh
     # (the answer is then at most one lookup older); only a request with no answer yet waits for the lookup.
     if not _lock.acquire(blocking=known is None):
-        return known.version
+        return known.served
     try:
         known = _endpoints.get(key)
         if known is not None and time.monotonic() - known.at < ttl_seconds:
-            return known.version
-        config_name, version = _look_up(sagemaker, url, endpoint_name)
+            return known.served
+        config_name, served = _look_up(sagemaker, url, endpoint_name)
         if config_name is not None and (known is None or known.config_name != config_name):
-            logger.info("endpoint %s serves configuration %s: model version %s", endpoint_name, config_name, version)
-        _endpoints[key] = _Lookup(config_name, version, time.monotonic())
-        return version
+            logger.info("endpoint %s serves configuration %s: model version %s", endpoint_name, config_name,
+                        served.version)
+        _endpoints[key] = _Lookup(config_name, served, time.monotonic())
+        return served
     finally:
         _lock.release()
 
@@ -85,22 +105,22 @@ def serving_config(description: dict) -> str:
     return description["EndpointConfigName"]
 
 
-def _look_up(sagemaker: Any, url: str | None, endpoint_name: str) -> tuple[str | None, int | None]:
+def _look_up(sagemaker: Any, url: str | None, endpoint_name: str) -> tuple[str | None, Served]:
     try:
         config_name = serving_config(sagemaker.describe_endpoint(EndpointName=endpoint_name))
         if (url, config_name) not in _configs:
             arn = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["EndpointConfigArn"]
-            tags = sagemaker.list_tags(ResourceArn=arn).get("Tags", [])
-            _configs[url, config_name] = _version(config_name, tags)
+            tags = {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+            _configs[url, config_name] = Served(_version(config_name, tags.get(MODEL_VERSION_TAG)),
+                                                tags.get(DATA_SCHEMA_TAG) or None)
         return config_name, _configs[url, config_name]
     except (ClientError, BotoCoreError) as error:
         logger.warning("cannot tell which model version endpoint %s serves (model_version is null): %s",
                        endpoint_name, error)
-        return None, None
+        return None, NOTHING_KNOWN
 
 
-def _version(config_name: str, tags: list[dict]) -> int | None:
-    value = next((tag["Value"] for tag in tags if tag["Key"] == MODEL_VERSION_TAG), None)
+def _version(config_name: str, value: str | None) -> int | None:
     if value is None or not value.isdigit():
         logger.warning("endpoint configuration %s has no %s tag holding a version number (it has %r): "
                        "model_version is null", config_name, MODEL_VERSION_TAG, value)

@@ -35,6 +35,7 @@ from deploy.aws.registry import latest_approved_package
 from deploy.aws.stacks import AwsSettings, StackSpec, synthesize
 from deploy.aws.templates.api import CLASS_NAMES
 from deploy.endpoint import ServingModel
+from serving_lambdas.model_description import forget_schemas
 from serving_lambdas.store.dynamodb import partition_of
 
 REGION = "us-east-1"
@@ -44,6 +45,8 @@ SEED = {"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 MODEL_KEY = "cloudviz/pipeline/Train/output/model.tar.gz"
+SCHEMA_KEY = "cloudviz/executions/e2e-run/Preprocess/schema/schema.json"  # where the pipeline's Preprocess writes it
+RANGES = {"x1": (4.3, 7.9), "x2": (2.0, 4.4), "x3": (1.0, 6.9), "x4": (0.1, 2.5)}
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(not supported by moto|No Moto CloudFormation support).*")
 
@@ -78,6 +81,10 @@ def deployed(aws_in_process, model_tarball: Path, monkeypatch: pytest.MonkeyPatc
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key=MODEL_KEY, Body=model_tarball.read_bytes())
+        schema = {"task": "multiclass", "feature_columns": list(RANGES), "classes": CLASS_NAMES.split(","),
+                  "features": [{"name": name, "type": "number", "min": low, "max": high}
+                               for name, (low, high) in RANGES.items()]}
+        s3.put_object(Bucket=BUCKET, Key=SCHEMA_KEY, Body=json.dumps(schema).encode())
         sagemaker = boto3.client("sagemaker", region_name=REGION)
         sagemaker.create_model_package_group(ModelPackageGroupName=NAMES.model_package_group)
         for status in ("Rejected", "Approved", "PendingManualApproval"):  # the registry picks version 2
@@ -91,7 +98,7 @@ def deployed(aws_in_process, model_tarball: Path, monkeypatch: pytest.MonkeyPatc
         package = serving_zip()
         s3.put_object(Bucket=BUCKET, Key=package.key, Body=package.data)
         settings = AwsSettings(region=REGION, artifact_bucket=BUCKET, model_package_arn=package_arn,
-                               model_version=version)
+                               model_version=version, data_schema_uri=f"s3://{BUCKET}/{SCHEMA_KEY}")
         endpoint, api = synthesize(NAMES.stage, settings)[:2]
         cloudformation = boto3.client("cloudformation", region_name=REGION)
         results = [deploy_stack(cloudformation, s3, spec, BUCKET, False, poll_seconds=0) for spec in (endpoint, api)]
@@ -101,6 +108,7 @@ def deployed(aws_in_process, model_tarball: Path, monkeypatch: pytest.MonkeyPatc
         key = apigateway.get_api_key(apiKey=completed["ApiKey"], includeValue=True)["value"]
         yield Deployment(endpoint, api, results[0].outputs, results[1].outputs, completed, key, package_arn, version,
                          aws_in_process)
+    forget_schemas()  # this session's S3 objects are gone
 
 
 def post(deployment: Deployment, body: object, key: str | None = None, raw: str | None = None) -> requests.Response:
@@ -257,12 +265,12 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
                                                                                     "burstLimit": 20})]
     # The CORS preflight: MOCK integrations, no key (moto keeps none of a MOCK's responses: template only).
     paths = {r["path"]: r["id"] for r in apigateway.get_resources(restApiId=api_id)["items"]}
-    for path in ("/predictions", "/predictions/{id}"):
+    for path in ("/predictions", "/predictions/{id}", "/model"):
         options = apigateway.get_method(restApiId=api_id, resourceId=paths[path], httpMethod="OPTIONS")
         assert options["apiKeyRequired"] is False and options["methodIntegration"]["type"] == "MOCK"
     preflights = [resources[i]["Properties"] for i in by_type["AWS::ApiGateway::Method"]
                   if resources[i]["Properties"]["HttpMethod"] == "OPTIONS"]
-    assert len(preflights) == 2
+    assert len(preflights) == 3
     for preflight in preflights:
         (response,) = preflight["Integration"]["IntegrationResponses"]
         headers = response["ResponseParameters"]
@@ -270,7 +278,7 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
         assert "x-api-key" in headers["method.response.header.Access-Control-Allow-Headers"].lower()
     allowed = [p["Integration"]["IntegrationResponses"][0]["ResponseParameters"][
         "method.response.header.Access-Control-Allow-Methods"] for p in preflights]
-    assert sorted(allowed) == ["'GET,OPTIONS'", "'GET,OPTIONS,POST'"]
+    assert sorted(allowed) == ["'GET,OPTIONS'", "'GET,OPTIONS'", "'GET,OPTIONS,POST'"]
 
     # The endpoint's alarms (skipped by moto: none exists in its CloudWatch) watch the deployed endpoint and variant.
     assert boto3.client("cloudwatch", region_name=REGION).describe_alarms()["MetricAlarms"] == []
@@ -286,3 +294,19 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
         assert dimensions == {"EndpointName": NAMES.endpoint_name, "VariantName": PRODUCTION_VARIANT}
         assert alarm["AlarmName"].startswith(f"{NAMES.prefix}-")
+
+
+def test_get_model_through_the_stage_url_describes_the_served_version_from_its_schema(deployed):
+    """The inference function answers GET /model from the endpoint configuration's tags: the version, and the ranges
+    of the data schema the cloudviz:data-schema tag names, read from S3."""
+    answer = requests.get(deployed.api_outputs["ApiUrl"] + "/model", headers={"x-api-key": deployed.key}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    model = answer.json()
+    assert (model["endpoint"], model["model_version"], model["task"]) == (NAMES.endpoint_name, 2, "multiclass")
+    assert {f["name"]: (f["min"], f["max"]) for f in model["features"]} == RANGES
+    assert [c["name"] for c in model["classes"]] == CLASS_NAMES.split(",")
+    assert model["example"] == {name: round((low + high) / 2, 6) for name, (low, high) in RANGES.items()}
+    assert post(deployed, model["example"]).status_code == 200  # the example is a body that works
+    refused = requests.get(deployed.api_outputs["ApiUrl"] + "/model", timeout=10)
+    assert refused.status_code == 403

@@ -388,6 +388,8 @@ def test_an_approved_version_reaches_prod_only_by_promotion_after_devs_smoke_tes
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in boto3.client("cloudformation").describe_stacks(
         StackName=PROD.endpoint_stack)["Stacks"][0]["Parameters"]}
     assert (parameters["InstanceType"], parameters["InstanceCount"]) == ("ml.m5.large", "2")  # prod's settings
+    # GET /model describes the served version from the schema it was registered with (the EndpointConfig's tag).
+    assert parameters["DataSchemaUri"] == f"s3://{BUCKET}/cloudviz/executions/run1/Preprocess/schema/schema.json"
 
     # v2 approved: dev serves it; prod keeps v1, also through `deploy aws --stage prod`.
     v2 = register("run2")

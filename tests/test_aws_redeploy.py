@@ -205,6 +205,8 @@ def test_a_busy_stack_is_retried_until_it_is_free_and_the_baseline_follows(stage
     assert stage.waiting(NAMES.redeploy_queue_name) == 0
     served = parameters(NAMES.endpoint_stack)
     assert (served["ModelPackageArn"], served["ModelVersion"]) == (v2, "2")
+    # The schema GET /model describes v2 from: the endpoint configuration's cloudviz:data-schema tag.
+    assert served["DataSchemaUri"] == f"s3://{BUCKET}/cloudviz/executions/run2/Preprocess/schema/schema.json"
     assert parameters(NAMES.monitoring_stack)["BaselineStatisticsUri"] == baseline
     drift = boto3.client("lambda").get_function_configuration(FunctionName=NAMES.drift_function)
     assert drift["Environment"]["Variables"]["BASELINE_STATISTICS_URI"] == baseline

@@ -3,6 +3,7 @@ IAM, one source of names, the Lambda zips, and the correspondence with the local
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.api import lint
+from openapi_spec_validator import validate as validate_openapi
 
 from deploy.aws.functions.smoke_test import REQUEST_TIMEOUT_SECONDS, longest_run_seconds
 from deploy.aws.lambda_zip import automation_zip, lambda_zips, serving_zip
@@ -22,15 +24,17 @@ from deploy.aws.templates.monitoring import DRIFT_METRICS, LOCAL_ONLY_PANELS, da
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
 from serving_lambdas.config import inference_settings
+from serving_lambdas.served_version import DATA_SCHEMA_TAG
 from serving_lambdas.store.dynamodb import ATTRIBUTE_DEFINITIONS, BILLING_MODE, KEY_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD_HTML = ROOT / "deploy" / "dashboard" / "assets" / "dashboard.html"
 PACKAGE_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/cloudviziris/7"
 BASELINE_URI = "s3://cloudviz-artifacts/cloudviz/executions/abc123/Preprocess/baseline/statistics.json"
+SCHEMA_URI = "s3://cloudviz-artifacts/cloudviz/executions/abc123/Preprocess/schema/schema.json"
 SETTINGS = AwsSettings(region="eu-west-1", account_id="123456789012", artifact_bucket="cloudviz-artifacts",
                        alarm_email="ops@example.com", model_package_arn=PACKAGE_ARN, model_version=7,
-                       baseline_statistics_uri=BASELINE_URI)
+                       baseline_statistics_uri=BASELINE_URI, data_schema_uri=SCHEMA_URI)
 STAGES = ("dev", "prod")
 LINT_REGIONS = ["us-east-1", "eu-west-1"]
 # cfn-lint findings accepted, each with its reason (rule id -> why). None today: every template lints clean.
@@ -103,8 +107,9 @@ def test_synthesize_gives_four_stacks_with_their_parameters(stage):
     by_name = {spec.name: spec for spec in specs}
     assert by_name[names.endpoint_stack].parameters["ModelPackageArn"] == PACKAGE_ARN
     assert by_name[names.endpoint_stack].parameters["ModelVersion"] == "7"
-    assert by_name[names.api_stack].parameters == {"CodeBucket": "cloudviz-artifacts",
-                                                   "CodeKey": zips["serving_lambdas"]}
+    assert by_name[names.endpoint_stack].parameters["DataSchemaUri"] == SCHEMA_URI
+    assert by_name[names.api_stack].parameters == {"CodeBucket": "cloudviz-artifacts", "ArtifactBucket":
+                                                   "cloudviz-artifacts", "CodeKey": zips["serving_lambdas"]}
     automation = by_name[names.automation_stack].parameters
     assert automation.get("CodeKey") == (zips["automation"] if stage == "dev" else None)  # prod runs no function
     assert by_name[names.monitoring_stack].parameters == {
@@ -122,8 +127,22 @@ def test_synthesize_needs_a_bucket_and_write_synth_writes_everything(tmp_path):
     endpoint = json.loads((tmp_path / "synth" / f"{names.endpoint_stack}.json").read_text())
     assert endpoint == synthesize("dev", SETTINGS)[0].template
     parameters = json.loads((tmp_path / "synth" / f"{names.api_stack}.parameters.json").read_text())
-    assert {item["ParameterKey"] for item in parameters} == {"CodeBucket", "CodeKey"}
+    assert {item["ParameterKey"] for item in parameters} == {"CodeBucket", "CodeKey", "ArtifactBucket"}
     assert (tmp_path / "synth" / "serving_lambdas.zip").read_bytes() == serving_zip().data
+
+
+def test_write_synth_writes_the_openapi_document_of_the_served_packages_schema(tmp_path):
+    settings = AwsSettings(**{**SETTINGS.__dict__, "model_task": "multiclass", "class_names": "alder,birch,cedar",
+                              "feature_names": "leaf_mm,bark_mm"})
+    written = write_synth(tmp_path, "dev", settings)
+    assert tmp_path / "openapi.json" in written
+    document = json.loads((tmp_path / "openapi.json").read_text())
+    validate_openapi(document)
+    schemas = document["components"]["schemas"]
+    assert (schemas["SingleInput"]["required"], schemas["Label"]["enum"]) == (["leaf_mm", "bark_mm"],
+                                                                            ["alder", "birch", "cedar"])
+    model = document["paths"]["/model"]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert (model["endpoint"], model["model_version"]) == (ResourceNames("dev").endpoint_name, 7)
 
 
 def test_unset_model_package_leaves_the_parameter_to_the_deployer():
@@ -180,7 +199,13 @@ def test_each_function_role_grants_only_what_its_function_does():
         "InvokeTheEndpoint": ["sagemaker:InvokeEndpoint"], "StorePredictions": ["dynamodb:PutItem"],
         "DescribeTheEndpoint": ["sagemaker:DescribeEndpoint"],
         "ReadServedModelVersion": ["sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
-        "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+        "ReadDataSchemas": ["s3:GetObject"], "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+    # The schemas the pipeline registers (any version's: a new version changes a tag, not this policy), and no
+    # other object: the registered SCHEMA_URI matches the pattern, its baseline statistics beside it do not.
+    (schemas,) = inference["ReadDataSchemas"]["Resource"]
+    pattern = schemas["Fn::Sub"].replace("${AWS::Partition}", "aws").replace("${ArtifactBucket}", "cloudviz-artifacts")
+    assert fnmatch.fnmatchcase("arn:aws:s3:::" + SCHEMA_URI.removeprefix("s3://"), pattern)
+    assert not fnmatch.fnmatchcase("arn:aws:s3:::" + BASELINE_URI.removeprefix("s3://"), pattern)
     assert inference["DescribeTheEndpoint"]["Resource"] == inference["InvokeTheEndpoint"]["Resource"]
     assert inference["InvokeTheEndpoint"]["Resource"] == [
         {"Fn::Sub": f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/"
@@ -280,6 +305,7 @@ def test_endpoint_stack_serves_the_package_with_data_capture_and_prod_rolls_back
         config = endpoint["Resources"]["EndpointConfig"]["Properties"]
         assert config["ProductionVariants"][0]["VariantName"] == PRODUCTION_VARIANT
         assert {"Key": MODEL_VERSION_TAG, "Value": {"Ref": "ModelVersion"}} in config["Tags"]
+        assert {"Key": DATA_SCHEMA_TAG, "Value": {"Ref": "DataSchemaUri"}} in config["Tags"]
         capture = config["DataCaptureConfig"]
         assert (capture["EnableCapture"], capture["InitialSamplingPercentage"]) == (True, 100)
         assert capture["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
@@ -361,7 +387,8 @@ def test_api_routes_require_the_key_and_preflight_does_not():
                for body in resources_of(api, "AWS::ApiGateway::Method").values()}
     assert set(methods) == {("PredictionsResource", "POST"), ("PredictionsResource", "GET"),
                             ("PredictionIdResource", "GET"), ("PredictionsResource", "OPTIONS"),
-                            ("PredictionIdResource", "OPTIONS")}
+                            ("PredictionIdResource", "OPTIONS"), ("ModelResource", "GET"), ("ModelResource", "OPTIONS")}
+    assert "InferenceFunction" in methods["ModelResource", "GET"]["Integration"]["Uri"]["Fn::Sub"]
     for (_, verb), method in methods.items():
         assert method["ApiKeyRequired"] is (verb != "OPTIONS")
         assert method["Integration"]["Type"] == ("MOCK" if verb == "OPTIONS" else "AWS_PROXY")

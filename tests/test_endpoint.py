@@ -25,6 +25,7 @@ from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT
 from deploy.endpoint import EndpointServer, ModelLoadError, ModelSlot, ServingModel, SwapRefused
 from pipelines.builtin_xgboost import train
 from pipelines.builtin_xgboost.hyperparameters import DEFAULT_HYPERPARAMETERS
+from serving_lambdas.served_version import DATA_SCHEMA_TAG
 
 CONTRACT_EXAMPLE = "6.7,3.3,5.7,2.5"  # answered {"prediction": 1} (virginica) by the original deployment
 VARIANT = "x-Amzn-Invoked-Production-Variant"
@@ -399,8 +400,11 @@ def test_a_stock_boto3_sagemaker_client_reads_the_served_version(serve, runtime_
         return checked("ListTags", ResourceArn=described["EndpointConfigArn"])["Tags"]
 
     assert version_tags() == [{"Key": MODEL_VERSION_TAG, "Value": "2"}]
-    server.slot.swap(ServingModel.load(artifacts["softprob-short"], version=5))
-    assert version_tags() == [{"Key": MODEL_VERSION_TAG, "Value": "5"}]
+    swapped = ServingModel.load(artifacts["softprob-short"], version=5)
+    swapped.schema_uri = "file:///state/endpoints/CloudVizIris-endpoint/schema-v5.json"  # as the service sets it
+    server.slot.swap(swapped)
+    assert version_tags() == [{"Key": MODEL_VERSION_TAG, "Value": "5"},
+                              {"Key": DATA_SCHEMA_TAG, "Value": swapped.schema_uri}]
     with pytest.raises(ClientError) as caught:
         client.describe_endpoint(EndpointName="Other-endpoint")
     assert caught.value.response["Error"]["Code"] == "ValidationException"

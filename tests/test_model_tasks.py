@@ -168,6 +168,23 @@ def expected_answer(data: DataSet, score: float | list[float]) -> dict:
     return answer
 
 
+def expected_description(data: DataSet) -> dict:
+    """What GET /model answers for ``data``'s version 1, but the example: its features with the registered ranges
+    (iris registered none) and its classes, or its target."""
+    ranges = {feature["name"]: feature for feature in data.schema.get("features", [])}
+    features = [{"name": name, "type": "number", "min": ranges.get(name, {}).get("min"),
+                 "max": ranges.get(name, {}).get("max")} for name in data.features]
+    if data.group == "CloudVizIris":
+        aliases = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+        features = [{**feature, "aliases": [alias]} for feature, alias in zip(features, aliases, strict=True)]
+    answer = {"endpoint": f"{data.group}-endpoint", "features": features}
+    if data.task == "regression":
+        answer["target"] = data.schema["target"]
+    else:
+        answer["classes"] = [{"index": index, "name": name} for index, name in enumerate(data.schema["classes"])]
+    return answer
+
+
 @pytest.mark.parametrize("name", ["binary", "two-class-softprob", "five-class", "regression", "iris"])
 def test_each_task_is_answered_stored_listed_and_counted(trained, tmp_path: Path, monkeypatch, name: str):
     data, booster, tarball = trained[name]
@@ -216,11 +233,16 @@ def test_each_task_is_answered_stored_listed_and_counted(trained, tmp_path: Path
         else:
             assert sum(dashboard["predictions"]["class_counts"].values()) == 6
             assert set(dashboard["predictions"]["class_counts"]) <= set(data.schema["classes"])
-        if name != "iris":  # registered with no training run: no medians, so a hint to fill in, found out once
-            placeholder = "{" + ",".join(f'"{feature}":<number>' for feature in data.features) + "}"
-            assert dashboard["predictions"]["hint"].endswith(f"-d '{placeholder}'")
-            monkeypatch.setattr("deploy.local_service.example_row", lambda *_: pytest.fail("the example read again"))
-            assert service.example_body() == placeholder
+        status, model = call(service.api.url, "GET", "/model")
+        assert status == 200 and (model["model_version"], model["task"]) == (1, data.task)
+        assert model["example"] is not None
+        assert model == {**model, **expected_description(data)}
+        # The hint a consumer is shown is the model's own example (iris: the seed example; registered with no
+        # training run, so no medians: the midpoints of the registered ranges), found out once.
+        body = json.dumps(model["example"], separators=(",", ":"))
+        assert dashboard["predictions"]["hint"].endswith(f"-d '{body}'")
+        monkeypatch.setattr("deploy.local_service.example_row", lambda *_: pytest.fail("the example read again"))
+        assert service.example_body() == body
 
         client = runtime(service.endpoint_server.url)
         body = "\n".join(",".join(repr(value) for value in row) for row in rows.tolist())
@@ -300,6 +322,10 @@ def test_a_regression_model_trained_by_the_pipeline_serves_from_its_runs_schema(
         # What a consumer is shown to send is this model's example (the training medians), not iris's.
         body = service.example_body()
         assert list(json.loads(body)) == ["rooms", "area", "age"]
+        model = call(service.api.url, "GET", "/model")[1]  # the same example, the training medians
+        assert (model["example"], model["target"]["name"]) == (json.loads(body), "price")
+        assert all(feature["min"] <= model["example"][feature["name"]] <= feature["max"]
+                   for feature in model["features"])
         try_line = next(line for line in render.serving(service, key_from_env=False).splitlines()
                         if line.startswith("Try"))
         assert try_line.endswith(f"-d '{body}'")
@@ -310,6 +336,31 @@ def test_a_regression_model_trained_by_the_pipeline_serves_from_its_runs_schema(
         evaluation = dashboard["model"]["evaluation"]
         assert set(evaluation["metrics"]) == {"rmse", "mae", "r2"} and evaluation["confusion_matrix"] == []
         assert dashboard["runs"]["runs"][0]["accuracy"] is None and dashboard["registry"]["versions"]
-        assert dashboard["drift"]["why"].startswith("drift is not measured for this version: "), dashboard["drift"]
+        assert dashboard["drift"]["prediction_label"] == "predicted value" and "why" not in dashboard["drift"], \
+            dashboard["drift"]
     assert status == 200 and set(answer) == {"prediction", "id", "timestamp", "model_version"}
     assert answer["prediction"] == pytest.approx(13, abs=2)  # 3 * 5 - 2, learnt from 210 rows
+
+
+def test_get_model_follows_a_swap_to_the_new_versions_schema(trained, tmp_path: Path, monkeypatch):
+    """The served configuration's data-schema tag moves with the model: after v1 -> v2, GET /model answers v2's
+    ranges, read from the schema file written when v2 went live."""
+    data, _, tarball = trained["binary"]
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    home = StateHome(tmp_path / "home")
+    register(home, data, tarball)
+    with LocalService(home, data.group, KEY).start(poll_seconds=3600) as service:
+        status, before = call(service.api.url, "GET", "/model")
+        assert (status, before["model_version"]) == (200, 1)
+        assert before["features"][0]["max"] == data.schema["features"][0]["max"]
+        wider = {**data.schema, "features": [{**feature, "max": feature["max"] * 10}
+                                             for feature in data.schema["features"]]}
+        ModelRegistry(home.registry_db).register(data.group, tarball.as_uri(), "Approved", lineage={"data": wider})
+        service.poll()
+        assert service.live.version == 2
+        status, after = call(service.api.url, "GET", "/model")
+    assert (status, after["model_version"]) == (200, 2)
+    assert [feature["max"] for feature in after["features"]] == [feature["max"] for feature in wider["features"]]
+    assert after["example"] != before["example"]  # the midpoints of v2's ranges
+    written = home.root / "endpoints" / f"{data.group}-endpoint" / "schema-v2.json"
+    assert json.loads(written.read_text(encoding="utf-8"))["features"] == wider["features"]

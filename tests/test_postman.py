@@ -1,5 +1,6 @@
 """The prediction API as its consumers see it, on a live local API (the real endpoint, serving handlers and
-gateway on 127.0.0.1): answers checked against deploy/openapi.json, and the Postman collection run by newman."""
+gateway on 127.0.0.1): answers checked against the OpenAPI document it serves (generated from GET /model), and the
+Postman collection run by newman, against iris and against a five-class model of other features."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import jsonschema
 import pytest
+from generated_data import five_classes
+from openapi_schema_validator import OAS30Validator
+from openapi_schema_validator import validate as validate_schema
 from openapi_spec_validator import validate
 
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel
-from deploy.local_service import Signature, lambda_environment
-from deploy.prediction_api import OPENAPI_DOCUMENT, build_prediction_api
+from deploy.local_service import LocalService, Signature, lambda_environment
+from deploy.openapi import generic_document, request_examples
+from deploy.prediction_api import build_prediction_api
+from pipelines.definition import build_pipeline
+from pipelines.runner import LocalRunner
 from pipelines.state import StateHome
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,17 +32,50 @@ SEED = {"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 FEATURES = ("x1", "x2", "x3", "x4")
 CLASSES = ("setosa", "virginica", "versicolor")
-SPEC = json.loads(OPENAPI_DOCUMENT.read_text(encoding="utf-8"))
+IRIS_SCHEMA = {"feature_columns": list(FEATURES), "classes": list(CLASSES), "example": SEED}
 
 
 @pytest.fixture
 def api(model_tarball: Path, tmp_path: Path):
-    """The endpoint and the prediction API, with an empty prediction store, configured as `cloudviz serve` does."""
-    with EndpointServer(ModelSlot(ServingModel.load(model_tarball, version=1))).start() as endpoint:
+    """The endpoint and the prediction API, with an empty prediction store, configured as `cloudviz serve` does
+    (the model tagged with its schema, which holds the seed example)."""
+    model = ServingModel.load(model_tarball, version=1)
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(IRIS_SCHEMA), encoding="utf-8")
+    model.schema_uri = schema.as_uri()
+    with EndpointServer(ModelSlot(model)).start() as endpoint:
         home = StateHome(tmp_path / "home")
         environment = lambda_environment(Signature(FEATURES, CLASSES), endpoint.name, endpoint.url, home)
         with build_prediction_api(environment, KEY, access_log=home.logs / "api-access.log").start() as gateway:
             yield gateway
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> StateHome:
+    """A state home whose registry holds an Approved five-class model of other features (leaf_mm, bark_mm,
+    height_m; alder..fir), trained by the pipeline."""
+    root = tmp_path_factory.mktemp("trees")
+    home = StateHome(root / "home")
+    data = five_classes(root / "data")
+    record = LocalRunner(home, build_pipeline()).start(data.parameters(
+        ModelPackageGroupName="Trees", ModelApprovalStatus="Approved"))
+    assert record.status == "Succeeded"
+    return home
+
+
+@pytest.fixture
+def trees_api(trees: StateHome, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with LocalService(trees, "Trees", KEY).start(poll_seconds=3600) as service:
+        yield service.api
+
+
+def spec_of(api) -> dict:
+    """The OpenAPI document ``api`` serves, fetched once."""
+    if not hasattr(api, "served_spec"):
+        status, _, api.served_spec = call(api, "GET", "/openapi.json", key=None)
+        assert status == 200
+    return api.served_spec
 
 
 def call(api, method: str, target: str, body: object = None, key: str | None = KEY, raw: bytes | None = None):
@@ -54,20 +93,22 @@ def call(api, method: str, target: str, body: object = None, key: str | None = K
         connection.close()
 
 
-def documented(method: str, template: str, status: int, body: object) -> None:
-    """Fail unless ``status`` is documented for the operation and ``body`` matches its schema."""
-    responses = SPEC["paths"][template][method.lower()]["responses"]
-    assert str(status) in responses, f"{method} {template} answered {status}, which deploy/openapi.json omits"
+def documented(api, method: str, template: str, status: int, body: object) -> None:
+    """Fail unless ``status`` is documented for the operation in the document ``api`` serves and ``body`` matches
+    its schema."""
+    spec = spec_of(api)
+    responses = spec["paths"][template][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {template} answered {status}, which the OpenAPI document omits"
     response = responses[str(status)]
     if "$ref" in response:
-        response = SPEC["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+        response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
     schema = response["content"]["application/json"]["schema"]
-    jsonschema.validate(body, {**schema, "components": SPEC["components"]})
+    validate_schema(body, {**schema, "components": spec["components"]}, cls=OAS30Validator)
 
 
 def predict(api, body: object) -> dict:
     status, _, answer = call(api, "POST", "/predictions", body)
-    documented("POST", "/predictions", status, answer)
+    documented(api, "POST", "/predictions", status, answer)
     assert status == 200, answer
     return answer
 
@@ -75,15 +116,52 @@ def predict(api, body: object) -> dict:
 # -- the OpenAPI document ---------------------------------------------------------------------------------------
 
 
-def test_openapi_document_is_valid_openapi():
-    validate(SPEC)
+def test_the_generic_openapi_document_is_valid_openapi():
+    validate(generic_document())
 
 
-def test_served_openapi_document_is_the_file_and_needs_no_key(api):
+def test_the_served_openapi_document_describes_iris_and_needs_no_key(api):
     status, headers, served = call(api, "GET", "/openapi.json", key=None)
     assert status == 200
     assert headers["Content-Type"] == "application/json"
-    assert served == SPEC
+    validate(served)
+    schemas = served["components"]["schemas"]
+    assert schemas["SingleInput"]["required"] == list(FEATURES)
+    assert schemas["Label"]["enum"] == list(CLASSES) and schemas["ClassIndex"]["enum"] == [0, 1, 2]
+    assert set(schemas["NamedInput"]["properties"]["features"]["properties"]) == {
+        *FEATURES, "sepal_length", "sepal_width", "petal_length", "petal_width"}
+    examples = served["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["single"]["value"] == SEED
+
+
+def test_get_model_describes_iris(api):
+    status, _, model = call(api, "GET", "/model")
+    documented(api, "GET", "/model", status, model)
+    assert status == 200
+    assert (model["model_version"], model["task"], model["example"]) == (1, "multiclass", SEED)
+    assert model["classes"] == [{"index": k, "name": name} for k, name in enumerate(CLASSES)]
+    assert model["features"][0] == {"name": "x1", "type": "number", "min": None, "max": None,
+                                    "aliases": ["sepal_length"]}
+    assert call(api, "GET", "/model", key=None)[0] == 403
+
+
+def test_the_openapi_document_of_another_model_names_its_features_and_classes(trees_api):
+    status, _, served = call(trees_api, "GET", "/openapi.json", key=None)
+    assert status == 200
+    validate(served)
+    schemas = served["components"]["schemas"]
+    assert schemas["SingleInput"]["required"] == ["leaf_mm", "bark_mm", "height_m"]
+    assert schemas["Label"]["enum"] == ["alder", "birch", "cedar", "elm", "fir"]
+    assert schemas["BatchInput"]["properties"]["input_data"]["items"]["maxItems"] == 3
+    assert "x1" not in json.dumps(served) and "setosa" not in json.dumps(served)
+    leaf = schemas["SingleInput"]["properties"]["leaf_mm"]
+    assert "training data: min " in leaf["description"]
+    status, _, model = call(trees_api, "GET", "/model")
+    assert status == 200 and model["features"][0]["min"] < model["example"]["leaf_mm"] < model["features"][0]["max"]
+    for name, example in served["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"][
+            "examples"].items():
+        answer = predict(trees_api, example["value"])
+        assert answer.get("label", answer.get("predictions", [{}])[0].get("label")) in schemas["Label"]["enum"], name
 
 
 # -- predictions ------------------------------------------------------------------------------------------------
@@ -114,21 +192,19 @@ def test_named_instances_answer_and_return_each_rows_request_id(api):
     made = predict(api, {"instances": instances})["predictions"]
     assert [(p["label"], p.get("request_id")) for p in made] == [("virginica", "order-17:a"), ("setosa", None)]
     status, _, stored = call(api, "GET", f"/predictions/{made[0]['id']}")
-    documented("GET", "/predictions/{id}", status, stored)
+    documented(api, "GET", "/predictions/{id}", status, stored)
     assert (status, stored["request_id"]) == (200, "order-17:a")
     status, _, listed = call(api, "GET", "/predictions")
-    documented("GET", "/predictions", status, listed)
+    documented(api, "GET", "/predictions", status, listed)
     assert [item.get("request_id") for item in listed] == [None, "order-17:a"]
 
 
-EXAMPLES = SPEC["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"]["examples"]
-
-
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
+@pytest.mark.parametrize("name", sorted(request_examples(SEED)))
 def test_every_documented_request_example_matches_one_form_and_is_answered(api, name):
-    example = EXAMPLES[name]["value"]
-    request = SPEC["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    jsonschema.validate(example, {**request, "components": SPEC["components"]})  # oneOf: exactly one form
+    content = spec_of(api)["paths"]["/predictions"]["post"]["requestBody"]["content"]["application/json"]
+    example = content["examples"][name]["value"]
+    validate_schema(example, {**content["schema"], "components": spec_of(api)["components"]},  # exactly one form
+                    cls=OAS30Validator)
     answer = predict(api, example)
     rows = example.get("instances") or example.get("input_data") or [example]
     sent = [row.get("request_id") if isinstance(row, dict) else None for row in rows]
@@ -149,7 +225,7 @@ def test_every_documented_request_example_matches_one_form_and_is_answered(api, 
 def test_bad_input_is_a_400_naming_the_problem(api, body, named):
     raw = body if isinstance(body, bytes) else None
     status, _, answer = call(api, "POST", "/predictions", None if raw else body, raw=raw)
-    documented("POST", "/predictions", status, answer)
+    documented(api, "POST", "/predictions", status, answer)
     assert status == 400
     assert named in answer["message"]
 
@@ -158,14 +234,14 @@ def test_bad_input_is_a_400_naming_the_problem(api, body, named):
 def test_calls_without_the_right_key_are_forbidden(api, key):
     for method, target, body in [("POST", "/predictions", SEED), ("GET", "/predictions", None)]:
         status, _, answer = call(api, method, target, body, key=key)
-        documented(method, "/predictions", status, answer)
+        documented(api, method, "/predictions", status, answer)
         assert (status, answer) == (403, {"message": "Forbidden"})
 
 
 def test_an_oversize_body_is_a_413(api):
     rows = [list(SEED.values())] * 50_000  # about 1.1 MiB of JSON, above the 1 MiB limit
     status, _, answer = call(api, "POST", "/predictions", {"input_data": rows})
-    documented("POST", "/predictions", status, answer)
+    documented(api, "POST", "/predictions", status, answer)
     assert status == 413
     assert "1048576" in answer["message"]
 
@@ -176,7 +252,7 @@ def test_an_oversize_body_is_a_413(api):
 def test_get_by_id_answers_the_stored_prediction(api):
     made = predict(api, SEED)
     status, _, stored = call(api, "GET", f"/predictions/{made['id']}")
-    documented("GET", "/predictions/{id}", status, stored)
+    documented(api, "GET", "/predictions/{id}", status, stored)
     assert status == 200
     assert {key: stored[key] for key in ("id", "prediction", "label", "timestamp", "model_version")} == {
         key: made[key] for key in ("id", "prediction", "label", "timestamp", "model_version")
@@ -185,7 +261,7 @@ def test_get_by_id_answers_the_stored_prediction(api):
 
 def test_an_unknown_id_is_a_404(api):
     status, _, answer = call(api, "GET", "/predictions/no-such-prediction")
-    documented("GET", "/predictions/{id}", status, answer)
+    documented(api, "GET", "/predictions/{id}", status, answer)
     assert status == 404
     assert "no-such-prediction" in answer["message"]
 
@@ -195,7 +271,7 @@ def test_pages_follow_x_next_token_until_the_last_page(api):
     seen, pages, target = [], 0, "/predictions?limit=2"
     while True:
         status, headers, page = call(api, "GET", target)
-        documented("GET", "/predictions", status, page)
+        documented(api, "GET", "/predictions", status, page)
         assert status == 200 and len(page) <= 2
         seen += page
         pages += 1
@@ -210,7 +286,7 @@ def test_pages_follow_x_next_token_until_the_last_page(api):
 
 def test_a_limit_out_of_range_is_a_400(api):
     status, _, answer = call(api, "GET", "/predictions?limit=0")
-    documented("GET", "/predictions", status, answer)
+    documented(api, "GET", "/predictions", status, answer)
     assert status == 400 and "limit" in answer["message"]
 
 
@@ -219,7 +295,8 @@ def test_every_call_has_a_line_in_the_access_log(api):
     call(api, "GET", "/predictions")
     call(api, "GET", "/predictions", key=None)
     log = Path(api.access_log_path).read_text(encoding="utf-8").splitlines()
-    assert [(line["method"], line["resource"], line["status"]) for line in map(json.loads, log)] == [
+    calls = [(line["method"], line["resource"], line["status"]) for line in map(json.loads, log)]
+    assert [call for call in calls if call[1] != "/openapi.json"] == [
         ("POST", "/predictions", 200),
         ("GET", "/predictions", 200),
         ("GET", "/predictions", 403),
@@ -265,14 +342,15 @@ def test_collection_visualizer_charts_predictions_offline():
 # Runs a request's test script with a stand-in `pm` whose assertions accept anything (newman checks those),
 # then renders what the script gave pm.visualizer.set with Handlebars, as Postman's Visualize tab does.
 RENDER_VISUALIZER = """
-const [script, itemsJson, handlebarsPath] = process.argv.slice(1);
+const [script, itemsJson, handlebarsPath, classesJson] = process.argv.slice(1);
+const classes = JSON.parse(classesJson);
 const Handlebars = require(handlebarsPath);
 const anything = new Proxy(function () {}, { get: () => anything, apply: () => anything });
 let rendered = null;
 const pm = {
     test: (name, check) => check(),
     expect: () => anything,
-    collectionVariables: anything,
+    collectionVariables: { get: (name) => (name === "classes" ? JSON.stringify(classes) : null) },
     response: { json: () => JSON.parse(itemsJson), to: anything },
     visualizer: { set: (template, data) => { rendered = Handlebars.compile(template)(data); } },
 };
@@ -300,14 +378,18 @@ def test_collection_visualizer_renders_a_dot_per_prediction_in_its_class_lane(no
         {"id": id_, "prediction": k, "label": CLASSES[k], "timestamp": t, "model_version": 1}
         for id_, (k, t) in stamps.items()
     ]
-    command = ["node", "-e", RENDER_VISUALIZER, script, json.dumps(items), str(node_modules / "handlebars")]
+    command = ["node", "-e", RENDER_VISUALIZER, script, json.dumps(items), str(node_modules / "handlebars"),
+               json.dumps(CLASSES)]
     html = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
     assert html.count("<svg") == 1 and html.count("<circle") == 3
     assert "setosa (0)" in html and "virginica (2)" in html and "versicolor (1)" in html
     assert "2026-11-29T03:20:01.000Z" in html and "2026-11-29T03:20:02.000Z" in html  # the time axis ends
 
 
-def test_postman_collection_passes_under_newman(api, tmp_path, node_modules):
+@pytest.mark.parametrize("served", ["api", "trees_api"])
+def test_postman_collection_passes_under_newman(served, request, tmp_path, node_modules):
+    """The one collection, run against iris and against a five-class model of other features."""
+    api = request.getfixturevalue(served)
     report = tmp_path / "newman.json"
     command = [str(NEWMAN), "run", str(COLLECTION), "--env-var", f"baseUrl={api.url}", "--env-var", f"apiKey={KEY}"]
     command += ["--reporters", "cli,json", "--reporter-json-export", str(report), "--color", "off", "--disable-unicode"]

@@ -10,6 +10,7 @@ answers against the service model): during a blue/green update the baking fleet'
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 
 import boto3
@@ -21,11 +22,15 @@ from moto import mock_aws
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
 from deploy.aws.stacks import AwsSettings, synthesize
 from serving_lambdas import served_version as served_version_module
-from serving_lambdas.served_version import forget_served_versions, served_version
+from serving_lambdas.config import inference_settings
+from serving_lambdas.endpoint import client
+from serving_lambdas.model_description import describe, forget_schemas, read_schema
+from serving_lambdas.served_version import DATA_SCHEMA_TAG, Served, forget_served_versions, served_model, served_version
 
 REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's default account
 NAMES = ResourceNames("dev")
 ENDPOINT = NAMES.endpoint_name
+BUCKET = "cloudviz-artifacts"  # the api stack's ArtifactBucket
 
 
 @pytest.fixture(autouse=True)
@@ -34,8 +39,10 @@ def fresh(monkeypatch: pytest.MonkeyPatch):
                         "AWS_DEFAULT_REGION": REGION}.items():
         monkeypatch.setenv(name, value)
     forget_served_versions()
+    forget_schemas()
     yield
     forget_served_versions()
+    forget_schemas()
 
 
 class Recorder:
@@ -54,10 +61,12 @@ class Recorder:
         return [operation for operation, _ in self.calls]
 
 
-def new_config(sagemaker, name: str, version: str | None) -> None:
+def new_config(sagemaker, name: str, version: str | None, schema_uri: str | None = None) -> None:
     tags = [{"Key": "project", "Value": "cloudviz"}]
     if version is not None:
         tags.append({"Key": MODEL_VERSION_TAG, "Value": version})
+    if schema_uri is not None:
+        tags.append({"Key": DATA_SCHEMA_TAG, "Value": schema_uri})
     sagemaker.create_model(ModelName=f"{name}-model", ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
                            PrimaryContainer={"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/x:1"})
     sagemaker.create_endpoint_config(EndpointConfigName=name, Tags=tags, ProductionVariants=[{
@@ -67,7 +76,7 @@ def new_config(sagemaker, name: str, version: str | None) -> None:
 
 def inference_policy() -> list[dict]:
     """The inference role's statements, with the stack's pseudo-parameters and this endpoint's name resolved."""
-    settings = AwsSettings(region=REGION, account_id=ACCOUNT, artifact_bucket="b")
+    settings = AwsSettings(region=REGION, account_id=ACCOUNT, artifact_bucket=BUCKET)
     api = next(spec for spec in synthesize("dev", settings) if spec.name == NAMES.api_stack).template
     statements = api["Resources"]["InferenceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     pseudo = {"${AWS::Partition}": "aws", "${AWS::Region}": REGION, "${AWS::AccountId}": ACCOUNT}
@@ -83,9 +92,10 @@ def inference_policy() -> list[dict]:
             for statement in statements]
 
 
-def allowed(policy: list[dict], action: str, arn: str) -> bool:
-    return any(action in statement["actions"] and any(fnmatch.fnmatchcase(arn, pattern)
-                                                      for pattern in statement["resources"])
+def allowed(policy: list[dict], action: str, arn: str, bucket: str = BUCKET) -> bool:
+    """Whether ``policy`` allows ``action`` on ``arn`` (the api stack's ArtifactBucket being ``bucket``)."""
+    return any(action in statement["actions"] and any(
+        fnmatch.fnmatchcase(arn, pattern.replace("${ArtifactBucket}", bucket)) for pattern in statement["resources"])
                for statement in policy)
 
 
@@ -183,3 +193,44 @@ def test_during_a_blue_green_update_the_baking_fleet_is_the_one_served(status, e
                              {"ResourceArn": arn})
         assert served_version(sagemaker, None, ENDPOINT, ttl_seconds=0) == expected
         stubber.assert_no_pending_responses()
+
+
+@mock_aws
+def test_the_data_schema_is_the_configurations_other_tag_read_from_s3_by_an_allowed_valid_request():
+    """GET /model's lookup: the same ListTags gives the schema URI, whose object the role may read (a registered
+    schema's key, and no other object of the bucket); without the tag the model is described without ranges."""
+    key = "cloudviz/executions/run7/Preprocess/schema/schema.json"
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    schema = {"task": "binary", "features": [{"name": "tenure", "type": "number", "min": 0, "max": 72}]}
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(schema).encode())
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    new_config(sagemaker, "config-a", "7", f"s3://{BUCKET}/{key}")
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-a")
+    assert served_model(sagemaker, None, ENDPOINT, ttl_seconds=30) == Served(7, f"s3://{BUCKET}/{key}")
+
+    reads: list[dict] = []
+
+    def record(params: dict, model, **_) -> None:
+        validate_parameters(params, model.input_shape)
+        reads.append(dict(params))
+
+    client("s3", None).meta.events.register("provide-client-params.s3.GetObject", record)
+    assert read_schema(f"s3://{BUCKET}/{key}") == schema
+    assert read_schema(f"s3://{BUCKET}/{key}") == schema and len(reads) == 1, "a schema is read once"
+    policy = inference_policy()
+    assert allowed(policy, "s3:GetObject", f"arn:aws:s3:::{reads[0]['Bucket']}/{reads[0]['Key']}")
+    assert not allowed(policy, "s3:GetObject", f"arn:aws:s3:::{BUCKET}/cloudviz/executions/run7/Preprocess/baseline/"
+                                               "statistics.json"), "least privilege"
+    assert read_schema(f"s3://{BUCKET}/no/such/schema.json") is None  # logged; the model is described without it
+
+    settings = inference_settings({"ENDPOINT_NAME": ENDPOINT, "PREDICTION_STORE": "dynamodb:t",
+                                   "FEATURE_NAMES": "tenure", "CLASS_NAMES": "stays,churns", "MODEL_TASK": "binary"})
+    assert describe(settings, 7, schema)["features"] == [{"name": "tenure", "type": "number", "min": 0, "max": 72}]
+    assert describe(settings, 7, schema)["example"] == {"tenure": 36.0}
+    new_config(sagemaker, "config-b", "8")  # a version deployed before the tag existed
+    move(sagemaker, "config-b")
+    assert served_model(sagemaker, None, ENDPOINT, ttl_seconds=0) == Served(8, None)
+    bare = describe(settings, 8, None)
+    assert (bare["features"][0]["min"], bare["example"], bare["classes"][1]) == (None, None, {"index": 1,
+                                                                                              "name": "churns"})

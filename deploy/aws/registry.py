@@ -48,11 +48,12 @@ def baseline_statistics_uri(sagemaker_client: object, package_arn: str) -> str:
 @dataclass(frozen=True)
 class DataSchema:
     """What the API of a registered version serves: its task, features (model order) and classes (class-index
-    order; none for regression)."""
+    order; none for regression); ``uri`` is where the schema is (GET /model reads it)."""
 
     task: str
     features: list[str]
     classes: list[str]
+    uri: str
 
 
 def data_schema(sagemaker_client: object, s3_client: object, package_arn: str) -> DataSchema | None:
@@ -78,4 +79,4 @@ def data_schema(sagemaker_client: object, s3_client: object, package_arn: str) -
     if (task == "regression") == bool(classes) or (task == "binary" and len(classes) != 2):
         raise UserError(f"{uri}: the data schema's task {task} needs {wanted}, its classes are "
                         f"{','.join(classes) or '(none)'}")
-    return DataSchema(task, features, classes)
+    return DataSchema(task, features, classes, uri)

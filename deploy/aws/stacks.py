@@ -1,5 +1,6 @@
 """The unit of deployment (:class:`StackSpec`), the settings templates are generated from (:class:`AwsSettings`),
-and the synthesis of a stage's four stacks (:func:`synthesize`, :func:`write_synth`)."""
+and the synthesis of a stage's four stacks (:func:`synthesize`, :func:`write_synth`, which also writes the API's
+OpenAPI document when the served model's schema is known)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from deploy.aws.templates.automation import automation_template
 from deploy.aws.templates.common import stack_tags
 from deploy.aws.templates.endpoint import INSTANCE_COUNTS, INSTANCE_TYPES, endpoint_template
 from deploy.aws.templates.monitoring import monitoring_template
+from deploy.openapi import openapi_document
+from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
+from serving_lambdas.config import inference_settings
+from serving_lambdas.model_description import describe
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,10 @@ class AwsSettings:
     templates use the ``AWS::Region``/``AWS::AccountId`` pseudo-parameters. ``model_package_arn``
     and ``model_version`` are the approved model package to serve (empty: the template defaults);
     ``baseline_statistics_uri`` its training data's statistics, which drift is measured against (empty:
-    no drift function). ``instance_type``/``instance_count`` size the endpoint (empty/0: the stage's defaults,
-    ``INSTANCE_TYPES``/``INSTANCE_COUNTS``); the per-stage values come from ``cloudviz.toml``
-    (:mod:`deploy.aws.stage_config`).
+    no drift function); ``data_schema_uri`` its registered data schema, which GET /model describes it from
+    (empty: described from the API's configuration alone). ``instance_type``/``instance_count`` size the endpoint
+    (empty/0: the stage's defaults, ``INSTANCE_TYPES``/``INSTANCE_COUNTS``); the per-stage values come from
+    ``cloudviz.toml`` (:mod:`deploy.aws.stage_config`).
     """
 
     region: str = "us-east-1"
@@ -36,6 +42,7 @@ class AwsSettings:
     model_package_arn: str = ""
     model_version: int = 1
     baseline_statistics_uri: str = ""
+    data_schema_uri: str = ""
     allowed_origin: str = "*"  # CORS Access-Control-Allow-Origin of the stage's API
     # The served package's data schema: its task, features and classes (comma-separated; none for regression).
     # No task: the package has no schema, and the api template's defaults (the pipeline's) apply.
@@ -70,6 +77,7 @@ def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...
     endpoint = endpoint_template(names, settings)
     endpoint_parameters = {
         "ModelVersion": str(settings.model_version),
+        "DataSchemaUri": settings.data_schema_uri,
         "ModelArtifactBucket": settings.artifact_bucket,
         "DataCaptureS3Uri": endpoint["Parameters"]["DataCaptureS3Uri"]["Default"],
         "InstanceType": settings.instance_type or INSTANCE_TYPES[stage],
@@ -89,6 +97,7 @@ def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...
         StackSpec(names.endpoint_stack, endpoint, endpoint_parameters, tags=tags),
         StackSpec(names.api_stack, api_template(names, settings.allowed_origin),
                   {"CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key,
+                   "ArtifactBucket": settings.artifact_bucket,
                    **({"ModelTask": settings.model_task, "FeatureNames": settings.feature_names,
                        "ClassNames": settings.class_names} if settings.model_task else {})}, tags=tags),
         StackSpec(names.monitoring_stack, monitoring_template(names, settings),
@@ -113,10 +122,24 @@ def unset_parameters(spec: StackSpec) -> list[str]:
             if "Default" not in definition and name not in spec.parameters]
 
 
+def model_description(stage: str, settings: AwsSettings) -> dict:
+    """What GET /model of the stage answers for the package ``settings`` serve, as far as it is known without
+    reading its schema (the features' ranges and the example are null): the inference function's configuration."""
+    names = ResourceNames(stage)
+    environment = {"ENDPOINT_NAME": names.endpoint_name, "PREDICTION_STORE": f"dynamodb:{names.table_name}",
+                   "FEATURE_NAMES": settings.feature_names, "CLASS_NAMES": settings.class_names,
+                   "MODEL_TASK": settings.model_task}
+    if settings.feature_names.split(",") == list(IRIS_FEATURE_DESCRIPTIONS):  # as the api stack's IrisFeatures
+        environment["FEATURE_ALIASES"] = ",".join(f"{alias}={name}" for name, alias in
+                                                  IRIS_FEATURE_DESCRIPTIONS.items())
+    return describe(inference_settings(environment), settings.model_version, None)
+
+
 def write_synth(directory: str | Path, stage: str, settings: AwsSettings) -> list[Path]:
     """Write every template (``<stack>.json``), its parameter values (``<stack>.parameters.json``, in the form
     ``aws cloudformation create-stack --parameters file://...`` reads: complete, so each file deploys its
-    template as it is) and every Lambda zip to ``directory``."""
+    template as it is) and every Lambda zip to ``directory``; and, when ``settings`` carry the served package's
+    schema (its task, features and classes), the API's OpenAPI document (``openapi.json``)."""
     packages = lambda_zips()
     specs = synthesize(stage, settings, packages)
     for spec in specs:
@@ -134,5 +157,9 @@ def write_synth(directory: str | Path, stage: str, settings: AwsSettings) -> lis
     for package in packages:
         path = target / package.filename
         path.write_bytes(package.data)
+        written.append(path)
+    if settings.model_task:
+        path = target / "openapi.json"
+        path.write_text(json.dumps(openapi_document(model_description(stage, settings)), indent=2) + "\n")
         written.append(path)
     return written

@@ -329,7 +329,8 @@ def _training_shares(sources: DashboardSources, package: ModelPackage | None) ->
 
 
 def drift(sources: DashboardSources, package: ModelPackage | None, series: list[PeriodSample]) -> dict[str, Any]:
-    """The newest PSI per feature and of the predicted classes, their history, and why there may be none."""
+    """The newest PSI per feature and of the predictions (``prediction_label``: the predicted classes, or a
+    regression's predicted values), their history, and why there may be none."""
     monitor = sources.drift
     document: dict[str, Any] = {
         "moderate": MODERATE_DRIFT,
@@ -338,18 +339,23 @@ def drift(sources: DashboardSources, package: ModelPackage | None, series: list[
     }
     if monitor is None:
         return {**document, "available": False, "why": "this server runs no drift monitor"}
-    document.update({"available": True, "window": monitor.window, "min_rows": monitor.min_rows})
-    if monitor.baseline is None:
+    baseline = monitor.baseline
+    predicts = baseline.predicts if baseline is not None else ("class" if _classes(package) else "value")
+    document.update({"available": True, "window": monitor.window, "min_rows": monitor.min_rows,
+                     "prediction_label": f"predicted {predicts}"})
+    if baseline is None:
         document["why"] = f"drift is not measured for this version: {monitor.unavailable_because}"
+    elif baseline.prediction_unavailable_because:
+        document["prediction_why"] = f"prediction drift is not measured: {baseline.prediction_unavailable_because}"
     latest = series[-1] if series else None
     if latest is None or not latest.feature_drift:
         document["stored_rows"] = len(sources.store.newest(monitor.min_rows))
         document["features"] = {}
-        document["class_drift"] = None
+        document["prediction_drift"] = None
     else:
         document["measured_at"] = clock_of(latest.timestamp)
         document["features"] = {name: finite(value) for name, value in sorted(latest.feature_drift.items())}
-        document["class_drift"] = finite(latest.class_drift)
+        document["prediction_drift"] = finite(latest.class_drift)
     history = [s for s in series if s.feature_drift]
     document["history"] = {
         "time": [clock_of(s.timestamp) for s in history],
@@ -357,7 +363,7 @@ def drift(sources: DashboardSources, package: ModelPackage | None, series: list[
             name: [finite(s.feature_drift.get(name)) for s in history]
             for name in sorted({name for s in history for name in s.feature_drift})
         },
-        "class_drift": [finite(s.class_drift) for s in history],
+        "prediction_drift": [finite(s.class_drift) for s in history],
     }
     return document
 

@@ -4,7 +4,8 @@ in SageMaker's JSON protocol (``POST /``, ``X-Amz-Target: SageMaker.<Operation>`
 
 What they describe is what the endpoint serves: one configuration per loaded model version
 (``<endpoint>-v<version>``), with the one production variant every CloudViz endpoint has, tagged with the
-version as the AWS endpoint stack tags its configurations.
+version and the URI of its data schema (a ``file://`` the local service wrote) as the AWS endpoint stack tags its
+configurations.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT
 from deploy.endpoint.model import ServingModel
+from serving_lambdas.served_version import DATA_SCHEMA_TAG
 
 TARGET_PREFIX = "SageMaker."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -80,6 +82,8 @@ class ControlPlane:
         if request.get("ResourceArn") != self._config_arn(model):
             return _error(400, "ValidationException", f"Could not find resource {request.get('ResourceArn')!r}.")
         tags = [] if model.version is None else [{"Key": MODEL_VERSION_TAG, "Value": str(model.version)}]
+        if model.schema_uri is not None:
+            tags.append({"Key": DATA_SCHEMA_TAG, "Value": model.schema_uri})
         return 200, _json({"Tags": tags})
 
     def _config_arn(self, model: ServingModel) -> str:

@@ -57,6 +57,9 @@ class ServingModel:
         self.objective: str = learner["objective"]["name"]
         self.num_class = int(learner["learner_model_param"].get("num_class", 0))
         self.num_features = booster.num_features()
+        # The file:// URI of the data schema its version was registered with, once the local service wrote it: the
+        # control plane tags the model's configuration with it, as the AWS endpoint stack tags its configurations.
+        self.schema_uri: str | None = None
 
     @classmethod
     def load(cls, tarball: Path, version: int | None = None) -> ServingModel:

@@ -4,8 +4,9 @@ The stage's approval rule (dev's only: prod gets a package by promotion) sends e
 State Change" event to an SQS queue; the function reads it through an event source mapping, one message at a
 time, and keeps the stage consistent:
 
-- the endpoint stack gets the package's ``ModelPackageArn``/``ModelVersion`` (its other parameters kept), through
-  the CloudFormation service role of the automation stack;
+- the endpoint stack gets the package's ``ModelPackageArn``/``ModelVersion`` and ``DataSchemaUri`` (the schema GET
+  /model describes it from; its other parameters kept), through the CloudFormation service role of the automation
+  stack;
 - the monitoring stack gets the package's baseline statistics (``BaselineStatisticsUri``, its ModelDataQuality
   statistics), so drift is measured against the data the served model was trained on;
 - the task, features and classes of the package's registered data schema must be the api stack's (``ModelTask``,
@@ -109,8 +110,9 @@ class Stage:
             raise
         logger.info("updating %s: %s", stack_name, ", ".join(f"{key}={value}" for key, value in changes.items()))
 
-    def package_data(self, package: Package) -> tuple[str, Contract]:
-        """The package's baseline statistics URI and the contract of its registered data schema."""
+    def package_data(self, package: Package) -> tuple[str, str, Contract]:
+        """The package's baseline statistics URI, the URI of its registered data schema and that schema's
+        contract."""
         described = self.client("sagemaker").describe_model_package(ModelPackageName=package.arn)
         metrics = described.get("ModelMetrics", {})
         baseline = metrics.get("ModelDataQuality", {}).get("Statistics", {}).get("S3Uri", "")
@@ -120,8 +122,9 @@ class Stage:
                           "classes are unknown)")
         bucket, _, key = schema_uri.removeprefix("s3://").partition("/")
         schema = json.loads(self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
-        return baseline, Contract(schema.get("task", DEFAULT_TASK), ",".join(map(str, schema["feature_columns"])),
-                                  ",".join(map(str, schema["classes"])))
+        return baseline, schema_uri, Contract(schema.get("task", DEFAULT_TASK),
+                                              ",".join(map(str, schema["feature_columns"])),
+                                              ",".join(map(str, schema["classes"])))
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def redeploy(package: Package, stage: Stage) -> dict:
     deployed = int(endpoint.get("ModelVersion") or 0)
     if package.version < deployed:
         return {"updated": [], "reason": f"version {package.version} is older than the deployed version {deployed}"}
-    baseline, contract = stage.package_data(package)
+    baseline, schema_uri, contract = stage.package_data(package)
     api = stage.parameters(names["api"])
     served = Contract(api.get("ModelTask", DEFAULT_TASK), api["FeatureNames"], api["ClassNames"])
     if contract != served:
@@ -160,10 +163,11 @@ def redeploy(package: Package, stage: Stage) -> dict:
         raise Refused(f"version {package.version} has baseline statistics {baseline or 'none'}, the drift function "
                       f"measures against {current_baseline or 'none'}: the drift function's resources would change")
     updated = []
-    if (endpoint.get("ModelPackageArn"), deployed) != (package.arn, package.version):
-        stage.update(names["endpoint"], endpoint, {"ModelPackageArn": package.arn,
-                                                   "ModelVersion": str(package.version)},
-                     os.environ["CLOUDFORMATION_ROLE_ARN"])
+    served = {"ModelPackageArn": package.arn, "ModelVersion": str(package.version)}
+    if "DataSchemaUri" in endpoint:  # an endpoint stack deployed before the parameter existed has none
+        served["DataSchemaUri"] = schema_uri
+    if any(endpoint.get(key) != value for key, value in served.items()):
+        stage.update(names["endpoint"], endpoint, served, os.environ["CLOUDFORMATION_ROLE_ARN"])
         updated.append(names["endpoint"])
     if baseline != current_baseline:
         stage.update(names["monitoring"], monitoring, {"BaselineStatisticsUri": baseline})

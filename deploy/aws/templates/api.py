@@ -1,5 +1,9 @@
 """The API stack: the two serving Lambdas, the REST API in front of them, its key and usage plan, and the
-DynamoDB prediction table, with one least-privilege role per function."""
+DynamoDB prediction table, with one least-privilege role per function.
+
+Routes: POST /predictions and GET /model (the live model's description, read from the data schema the served
+endpoint configuration names) to the inference function; GET /predictions and /predictions/{id} to the retrieve
+function."""
 
 from __future__ import annotations
 
@@ -26,8 +30,10 @@ from deploy.aws.templates.common import (
     write_logs,
 )
 from deploy.gateway.policy import ALLOW_HEADERS, EXPOSE_HEADERS, PREFLIGHT_MAX_AGE_SECONDS
-from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
-from pipelines.definition import PARAMETERS
+from pipelines.dag import RegisterModelStep
+from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS, IRIS_PARAMETERS
+from pipelines.definition import build_pipeline
+from pipelines.sagemaker.compiler import AwsTarget
 from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS, MAX_RETENTION_DAYS, TASKS
 from serving_lambdas.served_version import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
 from serving_lambdas.store.dynamodb import (
@@ -38,22 +44,27 @@ from serving_lambdas.store.dynamodb import (
     TTL_ATTRIBUTE,
 )
 
-PIPELINE_DEFAULTS = {parameter.name: parameter.default for parameter in PARAMETERS}
-FEATURE_NAMES = str(PIPELINE_DEFAULTS["FeatureColumns"])
-CLASS_NAMES = str(PIPELINE_DEFAULTS["ClassNames"])
+FEATURE_NAMES = IRIS_PARAMETERS["FeatureColumns"]  # the stack's defaults serve the bundled data's model
+CLASS_NAMES = IRIS_PARAMETERS["ClassNames"]
 FEATURE_ALIASES = ",".join(f"{alias}={name}" for name, alias in IRIS_FEATURE_DESCRIPTIONS.items())
 NAMES_PATTERN = r"[^,\s]+(,[^,\s]+)*"  # comma-separated names, none empty
 DEFAULT_TASK = "multiclass"  # what a version registered before tasks were recorded is
 FUNCTION_TIMEOUT_SECONDS = 25  # under API Gateway's 29 s integration timeout: the function answers, not the gateway
 FUNCTION_MEMORY_MB = 256
+# The S3 keys of the data schemas the pipeline registers (a Processing output lands at
+# <prefix>/executions/<execution id>/<step>/<output>): GET /model reads the served version's.
+(_SCHEMA,) = (step.data for step in build_pipeline().steps if isinstance(step, RegisterModelStep))
+DATA_SCHEMA_KEYS = f"{AwsTarget.prefix}/executions/*/{_SCHEMA.step}/{_SCHEMA.output}/schema.json"
 
 # (logical id of the method, HTTP method, resource logical id, function logical id)
 ROUTES = (
     ("PostPredictionsMethod", "POST", "PredictionsResource", "InferenceFunction"),
     ("GetPredictionsMethod", "GET", "PredictionsResource", "RetrieveFunction"),
     ("GetPredictionMethod", "GET", "PredictionIdResource", "RetrieveFunction"),
+    ("GetModelMethod", "GET", "ModelResource", "InferenceFunction"),
 )
-RESOURCE_PATHS = {"PredictionsResource": "predictions", "PredictionIdResource": "predictions/{id}"}
+RESOURCE_PATHS = {"PredictionsResource": "predictions", "PredictionIdResource": "predictions/{id}",
+                  "ModelResource": "model"}
 ALLOWED_ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 STAGE_SKIPS = (
     ("CKV_AWS_76", "access logs need the account-wide API Gateway CloudWatch role (AWS::ApiGateway::Account), an "
@@ -195,6 +206,8 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
     parameters = {
         "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the serving Lambdas' zip"},
         "CodeKey": {"Type": "String", "Description": "S3 key of the serving Lambdas' zip (serving_lambdas-*.zip)"},
+        "ArtifactBucket": {"Type": "String", "Description": "the bucket holding the pipeline's artifacts, whose data "
+                                                            "schemas GET /model reads"},
         "ThrottleRateLimit": {"Type": "Number", "Default": 10, "MinValue": 1,
                               "Description": "usage plan: steady-state requests per second per API key"},
         "ThrottleBurstLimit": {"Type": "Number", "Default": 20, "MinValue": 1,
@@ -265,11 +278,15 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
                 statement(["sagemaker:DescribeEndpoint"], [endpoint_arn], "DescribeTheEndpoint"),
                 statement(["sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
                           [arn("sagemaker", "endpoint-config/*")], "ReadServedModelVersion"),
+                # GET /model: the served version's data schema, which the configuration's tag names. Any version's
+                # (the pipeline's schema keys), so that a new version changes a tag, never this policy.
+                statement(["s3:GetObject"], [sub(f"arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/"
+                                                 f"{DATA_SCHEMA_KEYS}")], "ReadDataSchemas"),
                 # PutItem also authorizes the Puts of a TransactWriteItems batch.
                 statement(["dynamodb:PutItem"], [table_arn], "StorePredictions"),
                 write_logs(names.inference_log_group),
             ],
-            "POST /predictions: invokes the stage's endpoint and stores predictions",
+            "POST /predictions: invokes the stage's endpoint and stores predictions; GET /model: describes it",
         ),
         "RetrieveRole": role(
             names.retrieve_role_name, "lambda.amazonaws.com", "read-predictions",
@@ -281,7 +298,8 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         ),
         "InferenceFunction": _function(
             names.inference_function, INFERENCE_HANDLER, "InferenceRole", "InferenceLogGroup",
-            inference_environment, "POST /predictions: validate, invoke the endpoint, store, answer", allowed_origin,
+            inference_environment, "POST /predictions: validate, invoke the endpoint, store, answer; GET /model",
+            allowed_origin,
         ),
         "RetrieveFunction": _function(
             names.retrieve_function, RETRIEVE_HANDLER, "RetrieveRole", "RetrieveLogGroup",
@@ -305,6 +323,11 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         "PredictionIdResource": {
             "Type": "AWS::ApiGateway::Resource",
             "Properties": {"RestApiId": ref("RestApi"), "ParentId": ref("PredictionsResource"), "PathPart": "{id}"},
+        },
+        "ModelResource": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {"RestApiId": ref("RestApi"), "ParentId": get_att("RestApi", "RootResourceId"),
+                           "PathPart": "model"},
         },
         "Default4xxResponse": _gateway_response("DEFAULT_4XX", allowed_origin),
         "Default5xxResponse": _gateway_response("DEFAULT_5XX", allowed_origin),

@@ -1,10 +1,11 @@
 """The endpoint stack: the approved model package served by a SageMaker real-time endpoint with data capture.
 
-Model -> EndpointConfig (the one production variant ``AllTraffic``, tagged ``cloudviz:model-version``, data
-capture of every request and response) -> Endpoint. The Model and EndpointConfig keep CloudFormation-generated
-names: a new package or instance type replaces them, and the Endpoint (named, stable) is updated in place to the
-new config. In prod the update is blue/green: the new fleet takes all traffic, bakes, and is rolled back
-automatically if an endpoint alarm (created here, from the shared alarm rules) fires. A blue/green update keeps
+Model -> EndpointConfig (the one production variant ``AllTraffic``, tagged ``cloudviz:model-version`` and
+``cloudviz:data-schema``, data capture of every request and response) -> Endpoint. The Model and EndpointConfig
+keep CloudFormation-generated names: a new package or instance type replaces them, and the Endpoint (named,
+stable) is updated in place to the new config. In prod the update is blue/green: the new fleet takes all
+traffic, bakes, and is rolled back automatically if an endpoint alarm (created here, from the shared alarm rules)
+fires. A blue/green update keeps
 the variant names (SageMaker refuses one that changes them), so the variant name never carries the version: the
 inference function reads it from the configuration's tag (``serving_lambdas/served_version.py``).
 
@@ -23,6 +24,7 @@ from deploy.monitoring.alarm_rules import ALARM_RULES, AlarmRule
 from pipelines.dag import TrainingStep
 from pipelines.definition import build_pipeline
 from pipelines.sagemaker.compiler import AwsTarget
+from serving_lambdas.served_version import DATA_SCHEMA_TAG
 
 if TYPE_CHECKING:
     from deploy.aws.stacks import AwsSettings
@@ -107,6 +109,9 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
         "ModelPackageArn": package_parameter,
         "ModelVersion": {"Type": "Number", "MinValue": 1, "Default": settings.model_version,
                          "Description": f"the package's version: the endpoint configuration's {MODEL_VERSION_TAG} tag"},
+        "DataSchemaUri": {"Type": "String", "Default": settings.data_schema_uri, "AllowedPattern": "(s3://.+)?",
+                          "Description": f"the package's registered data schema (its DataSchema metadata), the "
+                                         f"endpoint configuration's {DATA_SCHEMA_TAG} tag; empty: none"},
         "InstanceType": {"Type": "String", "Default": INSTANCE_TYPES[names.stage],
                          "AllowedPattern": r"ml\.(?!inf1\.).+",
                          "Description": "instance type of the endpoint (not Inf1: no deployment guardrails there)"},
@@ -166,8 +171,10 @@ def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
                     "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"],
                                                  "JsonContentTypes": ["application/json"]},
                 },
-                # What the inference function records as each prediction's model version.
-                "Tags": [*tags, {"Key": MODEL_VERSION_TAG, "Value": ref("ModelVersion")}],
+                # What the inference function records as each prediction's model version, and the schema GET /model
+                # describes the model from.
+                "Tags": [*tags, {"Key": MODEL_VERSION_TAG, "Value": ref("ModelVersion")},
+                         {"Key": DATA_SCHEMA_TAG, "Value": ref("DataSchemaUri")}],
             },
         },
         **{alarm_id: _alarm(rule, names) for rule, alarm_id in alarm_ids.items()},

@@ -1,0 +1,106 @@
+"""The OpenAPI document of a live model: the generic document (``deploy/openapi.json``) filled in from the
+model's description (GET /model, ``serving_lambdas.model_description``).
+
+The request forms name the model's features (with their ranges), ``input_data`` rows have its number of values,
+the answer's class index and label are its classes (or the prediction is a number, for regression), and every
+example is built from the description's example row, so each one is answered as documented.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+GENERIC_DOCUMENT = Path(__file__).parent / "openapi.json"
+SCHEMA_REF = "#/components/schemas/"
+EXAMPLE_REQUEST_ID = "order-17"
+
+
+def generic_document() -> dict:
+    return json.loads(GENERIC_DOCUMENT.read_text(encoding="utf-8"))
+
+
+def openapi_document(description: dict) -> dict:
+    """The OpenAPI 3 document of the API serving the model ``description`` describes."""
+    document = generic_document()
+    schemas = document["components"]["schemas"]
+    names = [feature["name"] for feature in description["features"]]
+    task = description["task"]
+    what = f"a {task} model (version {description.get('model_version')}) of features {', '.join(names)}"
+    document["info"]["description"] = f"The API of {what}. " + document["info"]["description"]
+
+    properties = {feature["name"]: _feature_schema(feature) for feature in description["features"]}
+    single = schemas["SingleInput"]
+    single["required"] = names
+    single["properties"] = {**properties, **single["properties"]}
+    row = schemas["BatchInput"]["properties"]["input_data"]["items"]
+    row["minItems"] = row["maxItems"] = len(names)
+    row["description"] = f"[{', '.join(names)}]"
+    aliases = {alias: properties[feature["name"]] for feature in description["features"]
+               for alias in feature.get("aliases", [])}
+    named = {**properties, **aliases}
+    schemas["NamedInput"]["properties"]["features"]["properties"] = named
+    schemas["InstancesInput"]["properties"]["instances"]["items"]["properties"].update(named)
+
+    if task == "regression":
+        target = description.get("target") or {}
+        prediction = schemas["Prediction"]["properties"]
+        prediction["prediction"] = {"type": "number", "description": f"The predicted {target.get('name') or 'value'}."}
+        for key in ("label", "probability", "probabilities"):
+            prediction.pop(key)
+    else:
+        classes = [item["name"] for item in description["classes"]]
+        schemas["ClassIndex"]["enum"] = list(range(len(classes)))
+        schemas["ClassIndex"]["description"] = ", ".join(f"{name} = {index}" for index, name in enumerate(classes))
+        schemas["Label"]["enum"] = classes
+        schemas["Prediction"]["properties"]["prediction"] = {"$ref": SCHEMA_REF + "ClassIndex"}
+
+    example = description.get("example")
+    operation = document["paths"]["/predictions"]["post"]
+    if example is not None:
+        operation["requestBody"]["content"]["application/json"]["examples"] = request_examples(example)
+    operation["responses"]["200"]["content"]["application/json"]["example"] = answer_example(description)
+    operation["responses"]["400"]["content"]["application/json"]["example"] = {"message": f"{names[-1]} is missing"}
+    model = document["paths"]["/model"]["get"]["responses"]["200"]["content"]["application/json"]
+    model["example"] = description
+    return document
+
+
+def _feature_schema(feature: dict) -> dict:
+    schema: dict = {"$ref": SCHEMA_REF + "Feature"}
+    bounds = [f"{bound} {feature[bound]:g}" for bound in ("min", "max") if feature.get(bound) is not None]
+    if bounds or feature.get("description"):
+        # In OpenAPI 3.0 a $ref's siblings are ignored: a description goes beside it in an allOf.
+        text = feature.get("description") or feature["name"]
+        schema = {"allOf": [schema], "description": f"{text} (training data: {', '.join(bounds)})" if bounds else text}
+    return schema
+
+
+def request_examples(example: dict[str, float]) -> dict:
+    """One example of each request form, all built from the model's example row."""
+    values = list(example.values())
+    return {
+        "single": {"summary": "One row, the model's example", "value": dict(example)},
+        "batch": {"summary": "Rows of values in model order", "value": {"input_data": [values, values]}},
+        "named": {"summary": "Features by name", "value": {"features": dict(example)}},
+        "single_with_request_id": {"summary": "One row with your own request_id, to join its label later",
+                                   "value": {**example, "request_id": EXAMPLE_REQUEST_ID}},
+        "instances": {"summary": "Rows by name, each with an optional request_id",
+                      "value": {"instances": [{"request_id": f"{EXAMPLE_REQUEST_ID}:a", **example}, dict(example)]}},
+    }
+
+
+def answer_example(description: dict) -> dict:
+    """An answer in the model's shape: its first class (with probabilities), or its target's mean."""
+    stamp = {"id": "20261129T032001123456Z-3f9a2c7e1b5d0000", "timestamp": "2026-11-29T03:20:01.123456Z",
+             "model_version": description.get("model_version") or 1}
+    if description["task"] == "regression":
+        mean = (description.get("target") or {}).get("mean")
+        return {"prediction": round(mean, 3) if mean is not None else 0.0, **stamp}
+    classes = [item["name"] for item in description["classes"]]
+    rest = round(0.1 / max(len(classes) - 1, 1), 4)
+    probabilities = {name: (0.9 if index == 0 else rest) for index, name in enumerate(classes)}
+    answer: dict = {"prediction": 0, "label": classes[0], "probabilities": probabilities}
+    if len(classes) == 2:
+        answer["probability"] = 0.9
+    return {**answer, **stamp}
