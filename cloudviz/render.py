@@ -159,13 +159,19 @@ def package_detail(package: ModelPackage, deployments: Sequence[Deployment]) -> 
     return "\n".join(lines)
 
 
-def serve_command(group: str, stage: str) -> str:
-    """The command that serves ``group`` on ``stage``, as a user types it (the defaults left out)."""
+def endpoint_options(group: str, stage: str | None = None) -> str:
+    """The options that choose ``group``'s endpoint on ``stage`` in a command, as a user types them (the defaults
+    left out): `` --group Trees --stage prod``, or nothing for iris on dev."""
     from deploy.release import APPROVED_STAGE
     from pipelines.definition import DEFAULT_GROUP
 
-    command = "cloudviz serve" if group == DEFAULT_GROUP else f"cloudviz serve --group {group}"
-    return command if stage == APPROVED_STAGE else f"{command} --stage {stage}"
+    options = "" if group == DEFAULT_GROUP else f" --group {group}"
+    return options if stage in (None, APPROVED_STAGE) else f"{options} --stage {stage}"
+
+
+def serve_command(group: str, stage: str) -> str:
+    """The command that serves ``group`` on ``stage``, as a user types it."""
+    return "cloudviz serve" + endpoint_options(group, stage)
 
 
 def deployment(record: Deployment) -> str:
@@ -187,6 +193,7 @@ def promotion(record: Deployment, smoke_test: Mapping, source: str, changed: boo
 def serving(service: LocalService, key_from_env: bool) -> str:
     api, live = service.api.url, service.live
     key_source = "CLOUDVIZ_API_KEY" if key_from_env else f"kept in {service.home.api_key_file}"
+    choose = endpoint_options(live.group, service.stage)
     return "\n".join([
         f"Endpoint  {service.endpoint} at {service.endpoint_server.url} (SageMaker hosting and Runtime API),"
         f" serving {live.group} version {live.version}",
@@ -194,7 +201,8 @@ def serving(service: LocalService, key_from_env: bool) -> str:
         f"API key   {service.api_key}   (send it as x-api-key; {key_source})",
         f"Try       curl -s -X POST {api}/predictions -H 'x-api-key: {service.api_key}'"
         f" -H 'Content-Type: application/json' -d '{service.example_body()}'",
-        f"Dashboard {api}/dashboard   (live monitoring; `cloudviz dashboard` opens it; Prometheus: {api}/metrics)",
+        f"Dashboard {api}/dashboard   (live monitoring; `cloudviz dashboard{choose}` opens it;"
+        f" Prometheus: {api}/metrics)",
         alarms_line(service),
         smoke_test_line(service),
         follows_line(service) + " Ctrl-C stops.",
@@ -218,10 +226,12 @@ def follows_line(service: LocalService) -> str:
         line = f"A version approved now (cloudviz models approve {group} N) goes live here with no failed request."
         later = STAGES[STAGES.index(stage) + 1:]
         if later:
-            line += f" Once it passes its smoke test: cloudviz promote local --from {stage} --to {later[0]}."
+            line += (f" Once it passes its smoke test: cloudviz promote local{endpoint_options(group)} --from {stage}"
+                     f" --to {later[0]}.")
         return line
     source = stage_before(stage)
-    return (f"A version promoted now (cloudviz promote local --from {source} --to {stage}) goes live here with no"
+    return (f"A version promoted now (cloudviz promote local{endpoint_options(group)} --from {source} --to {stage})"
+            " goes live here with no"
             " failed request.")
 
 
@@ -229,7 +239,8 @@ def alarms_line(service: LocalService) -> str:
     rules = service.evaluator.rules if service.evaluator is not None else ()
     periods = "/".join(f"{period:g}" for period in sorted({rule.period_seconds for rule in rules}))
     destinations = ", ".join(notifier.destination for notifier in service.notifiers)
-    return (f"Alarms    {len(rules)} rules over {periods} s periods (cloudviz alarms list); changes go to:"
+    choose = endpoint_options(service.live.group, service.stage)
+    return (f"Alarms    {len(rules)} rules over {periods} s periods (cloudviz alarms list{choose}); changes go to:"
             f" {destinations}")
 
 

@@ -108,6 +108,10 @@ def test_two_groups_served_from_one_state_home_keep_their_state_apart(home: Stat
     iris_serve, trees_serve = serve(), serve("--group", TREES)
     try:
         iris, trees = served(iris_serve, iris_files), served(trees_serve, trees_files)
+        banner = "".join(trees_serve.stdout.readline() for _ in range(7))  # each command it names chooses Trees
+        assert f"`cloudviz dashboard --group {TREES}` opens it" in banner, banner
+        assert f"(cloudviz alarms list --group {TREES})" in banner
+        assert f"cloudviz promote local --group {TREES} --from dev --to prod" in banner
         iris_ids = [call(iris.api_url, "POST", "/predictions", IRIS_ROW)[1]["id"] for _ in range(3)]
         trees_ids = []
         for _ in range(3):  # 240 rows of one class: past the drift monitor's minimum, and far from training's shares
