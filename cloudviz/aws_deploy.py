@@ -29,15 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cloudviz.aws_pipeline import BUCKET_ENV
 from deploy.aws.names import STAGES, ResourceNames
 from pipelines.errors import UserError
 
 if TYPE_CHECKING:
     from deploy.aws.deployer import DeployResult
-    from deploy.aws.stacks import AwsSettings
+    from deploy.aws.settings import AwsSettings
     from deploy.aws.stage_config import StageConfig
 
-BUCKET_ENV = "CLOUDVIZ_BUCKET"
 ALARM_EMAIL_ENV = "CLOUDVIZ_ALARM_EMAIL"
 ALARM_EMAIL_PARAMETER = "AlarmEmail"  # the monitoring stack's parameter
 PACKAGE_PARAMETER = "ModelPackageArn"  # the endpoint stack's parameter: the package a stage serves
@@ -206,7 +206,7 @@ def synth_command(args: argparse.Namespace, config: StageConfig) -> int:
 def aws_settings(region: str, account_id: str, bucket: str, config: StageConfig, alarm_email: str, schedule: str,
                  **package: object) -> AwsSettings:
     """The templates' settings of a stage: its config, the resolved alarm email and schedule, the package."""
-    from deploy.aws.stacks import AwsSettings
+    from deploy.aws.settings import AwsSettings
 
     return AwsSettings(region=region, account_id=account_id, artifact_bucket=bucket, alarm_email=alarm_email,
                        allowed_origin=config.allowed_origin, instance_type=config.instance_type,

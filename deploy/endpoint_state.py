@@ -22,7 +22,7 @@ from pathlib import Path
 
 from deploy.aws.names import STAGES
 from deploy.deployments import Deployment, DeploymentStore
-from deploy.release import endpoint_name
+from deploy.release import local_endpoint_name
 from pipelines import sqlite_files
 from pipelines.errors import NotFoundError, UserError
 from pipelines.state import StateHome
@@ -46,7 +46,7 @@ class EndpointFiles:
     @classmethod
     def of(cls, home: StateHome, group: str, stage: str) -> EndpointFiles:
         """The files of ``group``'s endpoint on ``stage``."""
-        return cls.named(home, endpoint_name(group, stage))
+        return cls.named(home, local_endpoint_name(group, stage))
 
     @classmethod
     def named(cls, home: StateHome, endpoint: str) -> EndpointFiles:

@@ -24,6 +24,7 @@ from deploy.dashboard import Dashboard, DashboardSources
 from deploy.deployments import Deployment, DeploymentStore
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
 from deploy.endpoint_state import EndpointFiles
+from deploy.gateway.events import LOCAL_REGION
 from deploy.monitoring.alarm_history import AlarmHistory
 from deploy.monitoring.alarm_rules import ALARM_RULES
 from deploy.monitoring.alarms import AlarmEvaluator
@@ -31,7 +32,7 @@ from deploy.monitoring.drift import Baseline, DriftMonitor, load_baseline
 from deploy.monitoring.metrics import ApiMetrics, EndpointMetrics
 from deploy.monitoring.notifications import EventNotifier, Notifier
 from deploy.monitoring.sampler import MetricSampler, sampling_period
-from deploy.release import APPROVED_STAGE, deploy_local, endpoint_name, load_checked, stage_before
+from deploy.release import APPROVED_STAGE, deploy_local, load_checked, local_endpoint_name, stage_before
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.errors import NotFoundError, UserError
 from pipelines.registry import ModelPackage, ModelRegistry
@@ -42,7 +43,6 @@ from serving_lambdas import model_description
 from serving_lambdas.served_version import forget_served_versions
 from serving_lambdas.store import StoreSpec, open_store
 
-LOCAL_REGION = "us-east-1"
 logger = logging.getLogger(__name__)
 
 
@@ -123,7 +123,7 @@ class LocalService:
         self.home = home
         self.group = group
         self.stage = stage
-        self.endpoint = endpoint_name(group, stage)
+        self.endpoint = local_endpoint_name(group, stage)
         self.files = EndpointFiles.of(home, group, stage)
         self.registry = ModelRegistry(home.registry_db)
         self.store = DeploymentStore(home.deployments)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from deploy.gateway import DEFAULT_MAX_BODY_BYTES, ApiGateway, LambdaRoute, PlainRoute
-from deploy.gateway.routes import PlainResponse, Request
+from deploy.gateway.routes import PlainRequest, PlainResponse
 from deploy.openapi import openapi_document
 from serving_lambdas import inference, retrieve
 from serving_lambdas.config import inference_settings
@@ -61,7 +61,7 @@ def build_prediction_api(
     )
 
 
-def served_openapi(request: Request) -> PlainResponse:
+def served_openapi(request: PlainRequest) -> PlainResponse:
     """GET /openapi.json: the document of the model the endpoint serves now (no key needed)."""
     description = json.dumps(live_description(inference_settings()), sort_keys=True)
     return 200, {"Content-Type": "application/json"}, _generated(description)

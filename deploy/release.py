@@ -30,9 +30,10 @@ def check_stage(stage: str) -> None:
         raise UserError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
 
 
-def endpoint_name(group: str, stage: str = APPROVED_STAGE) -> str:
-    """The endpoint serving a group's models on ``stage``; a valid SageMaker endpoint name. The first stage keeps
-    the name the endpoint had before stages existed."""
+def local_endpoint_name(group: str, stage: str = APPROVED_STAGE) -> str:
+    """The local endpoint serving a group's models on ``stage`` (on AWS a stage has one endpoint,
+    ``ResourceNames.endpoint_name``); a valid SageMaker endpoint name. The first stage keeps the name the endpoint
+    had before stages existed."""
     check_stage(stage)
     return f"{group}-endpoint" if stage == APPROVED_STAGE else f"{group}-{stage}-endpoint"
 
@@ -90,7 +91,7 @@ def deploy_local(
     """Check the chosen version and record it as live on ``stage``; a refused version leaves the live one in place.
     A later stage takes only a version promoted to it before, unless ``force``."""
     package = choose_version(registry, group, version, force)
-    endpoint = endpoint_name(group, stage)
+    endpoint = local_endpoint_name(group, stage)
     if stage != APPROVED_STAGE and not force and package.version not in store.promoted_versions(endpoint):
         source = stage_before(stage)
         raise UserError(
@@ -111,7 +112,7 @@ def promote_local(
     if stage_before(target) != source:
         raise UserError(f"--from {source} --to {target}: versions are promoted one stage at a time,"
                         f" {' -> '.join(STAGES)}")
-    live = store.current(endpoint_name(group, source))
+    live = store.current(local_endpoint_name(group, source))
     if live is None:
         raise UserError(f"{source} serves no version of {group}: deploy one with `cloudviz deploy local --stage"
                         f" {source}`, then smoke-test it with `cloudviz serve --stage {source}`")
@@ -126,7 +127,7 @@ def promote_local(
     if package.approval_status != "Approved":
         raise UserError(f"{name} is {package.approval_status} since {package.updated_at}, not Approved:"
                         " only an Approved version is promoted")
-    current = store.current(endpoint_name(group, target))
+    current = store.current(local_endpoint_name(group, target))
     if current is not None and current.version == live.version:
         return current, smoke, False
     deployment, _ = release(store, package, target, f"promoted from {source}", promoted_from=source)
@@ -137,7 +138,7 @@ def release(
     store: DeploymentStore, package: ModelPackage, stage: str, reason: str, promoted_from: str | None = None
 ) -> tuple[Deployment, ServingModel]:
     """Load and check ``package``, then record it as live on ``stage``; a refusal is recorded and raised."""
-    endpoint = endpoint_name(package.group, stage)
+    endpoint = local_endpoint_name(package.group, stage)
     try:
         model = load_checked(package)
     except UserError as error:

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from deploy.deployments import DeploymentStore  # noqa: E402
-from deploy.release import endpoint_name  # noqa: E402
+from deploy.release import local_endpoint_name  # noqa: E402
 from pipelines.model_quality import confusion_matrix as confusion_counts  # noqa: E402
 from pipelines.model_quality import headline_metrics, scalar_metrics  # noqa: E402
 from pipelines.registry import ModelPackage, ModelRegistry  # noqa: E402
@@ -73,7 +73,7 @@ def write_report(record: RunRecord, registry: ModelRegistry, deployments: Deploy
 def live_package(record: RunRecord, registry: ModelRegistry, deployments: DeploymentStore) -> ModelPackage | None:
     """The version the run's group serves locally now, if any."""
     group = str(record.parameters.get("ModelPackageGroupName", ""))
-    deployment = deployments.current(endpoint_name(group)) if group else None
+    deployment = deployments.current(local_endpoint_name(group)) if group else None
     return registry.get(group, deployment.version) if deployment else None
 
 

@@ -22,13 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy.dashboard.browser import headless_chromium
 from deploy.local_service import LocalService
 from pipelines.definition import DEFAULT_GROUP, build_pipeline
 from pipelines.registry import ModelRegistry
 from pipelines.runner import LocalRunner
 from pipelines.runs import RunStore
 from pipelines.state import StateHome
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # headless Chromium is a test helper
+from browser import headless_chromium  # noqa: E402
 
 FEATURES = ("x1", "x2", "x3", "x4")
 

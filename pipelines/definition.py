@@ -36,6 +36,7 @@ from pathlib import PurePosixPath
 
 from pipelines.builtin_xgboost.hyperparameters import DEFAULT_HYPERPARAMETERS
 from pipelines.dag import (
+    PYTHON_TYPES,
     ConditionStep,
     FailStep,
     JsonGet,
@@ -52,6 +53,7 @@ from pipelines.dag import (
 )
 from pipelines.datasets import IRIS_PARAMETERS
 from pipelines.errors import UserError
+from pipelines.registry import APPROVAL_STATUSES
 
 PIPELINE_NAME = "CloudVizPipeline"
 DEFAULT_GROUP = "CloudVizIris"
@@ -65,7 +67,6 @@ GATE_METRICS = {
     "binary": ("accuracy", "precision", "recall", "f1", "auc"),
     "regression": ("r2", "rmse", "mse", "mae"),
 }
-APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 PROCESSING = "/opt/ml/processing"
 
 # Hyperparameters exposed as pipeline parameters, named as SageMaker users name them.
@@ -77,7 +78,6 @@ HYPERPARAMETER_PARAMETERS = {
     "objective": ("Objective", "String"),
     "num_round": ("NumRound", "Integer"),
 }
-PYTHON_TYPE = {"Integer": int, "Float": float, "String": str}
 
 PARAMETERS = (
     Parameter("InputData", "String", "", "raw CSV (a local path or s3:// URI); empty: the bundled iris data"),
@@ -95,7 +95,7 @@ PARAMETERS = (
     Parameter("TestFraction", "Float", 0.15, "share of each class held out for the test set"),
     Parameter("Seed", "Integer", 42, "random seed of the split"),
     *(
-        Parameter(name, kind, PYTHON_TYPE[kind](DEFAULT_HYPERPARAMETERS[hp]), f"XGBoost hyperparameter {hp}",
+        Parameter(name, kind, PYTHON_TYPES[kind](DEFAULT_HYPERPARAMETERS[hp]), f"XGBoost hyperparameter {hp}",
                   choices=tuple(TASKS) if hp == "objective" else ())
         for hp, (name, kind) in HYPERPARAMETER_PARAMETERS.items()
     ),

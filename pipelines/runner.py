@@ -46,7 +46,7 @@ from pipelines.datasets import iris_csv
 from pipelines.definition import data_parameters
 from pipelines.errors import UserError
 from pipelines.registry import ModelRegistry
-from pipelines.runs import EXECUTING, FAILED, PENDING, SKIPPED, SUCCEEDED, RunRecord, RunStore, utc_now
+from pipelines.runs import EXECUTING, FAILED, PENDING, SKIPPED, SUCCEEDED, RunRecord, RunStore, utc_now_text
 from pipelines.state import StateHome
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class LocalRunner:
             record.status, record.failure_reason = FAILED, "interrupted; resume it with: cloudviz pipeline resume"
             raise
         finally:
-            record.ended_at = utc_now()
+            record.ended_at = utc_now_text()
             record.save()
             self.observer.run_changed(record)
             logger.info("run %s %s", record.run_id, record.status, extra={
@@ -178,7 +178,7 @@ class LocalRunner:
 
     def _run_step(self, record: RunRecord, step: Step, use_cache: bool) -> None:
         state = record.steps[step.name]
-        state.status, state.started_at, state.ended_at = EXECUTING, utc_now(), None
+        state.status, state.started_at, state.ended_at = EXECUTING, utc_now_text(), None
         state.cached_from, state.failure_reason = None, None
         state.inputs = self._inputs_of(step, record)
         record.save()
@@ -194,7 +194,7 @@ class LocalRunner:
             state.status, state.failure_reason = FAILED, str(failure)
         except UserError as error:
             state.status, state.failure_reason = FAILED, str(error)
-        state.ended_at = utc_now()
+        state.ended_at = utc_now_text()
         state.duration_seconds = round(time.monotonic() - started, 3)
         record.save()
         self.observer.run_changed(record)

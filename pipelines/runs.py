@@ -21,7 +21,8 @@ from pipelines.state import write_json_atomic
 PENDING, EXECUTING, SUCCEEDED, FAILED, SKIPPED = "Pending", "Executing", "Succeeded", "Failed", "Skipped"
 
 
-def utc_now() -> str:
+def utc_now_text() -> str:
+    """The current UTC time as ISO-8601 text with microseconds, as run records store it."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
@@ -54,7 +55,7 @@ class RunRecord:
     parameters: dict
     folder: Path
     status: str = EXECUTING
-    created_at: str = field(default_factory=utc_now)
+    created_at: str = field(default_factory=utc_now_text)
     ended_at: str | None = None
     failure_reason: str | None = None
     resumed: int = 0

@@ -32,7 +32,8 @@ from deploy.aws.deployer import CREATED, deploy_stack
 from deploy.aws.lambda_zip import INFERENCE_HANDLER, RETRIEVE_HANDLER, serving_zip
 from deploy.aws.names import PRODUCTION_VARIANT, ResourceNames
 from deploy.aws.registry import latest_approved_package
-from deploy.aws.stacks import AwsSettings, StackSpec, synthesize
+from deploy.aws.settings import AwsSettings
+from deploy.aws.stacks import StackSpec, synthesize
 from deploy.aws.templates.api import CLASS_NAMES
 from deploy.endpoint import ServingModel
 from serving_lambdas.model_description import forget_schemas

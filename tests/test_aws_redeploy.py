@@ -52,7 +52,8 @@ from deploy.aws.functions.smoke_test import (
 )
 from deploy.aws.lambda_zip import lambda_zips
 from deploy.aws.names import ResourceNames
-from deploy.aws.stacks import AwsSettings, synthesize
+from deploy.aws.settings import AwsSettings
+from deploy.aws.stacks import synthesize
 from deploy.aws.templates.automation import MAX_RECEIVE_COUNT, RETRY_WINDOW_SECONDS, VISIBILITY_TIMEOUT_SECONDS
 from deploy.aws.templates.endpoint import MAX_DEPLOYMENT_SECONDS
 from deploy.local_service import LocalService

@@ -9,7 +9,8 @@ import pytest
 from sagemaker_definition import BUCKET, flattened, offline_definition
 
 from deploy.aws.names import ResourceNames
-from deploy.aws.stacks import AwsSettings, synthesize
+from deploy.aws.settings import AwsSettings
+from deploy.aws.stacks import synthesize
 from serving_lambdas.store.dynamodb import TTL_ATTRIBUTE
 
 SETTINGS = AwsSettings(region="eu-west-1", account_id="123456789012", artifact_bucket=BUCKET,

@@ -19,7 +19,8 @@ from openapi_spec_validator import validate as validate_openapi
 from deploy.aws.functions.smoke_test import REQUEST_TIMEOUT_SECONDS, longest_run_seconds
 from deploy.aws.lambda_zip import automation_zip, lambda_zips, serving_zip
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
-from deploy.aws.stacks import AwsSettings, StackSpec, referenced_packages, synthesize, write_synth
+from deploy.aws.settings import AwsSettings
+from deploy.aws.stacks import StackSpec, referenced_packages, synthesize, write_synth
 from deploy.aws.templates.monitoring import DRIFT_METRICS, LOCAL_ONLY_PANELS, dashboard_panels, drift_schedule
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME

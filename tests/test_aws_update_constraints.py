@@ -31,7 +31,8 @@ import pytest
 from botocore.validate import validate_parameters
 
 from deploy.aws.names import ResourceNames
-from deploy.aws.stacks import AwsSettings, synthesize
+from deploy.aws.settings import AwsSettings
+from deploy.aws.stacks import synthesize
 
 STAGES = ("dev", "prod")
 REGION, ACCOUNT = "eu-west-1", "123456789012"

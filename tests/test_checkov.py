@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.aws.stacks import AwsSettings, synthesize
+from deploy.aws.settings import AwsSettings
+from deploy.aws.stacks import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import browser
 import pytest
 from polling import wait_for
 
-from deploy.dashboard import browser
 from deploy.dashboard.data import OVERLAP_SECONDS, RecentPredictions
 from deploy.dashboard.routes import is_loopback, plotly_js
 from deploy.dashboard.serve_file import ServeRecord, record_serve
 from deploy.endpoint_state import EndpointFiles
-from deploy.gateway import Request
+from deploy.gateway import PlainRequest
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_rules import ALARM_RULES
 from pipelines.registry import ModelRegistry
@@ -225,7 +225,8 @@ def test_requests_from_another_machine_are_refused(home: StateHome):
         for address in ("192.0.2.7", "10.0.0.1"):
             for path in ("/dashboard", "/dashboard/data", "/dashboard/plotly.min.js"):
                 resource, _ = service.api.router.resource(path)  # the route the running gateway serves
-                status, _, body = resource.methods["GET"].respond(Request("GET", path, {}, {}, {}, b"", "id", address))
+                request = PlainRequest("GET", path, {}, {}, {}, b"", "id", address)
+                status, _, body = resource.methods["GET"].respond(request)
                 assert (status, json.loads(body)["message"]) == (
                     403, "the dashboard answers only on this machine: open it on 127.0.0.1")
     assert all(map(is_loopback, ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1")))

@@ -13,13 +13,13 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
 from generated_data import regression
 from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.dashboard import browser
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_history import ALARM, INSUFFICIENT_DATA, OK
 from deploy.monitoring.drift import DriftMonitor, load_baseline

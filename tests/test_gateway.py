@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.gateway import ApiGateway, LambdaRoute, PlainRoute, Request
+from deploy.gateway import ApiGateway, LambdaRoute, PlainRequest, PlainRoute
 
 KEY = "test-key-0123456789abcdef"
 
@@ -57,7 +57,7 @@ def configuration(event, context):
     return {"statusCode": 200, "body": json.dumps(values)}
 
 
-def plain_page(request: Request):
+def plain_page(request: PlainRequest):
     return 200, {"Content-Type": "text/plain"}, f"plain {request.method} {request.query}".encode()
 
 

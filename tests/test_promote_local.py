@@ -26,7 +26,7 @@ from cloudviz.cli import main
 from deploy.api_smoke_test import example_row
 from deploy.deployments import DeploymentStore
 from deploy.local_service import LocalService
-from deploy.release import deploy_local, endpoint_name
+from deploy.release import deploy_local, local_endpoint_name
 from pipelines.definition import build_pipeline
 from pipelines.errors import UserError
 from pipelines.registry import ModelRegistry
@@ -37,7 +37,7 @@ from pipelines.state import StateHome
 GROUP = "CloudVizIris"
 KEY = "k" * 32
 SEED = {"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}
-DEV, PROD = endpoint_name(GROUP), endpoint_name(GROUP, "prod")
+DEV, PROD = local_endpoint_name(GROUP), local_endpoint_name(GROUP, "prod")
 
 
 @pytest.fixture

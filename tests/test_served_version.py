@@ -20,7 +20,8 @@ from botocore.validate import validate_parameters
 from moto import mock_aws
 
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
-from deploy.aws.stacks import AwsSettings, synthesize
+from deploy.aws.settings import AwsSettings
+from deploy.aws.stacks import synthesize
 from serving_lambdas import served_version as served_version_module
 from serving_lambdas.config import inference_settings
 from serving_lambdas.endpoint import client

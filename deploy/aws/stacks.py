@@ -1,6 +1,6 @@
-"""The unit of deployment (:class:`StackSpec`), the settings templates are generated from (:class:`AwsSettings`),
-and the synthesis of a stage's four stacks (:func:`synthesize`, :func:`write_synth`, which also writes the API's
-OpenAPI document when the served model's schema is known)."""
+"""The unit of deployment (:class:`StackSpec`) and the synthesis of a stage's four stacks from their templates
+(:func:`synthesize`, :func:`write_synth`, which also writes the API's OpenAPI document when the served model's
+schema is known). The settings they are generated with live in :mod:`deploy.aws.settings`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deploy.aws.lambda_zip import LambdaZip, lambda_zips
 from deploy.aws.names import ResourceNames
+from deploy.aws.settings import AwsSettings
 from deploy.aws.templates.api import api_template
 from deploy.aws.templates.automation import automation_template
 from deploy.aws.templates.common import stack_tags
@@ -19,40 +20,6 @@ from deploy.openapi import openapi_document
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from serving_lambdas.config import inference_settings
 from serving_lambdas.model_description import describe
-
-
-@dataclass(frozen=True)
-class AwsSettings:
-    """Account-level settings a stage's templates are generated with.
-
-    ``region`` and ``account_id`` only serve names that must be literal ARNs outside a template;
-    templates use the ``AWS::Region``/``AWS::AccountId`` pseudo-parameters. ``model_package_arn``
-    and ``model_version`` are the approved model package to serve (empty: the template defaults);
-    ``baseline_statistics_uri`` its training data's statistics, which drift is measured against (empty:
-    no drift function); ``data_schema_uri`` its registered data schema, which GET /model describes it from
-    (empty: described from the API's configuration alone). ``instance_type``/``instance_count`` size the endpoint
-    (empty/0: the stage's defaults, ``INSTANCE_TYPES``/``INSTANCE_COUNTS``); the per-stage values come from
-    ``cloudviz.toml`` (:mod:`deploy.aws.stage_config`).
-    """
-
-    region: str = "us-east-1"
-    account_id: str = "123456789012"
-    artifact_bucket: str = ""
-    alarm_email: str = ""
-    model_package_arn: str = ""
-    model_version: int = 1
-    baseline_statistics_uri: str = ""
-    data_schema_uri: str = ""
-    allowed_origin: str = "*"  # CORS Access-Control-Allow-Origin of the stage's API
-    # The served package's data schema: its task, features and classes (comma-separated; none for regression).
-    # No task: the package has no schema, and the api template's defaults (the pipeline's) apply.
-    model_task: str = ""
-    feature_names: str = ""
-    class_names: str = ""
-    schedule_expression: str = "cron(0 3 ? * MON *)"
-    schedule_enabled: bool = False  # scheduled retraining is off until asked for
-    instance_type: str = ""
-    instance_count: int = 0
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def parameter_refusal(definition: dict, value: str | int) -> str:
 def template_parameters(stage: str) -> dict[str, dict]:
     """Every parameter definition of the stage's four templates, by ``<stack kind>.<parameter>``."""
     from deploy.aws.lambda_zip import LambdaZip
-    from deploy.aws.stacks import AwsSettings, synthesize
+    from deploy.aws.settings import AwsSettings
+    from deploy.aws.stacks import synthesize
 
     names = ResourceNames(stage)
     packages = (LambdaZip("serving_lambdas", b""), LambdaZip("automation", b""))  # only their keys are named

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from importlib.resources import files
 
 from deploy.dashboard.data import DashboardSources, RecentPredictions, build, to_json
-from deploy.gateway import PlainRoute, Request
+from deploy.gateway import PlainRequest, PlainRoute
 from deploy.gateway.routes import PlainResponse
 
 ASSETS = files("deploy.dashboard") / "assets"
@@ -55,18 +55,18 @@ class Dashboard:
             PlainRoute("GET", "/dashboard/data", self._data),
         ]
 
-    def _asset(self, path: str) -> Callable[[Request], PlainResponse]:
+    def _asset(self, path: str) -> Callable[[PlainRequest], PlainResponse]:
         content_type, body = self._files[path]
         headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
         if content_type.startswith("text/html"):
             headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
 
-        def respond(request: Request) -> PlainResponse:
+        def respond(request: PlainRequest) -> PlainResponse:
             return (200, headers, body) if is_loopback(request.source_ip) else refused()
 
         return respond
 
-    def _data(self, request: Request) -> PlainResponse:
+    def _data(self, request: PlainRequest) -> PlainResponse:
         if not is_loopback(request.source_ip):
             return refused()
         document = build(self.sources, self.recent, request.headers.get("host", "127.0.0.1"))

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 INVOCATIONS_PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
 
 
-def endpoint_name(path: str) -> str | None:
+def invoked_endpoint_name(path: str) -> str | None:
     """The EndpointName of an InvokeEndpoint path, or None for another path."""
     match = INVOCATIONS_PATH.match(path)
     return unquote(match.group(1)) if match else None

@@ -72,7 +72,7 @@ class EndpointServer(Service):
         if route == ("POST", "/"):
             status, document = self.control.answer(request.lower.get("x-amz-target"), body, self.slot.current)
             return response(status, document, CONTENT_TYPE)
-        name = runtime.endpoint_name(request.path)
+        name = runtime.invoked_endpoint_name(request.path)
         if name is None:
             raise InvocationError(404, f"no such resource: {request.method} {request.path}")
         if request.method != "POST":
@@ -112,7 +112,7 @@ class EndpointServer(Service):
 
     def error_page(self, request: Request | None, error: HTTPError) -> Response:
         """A request refused before routing (malformed, too large): in the Runtime API's shape on its path."""
-        runtime_api = request is not None and runtime.endpoint_name(request.path) is not None
+        runtime_api = request is not None and runtime.invoked_endpoint_name(request.path) is not None
         return self.failure(error, None, runtime_api)
 
     def execution_parameters(self) -> dict:

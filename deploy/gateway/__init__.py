@@ -5,7 +5,7 @@ calls ``handler(event, context)`` in the serving thread and turns the proxy resp
 """
 
 from deploy.gateway.events import LambdaContext
-from deploy.gateway.routes import LambdaRoute, PlainRoute, Request
+from deploy.gateway.routes import LambdaRoute, PlainRequest, PlainRoute
 from deploy.gateway.server import DEFAULT_MAX_BODY_BYTES, ApiGateway
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ApiGateway", "LambdaContext", "LambdaRoute", "PlainRoute", "Request"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ApiGateway", "LambdaContext", "LambdaRoute", "PlainRequest", "PlainRoute"]

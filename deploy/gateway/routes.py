@@ -16,7 +16,7 @@ PlainResponse = tuple[int, dict[str, str], bytes]
 
 
 @dataclass(frozen=True)
-class Request:
+class PlainRequest:
     """What a plain route sees of an HTTP request (query values and headers keep every repeated value)."""
 
     method: str
@@ -48,7 +48,7 @@ class PlainRoute:
 
     method: str
     resource: str
-    respond: Callable[[Request], PlainResponse]
+    respond: Callable[[PlainRequest], PlainResponse]
     api_key_required: bool = False
 
 

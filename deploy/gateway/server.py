@@ -21,9 +21,8 @@ from deploy.gateway.access_log import AccessLog
 from deploy.gateway.events import LambdaContext, proxy_event
 from deploy.gateway.policy import key_matches, preflight_headers, with_cors
 from deploy.gateway.responses import MalformedProxyResponse, Response
-from deploy.gateway.routes import LambdaRoute, PlainRoute, Request, Route, Router
-from deploy.http11 import HTTPError, Service
-from deploy.http11 import Request as HTTPRequest
+from deploy.gateway.routes import LambdaRoute, PlainRequest, PlainRoute, Route, Router
+from deploy.http11 import HTTPError, Request, Service
 
 # The largest legitimate call is a batch of MAX_BATCH_ROWS (100, at most 1000) rows of four numbers: well under
 # 100 KB. 1 MiB leaves ten times that headroom while bounding what one connection can make the process buffer
@@ -93,12 +92,12 @@ class ApiGateway(Service):
                 os.environ[name] = value
         self._replaced = {}
 
-    def respond(self, request: HTTPRequest, body: bytes) -> Response:
+    def respond(self, request: Request, body: bytes) -> Response:
         request_id = str(uuid.uuid4())
         response, resource, error = self.answer(request, body, request_id)
         return self.finish(request, request_id, response, resource, error, len(body))
 
-    def error_page(self, request: HTTPRequest | None, error: HTTPError) -> Response:
+    def error_page(self, request: Request | None, error: HTTPError) -> Response:
         """A request refused before routing (unreadable, too large, no Content-Length), in API Gateway's shape."""
         status, headers, payload = responses.refused(error.status, error.message)
         if request is None:  # nothing to log: not even the method and path could be read
@@ -107,7 +106,7 @@ class ApiGateway(Service):
 
     def finish(
         self,
-        request: HTTPRequest,
+        request: Request,
         request_id: str,
         response: Response,
         resource: str | None,
@@ -138,7 +137,7 @@ class ApiGateway(Service):
         headers.append(("x-amzn-RequestId", request_id))
         return status, headers, payload
 
-    def answer(self, request: HTTPRequest, body: bytes, request_id: str) -> tuple[Response, str | None, str | None]:
+    def answer(self, request: Request, body: bytes, request_id: str) -> tuple[Response, str | None, str | None]:
         """(response, resource template or None, error text for the log or None) for one request."""
         method, raw_path, headers, source_ip = request.method, request.path, request.headers, request.client
         found = self.router.resource(raw_path)
@@ -170,7 +169,7 @@ class ApiGateway(Service):
                 )
                 context = LambdaContext(route.function_name, route.memory_limit_in_mb, route.timeout_seconds)
                 return responses.from_proxy_result(route.handler(event, context)), resource.template, None
-            plain = Request(
+            plain = PlainRequest(
                 method=method,
                 path=unquote(raw_path),
                 path_parameters=path_parameters,

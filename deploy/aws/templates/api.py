@@ -194,16 +194,10 @@ def table_retained(names: ResourceNames) -> bool:
     return names.stage == "prod"
 
 
-def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
-    """The API stack's template; ``allowed_origin`` is the stage's CORS Access-Control-Allow-Origin.
-
-    The origin is written into the template, not taken as a parameter: it is part of the API's deployment
-    snapshot, and the Deployment's logical id is a digest of that snapshot, so a changed origin must change the
-    template to reach the stage."""
-    if not ALLOWED_ORIGIN.fullmatch(allowed_origin):
-        raise ValueError(f"allowed origin {allowed_origin!r} must be * or scheme://host[:port], e.g. "
-                         "https://dashboard.example.com")
-    parameters = {
+def api_parameters() -> dict[str, dict]:
+    """The API stack's parameters: the code's location, throttling, limits, retention and the served model's
+    schema."""
+    return {
         "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the serving Lambdas' zip"},
         "CodeKey": {"Type": "String", "Description": "S3 key of the serving Lambdas' zip (serving_lambdas-*.zip)"},
         "ArtifactBucket": {"Type": "String", "Description": "the bucket holding the pipeline's artifacts, whose data "
@@ -234,6 +228,32 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
                       "Description": "what the endpoint's score means: a class (multiclass, binary) or a value "
                                      "(regression)"},
     }
+
+
+def table_resources(names: ResourceNames) -> dict[str, dict]:
+    """The DynamoDB prediction table."""
+    return {"PredictionTable": checkov_skip({
+        "Type": "AWS::DynamoDB::Table",
+        # dev: deleted with the stack (`cloudviz destroy aws` removes everything it created). prod: kept when
+        # the stack is deleted or the table replaced: its predictions are the record of what was served.
+        "DeletionPolicy": "Retain" if table_retained(names) else "Delete",
+        "UpdateReplacePolicy": "Retain" if table_retained(names) else "Delete",
+        "Properties": {
+            "TableName": names.table_name,
+            "KeySchema": KEY_SCHEMA,
+            "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+            "BillingMode": BILLING_MODE,
+            "SSESpecification": {"SSEEnabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            # Every item carries its expiry (PredictionRetentionDays after it was made); DynamoDB deletes it.
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+        },
+    }, ("CKV_AWS_119", "encrypted at rest with the AWS managed key (SSEEnabled); a customer managed key adds a "
+                       "key policy and per-request KMS cost, and no consumer needs key-level control"))}
+
+
+def function_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
+    """The inference and retrieve functions, each with its log group and least-privilege role."""
     inference_environment = {
         "ENDPOINT_NAME": names.endpoint_name,
         "PREDICTION_STORE": sub("dynamodb:${PredictionTable}"),
@@ -247,25 +267,7 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
     }
     table_arn = get_att("PredictionTable", "Arn")
     endpoint_arn = arn("sagemaker", f"endpoint/{names.endpoint_name}")
-    resources: dict[str, dict] = {
-        "PredictionTable": checkov_skip({
-            "Type": "AWS::DynamoDB::Table",
-            # dev: deleted with the stack (`cloudviz destroy aws` removes everything it created). prod: kept when
-            # the stack is deleted or the table replaced: its predictions are the record of what was served.
-            "DeletionPolicy": "Retain" if table_retained(names) else "Delete",
-            "UpdateReplacePolicy": "Retain" if table_retained(names) else "Delete",
-            "Properties": {
-                "TableName": names.table_name,
-                "KeySchema": KEY_SCHEMA,
-                "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
-                "BillingMode": BILLING_MODE,
-                "SSESpecification": {"SSEEnabled": True},
-                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-                # Every item carries its expiry (PredictionRetentionDays after it was made); DynamoDB deletes it.
-                "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
-            },
-        }, ("CKV_AWS_119", "encrypted at rest with the AWS managed key (SSEEnabled); a customer managed key adds a "
-                           "key policy and per-request KMS cost, and no consumer needs key-level control")),
+    return {
         "InferenceLogGroup": log_group(names.inference_log_group, ref("LogRetentionDays")),
         "RetrieveLogGroup": log_group(names.retrieve_log_group, ref("LogRetentionDays")),
         "InferenceRole": role(
@@ -299,13 +301,19 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         "InferenceFunction": _function(
             names.inference_function, INFERENCE_HANDLER, "InferenceRole", "InferenceLogGroup",
             inference_environment, "POST /predictions: validate, invoke the endpoint, store, answer; GET /model",
-            allowed_origin,
+            origin,
         ),
         "RetrieveFunction": _function(
             names.retrieve_function, RETRIEVE_HANDLER, "RetrieveRole", "RetrieveLogGroup",
             {"PREDICTION_STORE": sub("dynamodb:${PredictionTable}")},
-            "GET /predictions and GET /predictions/{id}: stored predictions, newest first", allowed_origin,
+            "GET /predictions and GET /predictions/{id}: stored predictions, newest first", origin,
         ),
+    }
+
+
+def rest_api_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
+    """The REST API, its resources (paths) and its CORS-enabled gateway error responses."""
+    return {
         "RestApi": {
             "Type": "AWS::ApiGateway::RestApi",
             "Properties": {
@@ -329,9 +337,14 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
             "Properties": {"RestApiId": ref("RestApi"), "ParentId": get_att("RestApi", "RootResourceId"),
                            "PathPart": "model"},
         },
-        "Default4xxResponse": _gateway_response("DEFAULT_4XX", allowed_origin),
-        "Default5xxResponse": _gateway_response("DEFAULT_5XX", allowed_origin),
+        "Default4xxResponse": _gateway_response("DEFAULT_4XX", origin),
+        "Default5xxResponse": _gateway_response("DEFAULT_5XX", origin),
     }
+
+
+def route_resources(origin: str) -> dict[str, dict]:
+    """Each route's proxy method and the permission to invoke its function, then each path's preflight method."""
+    resources: dict[str, dict] = {}
     for method_id, http_method, resource_id, function_id in ROUTES:
         resources[method_id] = _proxy_method(http_method, resource_id, function_id)
         path = RESOURCE_PATHS[resource_id].replace("{id}", "*")
@@ -339,11 +352,16 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
     for resource_id in RESOURCE_PATHS:
         allowed = [http_method for _, http_method, resource, _ in ROUTES if resource == resource_id]
         resources[f"{resource_id.removesuffix('Resource')}OptionsMethod"] = _preflight_method(
-            resource_id, allowed, allowed_origin)
+            resource_id, allowed, origin)
+    return resources
+
+
+def deployment_resources(resources: dict[str, dict], parameters: dict[str, dict]) -> dict[str, dict]:
+    """The Deployment of the API that ``resources`` declare: a snapshot taken when it is created, so its logical id
+    carries a digest of the API's methods, resources and gateway responses, and a changed API gets a new
+    deployment (and the stage moves to it). The digest sees the template, not parameter values: the snapshot
+    may refer to none of ``parameters``."""
     methods = [name for name, body in resources.items() if body["Type"] == "AWS::ApiGateway::Method"]
-    # A Deployment is a snapshot taken when it is created: its logical id carries a digest of the API's methods
-    # and gateway responses, so a changed API gets a new deployment (and the stage moves to it). The digest sees
-    # the template, not parameter values: the snapshot may hold no parameter.
     api_shape = {name: body for name, body in resources.items()
                  if body["Type"] in ("AWS::ApiGateway::Method", "AWS::ApiGateway::Resource",
                                      "AWS::ApiGateway::GatewayResponse")}
@@ -352,50 +370,59 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         raise AssertionError(f"the API's deployment snapshot refers to parameters {sorted(in_snapshot)}: the "
                              "Deployment's digest would not see their values")
     digest = hashlib.sha256(json.dumps(api_shape, sort_keys=True).encode()).hexdigest()[:10]
-    deployment_id = f"ApiDeployment{digest}"
-    resources[deployment_id] = {
+    return {f"ApiDeployment{digest}": {
         "Type": "AWS::ApiGateway::Deployment",
         "DependsOn": [*methods, "Default4xxResponse", "Default5xxResponse"],
         "Properties": {"RestApiId": ref("RestApi"), "Description": f"CloudViz API {digest}"},
-    }
-    resources["ApiStage"] = checkov_skip({
-        "Type": "AWS::ApiGateway::Stage",
-        "Properties": {
-            "RestApiId": ref("RestApi"),
-            "DeploymentId": ref(deployment_id),
-            "StageName": names.api_stage_name,
-            "Description": f"the {names.stage} stage",
-            "TracingEnabled": True,
-            "MethodSettings": [{
-                "ResourcePath": "/*",
-                "HttpMethod": "*",
-                "MetricsEnabled": True,
-                "ThrottlingRateLimit": ref("ThrottleRateLimit"),
-                "ThrottlingBurstLimit": ref("ThrottleBurstLimit"),
-            }],
+    }}
+
+
+def stage_resources(names: ResourceNames, deployment_id: str) -> dict[str, dict]:
+    """The stage serving the deployment ``deployment_id``, its API key and the usage plan throttling that key."""
+    return {
+        "ApiStage": checkov_skip({
+            "Type": "AWS::ApiGateway::Stage",
+            "Properties": {
+                "RestApiId": ref("RestApi"),
+                "DeploymentId": ref(deployment_id),
+                "StageName": names.api_stage_name,
+                "Description": f"the {names.stage} stage",
+                "TracingEnabled": True,
+                "MethodSettings": [{
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "MetricsEnabled": True,
+                    "ThrottlingRateLimit": ref("ThrottleRateLimit"),
+                    "ThrottlingBurstLimit": ref("ThrottleBurstLimit"),
+                }],
+            },
+        }, *STAGE_SKIPS),
+        "ApiKey": {
+            "Type": "AWS::ApiGateway::ApiKey",
+            "Properties": {"Name": names.api_key_name, "Enabled": True,
+                           "Description": f"the key of the CloudViz {names.stage} API"},
         },
-    }, *STAGE_SKIPS)
-    resources["ApiKey"] = {
-        "Type": "AWS::ApiGateway::ApiKey",
-        "Properties": {"Name": names.api_key_name, "Enabled": True,
-                       "Description": f"the key of the CloudViz {names.stage} API"},
-    }
-    resources["UsagePlan"] = {
-        "Type": "AWS::ApiGateway::UsagePlan",
-        # The stage by name (not Ref): the stage resource must exist first, hence DependsOn.
-        "DependsOn": ["ApiStage"],
-        "Properties": {
-            "UsagePlanName": names.usage_plan_name,
-            "Description": "throttling of the CloudViz API key",
-            "ApiStages": [{"ApiId": ref("RestApi"), "Stage": names.api_stage_name}],
-            "Throttle": {"RateLimit": ref("ThrottleRateLimit"), "BurstLimit": ref("ThrottleBurstLimit")},
+        "UsagePlan": {
+            "Type": "AWS::ApiGateway::UsagePlan",
+            # The stage by name (not Ref): the stage resource must exist first, hence DependsOn.
+            "DependsOn": ["ApiStage"],
+            "Properties": {
+                "UsagePlanName": names.usage_plan_name,
+                "Description": "throttling of the CloudViz API key",
+                "ApiStages": [{"ApiId": ref("RestApi"), "Stage": names.api_stage_name}],
+                "Throttle": {"RateLimit": ref("ThrottleRateLimit"), "BurstLimit": ref("ThrottleBurstLimit")},
+            },
+        },
+        "UsagePlanKey": {
+            "Type": "AWS::ApiGateway::UsagePlanKey",
+            "Properties": {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
         },
     }
-    resources["UsagePlanKey"] = {
-        "Type": "AWS::ApiGateway::UsagePlanKey",
-        "Properties": {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
-    }
-    outputs = {
+
+
+def api_outputs(names: ResourceNames) -> dict[str, dict]:
+    """The stack's outputs: the invoke URL, the key's id, the table and the API."""
+    return {
         "ApiUrl": output(
             sub(f"https://${{RestApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{names.api_stage_name}"),
             "the stage's invoke URL (append /predictions)",
@@ -404,15 +431,36 @@ def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
         "TableName": output(ref("PredictionTable"), "the DynamoDB prediction table"),
         "ApiId": output(ref("RestApi"), "the REST API's id"),
     }
-    conditions = {"IrisFeatures": {"Fn::Equals": [ref("FeatureNames"), FEATURE_NAMES]}}
-    document = template(f"CloudViz {names.stage}: prediction API (API Gateway, Lambda, DynamoDB)", parameters,
-                        resources, outputs, conditions)
+
+
+def api_rules() -> dict[str, dict]:
+    """Checked by CloudFormation before any change: no classes exactly when the model predicts a value."""
     regression, no_classes = {"Fn::Equals": [ref("ModelTask"), "regression"]}, {"Fn::Equals": [ref("ClassNames"), ""]}
-    document["Rules"] = {"ClassesFitTheTask": {"Assertions": [{
-        # Checked by CloudFormation before any change: no classes exactly when the model predicts a value.
+    return {"ClassesFitTheTask": {"Assertions": [{
         "Assert": {"Fn::Or": [{"Fn::And": [regression, no_classes]},
                               {"Fn::And": [{"Fn::Not": [regression]}, {"Fn::Not": [no_classes]}]}]},
         "AssertDescription": "ClassNames must be empty when ModelTask is regression, and name the classes "
                              "otherwise",
     }]}}
+
+
+def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
+    """The API stack's template; ``allowed_origin`` is the stage's CORS Access-Control-Allow-Origin.
+
+    The origin is written into the template, not taken as a parameter: it is part of the API's deployment
+    snapshot, and the Deployment's logical id is a digest of that snapshot, so a changed origin must change the
+    template to reach the stage."""
+    if not ALLOWED_ORIGIN.fullmatch(allowed_origin):
+        raise ValueError(f"allowed origin {allowed_origin!r} must be * or scheme://host[:port], e.g. "
+                         "https://dashboard.example.com")
+    parameters = api_parameters()
+    resources = {**table_resources(names), **function_resources(names, allowed_origin),
+                 **rest_api_resources(names, allowed_origin), **route_resources(allowed_origin)}
+    deployment = deployment_resources(resources, parameters)
+    (deployment_id,) = deployment
+    resources = {**resources, **deployment, **stage_resources(names, deployment_id)}
+    conditions = {"IrisFeatures": {"Fn::Equals": [ref("FeatureNames"), FEATURE_NAMES]}}
+    document = template(f"CloudViz {names.stage}: prediction API (API Gateway, Lambda, DynamoDB)", parameters,
+                        resources, api_outputs(names), conditions)
+    document["Rules"] = api_rules()
     return document

@@ -18,11 +18,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from deploy.aws.functions.smoke_test import longest_run_seconds
 from deploy.aws.lambda_zip import REDEPLOY_HANDLER, SMOKE_TEST_HANDLER
 from deploy.aws.names import ResourceNames
+from deploy.aws.settings import AwsSettings
 from deploy.aws.templates.common import (
     LambdaSpec,
     arn,
@@ -40,11 +40,8 @@ from deploy.aws.templates.common import (
     write_logs,
 )
 from deploy.aws.templates.endpoint import MAX_DEPLOYMENT_SECONDS, endpoint_rules, role_arn, topic_arn
-from pipelines.definition import APPROVAL_STATUSES
+from pipelines.registry import APPROVAL_STATUSES
 from serving_lambdas.served_version import MAX_TTL_SECONDS
-
-if TYPE_CHECKING:
-    from deploy.aws.stacks import AwsSettings
 
 APPROVED = "Approved"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"

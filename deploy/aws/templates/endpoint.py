@@ -16,18 +16,14 @@ own policy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
+from deploy.aws.settings import AwsSettings
 from deploy.aws.templates.common import arn, get_att, output, ref, role, stack_tags, statement, sub, template
 from deploy.monitoring.alarm_rules import ALARM_RULES, AlarmRule
 from pipelines.dag import TrainingStep
 from pipelines.definition import build_pipeline
 from pipelines.sagemaker.compiler import AwsTarget
 from serving_lambdas.served_version import DATA_SCHEMA_TAG
-
-if TYPE_CHECKING:
-    from deploy.aws.stacks import AwsSettings
 
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 XGBOOST_REPOSITORY = "sagemaker-xgboost"  # the built-in algorithm's image repository (an AWS-owned account)

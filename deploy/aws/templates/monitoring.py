@@ -7,10 +7,10 @@ often as the drift alarms' period, when the served model package has baseline st
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from deploy.aws.lambda_zip import DRIFT_HANDLER
 from deploy.aws.names import ResourceNames
+from deploy.aws.settings import AwsSettings
 from deploy.aws.templates.common import (
     LambdaSpec,
     arn,
@@ -31,9 +31,6 @@ from deploy.aws.templates.endpoint import SAGEMAKER_NAMESPACE, alarm_logical_id,
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES, AlarmRule
 from serving_lambdas.drift import SIGNIFICANT_DRIFT
 from serving_lambdas.metrics import NAMESPACE
-
-if TYPE_CHECKING:
-    from deploy.aws.stacks import AwsSettings
 
 DRIFT_METRICS = ("FeatureDrift", "PredictionClassDrift")
 DRIFT_TIMEOUT_SECONDS = 60

@@ -1,8 +1,9 @@
 """Headless Chromium for the dashboard's browser test and its README screenshot: Debian's ``chromium`` package
 driven by Playwright for Python through ``executable_path``, so no browser is ever downloaded.
 
-Playwright is a test dependency (``pip install -e '.[test]'``); ``make test`` installs Debian's chromium when it
-is missing. The flags keep the browser from calling home: no background networking, component updates, sync.
+A test helper, not part of the packages: Playwright is a test dependency (``pip install -e '.[test]'``); ``make
+test`` installs Debian's chromium when it is missing. The flags keep the browser from calling home: no background
+networking, component updates, sync.
 """
 
 from __future__ import annotations
