@@ -85,7 +85,8 @@ def train(split: Path, work: Path, hosts: int, logs: Path) -> Measure:
     """The built-in XGBoost emulation on ``hosts`` hosts, as the local runner lays them out: the train parts
     dealt out, the validation split replicated."""
     from pipelines.definition import HYPERPARAMETER_PARAMETERS, build_pipeline
-    from pipelines.runner import deal_files, link
+    from pipelines.local_steps.scripts import link
+    from pipelines.local_steps.training import deal_files
 
     pipeline = build_pipeline()
     hyperparameters = {hp: str(pipeline.parameter(name).default) for hp, (name, _) in HYPERPARAMETER_PARAMETERS.items()}

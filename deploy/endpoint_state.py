@@ -1,10 +1,6 @@
 """Each local endpoint's serving state in a folder of its own: ``<state home>/endpoints/<endpoint>/``.
 
-Its prediction store, alarm states, API access log, serve log and serve record live there, so several model
-package groups (and stages) served from one state home never show each other's rows, as each AWS endpoint has its
-own table, alarms and log groups. State homes of before kept these files once per stage at the top
-(``predictions.db``, ``predictions-prod.db``, ``alarms.db``, ``logs/api-access.log``, ...): ``migrate_stage_files``
-moves them into the endpoints' folders once, under a lock, before any endpoint's files are handed out.
+Store, alarms and logs apart per endpoint, as each AWS endpoint has its own table, alarms and log groups.
 """
 
 from __future__ import annotations
@@ -237,7 +233,7 @@ def _registered_features(home: StateHome, deployments: Mapping[str, list[Deploym
                                                                                                   frozenset[str]]:
     """The feature names of every deployed version, as its registered schema says (a version the registry lost
     explains no row)."""
-    from deploy.local_service import Signature  # the serving stack: only a state home of before pays for it
+    from deploy.model_signature import Signature
     from pipelines.registry import ModelRegistry
     from pipelines.runs import RunStore
 

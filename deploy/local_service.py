@@ -1,13 +1,6 @@
 """``cloudviz serve``: the local endpoint and the prediction API of one model package group on one stage.
 
-The endpoint serves the stage's live deployment. On ``dev`` a watcher then plays the part of the AWS
-EventBridge rule on Model Package State Change: a version approved after the live one was
-deployed goes live, blue/green (load, smoke-test, switch; a failure keeps the old model and says
-why). Every stage follows its deployment record, so ``cloudviz deploy local`` or ``cloudviz promote
-local`` run from another terminal takes effect. Whenever a version goes live (at start and after
-each swap) the service smoke-tests it through its own API and records the result, which a promotion
-to the next stage requires (``deploy.api_smoke_test``). Each endpoint (a group on a stage) keeps its own
-prediction store, alarm states and access log in its folder of the state home (``deploy.endpoint_state``).
+It follows the stage's deployment record and, on ``dev``, deploys newly approved versions as the AWS approval rule does.
 """
 
 from __future__ import annotations
@@ -17,7 +10,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from deploy.api_smoke_test import SmokeTest, example_row, smoke_test_api
 from deploy.dashboard import Dashboard, DashboardSources
@@ -25,6 +17,7 @@ from deploy.deployments import Deployment, DeploymentStore
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
 from deploy.endpoint_state import EndpointFiles
 from deploy.gateway.events import LOCAL_REGION
+from deploy.model_signature import Signature, registered_schema
 from deploy.monitoring.alarm_history import AlarmHistory
 from deploy.monitoring.alarm_rules import ALARM_RULES
 from deploy.monitoring.alarms import AlarmEvaluator
@@ -34,7 +27,7 @@ from deploy.monitoring.notifications import EventNotifier, Notifier
 from deploy.monitoring.sampler import MetricSampler, sampling_period
 from deploy.release import APPROVED_STAGE, deploy_local, load_checked, local_endpoint_name, stage_before
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
-from pipelines.errors import NotFoundError, UserError
+from pipelines.errors import UserError
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.runs import RunStore
 from pipelines.state import StateHome, write_json_atomic
@@ -44,38 +37,6 @@ from serving_lambdas.served_version import forget_served_versions
 from serving_lambdas.store import StoreSpec, open_store
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Signature:
-    """What API consumers depend on: a model with other features, classes or task needs a restart, not a swap."""
-
-    features: tuple[str, ...]
-    classes: tuple[str, ...]  # in class-index order; () for regression
-    task: str = "multiclass"  # "multiclass", "binary" or "regression" (MODEL_TASK)
-
-    @classmethod
-    def of(cls, package: ModelPackage, runs: RunStore | None = None) -> Signature:
-        """The contract of ``package`` from its registered schema (``task``, ``features`` and ``classes``); a version
-        registered before schemas said their task is a multiclass model of its lineage's feature columns."""
-        schema = registered_schema(package, runs)
-        if "features" in schema:
-            features = tuple(feature["name"] for feature in schema["features"])
-        else:
-            features = tuple(schema.get("feature_columns", ()))
-        return cls(features, tuple(schema.get("classes") or ()), schema.get("task", "multiclass"))
-
-
-def registered_schema(package: ModelPackage, runs: RunStore | None = None) -> dict:
-    """The first schema that states its task: the lineage's own (``schema``, or the ``data`` the registry copied from
-    schema.json), else the training run's schema.json; else the lineage's ``data`` as registered before tasks."""
-    data = package.lineage.get("data", {})
-    candidates = [package.lineage.get("schema") or {}, data]
-    run_id = package.lineage.get("run_id")
-    if runs is not None and run_id:
-        with contextlib.suppress(NotFoundError):  # a copied state home, deleted runs: the lineage is all there is
-            candidates.append(runs.load(run_id).output_json("schema", "schema.json") or {})
-    return next((schema for schema in candidates if "task" in schema), data)
 
 
 def lambda_environment(signature: Signature, endpoint: str, endpoint_url: str, home: StateHome) -> dict[str, str]:

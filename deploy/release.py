@@ -1,24 +1,15 @@
 """Choosing, checking and recording the model version a local endpoint serves, on each stage.
 
-The rules are SageMaker's deployment practice: the latest Approved version by default; a version
-that is not Approved only on request (``force``); and a version goes live only after it has
-loaded and answered a smoke test, so a broken artifact never replaces a working one.
-
-Stages are the official SageMaker MLOps template's: an approval deploys the first stage (``dev``);
-a later stage (``prod``) takes a version only by promotion from the stage before it, once that
-version passed its smoke test there through the stage's API (``deploy.api_smoke_test``). A version
-promoted before may be deployed to the later stage again (a rollback); any other needs ``force``.
+SageMaker's practice: the latest Approved version (else ``force``), live once smoke-tested; ``prod`` only by promotion.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from deploy.aws.names import STAGES
 from deploy.deployments import Deployment, DeploymentStore, now
 from deploy.endpoint import ModelLoadError, ServingModel, SwapRefused
 from deploy.endpoint.slot import smoke_test
+from pipelines.artifacts import artifact_path
 from pipelines.errors import UserError
 from pipelines.registry import ModelPackage, ModelRegistry
 
@@ -63,21 +54,10 @@ def choose_version(registry: ModelRegistry, group: str, version: int | None, for
     return package
 
 
-def tarball_of(package: ModelPackage) -> Path:
-    """The local file behind a package's artifact URL."""
-    url = urlparse(package.model_data_url)
-    if url.scheme != "file":
-        raise UserError(f"{package.group} version {package.version}: {package.model_data_url} is not a local file")
-    path = Path(unquote(url.path))
-    if not path.is_file():
-        raise UserError(f"{package.group} version {package.version}: its artifact {path} no longer exists")
-    return path
-
-
 def load_checked(package: ModelPackage) -> ServingModel:
     """The package's model, loaded and smoke-tested; UserError saying why if it cannot serve."""
     try:
-        model = ServingModel.load(tarball_of(package), version=package.version)
+        model = ServingModel.load(artifact_path(package, "model"), version=package.version)
         smoke_test(model)
     except (ModelLoadError, SwapRefused) as error:
         raise UserError(f"{package.group} version {package.version} cannot be served: {error}") from None

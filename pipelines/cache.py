@@ -1,7 +1,7 @@
 """Step cache: a finished step's outputs, found again by a key over everything that made them.
 
 The key covers the step's declaration with its parameter values, a digest of its code, and
-the keys of its inputs (a raw file by its content hash; another step's output by that step's
+the keys of its inputs (a file parameter by its content hash; another step's output by that step's
 key). Steps are deterministic for a given seed, so equal keys mean equal outputs.
 """
 
@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 
+from pipelines.dag import JsonGet, Param, ProcessingStep, RegisterModelStep, Step, StepOutput, TrainingStep, references
+from pipelines.local_steps.training import TRAINER
+from pipelines.registry import ModelRegistry
+from pipelines.runs import RunRecord
 from pipelines.state import write_json_atomic
+
+PIPELINES_CODE = Path(__file__).resolve().parent  # what runs the in-process steps (Register)
 
 
 def digest(*parts: object) -> str:
@@ -29,6 +36,46 @@ def code_digest(folder: Path) -> str:
     for path in sorted(folder.rglob("*.py")):
         hasher.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     return hasher.hexdigest()
+
+
+def cache_key(step: Step, record: RunRecord, file_parameters: Collection[str], repo_root: Path) -> str:
+    """The step's key in ``record``: ``file_parameters`` are keyed by their files' content, not their paths."""
+    inputs = {}
+    for ref in references(step):
+        match ref:
+            case StepOutput(name, output) | JsonGet(name, output, _, _):
+                inputs[f"{name}.{output}"] = record.steps[name].cache_key
+            case Param(name) if name in file_parameters:
+                inputs[name] = file_key(Path(record.parameters[name]))
+            case Param(name):
+                inputs[name] = record.parameters[name]
+    return digest(type(step).__name__, repr(step), code_of(step, repo_root), inputs)
+
+
+def file_key(path: Path) -> str:
+    """A file's content hash; a folder's, over its files' relative paths and hashes."""
+    if path.is_file():
+        return file_sha256(path)
+    return digest(sorted((str(p.relative_to(path)), file_sha256(p)) for p in path.rglob("*") if p.is_file()))
+
+
+def code_of(step: Step, repo_root: Path) -> str:
+    if isinstance(step, ProcessingStep):
+        return code_digest((repo_root / step.code).parent)
+    if isinstance(step, TrainingStep):
+        return code_digest(TRAINER.parent)
+    return code_digest(PIPELINES_CODE)
+
+
+def still_valid(step: Step, entry: dict, registry: ModelRegistry) -> bool:
+    """A cached registration counts only while the registry still holds that version."""
+    if not isinstance(step, RegisterModelStep):
+        return True
+    properties = entry["properties"]
+    return any(
+        p.version == properties["version"] and p.model_data_url == properties["model_data_url"]
+        for p in registry.list_packages(properties["model_package_group"])
+    )
 
 
 class StepCache:

@@ -237,6 +237,14 @@ class Pipeline:
             pending.remove(ready[0])
         return done
 
+    def file_parameters(self) -> list[str]:
+        """The parameters that name a file: those a processing step takes as an input (a local path on this
+        machine, an S3 URI on AWS), as SageMaker's ProcessingInput takes its source."""
+        return list(dict.fromkeys(
+            item.source.name for step in self.steps if isinstance(step, ProcessingStep)
+            for item in step.inputs if isinstance(item.source, Param)
+        ))
+
     def defaults(self) -> dict[str, str | int | float]:
         return {p.name: p.default for p in self.parameters}
 

@@ -1,8 +1,8 @@
 """The embedded model registry: SageMaker Model Registry semantics in one SQLite file.
 
 Model package groups hold versions numbered 1, 2, ... per group. Each version carries its
-approval status (PendingManualApproval / Approved / Rejected), metrics, lineage, artifact
-location and creation time. Version numbers are taken inside an immediate (write-locked)
+approval status (PendingManualApproval / Approved / Rejected), metrics, lineage, the URIs of its
+artifacts and creation time. Version numbers are taken inside an immediate (write-locked)
 transaction, so concurrent registrations from many processes never share a number.
 """
 
@@ -12,12 +12,13 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines import sqlite_files
 from pipelines.errors import NotFoundError, UserError
+from pipelines.runs import LATEST
 
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 
@@ -38,9 +39,12 @@ CREATE TABLE IF NOT EXISTS model_packages (
     status_reason TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    artifacts TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (group_name, version)
 );
 """
+# Columns added since the first schema, with their definitions: added in place to an older registry.db.
+ADDED_COLUMNS = {"artifacts": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class ModelPackage:
     status_reason: str
     created_at: str
     updated_at: str
+    # "model", "evaluation", "baseline_statistics", "schema" -> file:// URIs (the AWS model package's ModelMetrics
+    # and DataSchema); empty for a version registered before the registry recorded them.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     @property
     def arn(self) -> str:
@@ -84,12 +91,18 @@ def check_approval_status(status: str) -> None:
         raise UserError(f"approval status {status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
 
 
+def approval_status(text: str) -> str:
+    """An approval status in any letter case (approved, APPROVED), as the registry spells it."""
+    return next((status for status in APPROVAL_STATUSES if status.lower() == text.lower()), text)
+
+
 class ModelRegistry:
     """Model package groups and versions in ``<state home>/registry.db``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         sqlite_files.create(path, SCHEMA)
+        self._add_missing_columns()
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return sqlite_files.connect(self.path, foreign_keys=True)
@@ -105,6 +118,14 @@ class ModelRegistry:
                 raise
             db.execute("COMMIT")
 
+    def _add_missing_columns(self) -> None:
+        """Migrate a registry.db made by an older version in place; its versions get each column's default."""
+        with self._transaction() as db:
+            present = {row["name"] for row in db.execute("PRAGMA table_info(model_packages)")}
+            for name, definition in ADDED_COLUMNS.items():
+                if name not in present:
+                    db.execute(f"ALTER TABLE model_packages ADD COLUMN {name} {definition}")
+
     def register(
         self,
         group: str,
@@ -113,6 +134,7 @@ class ModelRegistry:
         metrics: dict | None = None,
         lineage: dict | None = None,
         description: str = "",
+        artifacts: dict[str, str] | None = None,
     ) -> ModelPackage:
         """Add the next version of ``group`` (creating the group on first use)."""
         check_group_name(group)
@@ -127,7 +149,7 @@ class ModelRegistry:
             ).fetchone()
             db.execute(
                 "INSERT INTO model_packages (group_name, version, approval_status, model_data_url, metrics,"
-                " lineage, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " lineage, description, created_at, updated_at, artifacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     group,
                     version,
@@ -138,6 +160,7 @@ class ModelRegistry:
                     description,
                     stamp,
                     stamp,
+                    json.dumps(artifacts or {}),
                 ),
             )
         return self.get(group, version)
@@ -158,6 +181,14 @@ class ModelRegistry:
         if version is None:
             raise NotFoundError(f"no model package group {group!r} (or it has no versions)")
         return version
+
+    def version_number(self, group: str, version: int | str) -> int:
+        """``version`` as a number: ``latest`` is the group's newest version."""
+        if version == LATEST:
+            return self.latest_version(group)
+        if isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
+            return int(version)
+        raise UserError(f"model version {version!r}: expected a version number (1, 2, ...) or 'latest'")
 
     def list_groups(self) -> list[dict]:
         with self._connect() as db:
@@ -211,4 +242,5 @@ class ModelRegistry:
             status_reason=row["status_reason"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            artifacts=json.loads(row["artifacts"]),
         )

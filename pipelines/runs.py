@@ -7,6 +7,7 @@ rewritten atomically at every change, so ``cloudviz runs show`` can read a live 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
@@ -14,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.errors import NotFoundError
+from pipelines.errors import NotFoundError, UserError
 from pipelines.state import write_json_atomic
 
 # Step and run statuses, as SageMaker names them.
 PENDING, EXECUTING, SUCCEEDED, FAILED, SKIPPED = "Pending", "Executing", "Succeeded", "Failed", "Skipped"
+LATEST = "latest"  # the newest run (or model version) wherever one is named
 
 
 def utc_now_text() -> str:
@@ -72,14 +74,23 @@ class RunRecord:
         steps = {name: StepRecord(**step) for name, step in document.pop("steps").items()}
         return cls(**{**document, "folder": Path(document["folder"]), "steps": steps})
 
-    def output_json(self, output: str, filename: str) -> dict | None:
-        """A JSON file a step wrote into one of its outputs (``evaluation``, ``schema``, ...), when the run got
-        that far."""
+    def output_file(self, output: str, filename: str) -> Path | None:
+        """A file a step wrote into one of its outputs (``evaluation``, ``schema``, ...), when the run got that far."""
         for step in self.steps.values():
             folder = step.outputs.get(output)
             if folder and (Path(folder) / filename).is_file():
-                return json.loads((Path(folder) / filename).read_text(encoding="utf-8"))
+                return Path(folder) / filename
         return None
+
+    def output_json(self, output: str, filename: str) -> dict | None:
+        """The JSON file a step wrote into one of its outputs, when the run got that far."""
+        path = self.output_file(output, filename)
+        return json.loads(path.read_text(encoding="utf-8")) if path else None
+
+    def registered(self) -> dict | None:
+        """The Register step's properties (group, version, ARN, approval status when registered), if the run
+        registered a version."""
+        return next((step.properties for step in self.steps.values() if "version" in step.properties), None)
 
     def runner_alive(self) -> bool:
         """Whether the process that executes this run is still running."""
@@ -121,6 +132,23 @@ class RunStore:
         if not path.is_file():
             raise NotFoundError(f"no run {run_id!r} under {self.folder}")
         return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def find(self, text: str) -> RunRecord:
+        """The run ``text`` names: its id, a unique prefix of one (ids start with the UTC start time), or
+        ``latest``."""
+        if text == LATEST:
+            records = self.list()
+            if not records:
+                raise NotFoundError(f"no runs yet under {self.folder}: start one with `cloudviz pipeline run`")
+            return records[0]
+        if text and "/" not in text and not (self.folder / text / "run.json").is_file():
+            matches = sorted(path.parent.name for path in self.folder.glob(f"{glob.escape(text)}*/run.json"))
+            if len(matches) == 1:
+                return self.load(matches[0])
+            if matches:
+                shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
+                raise UserError(f"run id prefix {text!r} is ambiguous: it starts {len(matches)} runs ({shown})")
+        return self.load(text)
 
     def list(self) -> list[RunRecord]:
         """Newest first."""

@@ -10,6 +10,7 @@ import math
 import shutil
 import sqlite3
 import urllib.request
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from generated_data import regression
 from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from state_homes import point_into_copy
 
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_history import ALARM, INSUFFICIENT_DATA, OK
@@ -430,6 +432,7 @@ def test_load_baseline_says_why_a_version_has_none(home: StateHome, tmp_path: Pa
     orphan = registry.register(GROUP, first.model_data_url, "Rejected", lineage={"data": first.lineage["data"]})
     with pytest.raises(UserError, match=f"^CloudVizIris version {orphan.version} names no training run in its"):
         load_baseline(RunStore(home.runs), orphan)
+    first = replace(first, artifacts={})  # as registered before the registry recorded artifacts: read from its run
     with pytest.raises(NotFoundError, match=f"^no run '{first.lineage['run_id']}' under "):
         load_baseline(RunStore(tmp_path / "no-runs"), first)
 
@@ -489,6 +492,8 @@ def test_a_version_whose_training_run_is_gone_serves_without_drift(trained: Path
     shutil.copytree(trained, root, ignore=shutil.ignore_patterns("cache", "runs"))
     home = StateHome(root)
     ModelRegistry(home.registry_db).update_approval(GROUP, 1, "Approved")
+    with sqlite3.connect(home.registry_db) as db:  # registered before the registry recorded artifacts
+        db.execute("UPDATE model_packages SET artifacts = '{}' WHERE version = 1")
     run_id = ModelRegistry(home.registry_db).get(GROUP, 1).lineage["run_id"]
     with caplog.at_level(logging.WARNING, logger="deploy.local_service"), \
             LocalService(home, GROUP, KEY).start() as service:
@@ -536,13 +541,10 @@ def houses_trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def houses_home(houses_trained: Path, tmp_path: Path) -> StateHome:
-    """A copy of the Houses home whose run records point into the copy (its statistics may be rewritten)."""
+    """A copy of the Houses home that points into itself (its statistics may be rewritten)."""
     root = tmp_path / "home"
     shutil.copytree(houses_trained, root, ignore=shutil.ignore_patterns("cache"))
-    for record in (root / "runs").glob("*/run.json"):
-        record.write_text(record.read_text(encoding="utf-8").replace(str(houses_trained), str(root)),
-                          encoding="utf-8")
-    return StateHome(root)
+    return point_into_copy(houses_trained, root)
 
 
 def houses_training_rows(home: StateHome) -> np.ndarray:

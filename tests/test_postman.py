@@ -17,7 +17,8 @@ from openapi_schema_validator import validate as validate_schema
 from openapi_spec_validator import validate
 
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel
-from deploy.local_service import LocalService, Signature, lambda_environment
+from deploy.local_service import LocalService, lambda_environment
+from deploy.model_signature import Signature
 from deploy.openapi import generic_document, request_examples
 from deploy.prediction_api import build_prediction_api
 from pipelines.definition import build_pipeline

@@ -244,6 +244,12 @@ def one_step_pipeline(script: Path, retry: RetryPolicy = NO_RETRY) -> Pipeline:
     )
 
 
+def test_the_parameters_that_name_files_are_those_a_processing_step_takes_as_inputs(tmp_path: Path):
+    assert build_pipeline().file_parameters() == ["InputData"]
+    pipeline = one_step_pipeline(tmp_path / "work.py")
+    assert pipeline.file_parameters() == ["InputData"], "Marker is an argument: its text, not a file"
+
+
 FLAKY = """
     import argparse, pathlib, sys
     parser = argparse.ArgumentParser()

@@ -31,7 +31,7 @@ from cloudviz.cli import main
 from pipelines.builtin_xgboost.hyperparameters import validate
 from pipelines.datasets import iris_csv
 from pipelines.definition import MULTICLASS_OBJECTIVES, TASKS, build_pipeline
-from pipelines.runner import TRAINER
+from pipelines.local_steps.training import TRAINER
 from pipelines.sagemaker import AwsTarget
 from pipelines.sagemaker.deployment import staged_files, upload_missing
 from pipelines.sagemaker.staging import REPOSITORY

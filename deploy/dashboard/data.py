@@ -1,11 +1,6 @@
 """The dashboard's data: one JSON document holding every panel, built for each ``GET /dashboard/data``.
 
-Each panel is read from where its truth lives: the prediction store (predictions over time, class shares; the
-last hour's rows are kept between requests and only new ones read, see ``RecentPredictions``), the
-metric sampler's series (traffic, latency, drift), the alarm evaluator (alarm states), the registry (the live
-version's evaluation, every version's approval), the run store (pipeline runs and their step timings). A panel
-whose source fails carries ``{"error": ...}`` instead of its data, so one unreadable file never blanks the page.
-Every time is UTC, written ``YYYY-MM-DD HH:MM:SS.fff`` (what plotly's date axes read without shifting it).
+Each panel is read from where its truth lives; one whose source fails carries ``{"error": ...}`` instead of its data.
 """
 
 from __future__ import annotations
@@ -26,7 +21,8 @@ from deploy.deployments import Deployment
 from deploy.monitoring.alarm_history import AlarmState
 from deploy.monitoring.drift import DriftMonitor
 from deploy.monitoring.sampler import MetricSampler, PeriodSample
-from pipelines.errors import NotFoundError
+from pipelines.artifacts import artifact_json
+from pipelines.errors import NotFoundError, UserError
 from pipelines.model_quality import confusion_matrix, headline_metrics
 from pipelines.registry import ModelPackage, ModelRegistry
 from pipelines.runs import RunRecord, RunStore
@@ -69,7 +65,8 @@ class DashboardSources:
 
 
 def clock(moment: datetime) -> str:
-    """A UTC time as the page shows and plots it."""
+    """A UTC time as the page shows and plots it: ``YYYY-MM-DD HH:MM:SS.fff``, which plotly's date axes read
+    without shifting it."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
@@ -311,18 +308,17 @@ def predictions(
 
 def _training_shares(sources: DashboardSources, package: ModelPackage | None) -> dict[str, float] | None:
     """The live model's training class distribution (preprocessing's baseline statistics), when it is known: the
-    drift monitor holds it already (loaded when the version went live); without one, read from the run."""
+    drift monitor holds it already (loaded when the version went live); without one, read from the registered file."""
     if sources.drift is not None:
         baseline = sources.drift.baseline
         return dict(baseline.classes) if baseline is not None else None
-    run_id = package.lineage.get("run_id") if package is not None else None
-    if not run_id:
+    if package is None:
         return None
     try:
-        statistics = RunStore(sources.home.runs).load(run_id).output_json("baseline", "statistics.json")
-    except NotFoundError:
+        statistics = artifact_json(package, "baseline_statistics", RunStore(sources.home.runs))
+    except UserError:
         return None
-    return statistics.get("class_distribution") if statistics else None
+    return statistics.get("class_distribution")
 
 
 # -- drift ---------------------------------------------------------------------------------------
@@ -412,7 +408,7 @@ def model(live: Deployment | None, package: ModelPackage | None) -> dict[str, An
 
 def _run(record: RunRecord) -> dict[str, Any]:
     evaluation = record.output_json("evaluation", "evaluation.json")
-    registered = next((s.properties for s in record.steps.values() if "version" in s.properties), None)
+    registered = record.registered()
     return {
         "run_id": record.run_id,
         "status": record.status,

@@ -1,10 +1,5 @@
-"""Drift measured locally: the newest predictions of the store against the live model's training statistics,
-published as Prometheus gauges that the local alarm evaluator reads.
-
-The measure itself (PSI, the baseline, the thresholds, why ``min_rows`` is 200) is ``serving_lambdas.drift``,
-shared with the AWS drift function (``serving_lambdas.drift_monitor``). Below ``min_rows`` the feature gauges are
-absent and the prediction gauge (``cloudviz_prediction_class_drift``: predicted classes, or a regression's predicted
-values) is NaN, as it is for a baseline that cannot measure the predictions.
+"""Drift measured locally (``serving_lambdas.drift``): the newest stored predictions against the live model's training
+statistics, published as Prometheus gauges that the local alarm evaluator reads.
 """
 
 from __future__ import annotations
@@ -15,6 +10,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from deploy.monitoring.metrics import ApiMetrics
+from pipelines.artifacts import artifact_json
 from pipelines.errors import UserError
 from pipelines.registry import ModelPackage
 from pipelines.runs import RunStore
@@ -34,22 +30,20 @@ logger = logging.getLogger(__name__)
 
 
 def load_baseline(runs: RunStore, package: ModelPackage) -> Baseline:
-    """The training statistics of the run that trained ``package`` (its lineage names the run)."""
-    name = f"{package.group} version {package.version}"
-    run_id = package.lineage.get("run_id")
-    if not run_id:
-        raise UserError(f"{name} names no training run in its lineage, so it has no baseline statistics")
-    statistics = runs.load(run_id).output_json("baseline", "statistics.json")
-    if statistics is None:
-        raise UserError(f"run {run_id}, which trained {name}, holds no baseline/statistics.json")
+    """The training statistics ``package`` was registered with (``runs``: where a version registered before the
+    registry recorded them finds them)."""
+    statistics = artifact_json(package, "baseline_statistics", runs)
+    source = f"baseline/statistics.json of run {package.lineage.get('run_id', 'unknown')}"
     try:
-        return Baseline.from_statistics(statistics, f"baseline/statistics.json of run {run_id}")
+        return Baseline.from_statistics(statistics, source)
     except BaselineError as error:
         raise UserError(str(error)) from None
 
 
 class DriftMonitor:
-    """PSI of the newest ``window`` predictions against the live model's baseline, published as gauges.
+    """PSI of the newest ``window`` predictions against the live model's baseline, published as gauges. Below
+    ``min_rows`` the feature gauges are absent and the prediction gauge is NaN, as for a baseline that cannot
+    measure the predictions.
 
     ``refresh`` reads the store and updates the gauges: the alarm evaluator calls it before each sample
     (``AlarmEvaluator(..., before_sample=[monitor.refresh])``). ``set_baseline`` follows the live model.
