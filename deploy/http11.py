@@ -1,12 +1,8 @@
 """The lean HTTP/1.1 keep-alive server under the local endpoint and the local API gateway.
 
-Lean because every prediction and every API call crosses it: the standard library's ``BaseHTTPRequestHandler``
-parses headers with the ``email`` package, which costs more than a single-row prediction, while the clients
-(boto3, SDKs, browsers, load balancers) send plain ``Content-Length`` requests that a few string operations
-read. A thread per connection; each response is one buffer written with Nagle off, so it leaves at once.
-
-A ``Service`` (the endpoint, the gateway) answers requests in ``respond`` and the ones it cannot read or accept
-in ``error_page``; ``Server`` serves any such pair of callables.
+Every prediction and API call crosses it, so it reads plain ``Content-Length`` requests with a few string
+operations instead of ``BaseHTTPRequestHandler``'s ``email``-based header parsing, and writes each response as one
+buffer with Nagle off. A ``Service`` answers in ``respond`` and ``error_page``; ``Server`` serves any such pair.
 """
 
 from __future__ import annotations

@@ -1,12 +1,5 @@
 """Make ``docs/dashboard.png``, the README's picture of the dashboard, from a live demo (``make dashboard-screenshot``).
 
-In a temporary state home: three pipeline runs (the defaults; 5 boosting rounds, rejected; depth 3, left
-pending; the last two reuse the cached preprocessing), version 1 approved and served with a 2-second alarm
-period, then
-traffic drawn from the training split, a few malformed requests among it. For the last quarter of the traffic
-petal lengths grow by 0.5 cm, so the drift panels and the feature-drift alarm show what they are for. Headless
-Chromium (Debian's, through Playwright) then photographs the whole page.
-
     .venv/bin/python docs/dashboard_screenshot.py docs/dashboard.png [--seconds 120] [--width 1440]
 """
 

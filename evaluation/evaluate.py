@@ -1,32 +1,6 @@
 """Evaluate step: model.tar.gz + test split -> evaluation.json.
 
-Runs unchanged as a SageMaker Processing script (paths default to ``/opt/ml/processing``;
-``--base-dir`` moves the layout). Imports nothing of the project outside this folder.
-
-Layout below the base dir::
-
-    model/model.tar.gz       holding ``xgboost-model`` (the built-in algorithm's artifact)
-    test/test.csv            label first, no header
-    schema/schema.json       class names and feature names, from the preprocess step
-    evaluation/evaluation.json
-
-``evaluation.json`` follows SageMaker Model Monitor's model-quality report for the schema's task, so a
-``PropertyFile`` + ``JsonGet`` can read e.g. ``multiclass_classification_metrics.accuracy.value``::
-
-    {"multiclass_classification_metrics": {            (task "multiclass")
-        "accuracy": {"value": 0.96, "standard_deviation": "NaN"},
-        "macro_f1": {...}, "weighted_f1": {...}, "weighted_precision": {...}, "weighted_recall": {...},
-        "confusion_matrix": {"<actual class>": {"<predicted class>": count, ...}, ...}},
-     "per_class": {"<class>": {"precision": p, "recall": r, "f1": f, "support": n}, ...},
-     "classes": [...], "test_rows": n, "feature_importance": {"<feature>": gain, ...},
-     "gate": {"metric": "accuracy", "value": 0.96, "threshold": 0.9, "direction": "higher_is_better",
-              "comparison": ">=", "passed": true, "message": "Accuracy 0.96 is at or above the threshold 0.9"}}
-
-Task "binary" writes ``binary_classification_metrics`` instead (accuracy, precision, recall, f1, f0_5, f2, auc,
-the true/false positive/negative rates, each best-constant-classifier baseline, and the confusion matrix; the
-positive class is the schema's second class, label 1); task "regression" writes ``regression_metrics``
-(mse, rmse, mae, r2). ``gate`` is the pipeline's quality gate, decided here because its direction depends on
-the metric (the pipeline's condition only reads ``gate.passed``).
+A SageMaker Processing script (imports nothing outside this folder): Model Monitor's model-quality report plus ``gate``.
 """
 
 from __future__ import annotations

@@ -1,31 +1,8 @@
-"""The CloudViz training pipeline, declared once.
+"""The CloudViz training pipeline, declared once: the local runner executes it, the SageMaker compiler compiles it.
 
-The local runner executes this declaration; the SageMaker compiler turns the same declaration
-into a SageMaker Pipeline definition. Defaults reproduce the original deployment (iris, the
-class order setosa=0, virginica=1, versicolor=2, and its XGBoost hyperparameters): the parameters that
-describe the data are empty (taken from the data), and an empty InputData, the bundled iris data, brings
-iris's values for those not given (``data_parameters``), on both targets.
-
-The model's contract comes from the data. The Objective picks a task (multiclass, binary, regression);
-Preprocess reads the label column for it, takes the classes and their number from the data (refusing a
-NumClass or an Objective that does not fit, before Train) and records them in the schema, and Train's
-``num_class`` is a JsonGet of that schema: SageMaker resolves it at run time as the local runner does.
-
-``num_class`` is sent with multi:* objectives only. The built-in container requires it for them
-(``objective_validator`` in sagemaker_xgboost_container/algorithm_mode/hyperparameter_validation.py) and, for
-any other objective, lets it through (that validator's "Do not need to setup parameter 'num_class'" branch
-runs only when no objective is given, and sagemaker_algorithm_toolkit's ``Hyperparameters.validate`` runs a
-dependency validator only for a hyperparameter that is given), after which XGBoost itself fails on the
-label shape (a binary:logistic or reg:squarederror booster with num_class=2 has two outputs per row).
-A SageMaker Pipeline cannot leave a hyperparameter out at run time, so a compiled definition is built for
-either the multi:* objectives (num_class sent) or the others (not sent), its Objective parameter restricted
-to them; locally every objective runs from the one declaration.
-
-The gate's metric is a parameter. Its direction depends on the metric (accuracy, f1, auc, r2: higher is
-better; mse, rmse, mae: lower), so Evaluate decides the gate and writes ``gate`` into evaluation.json, and
-CheckAccuracy (the name kept for existing dashboards and scripts) reads ``gate.passed``: one condition that
-compiles to SageMaker whatever the metric. ``GateThreshold`` was ``AccuracyThreshold``, which stays accepted
-as its former name.
+Defaults reproduce the original iris deployment. The data decides the model's contract (Preprocess records task
+and classes in the schema, Train's ``num_class`` reads it), and Evaluate decides the quality gate, which
+CheckAccuracy (the name kept for existing dashboards and scripts) reads as ``gate.passed``.
 """
 
 from __future__ import annotations
@@ -171,6 +148,13 @@ def preprocess_step() -> ProcessingStep:
 
 
 def train_step() -> TrainingStep:
+    """Train on the built-in XGBoost algorithm; ``num_class`` is sent with multi:* objectives only.
+
+    The built-in container requires it for them and lets it through for any other objective, after which XGBoost
+    fails on the label shape (``objective_validator``, sagemaker_xgboost_container/algorithm_mode/
+    hyperparameter_validation.py). A SageMaker Pipeline cannot leave a hyperparameter out at run time, so a
+    compiled definition serves either the multi:* objectives or the others; locally every objective runs.
+    """
     return TrainingStep(
         name="Train",
         hyperparameters={

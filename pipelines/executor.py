@@ -1,12 +1,6 @@
 """Runs a step's script as ``__main__`` in a child process, its output going to a log file.
 
-Steps are forked from a fork server: a clean interpreter started once per runner process that
-has imported the libraries every step uses (numpy, pyarrow, xgboost: over a second of start-up),
-as a warm container would have. Forking from the runner itself would be quicker to set up but
-unsafe: a runner embedded in a notebook or a test session that has already trained a model holds
-an OpenMP thread pool, and a forked child that trains again waits forever for those threads.
-The child has its own memory and exit status: a crashing or leaking step cannot take the runner
-down, and a step's memory is returned when it ends.
+Children fork from a server that imported ``WARM_IMPORTS`` once, like a warm container; a crash spares the runner.
 """
 
 from __future__ import annotations
@@ -22,6 +16,8 @@ from pathlib import Path
 
 WARM_IMPORTS = ["numpy", "pyarrow", "pyarrow.csv", "pyarrow.compute", "xgboost"]
 
+# Not the runner itself: a runner that has trained (a notebook, a test session) holds an OpenMP thread pool, and
+# a forked child that trains again waits forever for those threads.
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(WARM_IMPORTS)
 

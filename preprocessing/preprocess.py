@@ -1,25 +1,8 @@
 """Preprocess step: raw CSV -> train/validation/test channels, schema and baseline statistics.
 
-Runs unchanged as a SageMaker Processing script: every path defaults to the layout under
-``/opt/ml/processing`` and ``--base-dir`` moves the whole layout (the local runner points it
-at the step's folder). Imports nothing of the project outside this folder.
-
-Layout below the base dir::
-
-    raw/              the raw CSV (one file, or a folder holding exactly one); not below input/, where
-                      SageMaker mounts the code (input/code/preprocess.py)
-    train/train.csv   label first, no header (SageMaker built-in XGBoost layout)
-    validation/validation.csv
-    test/test.csv
-                      with --parts K > 1, each split as K files instead: train/train-part-00000.csv ...,
-                      one per training instance (SageMaker deals a ShardedByS3Key channel out by file)
-    schema/schema.json        feature names, classes and their indices, split sizes, data hash
-    baseline/statistics.json  training-feature statistics, for drift checks
-
-The label column is required; with no feature columns given, every other column is a feature, in file order
-(a column the prediction API's request body uses as a field name, ``RESERVED_NAMES``, is refused as a feature).
-
-Exit status 2 with one ``error:`` line on stderr for any problem with the input.
+A SageMaker Processing script (paths under ``/opt/ml/processing``; ``--base-dir`` moves them) that imports nothing
+of the project outside this folder. Channels are label first with no header (the built-in XGBoost layout),
+optionally in ``--parts`` files for sharded training. Exit status 2 with one ``error:`` line for bad input.
 """
 
 from __future__ import annotations
@@ -71,6 +54,7 @@ class InputError(Exception):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", default=DEFAULT_BASE_DIR, help="root of the processing layout")
+    # raw/, not below input/: SageMaker mounts the code there (input/code/preprocess.py)
     parser.add_argument("--input", help="raw CSV file or folder (default: <base-dir>/raw)")
     parser.add_argument("--label-column", required=True, help="name of the label column (required, not empty)")
     parser.add_argument(

@@ -1,34 +1,6 @@
-"""Data drift: how far the newest predictions have moved from the data the live model was trained on.
+"""Data drift: the population stability index (PSI) of the newest predictions against the live model's training data.
 
-The measure is the population stability index, over bins fixed by the training data::
-
-    PSI = sum over bins of (actual - expected) * ln(actual / expected)
-
-``expected`` is a bin's share of the training split, ``actual`` its share of the newest ``window`` stored
-predictions; a bin empty on either side counts as ``EPSILON`` (an empty bin would make the logarithm infinite).
-Per feature, the bins are the training deciles that preprocessing wrote into ``baseline/statistics.json``
-(``histogram.bin_edges``), with the outer bins open: a value below the training minimum lands in the first bin,
-one above the maximum in the last, exactly as the training values were counted. The predictions drift too:
-a classifier's predicted classes against the training split's ``class_distribution`` (the bins are the classes),
-a regression model's predicted values against the training target's decile histogram (``target.histogram``,
-binned as a feature is). Both are the one prediction-drift value, published under the metric's first name,
-``PredictionClassDrift`` (``cloudviz_prediction_class_drift`` locally), which the alarm watches for either task.
-A regression baseline without a target histogram still measures the features, and says why it measures no
-prediction drift (``Baseline.prediction_unavailable_because``).
-
-Thresholds, the usual convention of credit scoring where PSI comes from: below ``MODERATE_DRIFT`` (0.1) the
-population is stable, up to ``SIGNIFICANT_DRIFT`` (0.25) it moved moderately (worth a look), above it the model
-sees data unlike its training data (worth an alarm and probably retraining).
-
-``min_rows`` is 200, not less, because PSI over few rows is mostly noise: with ten bins, ``n`` rows drawn from
-the training data itself give a PSI of about ``9 / n`` per feature, and an empty bin alone adds about 0.5.
-Resampling the 102 iris training rows, the largest of the four feature PSIs exceeds 0.25 in 69% of windows of
-50 rows, 5% of windows of 100 rows and none of 1000 windows of 200 rows; a shift of +0.3 cm in petal length
-reads above 0.25 in every window of 50 rows or more. Below ``min_rows`` there is no value at all, rather than
-a noisy one.
-
-The standard library only: the same code measures drift locally (``deploy.monitoring.drift``, Prometheus gauges)
-and on AWS (``serving_lambdas.drift_monitor``, a scheduled Lambda publishing CloudWatch metrics).
+Standard library only: shared by the local drift monitor and the AWS drift function (``serving_lambdas.drift_monitor``).
 """
 
 from __future__ import annotations
@@ -41,11 +13,13 @@ from dataclasses import dataclass
 
 from serving_lambdas.records import PredictionRecord
 
-EPSILON = 1e-4
+EPSILON = 1e-4  # the share of a bin empty on either side: an empty bin would make the logarithm infinite
+# Credit scoring's convention: below 0.1 stable, up to 0.25 a moderate move (worth a look), above it significant
+# (worth an alarm and probably retraining).
 MODERATE_DRIFT = 0.1
 SIGNIFICANT_DRIFT = 0.25
 DEFAULT_WINDOW = 500
-DEFAULT_MIN_ROWS = 200
+DEFAULT_MIN_ROWS = 200  # PSI over fewer rows is mostly noise (benchmarks/README.md): below it, no value at all
 
 
 class BaselineError(ValueError):
@@ -53,7 +27,8 @@ class BaselineError(ValueError):
 
 
 def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = EPSILON) -> float:
-    """The population stability index of two distributions over the same bins (each a list of shares)."""
+    """The population stability index of two distributions over the same bins (each a list of shares):
+    the sum over bins of ``(actual - expected) * ln(actual / expected)``."""
     if len(expected) != len(actual):
         raise ValueError(f"psi needs the same bins on both sides, got {len(expected)} and {len(actual)}")
     total = 0.0

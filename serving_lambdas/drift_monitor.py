@@ -1,22 +1,6 @@
-"""The drift function: the AWS counterpart of the local drift monitor (``deploy.monitoring.drift``).
+"""The drift function: the AWS counterpart of the local drift monitor (``deploy.monitoring.drift``), as EMF metrics.
 
-An EventBridge schedule invokes ``handler``. It reads the newest ``DEFAULT_WINDOW`` predictions from the
-prediction store and the served model's training statistics (preprocessing's ``statistics.json``, which the
-pipeline registers as the model package's data-quality statistics) from S3, measures PSI with the same code as
-locally (``serving_lambdas.drift``), and prints EMF documents in the ``CloudViz`` namespace:
-
-- ``FeatureDrift`` with the ``Endpoint`` dimension: the largest feature PSI (what the cloudviz-feature-drift
-  alarm watches), and ``FeatureDrift`` with ``Endpoint`` and ``Feature``: each feature's PSI (the dashboard);
-- ``PredictionClassDrift`` with the ``Endpoint`` dimension: PSI of the predicted classes, or of a regression
-  model's predicted values against its training target.
-
-With fewer than ``DEFAULT_MIN_ROWS`` stored predictions nothing is published (a noisy value would be worse than
-none) and the log says why; so does it when the baseline cannot measure the predictions (a regression baseline
-without a target histogram), whose features are still published. A baseline that cannot be read fails the
-invocation with a ``BaselineError`` naming the URI and the reason.
-
-Environment: ``ENDPOINT_NAME``, ``PREDICTION_STORE`` (``dynamodb:TABLE``), ``BASELINE_STATISTICS_URI``
-(``s3://BUCKET/KEY``).
+Environment: ``ENDPOINT_NAME``, ``PREDICTION_STORE`` (``dynamodb:TABLE``), ``BASELINE_STATISTICS_URI`` (``s3://...``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
-"""The model endpoint, called through boto3's ``sagemaker-runtime`` InvokeEndpoint.
+"""The model endpoint, called through boto3's ``sagemaker-runtime`` InvokeEndpoint: rows as CSV, answers as JSON.
 
-``SAGEMAKER_RUNTIME_URL`` points the clients at another SageMaker (the local endpoint, which answers both the
-Runtime API and the few control-plane calls ``served_version`` makes); on AWS it is unset. One client per
-service and URL for the life of the process: creating one costs milliseconds, calling one is thread-safe.
-A loopback URL is the local endpoint, which checks no signature: its clients sign nothing and so need no
-credentials. Rows go as CSV (the built-in container's native input), answers come back as JSON. The model
-version comes from the endpoint's configuration (``served_version``), not from the answer: the production
-variant keeps one name across versions, as a blue/green update requires.
+``SAGEMAKER_RUNTIME_URL`` points it at the local endpoint (loopback: unsigned, no credentials); on AWS it is unset.
 """
 
 from __future__ import annotations

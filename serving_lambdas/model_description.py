@@ -1,11 +1,6 @@
-"""GET /model: what the live model takes and answers, the document the API's consumers (and the OpenAPI document,
-the Postman collection and the hints generated from it) learn the model from.
+"""GET /model: what the live model takes and answers, the document API consumers (OpenAPI, Postman) learn it from.
 
-It joins the inference function's configuration (endpoint, task, features, aliases, classes) with the data schema
-of the served version, which the served configuration's ``cloudviz:data-schema`` tag names (``served_version``):
-an ``s3://`` object on AWS, a ``file://`` the local service wrote. A schema belongs to one version and never
-changes, so each is read once. A version deployed before the tag existed, or a schema that cannot be read, leaves
-the ranges and the example null: the model is described from the configuration rather than not at all.
+Its configuration joined with the served version's data schema (``served_version``), read once per version.
 """
 
 from __future__ import annotations

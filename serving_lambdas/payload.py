@@ -1,15 +1,6 @@
 """The POST /predictions body: four accepted forms, checked field by field, into rows of floats.
 
-- ``{"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}``: one row, the original API's form;
-- ``{"input_data": [[6.7, 3.3, 5.7, 2.5], ...]}``: a batch, the original README's form;
-- ``{"features": {"sepal_length": 6.7, ...}}``: one row by name (feature names or their aliases);
-- ``{"instances": [{"sepal_length": 6.7, ...}, ...]}``: a batch of rows by name.
-A row may carry the client's own ``request_id`` (top level beside a single row's values or ``features``, inside
-each instance of ``instances``), stored with its prediction so that labels known later can be joined to it;
-``sample_id`` is accepted as another name for it (stored and answered as ``request_id``).
-Every problem is a ``PayloadError`` whose one-line message names the field. A feature must be a JSON number
-(not a boolean) the model can read: XGBoost reads float32, so a value beyond float32's range is refused
-rather than silently turned into infinity or zero.
+Every problem is a ``PayloadError`` whose one-line message names the field.
 """
 
 from __future__ import annotations
@@ -176,6 +167,8 @@ def _named(values: object, features: tuple[str, ...], aliases: Mapping[str, str]
 
 
 def _number(value: object, field: str) -> float:
+    """A JSON number (not a boolean) XGBoost can read as float32: one beyond its range is refused rather than
+    silently turned into infinity or zero."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError(f"{field} must be a number, not {_kind(value)}")
     if isinstance(value, float) and not math.isfinite(value):

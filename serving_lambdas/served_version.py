@@ -1,18 +1,6 @@
-"""Which model version an endpoint serves: the ``cloudviz:model-version`` tag of the endpoint configuration
-that takes its traffic, and the ``cloudviz:data-schema`` tag beside it (the URI of that version's registered
-schema.json, which ``GET /model`` describes the model from).
+"""Which model version an endpoint serves, and its data schema's URI: tags of the endpoint configuration in service.
 
-The production variant keeps one name on every version (a blue/green update requires it), so the answer of
-InvokeEndpoint cannot say which version made it. The endpoint's configuration can: DescribeEndpoint names the
-configuration in service (during a blue/green update, the new one once it takes the traffic and bakes),
-DescribeEndpointConfig gives its ARN and ListTags its tags. Endpoint configurations are immutable, so a
-configuration's version is read once; which configuration an endpoint uses is read again after
-``ttl_seconds``. The same calls work on AWS and against the local endpoint, which answers them in SageMaker's
-JSON protocol.
-
-A failed lookup costs no prediction: it is logged, the version is null (stored as such), and the lookup is
-retried after ``ttl_seconds``. A configuration without the schema tag (deployed before it existed) serves on, with
-no schema URI.
+The variant keeps one name across versions (blue/green requires it), so InvokeEndpoint's answer cannot say which.
 """
 
 from __future__ import annotations
@@ -54,7 +42,8 @@ class _Lookup:
 
 _lock = threading.Lock()
 _endpoints: dict[tuple[str | None, str], _Lookup] = {}  # (url, endpoint) -> its last lookup
-_configs: dict[tuple[str | None, str], Served] = {}  # (url, endpoint configuration) -> what it serves
+# (url, endpoint configuration) -> what it serves: configurations are immutable, so each is read once
+_configs: dict[tuple[str | None, str], Served] = {}
 
 
 def served_version(sagemaker: Any, url: str | None, endpoint_name: str, ttl_seconds: float) -> int | None:

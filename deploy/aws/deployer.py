@@ -1,10 +1,6 @@
-"""Deploying :class:`StackSpec` s through CloudFormation change sets, and deleting their stacks.
+"""Deploying :class:`StackSpec` s through CloudFormation change sets, one stack at a time, and deleting their stacks.
 
-One stack at a time: create a change set (CREATE for a stack that does not exist yet or was only ever
-reviewed, UPDATE otherwise), wait for it, show what it changes, then execute it and wait for the stack,
-reporting each resource event as it arrives. A change set with nothing to change is deleted and the stack
-reported unchanged; with ``dry_run`` every change set is shown and deleted, never executed. A failed stack
-operation raises :class:`UserError` carrying the failed resources' reasons from the stack events.
+A failed stack operation raises :class:`UserError` with the failed resources' reasons from the stack events.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
-"""The Lambda deployment packages, built from the project's own sources.
+"""The Lambda deployment packages, built from the project's own sources (boto3 + the standard library only).
 
-- ``serving_lambdas``: the ``serving_lambdas/`` package (inference, retrieve and drift handlers); boto3 and the
-  standard library come with the Lambda Python runtime, so nothing else goes in.
-- ``automation``: the modules of ``deploy/aws/functions/`` at the root of the zip (handlers ``redeploy.handler``
-  and ``smoke_test.handler``); each imports only boto3 and the standard library.
-
-Zips are reproducible (sorted entries, fixed timestamps and modes): the same sources give the same bytes, so
-the S3 key (which carries a digest of the bytes) changes, and CloudFormation updates the function, exactly
-when the code changed.
+``serving_lambdas``: the ``serving_lambdas/`` package; ``automation``: ``deploy/aws/functions/`` at the zip's root.
 """
 
 from __future__ import annotations
@@ -51,7 +44,8 @@ class LambdaZip:
 
 
 def _zip(files: dict[str, Path]) -> bytes:
-    """A reproducible zip of ``files`` (archive name -> source path)."""
+    """A reproducible zip of ``files`` (archive name -> source path): the same sources give the same bytes, so the
+    S3 key (a digest of the bytes), and the function, change exactly when the code does."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(files):

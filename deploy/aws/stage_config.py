@@ -1,20 +1,6 @@
-"""Per-stage settings of the AWS deployment, read from one TOML file (``cloudviz.toml``).
+"""Per-stage settings of the AWS deployment, read strictly from one TOML file (``cloudviz.toml``).
 
-One table per stage, every key optional::
-
-    [stages.prod]
-    instance_type = "ml.m5.large"     # the endpoint's instances
-    instance_count = 2
-    retrain_schedule = ""             # EventBridge Scheduler expression; "" turns scheduled retraining off
-    alarm_email = "oncall@example.com"  # "" for none
-    allowed_origin = "https://dashboard.example.com"  # the API's CORS origin, or "*"
-
-A key left out takes its default: the endpoint's instances of the stage (dev ``ml.t2.medium`` x1, prod
-``ml.m5.large`` x2), CORS origin ``*``, and for ``retrain_schedule``/``alarm_email`` what the previous deploy of
-the stage set (else off / none). The file is read strictly: an unknown table or key, a wrong type or a value the
-stack's parameter would refuse is a :class:`UserError` naming the file, the table and the key, before any AWS
-call. Values are checked against the constraints of the template parameter they become (its AllowedPattern,
-MinValue...), so the file cannot accept what CloudFormation would refuse.
+A bad table, key, type or value is a :class:`UserError` naming the file, the table and the key, before any AWS call.
 """
 
 from __future__ import annotations

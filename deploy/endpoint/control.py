@@ -1,11 +1,6 @@
-"""The few SageMaker control-plane calls the inference handler makes to learn the served model version, answered
-in SageMaker's JSON protocol (``POST /``, ``X-Amz-Target: SageMaker.<Operation>``), so a stock boto3
-``sagemaker`` client pointed at the local endpoint works unchanged.
+"""The control-plane calls the inference handler makes to learn the served version, in SageMaker's JSON protocol.
 
-What they describe is what the endpoint serves: one configuration per loaded model version
-(``<endpoint>-v<version>``), with the one production variant every CloudViz endpoint has, tagged with the
-version and the URI of its data schema (a ``file://`` the local service wrote) as the AWS endpoint stack tags its
-configurations.
+One endpoint configuration per loaded version (``<endpoint>-v<version>``), tagged as the AWS endpoint stack tags them.
 """
 
 from __future__ import annotations

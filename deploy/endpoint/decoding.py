@@ -1,11 +1,8 @@
 """Request bodies -> feature matrices, with the container's content types and a clear 4xx for bad input.
 
-``text/csv``: one row per line, no header; the delimiter is sniffed from the first line as the container
-does, and an empty field is a missing value. ``text/libsvm`` (``text/x-libsvm``): ``[label] index:value ...``
-with 0-based indices, an absent index being missing. ``application/json`` (not offered by the built-in
-container): SageMaker's common inference format ``{"instances": [{"features": [...]}, ...]}``, its
-one-record form ``{"features": [...]}``, or plain arrays ``[[...], ...]`` / ``[...]``.
-Every row must have exactly the model's number of features; errors name the row (and column), 1-based.
+``text/csv`` and ``text/libsvm`` as the built-in container reads them; ``application/json`` (which it does not
+offer) in SageMaker's common inference format or as plain arrays. Every row must have exactly the model's number of
+features; errors name the row (and column), 1-based.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Predictions -> response bodies, as the built-in XGBoost container encodes them.
 
-Without selectable output the body is the raw prediction: ``text/csv`` joins the rows with commas (for
-multi:softprob each row prints as a bracketed list: the container's legacy, kept so clients parse both
-alike) and ``application/json`` is ``{"predictions": [{"score": ...}, ...]}``. With selectable output
-(``SAGEMAKER_INFERENCE_OUTPUT``, e.g. ``predicted_label,probabilities``) each row carries the chosen keys,
-per the container's table of which keys an objective can give; a key the objective cannot give is null.
+The raw prediction, or with ``SAGEMAKER_INFERENCE_OUTPUT`` the chosen keys per row (null where the objective has none).
 """
 
 from __future__ import annotations
@@ -68,7 +64,7 @@ def encode(predictions: np.ndarray, accept: str, objective: str, num_class: int,
     """The response body for ``accept`` (as returned by ``negotiate``)."""
     rows: list[Row] = predictions.tolist()
     if keys is None:
-        if accept == CSV:
+        if accept == CSV:  # a multi:softprob row prints as a bracketed list: the container's legacy, kept
             return ",".join(map(str, rows)).encode()
         records = [{"score": row} for row in rows]
     else:

@@ -1,10 +1,6 @@
 """In-place prediction through XGBoost's C API (``XGBoosterPredictFromDense``, declared in c_api.h).
 
-On a single-row request ``Booster.inplace_predict`` costs ~180 µs, of which the trees take a few: its
-Python wrapper spends ~110 µs holding the GIL, and each call builds a fresh proxy DMatrix whose context
-reads the cgroup CPU quota from /sys (with a regex). Calling the C function with a prepared configuration
-and a proxy kept per thread (it holds the call's input, so threads cannot share one) brings it to ~30 µs,
-and the call releases the GIL.
+``Booster.inplace_predict``'s answer, quicker (benchmarks/README.md) and without the GIL; one proxy DMatrix per thread.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""The alarm rules, declared once: the local evaluator of ``cloudviz serve`` runs them on the sampled metrics,
-and the AWS stacks generate their CloudWatch alarms from the same objects (``cloudwatch_properties``).
+"""The alarm rules, declared once: ``cloudviz serve`` evaluates them, the AWS stacks make CloudWatch alarms of them.
 
-Each rule measures one value per period: locally from a ``PeriodSample`` (``measure``), on AWS as the
-``statistic`` (or ``extended_statistic``) of ``namespace``/``metric_name`` over ``period_seconds``. The two are
-the same number: API Gateway's 5XXError is 0 or 1 per request, so its Average is the 5xx rate; Latency is in
-milliseconds; StoreErrors is the serving Lambda's own EMF metric (``serving_lambdas.metrics``), and the drift
-values belong to the same ``CloudViz`` namespace. The state follows CloudWatch: ALARM when
-``datapoints_to_alarm`` of the last ``evaluation_periods`` datapoints breach, missing datapoints handled as
-``treat_missing_data`` says. The local period can be shorter (``cloudviz serve --alarm-period``); on AWS it is
-``period_seconds``.
+A rule's local ``measure`` is the number its CloudWatch ``statistic`` gives (API Gateway's 5XXError Average: 5xx rate).
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """The local alarm evaluator: CloudWatch's alarm evaluation, run on the sampled metrics inside ``cloudviz serve``.
 
-Every sampler period the evaluator thread calls its ``before_sample`` callbacks (the drift monitor refreshes its
-gauges there), takes a sample, and evaluates each rule whose period just ended on one datapoint, the rule's
-``measure`` of the sample over that period. The state is ALARM when ``datapoints_to_alarm`` of the newest
-``evaluation_periods`` datapoints breach the threshold, else OK; missing datapoints (a period without requests,
-drift before enough predictions) count as ``treat_missing_data`` says, and a rule whose datapoints are all
-missing under "missing" is INSUFFICIENT_DATA. Every state change is recorded in the alarm history; the changes
-into and out of ALARM are also sent to the notifiers (OK <-> INSUFFICIENT_DATA is recorded, not sent).
+State changes are recorded in the alarm history; those into and out of ALARM are also sent to the notifiers.
 """
 
 from __future__ import annotations

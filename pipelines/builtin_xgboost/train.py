@@ -1,26 +1,7 @@
 """Local emulation of SageMaker's built-in XGBoost training container (image 3.0-5).
 
-Same contract as the container, below an ``/opt/ml``-shaped root (``--ml-root``)::
-
-    input/config/hyperparameters.json    {"num_round": "10", ...}: strings, as SageMaker passes them
-    input/config/inputdataconfig.json    {"train": {"ContentType": "text/csv"}, "validation": {...}}
-    input/config/resourceconfig.json     {"current_host": "algo-1", "hosts": ["algo-1", ...]} (none: one host)
-    input/data/<channel>/*.csv            label first, no header
-    model/xgboost-model                   the trained booster, UBJSON (what XGBoost 3.x saves and loads)
-    output/failure                        the reason, when the job fails
-
-On several hosts (one process per host here, each with its own root) it trains as the container's
-distributed mode does (``distributed.rabit_run``): every host reads its own channels (its shard of a
-sharded channel), the hosts first tell each other which of them have data (a host without train or
-validation data leaves, with a warning, and exits 0), then those with data train together, their
-gradient statistics summed by XGBoost's collective at each split, and the first of them (hosts sorted
-by name) stores the model. The first host of each group runs XGBoost's tracker; where the container's
-listens on port 9099 of that host, here it takes a free loopback port and publishes it in
-``--tracker-dir`` for the other processes.
-
-Evaluation metrics are logged per round as the container logs them
-(``[3]#011train-merror:0.02#011validation-merror:0.04``), so the same metric regexes work.
-Exit status 2 for a user error (bad hyperparameters or data), 1 for anything else.
+The container's contract below an ``/opt/ml``-shaped root (``--ml-root``), its per-round metric log lines and its
+distributed mode (one process per host). Exit status 2 for a user error, 1 for anything else.
 """
 
 from __future__ import annotations
@@ -226,6 +207,7 @@ def log_evaluation(period: int = 1) -> xgb.callback.TrainingCallback:
                         for data, metrics in self.history.items()
                         for metric, values in metrics.items()
                     ]
+                    # As the container logs them, so the same metric regexes work.
                     print(f"[{epoch}]#011" + "#011".join(scores), flush=True)
             self.logged = max(self.logged, rounds)
 
@@ -347,7 +329,9 @@ def hosts_with_data(cluster: Cluster, has_data: bool, tracker_dir: Path) -> tupl
 
 def train(ml_root: Path, tracker_dir: Path | None = None) -> xgb.Booster | None:
     """Train this host's part of the job; the booster if this host stored it (None: another host stores it,
-    or this host had no data and left)."""
+    or this host had no data and left). As the container's distributed mode (``distributed.rabit_run``): the hosts
+    first tell each other which have data, one without leaves (a warning, exit 0), the others train together and
+    the first of them by name stores the model."""
     cluster = read_cluster(ml_root)
     job = load_job(ml_root, single_host=len(cluster.hosts) == 1)
     group = cluster.hosts

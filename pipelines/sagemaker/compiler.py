@@ -1,15 +1,6 @@
 """The SageMaker Pipeline compiled from the one DAG declaration (``pipelines.definition``).
 
-Each declared step becomes its SageMaker counterpart: ProcessingStep -> a Processing job running the same
-script on the built-in XGBoost image (it carries numpy, pyarrow and XGBoost, which the scripts need),
-TrainingStep -> the built-in XGBoost algorithm with the same hyperparameters, ConditionStep -> a Condition
-on a JsonGet of a PropertyFile, RegisterModelStep -> a ModelStep registering into a model package group,
-FailStep -> a Fail step. References become step properties, so the dependencies are the same as locally.
-
-Processing jobs run on one instance, always: Preprocess needs the whole data set for its stratified split and
-Evaluate is small, so N instances would each do the whole job (N times the cost, the same result). Training
-scales out instead: the channels the DAG declares sharded are dealt out by S3 key over the instances (each reads
-its share of the part files Preprocess writes), the others are replicated to each.
+Each declared step becomes its SageMaker counterpart and references become step properties: the same dependencies.
 """
 
 from __future__ import annotations
@@ -203,7 +194,7 @@ class Compiler:
             image_uri=self.image,
             command=["python3"],
             instance_type=self.parameters["ProcessingInstanceType"],
-            instance_count=1,  # see the module docstring
+            instance_count=1,  # Preprocess splits the whole data set: N instances would each do the whole job
             role=self.target.role_arn,
             sagemaker_session=self.session,
             base_job_name=f"cloudviz-{step.name.lower()}",

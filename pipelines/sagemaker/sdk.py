@@ -1,17 +1,8 @@
 """The SageMaker Python SDK v3, contained: everything it needs to build a pipeline definition offline.
 
-Known traps of SDK 3.27, all handled here and nowhere else:
-- it creates boto3 clients while it is imported and while it builds steps (with the default session, whatever
-  session it was given): with no credentials configured, botocore then asks the EC2 instance metadata service,
-  a network call and seconds of time-outs off EC2, so that service is off while the SDK works;
-- it reads the region when it is imported, so ``AWS_DEFAULT_REGION`` is set before the first import;
-- it checks the execution role with an IAM call unless ``SAGEMAKER_VALIDATE_ROLE=false``;
-- ``PipelineSession.default_bucket()`` looks the bucket up in S3 even when it is named, so it is preset;
-- it sends telemetry from a background thread unless the session's config opts out;
-- it uploads local code files while building the definition, so steps are given ``s3://`` URIs only
-  (``pipelines.sagemaker.staging`` computes them offline; ``upsert`` uploads the files);
-- ``ModelTrainer``'s ``Compute`` types ``volume_size_in_gb`` as ``int`` although its docstring and the
-  ``ResourceConfig`` it becomes take a pipeline parameter, so ``load_sdk`` gives a ``Compute`` that takes one.
+The traps of SDK 3.27 (network calls at import and while building steps, a region read at import, an IAM role
+check, telemetry, a mistyped ``Compute``) are handled here and nowhere else. It uploads local code files while
+building a definition, so steps are given ``s3://`` URIs only (``pipelines.sagemaker.staging``).
 """
 
 from __future__ import annotations
@@ -55,7 +46,8 @@ SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"T
 
 
 def load_sdk(region: str) -> SimpleNamespace:
-    """The SDK's modules, imported for ``region`` with role validation off; a UserError when not installed."""
+    """The SDK's modules, imported for ``region`` (the SDK reads it when imported) with role validation off (else
+    it checks the execution role with an IAM call); a UserError when not installed."""
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
     os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
     try:
@@ -67,7 +59,8 @@ def load_sdk(region: str) -> SimpleNamespace:
 
 
 def compute_with_parameters(sdk: SimpleNamespace) -> type:
-    """``Compute`` with the volume size typed as the API shape types it (an int or a pipeline parameter)."""
+    """``Compute`` with the volume size typed as the API shape types it (an int or a pipeline parameter): the SDK's
+    types it ``int`` although the ``ResourceConfig`` it becomes takes a pipeline parameter."""
     import pydantic
 
     volume = sdk.shapes.ResourceConfig.model_fields["volume_size_in_gb"]
@@ -108,5 +101,5 @@ def pipeline_session(sdk: SimpleNamespace, region: str, bucket: str) -> object:
 
     offline = boto3.Session(region_name=region, aws_access_key_id="offline", aws_secret_access_key="offline")
     session = sdk.context.PipelineSession(boto_session=offline, default_bucket=bucket, sagemaker_config=SDK_CONFIG)
-    session._default_bucket = bucket  # noqa: SLF001 - or default_bucket() calls S3 (see the module docstring)
+    session._default_bucket = bucket  # noqa: SLF001 - or default_bucket() looks the named bucket up in S3
     return session

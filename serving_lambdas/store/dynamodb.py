@@ -1,25 +1,4 @@
-"""The AWS prediction store: one DynamoDB table, read only by GetItem and Query, never by Scan.
-
-Key design (``pk`` partition key, ``sk`` sort key, both strings):
-- a prediction: ``pk = "<hour>#<shard>"`` (e.g. ``20261129T03#2``), ``sk = id``. The hour is the first 11
-  characters of the id; the shard is derived from the id's random part, so writes of one hour spread over
-  ``SHARDS`` partitions instead of making the current hour one hot partition. Get-by-id computes
-  ``(pk, sk)`` from the id alone: one GetItem.
-- the hour index: ``pk = "hours"``, ``sk = <hour>``, one item per hour that holds predictions, written once
-  per hour by each process (an idempotent put). Listing newest first queries the index for the hours between
-  the bounds (newest first), then each hour's shards (in parallel) with ``sk`` between the bounds, merging the
-  shards by id, until the page is full; empty hours cost nothing. A page's cursor is the last id it returned, so
-  the next page is simply ``id < cursor``: pagination crosses hours and shards with no per-partition state.
-- a page costs at most ``QUERY_BUDGET`` Queries: on sparse data (a prediction or two per hour) a full page would
-  need ``SHARDS`` Queries per hour, thousands for a page of 1000. When the budget runs out the page stops short
-  and says where (``StorePage.resume_before``: the start of the last hour read whole, or the lowest id a cut shard
-  was read down to), and the next page resumes below it.
-- every item carries ``expires_at`` (epoch seconds, ``retention_days`` after it was made; an hour's index item
-  after its last prediction's), which the table's TTL deletes.
-- a prediction whose client gave a ``request_id`` carries it as a string attribute; others have no such attribute.
-Numbers are stored as ``Decimal`` (DynamoDB's number type); a batch is one TransactWriteItems (all or nothing,
-at most 100 items).
-"""
+"""The AWS prediction store: one DynamoDB table (keys: ``DynamoDbStore``), read by GetItem and Query, never Scan."""
 
 from __future__ import annotations
 
@@ -71,7 +50,21 @@ def partition_of(prediction_id: str) -> str:
 
 
 class DynamoDbStore:
-    """Predictions in the DynamoDB table ``table_name`` (see the module docstring for its keys)."""
+    """Predictions in the DynamoDB table ``table_name``; keys ``pk`` (partition) and ``sk`` (sort), both strings.
+
+    - a prediction: ``pk = "<hour>#<shard>"`` (e.g. ``20261129T03#2``), ``sk = id``. The hour is the id's first 11
+      characters, the shard derived from its random part, so one hour's writes spread over ``SHARDS`` partitions
+      instead of one hot partition; get-by-id computes ``(pk, sk)`` from the id alone: one GetItem.
+    - the hour index: ``pk = "hours"``, ``sk = <hour>``, one item per hour that holds predictions (an idempotent
+      put, once per hour by each process). A page queries the index for the hours between the bounds, newest
+      first, then each hour's shards in parallel, merged by id, until it is full; its cursor is the last id, so
+      the next page is ``id < cursor``, across hours and shards with no per-partition state.
+    - every item carries ``expires_at`` (epoch seconds, ``retention_days`` after it was made; an hour's index item
+      after its last prediction's), which the table's TTL deletes; a prediction whose client gave a
+      ``request_id`` carries it, others have no such attribute.
+
+    Numbers are stored as ``Decimal``; a batch is one TransactWriteItems (all or nothing, at most 100 items).
+    """
 
     max_rows_per_put = 100  # TransactWriteItems' limit
 
@@ -116,7 +109,9 @@ class DynamoDbStore:
 
     def page(self, limit: int, since: str = "", before: str = "~") -> StorePage:
         """At most ``limit`` records with ``since <= id < before``, newest first, for at most ``query_budget``
-        Queries (see the module docstring)."""
+        Queries: on sparse data a full page would need ``SHARDS`` Queries per hour. When the budget runs out the page
+        stops short and says where (``StorePage.resume_before``: the start of the last hour read whole, or the lowest
+        id a cut shard was read down to), and the next page resumes below it."""
         found: list[dict] = []
         if since >= before:
             return StorePage([])

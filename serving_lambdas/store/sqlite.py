@@ -1,13 +1,6 @@
 """The embedded prediction store: one SQLite file in WAL mode, safe for writers on many threads.
 
-Ids start with the time a prediction was made, so the table's primary key (``WITHOUT ROWID``: the rows are
-stored in id order) is also its time index: listing newest first between two times is a range search on it.
-Each thread gets its own connection; a write takes the write lock up front (``BEGIN IMMEDIATE``) and waits
-up to ``BUSY_TIMEOUT_SECONDS`` for it. Writers of one process first queue on a ``threading.Lock``: SQLite's
-busy handler waits by sleeping (1, 2, 5, 10 ... 100 ms), which under concurrent requests turned a 0.1 ms
-write into a p99 of hundreds of milliseconds; other processes still meet SQLite's own lock.
-``synchronous=NORMAL``: a committed prediction survives a crash of the process; a power loss may lose the
-last transactions (WAL's usual trade for one fsync per checkpoint).
+Ids start with the time a prediction was made, so the ``WITHOUT ROWID`` primary key is also the time index.
 """
 
 from __future__ import annotations
@@ -57,6 +50,8 @@ class SqliteStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        # Writers of this process queue here: SQLite's busy handler sleeps (1, 2, 5 ... 100 ms), which makes a slow
+        # p99 under concurrent requests (benchmarks/README.md); other processes still meet SQLite's own lock.
         self._write_lock = threading.Lock()
         connection = self._connection()
         connection.execute("PRAGMA journal_mode=WAL")
@@ -83,6 +78,7 @@ class SqliteStore:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            # A committed prediction survives a crash of the process; a power loss may lose the last transactions.
             connection.execute("PRAGMA synchronous=NORMAL")
             self._local.connection = connection
         return connection

@@ -1,27 +1,8 @@
-"""Redeploy a stage when a newer model package is approved (boto3 + the standard library only).
+"""Redeploy the dev stage when a newer model package is approved (boto3 + the standard library only).
 
-The stage's approval rule (dev's only: prod gets a package by promotion) sends each "SageMaker Model Package
-State Change" event to an SQS queue; the function reads it through an event source mapping, one message at a
-time, and keeps the stage consistent:
-
-- the endpoint stack gets the package's ``ModelPackageArn``/``ModelVersion`` and ``DataSchemaUri`` (the schema GET
-  /model describes it from; its other parameters kept), through the CloudFormation service role of the automation
-  stack;
-- the monitoring stack gets the package's baseline statistics (``BaselineStatisticsUri``, its ModelDataQuality
-  statistics), so drift is measured against the data the served model was trained on;
-- the task, features and classes of the package's registered data schema must be the api stack's (``ModelTask``,
-  ``FeatureNames``, ``ClassNames``): API consumers depend on them (a class or a value, and which), so a package
-  that changes them is refused, with a message on
-  the alarm topic (``cloudviz deploy aws`` deploys it, API and all), as is one that would add or remove the
-  drift function or move its baseline to another bucket (a change of resources, not of parameters).
-
-While either stack is busy (a blue/green update takes 20 minutes and more) the message is failed with one log
-line and comes back after the queue's visibility timeout; a message received too often goes to the dead-letter
-queue, whose alarm notifies the alarm topic. An event for a version older than the deployed one, or the same
-one already deployed everywhere, changes nothing, and says why.
-
-Configuration (environment): ``ENDPOINT_STACK``, ``API_STACK``, ``MONITORING_STACK`` (stack names),
-``CLOUDFORMATION_ROLE_ARN`` (the endpoint stack's service role), ``MODEL_PACKAGE_GROUP``, ``TOPIC_ARN``.
+Events come one at a time through SQS; a busy stack fails the message (it returns after the visibility timeout), a
+contract change is refused on the alarm topic. Environment: ``ENDPOINT_STACK``, ``API_STACK``, ``MONITORING_STACK``,
+``CLOUDFORMATION_ROLE_ARN``, ``MODEL_PACKAGE_GROUP``, ``TOPIC_ARN``.
 """
 
 from __future__ import annotations
@@ -145,7 +126,13 @@ def bucket_of(uri: str) -> str:
 
 
 def redeploy(package: Package, stage: Stage) -> dict:
-    """Bring the stage to ``package``: what was updated, or why nothing was."""
+    """Bring the stage to ``package``: what was updated, or why nothing was.
+
+    The endpoint stack gets the package and its data schema (through the automation stack's CloudFormation role),
+    the monitoring stack its baseline statistics. Refused: a package whose task, features or classes differ from
+    the api stack's (API consumers depend on them), or that would add or remove the drift function or move its
+    baseline to another bucket (a change of resources, not of parameters: ``cloudviz deploy aws`` deploys it).
+    """
     names = {kind: os.environ[f"{kind.upper()}_STACK"] for kind in ("endpoint", "api", "monitoring")}
     endpoint = stage.parameters(names["endpoint"])
     monitoring = stage.parameters(names["monitoring"])

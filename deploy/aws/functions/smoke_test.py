@@ -1,26 +1,8 @@
 """The smoke test of a stage's deployment, and its record on the model package (boto3 + the standard library only).
 
-EventBridge invokes ``handler`` when the stage's endpoint stack finished a creation or an update. The function
-reads what the stack serves (its ``ModelPackageArn``/``ModelVersion``) and the api stack's URL, key, features and
-classes, calls the API as a client would (``POST /predictions`` with an example row, then
-``GET /predictions/{id}``), checks the answer (a class of the model, or a number for regression; the version the
-stack serves; the same prediction read back) and records the result on the model package as two
-CustomerMetadataProperties:
-``cloudviz:smoke-test:<stage>`` = ``passed`` or ``failed: <reason>`` and ``cloudviz:smoke-test-at:<stage>`` = when
-(ISO-8601 UTC). ``cloudviz promote`` reads the record (``recorded_smoke_test``) before it deploys the same
-package to the next stage. A failure is also published to the stage's alarm topic. ``cloudviz deploy aws`` runs
-the same test (``smoke_test_stage``) after it deployed the stage: the stage's first deployment comes before its
-automation stack, so no rule sees its endpoint stack's creation.
-
-The inference function trusts the model version it read from the endpoint for the api stack's
-``ModelVersionTtlSeconds``: right after an update, an API that served requests before it may still name the
-previous version. An answer from another version is therefore asked again every ``POLL_SECONDS`` until that TTL
-(and ``VERSION_MARGIN_SECONDS``) has passed since the test started; only then is it a failure.
-
-The example row is iris's seed example when those are the features, otherwise each feature's median in the
-package's baseline statistics (the training split's, registered as its ModelDataQuality statistics).
-
-Configuration (environment): ``STAGE``, ``ENDPOINT_STACK``, ``API_STACK``, ``TOPIC_ARN``.
+Run when the endpoint stack finished a creation or update (and by ``cloudviz deploy aws``): the API called as a client
+would, the result recorded on the package (``RESULT_KEY``, ``TIME_KEY``) for ``cloudviz promote``, a failure sent to
+the alarm topic. Environment: ``STAGE``, ``ENDPOINT_STACK``, ``API_STACK``, ``TOPIC_ARN``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """The automation stack: scheduled retraining, approval-triggered redeployment and the smoke test.
 
-- Retraining (every stage): an EventBridge Scheduler schedule starts the SageMaker pipeline.
-- Redeployment (``dev`` only: ``prod`` gets a package by promotion, as in the official SageMaker MLOps template,
-  which ``cloudviz promote aws`` and ``cloudviz deploy aws`` deploy with the caller's credentials, so prod's
-  automation stack is the retraining schedule alone):
-  an EventBridge rule on the model registry's approvals -> an encrypted SQS queue (whose policy admits that rule
-  only) -> the redeploy function through an event source mapping, one message at a time. A message whose stack
-  is busy is failed and comes back after the visibility timeout, for as long as a long blue/green update takes
-  (see ``RETRY_WINDOW_SECONDS``); after that it goes to a dead-letter queue whose alarm notifies the alarm topic.
-- The endpoint stack's CloudFormation service role (``dev``), which the redeploy function passes: here, outside
-  the stack it manages, so no role can rewrite its own policy. Once a stack was updated with a role, CloudFormation
-  uses it for every later operation on that stack, so the role manages every resource of the endpoint stack.
-- The smoke test (``dev``): when the endpoint stack finished a creation or an update, the smoke-test function
-  calls the stage's API and records the result on the served model package.
+Every stage gets the retraining schedule. ``dev`` also gets the approval rule -> SQS queue -> redeploy function
+(``prod`` gets a package by promotion, as in the official SageMaker MLOps template), the endpoint stack's
+CloudFormation service role (here, so no role can rewrite its own policy) and the smoke-test function.
 """
 
 from __future__ import annotations
@@ -106,7 +96,8 @@ LAMBDA_SKIPS = (
 
 
 def endpoint_deploy_role(names: ResourceNames) -> dict:
-    """The endpoint stack's CloudFormation service role: every resource of that stack, and never itself."""
+    """The endpoint stack's CloudFormation service role: every resource of that stack, and never itself (once a
+    stack was updated with a role, CloudFormation uses it for every later operation on that stack)."""
     alarms = [arn("cloudwatch", f"alarm:{names.alarm_name(rule.name)}") for rule in endpoint_rules()]
     return role(
         names.endpoint_deploy_role_name, "cloudformation.amazonaws.com", "manage-endpoint-stack",

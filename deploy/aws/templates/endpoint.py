@@ -1,17 +1,6 @@
 """The endpoint stack: the approved model package served by a SageMaker real-time endpoint with data capture.
 
-Model -> EndpointConfig (the one production variant ``AllTraffic``, tagged ``cloudviz:model-version`` and
-``cloudviz:data-schema``, data capture of every request and response) -> Endpoint. The Model and EndpointConfig
-keep CloudFormation-generated names: a new package or instance type replaces them, and the Endpoint (named,
-stable) is updated in place to the new config. In prod the update is blue/green: the new fleet takes all
-traffic, bakes, and is rolled back automatically if an endpoint alarm (created here, from the shared alarm rules)
-fires. A blue/green update keeps
-the variant names (SageMaker refuses one that changes them), so the variant name never carries the version: the
-inference function reads it from the configuration's tag (``serving_lambdas/served_version.py``).
-
-The CloudFormation service role the redeploy function updates this stack through lives in the automation stack
-(``deploy/aws/templates/automation.py``): a role among the resources of the stack it manages could rewrite its
-own policy.
+Model -> EndpointConfig (one variant, tagged with the version and the schema it serves) -> Endpoint, blue/green in prod.
 """
 
 from __future__ import annotations
@@ -92,7 +81,8 @@ def _model_role(names: ResourceNames) -> dict:
 
 
 def endpoint_template(names: ResourceNames, settings: AwsSettings) -> dict:
-    """The endpoint stack's template."""
+    """The endpoint stack's template. The Model and EndpointConfig keep CloudFormation-generated names: a new
+    package or instance type replaces them, and the named Endpoint is updated in place to the new config."""
     prod = names.stage == "prod"
     package_parameter: dict = {
         "Type": "String",
