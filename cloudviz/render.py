@@ -7,14 +7,11 @@ from typing import TYPE_CHECKING
 
 from cloudviz.progress import step_note
 from pipelines.model_quality import headline_metrics, scalar_metrics
-from pipelines.registry import ModelPackage
-from pipelines.runs import RunRecord
 
 if TYPE_CHECKING:
-    from deploy.deployments import Deployment
+    from cloudviz.api.types import Alarm, Deployment, ModelVersion, Run
     from deploy.local_service import LocalService  # imports XGBoost; only the type is needed here
-    from deploy.monitoring.alarm_history import AlarmState, Transition
-    from deploy.monitoring.alarm_rules import AlarmRule
+    from deploy.monitoring.alarm_history import Transition
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -24,8 +21,8 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def run_duration(record: RunRecord) -> float:
-    return sum(step.duration_seconds or 0.0 for step in record.steps.values())
+def run_duration(run: Run) -> float:
+    return sum(step.duration_seconds or 0.0 for step in run.steps)
 
 
 LABELS = {"macro_f1": "macro F1", "weighted_f1": "weighted F1", "f1": "F1", "auc": "AUC", "rmse": "RMSE",
@@ -39,76 +36,74 @@ def metrics_text(evaluation: Mapping) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in shown.items())
 
 
-def registered_version(record: RunRecord) -> dict | None:
-    """The Register step's properties (group, version, approval status when registered), if the run registered."""
-    return next((step.properties for step in record.steps.values() if "version" in step.properties), None)
+def registered_as(run: Run) -> str | None:
+    """The approval status the run's version was registered with (a cached Register step keeps the first one)."""
+    return next((step.properties.get("approval_status") for step in run.steps if "version" in step.properties), None)
 
 
-def run_summary(record: RunRecord, approval_status: str | None = None) -> str:
+def run_summary(run: Run, approval_status: str | None = None) -> str:
     """Each step with its status and time, then the metrics and the registered version with its approval status
     now (``approval_status``, from the registry), which a cached Register step's record does not follow."""
-    lines = [f"Run {record.run_id}: {record.status} ({run_duration(record):.2f}s of step time)"]
+    lines = [f"Run {run.id}: {run.status} ({run_duration(run):.2f}s of step time)"]
     rows = [
         [step.name, step.status, f"{step.duration_seconds:.2f}s" if step.duration_seconds is not None else "-",
          step_note(step)]
-        for step in record.steps.values()
+        for step in run.steps
     ]
     lines.append(table(["STEP", "STATUS", "TIME", "NOTE"], rows))
-    evaluation = record.output_json("evaluation", "evaluation.json")
+    evaluation = run.evaluation
     if evaluation:
         lines.append(f"Metrics: {metrics_text(evaluation)} on {evaluation['test_rows']} test rows")
         if evaluation.get("gate"):
             lines.append(f"Gate: {evaluation['gate']['message']}")
-    registered = registered_version(record)
-    if registered:
-        group, version = registered["model_package_group"], registered["version"]
-        recorded = registered["approval_status"]
+    if run.model:
+        group, version = run.model.group, run.model.version
+        recorded = registered_as(run)
         status = approval_status or recorded
         note = f"; registered as {recorded}" if status != recorded else ""
         lines.append(f"Registered: {group} version {version} ({status}{note})")
         if status == "PendingManualApproval":
             lines.append(f"  approve it with: cloudviz models approve {group} {version}")
-    if record.failure_reason:
-        lines.append(f"Failed: {record.failure_reason}")
-        if record.status == "Failed":
-            lines.append(f"  resume it with: cloudviz pipeline resume {record.run_id}")
-    lines.append(f"Folder: {record.folder}")
+    if run.failure_reason:
+        lines.append(f"Failed: {run.failure_reason}")
+        if run.status == "Failed":
+            lines.append(f"  resume it with: cloudviz pipeline resume {run.id}")
+    lines.append(f"Folder: {run.folder}")
     return "\n".join(lines)
 
 
-def runs_table(records: list[RunRecord]) -> str:
+def runs_table(runs: list[Run]) -> str:
     rows = []
-    for record in records:
-        registered = registered_version(record)
-        accuracy = scalar_metrics(record.output_json("evaluation", "evaluation.json") or {}).get("accuracy")
+    for run in runs:
+        accuracy = run.metrics.get("accuracy")
         rows.append([
-            record.run_id,
-            record.status,
-            record.created_at.replace("T", " ")[:19],
-            f"{run_duration(record):.2f}s",
+            run.id,
+            run.status,
+            (run.started_at or "").replace("T", " ")[:19],
+            f"{run_duration(run):.2f}s",
             f"{accuracy:.4f}" if accuracy is not None else "-",
-            f"{registered['model_package_group']} v{registered['version']}" if registered else "-",
+            f"{run.model.group} v{run.model.version}" if run.model else "-",
         ])
     return table(["RUN", "STATUS", "STARTED (UTC)", "TIME", "ACCURACY", "REGISTERED"], rows)
 
 
-def serving_package(deployments: Sequence[Deployment], package: ModelPackage) -> list[Deployment]:
+def serving_package(deployments: Sequence[Deployment], package: ModelVersion) -> list[Deployment]:
     """The deployment records of the local endpoints that serve ``package``, in stage order."""
     return [d for d in deployments if (d.group, d.version) == (package.group, package.version)]
 
 
-def live_stages(deployments: Sequence[Deployment], package: ModelPackage) -> list[str]:
+def live_stages(deployments: Sequence[Deployment], package: ModelVersion) -> list[str]:
     return [d.stage for d in serving_package(deployments, package)]
 
 
-def packages_table(packages: list[ModelPackage], deployments: Sequence[Deployment]) -> str:
+def packages_table(packages: list[ModelVersion], deployments: Sequence[Deployment]) -> str:
     rows = [
         [
             p.group,
             str(p.version),
             p.approval_status,
             ",".join(live_stages(deployments, p)) or "-",
-            f"{accuracy:.4f}" if (accuracy := scalar_metrics(p.metrics).get("accuracy")) is not None else "-",
+            f"{accuracy:.4f}" if (accuracy := scalar_metrics(p.evaluation).get("accuracy")) is not None else "-",
             p.created_at.replace("T", " ")[:19],
             p.lineage.get("run_id", "-"),
         ]
@@ -117,7 +112,7 @@ def packages_table(packages: list[ModelPackage], deployments: Sequence[Deploymen
     return table(["GROUP", "VERSION", "APPROVAL", "LIVE", "ACCURACY", "CREATED (UTC)", "RUN"], rows)
 
 
-def package_detail(package: ModelPackage, deployments: Sequence[Deployment]) -> str:
+def package_detail(package: ModelVersion, deployments: Sequence[Deployment]) -> str:
     """Readable lines only: a field the version does not have is left out, never shown as a Python value."""
     lines = [
         f"{package.group} version {package.version}",
@@ -129,9 +124,9 @@ def package_detail(package: ModelPackage, deployments: Sequence[Deployment]) -> 
     ]
     for live in serving_package(deployments, package):
         lines.append(f"  Live:       {live.stage} ({live.endpoint}) since {live.deployed_at}")
-    if scalar_metrics(package.metrics):
-        lines.append(f"  Metrics:    {metrics_text(package.metrics)}")
-    for name, scores in package.metrics.get("per_class", {}).items():
+    if scalar_metrics(package.evaluation):
+        lines.append(f"  Metrics:    {metrics_text(package.evaluation)}")
+    for name, scores in package.evaluation.get("per_class", {}).items():
         lines.append(
             f"    {name:<14} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
             f"  F1 {scores['f1']:.3f}  support {scores['support']}"
@@ -248,20 +243,20 @@ def alarm_value(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def alarms_table(rules: Sequence[AlarmRule], states: Mapping[str, AlarmState]) -> str:
+def alarms_table(alarms: Sequence[Alarm]) -> str:
     """Each rule with its recorded state; rules never evaluated show "-"."""
     rows = []
-    for rule in rules:
-        state = states.get(rule.name)
+    for alarm in alarms:
+        state = alarm.state
         rows.append([
-            rule.name,
-            state.state if state else "-",
-            state.since.replace("T", " ")[:19] if state else "-",
-            alarm_value(state.value) if state else "-",
-            state.condition if state else rule.condition,
+            alarm.rule,
+            state["state"] if state else "-",
+            state["since"].replace("T", " ")[:19] if state else "-",
+            alarm_value(state["value"]) if state else "-",
+            alarm.condition,
         ])
     lines = [table(["ALARM", "STATE", "SINCE (UTC)", "VALUE", "CONDITION"], rows)]
-    if any(rule.name not in states for rule in rules):
+    if any(alarm.state is None for alarm in alarms):
         lines.append("-: not evaluated yet (`cloudviz serve` evaluates the alarms while it runs)")
     return "\n".join(lines)
 

@@ -51,3 +51,4 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for overrides in ({}, {"NumRound": "5"}):
         assert runner.start(overrides).status == "Succeeded"
     return home.root
+

@@ -548,7 +548,7 @@ def test_automation_zip_holds_its_functions_on_boto3(tmp_path):
 
 @pytest.mark.parametrize("expression", ["cron(0 3 ? * MON *)", "rate(7 days)", "at(2026-12-01T03:00:00)"])
 def test_the_automation_stack_takes_every_schedule_the_cli_takes(expression):
-    from cloudviz.aws_deploy import schedule_settings
+    from deploy.aws.stage_release import schedule_settings
 
     settings = AwsSettings(artifact_bucket="b", **schedule_settings(expression))
     automation = synthesize("dev", settings)[3]

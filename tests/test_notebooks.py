@@ -54,6 +54,14 @@ def test_the_committed_notebook_targets_local_and_has_no_outputs():
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
 
 
+def test_only_the_first_cell_names_the_target_and_the_rest_use_the_public_api():
+    code = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
+    assert "TARGET" not in "\n".join(code[1:])
+    imports = re.findall(r"^\s*(?:from|import) ([\w.]+)", "\n".join(code), re.MULTILINE)
+    project_packages = ("pipelines", "deploy", "serving_lambdas", "preprocessing", "evaluation", "cloudviz.")
+    assert imports and not [name for name in imports if name.startswith(project_packages)]
+
+
 def test_the_walkthrough_runs_locally_and_predicts_the_seed_example(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch):
     for name in CLEARED_ENVIRONMENT:

@@ -32,10 +32,14 @@ ROWS_PER_CLASS = 60  # each class's train rows weigh past min_child_weight=6 in 
 CLASSES = 5  # the README's trees.csv: "5 kinds of tree"
 
 
+def fenced_blocks() -> list[tuple[str, str]]:
+    """The README's fenced blocks: (language, text)."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+
+
 def own_data_block() -> list[str]:
     """The lines of the README's fenced block that runs own data, backslash continuations joined."""
-    blocks = re.findall(r"^```\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
-    (block,) = [block for block in blocks if "cloudviz pipeline run --data" in block]
+    (block,) = [text for language, text in fenced_blocks() if not language and "cloudviz pipeline run --data" in text]
     return [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
 
 
@@ -159,3 +163,23 @@ def test_the_readme_own_data_example_runs_as_written(home: StateHome, tmp_path: 
                 EndpointName=service.endpoint, ContentType="text/csv", Accept="application/json", Body=row)
             (score,) = json.loads(reply["Body"].read())["predictions"]
             assert len(np.atleast_1d(score["score"])) == (CLASSES if task == "multiclass" else 1)
+
+
+def python_api_block() -> str:
+    """The README's Python API example for the local target."""
+    (block,) = [block for language, block in fenced_blocks() if language == "python" and "cloudviz.local()" in block]
+    return block
+
+
+def test_the_python_api_example_runs_as_written(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLOUDVIZ_HOME", raising=False)  # the example's ./.cloudviz, in this folder
+    monkeypatch.delenv("CLOUDVIZ_API_KEY", raising=False)
+    exec(compile(python_api_block(), "README.md", "exec"), {})  # noqa: S102 - the README's own code
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("Succeeded {'accuracy': ")
+    assert "'model': 'file://" in printed[1] and "'evaluation': 'file://" in printed[1]
+    answer = eval(printed[2])  # noqa: S307 - the dict the example printed
+    assert (answer["prediction"], answer["label"], answer["model_version"]) == (1, "virginica", 1)
+    assert eval(printed[3])[0]["id"] == answer["id"]  # noqa: S307 - newest first
+    assert (tmp_path / ".cloudviz" / "registry.db").is_file()

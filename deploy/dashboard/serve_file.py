@@ -75,6 +75,14 @@ def running_serve(path: Path, start: str = "cloudviz serve") -> ServeRecord:
     return record
 
 
+def serve_if_running(path: Path) -> ServeRecord | None:
+    """The record of the serve of ``path`` if one is running, else None."""
+    try:
+        return running_serve(path)
+    except UserError:
+        return None
+
+
 def check_answers(record: ServeRecord, timeout: float = 5.0) -> None:
     """Raise a one-line UserError unless the serve's dashboard answers."""
     try:

@@ -4,7 +4,7 @@
 credential chain. A compiled definition runs one objective family (``--objective``: the multi:* objectives, which
 send num_class, or binary:logistic and reg:squarederror, which do not; see ``pipelines.definition``), and its data
 parameters default to the staged iris data's: ``start`` with the user's own InputData sends the empty values of
-those not given (taken from the data) and needs a ModelPackageGroupName.
+those not given (taken from the data) and needs a ModelPackageGroupName (:mod:`pipelines.sagemaker.target`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import argparse
 import json
 import os
 
-from pipelines.definition import MULTICLASS_OBJECTIVES, TASKS, build_pipeline, data_parameters
+from cloudviz.commands.output import emit
+from pipelines.definition import MULTICLASS_OBJECTIVES, TASKS, build_pipeline
 from pipelines.errors import UserError
-from pipelines.sagemaker import AwsTarget, definition
-from pipelines.state import StateHome
-
-ROLE_ENV = "CLOUDVIZ_SAGEMAKER_ROLE_ARN"
-BUCKET_ENV = "CLOUDVIZ_BUCKET"
+from pipelines.sagemaker import AwsTarget
+from pipelines.sagemaker.target import BUCKET_ENV, ROLE_ENV, build_definition, execution_overrides
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -46,25 +44,15 @@ def add_definition_options(parser: argparse.ArgumentParser) -> None:
 
 def aws_target(args: argparse.Namespace) -> tuple[AwsTarget, list]:
     """The target named by the options (each missing one named), and the files ``upsert`` stages."""
+    from pipelines.sagemaker.target import aws_target as target_of
+
     for option, value, source in (("--region", args.region, "AWS_REGION"), ("--role", args.role, ROLE_ENV),
                                   ("--bucket", args.bucket, BUCKET_ENV)):
         if not value:
             raise UserError(f"{option} is required (or set ${source})")
     if not args.role.startswith("arn:aws"):
         raise UserError(f"--role must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME), not {args.role!r}")
-    from pipelines.datasets import iris_csv
-    from pipelines.sagemaker.deployment import staged_files
-    from pipelines.sagemaker.staging import staged
-
-    iris = iris_csv(StateHome.from_env().data)
-    target = AwsTarget(args.region, args.role, args.bucket, args.prefix,
-                       staged(iris, args.bucket, args.prefix, "data").uri)
-    return target, staged_files(build_pipeline(), target, iris)
-
-
-def build_definition(target: AwsTarget, objective: str) -> dict:
-    return definition(target.region, target.role_arn, target.bucket, target.prefix, target.input_data_uri,
-                      objective)
+    return target_of(args.region, args.role, args.bucket, args.prefix)
 
 
 def definition_command(args: argparse.Namespace) -> int:
@@ -76,17 +64,13 @@ def definition_command(args: argparse.Namespace) -> int:
 def upsert_command(args: argparse.Namespace) -> int:
     import boto3
 
-    from pipelines.sagemaker.deployment import upsert
+    from pipelines.sagemaker.target import upsert_pipeline
 
     target, files = aws_target(args)
-    document = build_definition(target, args.objective)
-    result = upsert(boto3.client("sagemaker", region_name=target.region), boto3.client("s3", region_name=target.region),
-                    build_pipeline(), document, target, files, "CloudViz: preprocess, train, evaluate, gate, register")
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        verb = "created" if result.created else "updated"
-        print(f"{verb} {result.pipeline_arn}; uploaded {len(result.uploaded)} file(s)")
+    result = upsert_pipeline(boto3.client("sagemaker", region_name=target.region),
+                             boto3.client("s3", region_name=target.region), target, files, args.objective)
+    verb = "created" if result.created else "updated"
+    emit(args, result.to_dict(), f"{verb} {result.pipeline_arn}; uploaded {len(result.uploaded)} file(s)")
     return 0
 
 
@@ -98,19 +82,5 @@ def start_command(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     if not args.region:
         raise UserError("--region is required (or set $AWS_REGION)")
     arn = start(boto3.client("sagemaker", region_name=args.region), build_pipeline(), execution_overrides(overrides))
-    print(json.dumps({"pipeline_execution_arn": arn}, indent=2) if args.json else f"started {arn}")
+    emit(args, {"pipeline_execution_arn": arn}, f"started {arn}")
     return 0
-
-
-def execution_overrides(overrides: dict[str, str]) -> dict[str, str]:
-    """The parameters an execution is started with. The definition's data parameters are the staged iris data's:
-    with the user's own InputData, those not given are sent with their declared (empty: from the data) values, and
-    the ModelPackageGroupName must be given. An empty InputData is left out: the definition's, iris."""
-    if "InputData" in overrides and not overrides["InputData"].strip():
-        overrides = {name: value for name, value in overrides.items() if name != "InputData"}
-    if "InputData" not in overrides:
-        return overrides
-    dag = build_pipeline()
-    given = {p.name for p in dag.parameters for name in overrides if name in (p.name, *p.aliases)}
-    values = {**dag.defaults(), "InputData": overrides["InputData"]}
-    return {**{name: str(value) for name, value in data_parameters(values, given).items()}, **overrides}

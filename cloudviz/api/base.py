@@ -1,0 +1,104 @@
+"""``cloudviz.Project``: the Python API's calls, the same on both targets (``cloudviz.api.local`` and
+``cloudviz.api.aws`` implement them)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.runs import LATEST
+
+if TYPE_CHECKING:
+    from cloudviz.api.prediction_api import PredictionApi, Serving
+    from cloudviz.api.types import Deployment, ModelVersion, Parameter, Promotion, Run
+
+
+class Pipeline(ABC):
+    """``project.pipeline``: the pipeline's parameters, and runs of it."""
+
+    @abstractmethod
+    def parameters(self) -> list[Parameter]:
+        """The parameters a run accepts (on AWS also those that say where the SageMaker jobs run)."""
+
+    @abstractmethod
+    def start(self, parameters: dict[str, object] | None = None, data: str | Path | None = None,
+              use_cache: bool = True) -> Run:
+        """Start a run with these parameter values (checked before anything runs) and, with ``data``, the user's
+        own CSV (local: a path; AWS: an s3:// URI). Local: runs it here and returns it finished. AWS: upserts the
+        pipeline (stages the scripts in S3, creates or updates the definition), starts an execution and returns
+        it executing: ``.wait()`` for the end."""
+
+    def run(self, parameters: dict[str, object] | None = None, data: str | Path | None = None,
+            use_cache: bool = True) -> Run:
+        """``start(...)``, then wait for the end; the run, whatever its status (``run.succeeded``)."""
+        return self.start(parameters, data, use_cache).wait()
+
+
+class Runs(ABC):
+    """``project.runs``: past and current runs, newest first."""
+
+    @abstractmethod
+    def list(self, limit: int = 20) -> list[Run]: ...
+
+    @abstractmethod
+    def get(self, run_id: str = LATEST) -> Run:
+        """A run by id (local: a unique prefix works too; AWS: the execution ARN), or the newest."""
+
+
+class Models(ABC):
+    """``project.models``: the model registry (local: SQLite; AWS: the SageMaker Model Registry)."""
+
+    @abstractmethod
+    def list(self, group: str | None = None, status: str | None = None) -> list[ModelVersion]: ...
+
+    @abstractmethod
+    def get(self, group: str, version: int | str = LATEST) -> ModelVersion: ...
+
+    @abstractmethod
+    def set_approval(self, group: str, version: int | str, status: str, reason: str = "") -> ModelVersion: ...
+
+    def approve(self, group: str, version: int | str = LATEST, reason: str = "") -> ModelVersion:
+        """Approve a version. On AWS this also redeploys the dev stage, once its stacks exist."""
+        return self.set_approval(group, version, "Approved", reason)
+
+    def reject(self, group: str, version: int | str = LATEST, reason: str = "") -> ModelVersion:
+        return self.set_approval(group, version, "Rejected", reason)
+
+
+class Project(ABC):
+    """A CloudViz project on one target: ``cloudviz.local()`` or ``cloudviz.aws()`` makes one."""
+
+    target: str
+    pipeline: Pipeline
+    runs: Runs
+    models: Models
+
+    @abstractmethod
+    def deployments(self, group: str | None = None, stage: str | None = None) -> list[Deployment]:
+        """What each stage serves."""
+
+    @abstractmethod
+    def deploy(self, group: str, version: int | None = None, stage: str = "dev", force: bool = False) -> Deployment:
+        """Serve an Approved version on a stage. Local: checks and records it (``version``: default the newest
+        Approved; ``force``: a version that is not Approved, dev only). AWS: deploys the stage's stacks; dev
+        serves the newest Approved version, prod keeps the version promoted to it."""
+
+    @abstractmethod
+    def promote(self, group: str, source: str = "dev", target: str = "prod") -> Promotion:
+        """Serve on ``target`` the version ``source`` serves, once its smoke test on ``source`` passed."""
+
+    @abstractmethod
+    def serve(self, group: str, stage: str = "dev") -> Serving:
+        """The prediction API of a stage, ready to call. Local: starts the endpoint and the API in this process,
+        on free ports, until ``close()`` (or the end of a ``with`` block). AWS: the deployed stage's API (nothing
+        to start; ``close()`` does nothing)."""
+
+    @abstractmethod
+    def api(self, group: str, stage: str = "dev") -> PredictionApi:
+        """The prediction API of a stage that is being served already (local: by ``cloudviz serve`` or
+        :meth:`serve`; AWS: the deployed stage), with its key."""
+
+    def predict(self, rows: dict | list[dict], group: str, stage: str = "dev") -> dict | list[dict]:
+        """``api(group, stage).predict(rows)``: one row (a dict of feature values) or a list of them."""
+        return self.api(group, stage).predict(rows)

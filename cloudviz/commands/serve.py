@@ -1,0 +1,83 @@
+"""``cloudviz serve``: serve a stage until Ctrl-C or SIGTERM, through ``LocalProject.serve`` (which refuses a
+second serve of the endpoint and taken ports), printing where it serves and what it reports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+
+from cloudviz import render
+from cloudviz.api.local import LocalProject
+from cloudviz.api.local_serve import AlreadyServed, PortTaken, alarm_notifiers
+from cloudviz.commands.arguments import STATE_HOME_HELP, Actions, add_endpoint, port_number, positive_seconds
+from cloudviz.commands.output import print_flushed
+from pipelines.errors import UserError
+
+STAGE_PORTS = {"dev": (8000, 8080), "prod": (8001, 8081)}  # (API, endpoint): both stages can serve at once
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    default_api_port, default_endpoint_port = STAGE_PORTS[args.stage]
+    api_port = default_api_port if args.api_port is None else args.api_port
+    endpoint_port = default_endpoint_port if args.endpoint_port is None else args.endpoint_port
+    notifiers = alarm_notifiers(args.alarm_webhook, args.smtp_host, args.smtp_port, args.smtp_from, args.smtp_to)
+    try:
+        serving = LocalProject().serve(args.group, args.stage, api_port=api_port, endpoint_port=endpoint_port,
+                                       alarm_period_seconds=args.alarm_period, notifiers=notifiers,
+                                       on_event=print_flushed)
+    except AlreadyServed as error:
+        raise UserError(f"{error.reason}: stop that `cloudviz serve` first") from None
+    except PortTaken as error:
+        raise UserError(f"{error.reason}; serve {args.group} on other ports with --api-port N --endpoint-port M"
+                        " (0: any free port)") from None
+    except OSError as error:
+        raise UserError(
+            f"cannot listen on 127.0.0.1 (API port {api_port}, endpoint port {endpoint_port}): "
+            f"{error.strerror or error}; choose others with --api-port / --endpoint-port"
+        ) from None
+    # Ctrl-C stops it even when started with SIGINT ignored (a background job of a script), and a service
+    # manager's SIGTERM ends it as cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    with serving:
+        print_flushed(render.serving(serving.service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print_flushed("Stopping.")
+    return 0
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def register(groups: Actions) -> None:
+    serve = groups.add_parser(
+        "serve", help="run the local endpoint and prediction API until Ctrl-C",
+        description="Serve the group's live version (deploying the latest Approved one if none is live) through the "
+        "local endpoint (SageMaker hosting and Runtime API) and the prediction API (x-api-key). A version approved "
+        "while serving goes live with no failed request.",
+        epilog="The API key is CLOUDVIZ_API_KEY when set, else one generated once and kept in the state home. One "
+        "serve per group and stage, each with its own state (endpoints/<endpoint>/): serve other groups on other "
+        "ports. " + STATE_HOME_HELP,
+    )
+    add_endpoint(serve, "the stage to serve: dev follows approvals, prod follows promotions")
+    serve.add_argument("--api-port", type=port_number,
+                       help="prediction API port (default 8000 on dev, 8001 on prod)")
+    serve.add_argument("--endpoint-port", type=port_number, help="endpoint port (default 8080 on dev, 8081 on prod)")
+    alarms = serve.add_argument_group(
+        "alarms", "The alarm rules (`cloudviz alarms list`) are evaluated while serving; their changes into and out "
+        "of ALARM are sent to a webhook and/or by email. Each flag falls back to its environment variable.")
+    alarms.add_argument("--alarm-period", type=positive_seconds, metavar="SECONDS",
+                        help="evaluate every alarm over periods of this length (default: each rule's own, 60 s)")
+    alarms.add_argument("--alarm-webhook", metavar="URL", help="POST each alarm change as JSON here "
+                        "[CLOUDVIZ_ALARM_WEBHOOK]")
+    alarms.add_argument("--smtp-host", metavar="HOST", help="email alarm changes through this SMTP server "
+                        "[CLOUDVIZ_SMTP_HOST]")
+    alarms.add_argument("--smtp-port", metavar="PORT", help="its port (default 25) [CLOUDVIZ_SMTP_PORT]")
+    alarms.add_argument("--smtp-from", metavar="ADDRESS", help="sender address [CLOUDVIZ_SMTP_FROM]")
+    alarms.add_argument("--smtp-to", metavar="ADDRESSES", help="recipients, separated by commas [CLOUDVIZ_SMTP_TO]")
+    serve.set_defaults(handler=serve_command)
