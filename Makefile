@@ -31,18 +31,18 @@ run: $(STAMP)
 	$(BIN)/cloudviz deploy local
 	$(BIN)/cloudviz serve
 
-# newman runs the Postman collection in tests/test_postman.py, which skips when npm (Node.js) is missing.
+# newman runs the Postman collection in tests/deploy/test_postman.py, which skips when npm (Node.js) is missing.
 $(NEWMAN_STAMP):
 	@if command -v npm >/dev/null; then npm install --prefix $(VENV)/node newman@6 --no-audit --no-fund && touch $@; \
-	else echo "npm not found: tests/test_postman.py will be skipped"; fi
+	else echo "npm not found: tests/deploy/test_postman.py will be skipped"; fi
 
-# Debian's chromium, which Playwright drives in tests/test_dashboard.py (no browser download: never
+# Debian's chromium, which Playwright drives in tests/deploy/dashboard/test_dashboard.py (no browser download: never
 # `playwright install`). apt needs root; without it the browser test is skipped and says why.
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
-	else echo "not root: cannot apt-get install chromium; tests/test_dashboard.py's browser test will be skipped"; fi
+	else echo "not root: cannot apt-get install chromium; tests/deploy/dashboard/test_dashboard.py's browser test will be skipped"; fi
 
-# checkov (tests/test_checkov.py) pins older boto3/botocore/packaging than the SageMaker SDK and moto need,
+# checkov (tests/deploy/aws/test_checkov.py) pins older boto3/botocore/packaging than the SageMaker SDK and moto need,
 # so it gets a venv of its own; the test runs it from there, offline.
 $(CHECKOV_STAMP):
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)

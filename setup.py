@@ -42,7 +42,8 @@ setup(
             "aiosmtpd>=1.4",
             # Drives Debian's chromium (/usr/bin/chromium) in the dashboard's browser test; never `playwright install`.
             "playwright>=1.45",
-            # Execute notebooks/walkthrough.ipynb in a kernel of the test's own Python (tests/test_notebooks.py).
+            # Execute notebooks/walkthrough.ipynb in a kernel of the test's own Python
+            # (tests/notebooks/test_notebooks.py).
             "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
         ],
     },

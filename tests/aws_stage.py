@@ -1,6 +1,6 @@
-"""What the tests of a deployed stage's automation share (tests/test_aws_redeploy.py, tests/test_aws_promotion.py):
-every boto3 request validated against its service model, EventBridge's scheduled rules taking no put events, and
-the redeploy queue polled as Lambda's event source mapping polls it."""
+"""What the tests of a deployed stage's automation share (tests/deploy/aws/: test_aws_redeploy.py,
+test_aws_promotion.py): every boto3 request validated against its service model, EventBridge's scheduled rules
+taking no put events, and the redeploy queue polled as Lambda's event source mapping polls it."""
 
 from __future__ import annotations
 

@@ -1,15 +1,22 @@
-"""Shared fixtures: a fresh state home per test, and small pipelines built from real scripts."""
+"""Shared fixtures: a fresh state home per test, small pipelines built from real scripts, trained state homes,
+and the drift baselines preprocessing makes of iris and of a regression set."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+from drift_data import CLASSES, FEATURES, read_split
+from generated_data import regression
 
+from pipelines.datasets import iris_csv
 from pipelines.definition import build_pipeline
 from pipelines.runner import LocalRunner
 from pipelines.state import StateHome
+from preprocessing import preprocess
 
 
 @pytest.fixture
@@ -52,3 +59,26 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert runner.start(overrides).status == "Succeeded"
     return home.root
 
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, np.ndarray]:
+    """The baseline statistics and the training split that preprocessing makes of the bundled iris data."""
+    base = tmp_path_factory.mktemp("preprocessed")
+    source = iris_csv(base / "data")
+    code = preprocess.main(["--base-dir", str(base), "--input", str(source), "--label-column", "species",
+                            "--feature-columns", ",".join(FEATURES), "--class-names", ",".join(CLASSES)])
+    assert code == 0
+    statistics = json.loads((base / "baseline" / "statistics.json").read_text(encoding="utf-8"))
+    return statistics, read_split(base / "train" / "train.csv")
+
+
+@pytest.fixture(scope="module")
+def houses(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, np.ndarray]:
+    """The baseline statistics and the training split that preprocessing makes of a generated regression set."""
+    base = tmp_path_factory.mktemp("preprocessed-houses")
+    data = regression(base / "data")
+    code = preprocess.main(["--base-dir", str(base), "--input", str(data.path), "--label-column", data.label,
+                            "--feature-columns", ",".join(data.features), "--objective", data.objective])
+    assert code == 0
+    statistics = json.loads((base / "baseline" / "statistics.json").read_text(encoding="utf-8"))
+    return statistics, read_split(base / "train" / "train.csv")

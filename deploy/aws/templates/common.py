@@ -109,8 +109,8 @@ def lambda_function(spec: LambdaSpec) -> dict:
 
 def checkov_skip(resource: dict, *skips: tuple[str, str]) -> dict:
     """``resource`` with checkov checks skipped, each ``(check id, why)``, in checkov's CloudFormation inline form
-    (``Metadata.checkov.skip``), added to any skips and metadata it has. tests/test_checkov.py fails on a skip
-    without a reason and on a skip of a check that passes."""
+    (``Metadata.checkov.skip``), added to any skips and metadata it has. tests/deploy/aws/test_checkov.py fails on a
+    skip without a reason and on a skip of a check that passes."""
     metadata = dict(resource.get("Metadata", {}))
     checkov = dict(metadata.get("checkov", {}))
     checkov["skip"] = [*checkov.get("skip", []), *({"id": check, "comment": why} for check, why in skips)]
