@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TypeVar
 from cloudviz.api.base import LATEST, Models, Pipeline, Project, Runs
 from cloudviz.api.prediction_api import PredictionApi, Serving
 from cloudviz.api.types import AWS, Deployment, ModelVersion, Parameter, Promotion, Run, StepRun
-from deploy.aws.names import STAGES, ResourceNames
+from deploy.aws.names import DEFAULT_GROUP, PROJECT, STAGES, ResourceNames
 from pipelines.definition import PIPELINE_NAME, TASKS, build_pipeline
 from pipelines.errors import AwsError, NotFoundError, UserError
 from pipelines.model_quality import scalar_metrics
@@ -25,6 +26,8 @@ from pipelines.sagemaker.target import BUCKET_ENV, DEFAULT_OBJECTIVE, ROLE_ENV
 
 T = TypeVar("T", bound=Callable)
 NOT_FOUND_CODES = ("ResourceNotFound", "ResourceNotFoundException", "NotFoundException")
+# A stage's endpoint stack: the default group's cloudviz-<stage>-endpoint, another's cloudviz-<group>-<stage>-endpoint.
+ENDPOINT_STACK = re.compile(rf"{PROJECT}-(?:[a-z0-9-]+-)?(?P<stage>{'|'.join(STAGES)})-endpoint")
 logger = logging.getLogger("cloudviz")  # deploy and promote report their progress here (INFO)
 
 
@@ -311,25 +314,46 @@ class AwsProject(Project):
 
     @aws_errors
     def deployments(self, group: str | None = None, stage: str | None = None) -> list[Deployment]:
-        """The stages whose endpoint stack serves a package: its ModelPackageArn parameter, the api stack's URL."""
-        from deploy.aws.deployer import describe_stack
-
+        """The stages whose endpoint stack serves a package: its ModelPackageArn parameter, the api stack's URL.
+        Without ``group``, every group's: the stacks named as a group's endpoint stack (``cloudviz-[<group>-]<stage>-
+        endpoint``) whose served package's group has that very name."""
+        stages = [self._names(stage).stage] if stage else list(STAGES)
         cloudformation = self.account.client("cloudformation")
+        listed = {item["StackName"]: item for item in pages(cloudformation.describe_stacks, "Stacks")
+                  if item["StackStatus"] != "DELETE_COMPLETE"}
+        candidates = ([self._names(name, group) for name in stages] if group is not None
+                      else self._served_groups(listed, stages))
         found = []
-        for name in [stage] if stage else STAGES:
-            names = self._names(name)
-            stack = describe_stack(cloudformation, names.endpoint_stack)
+        for names in candidates:
+            stack = listed.get(names.endpoint_stack)
             parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (stack or {}).get("Parameters", [])}
-            if stack is None or not parameters.get("ModelPackageArn") or group not in (None, names.model_package_group):
+            if stack is None or not parameters.get("ModelPackageArn"):
                 continue
-            api = describe_stack(cloudformation, names.api_stack) or {}
+            api = listed.get(names.api_stack) or {}
             outputs = {item["OutputKey"]: item["OutputValue"] for item in api.get("Outputs") or []}
             found.append(Deployment(
-                names.model_package_group, name, int(parameters["ModelVersion"]), names.endpoint_name, AWS,
+                names.model_package_group, names.stage, int(parameters["ModelVersion"]), names.endpoint_name, AWS,
                 iso(stack.get("LastUpdatedTime") or stack.get("CreationTime")), outputs.get("ApiUrl"),
                 {"model_package_arn": parameters["ModelPackageArn"], "endpoint_stack_status": stack["StackStatus"],
                  "api_outputs": outputs}))
         return found
+
+    def _served_groups(self, listed: dict[str, dict], stages: list[str]) -> list[ResourceNames]:
+        """The names of every group's stage among ``stages`` whose endpoint stack is in ``listed``, by group, then
+        stage (the default group first)."""
+        sagemaker = self.account.client("sagemaker")
+        found = []
+        for stack_name, stack in listed.items():
+            match = ENDPOINT_STACK.fullmatch(stack_name)
+            package_arn = next((p.get("ParameterValue") for p in stack.get("Parameters") or []
+                                if p["ParameterKey"] == "ModelPackageArn"), None)
+            if match is None or match["stage"] not in stages or not package_arn:
+                continue
+            group = sagemaker.describe_model_package(ModelPackageName=package_arn)["ModelPackageGroupName"]
+            names = ResourceNames(match["stage"], group)
+            if names.endpoint_stack == stack_name:  # not another project's stack named alike
+                found.append(names)
+        return sorted(found, key=lambda names: (names.group != DEFAULT_GROUP, names.group, STAGES.index(names.stage)))
 
     @aws_errors
     def deploy(self, group: str, version: int | None = None, stage: str = "dev", force: bool = False) -> Deployment:
@@ -343,13 +367,13 @@ class AwsProject(Project):
             raise UserError("force: on AWS a stage serves an Approved version only (approve it first)")
         bucket = self.account.required_bucket()
         config = stage_config(self.account.config, stage)
-        package_arn, served = stage_package(self.account.session, stage)
+        package_arn, served = stage_package(self.account.session, stage, group)
         if version is not None and version != served:
             how = ("approve it and reject the newer Approved ones" if stage == STAGES[0]
                    else f"promote it from {STAGES[STAGES.index(stage) - 1]}")
             raise UserError(f"version {version}: on AWS {stage} serves version {served} of {group} ({how})")
         document = deploy_stage(self.account.session, stage, config, package_arn, served, bucket,
-                                progress=logger.info)
+                                progress=logger.info, group=group)
         return self._deployed(names, document)
 
     @aws_errors
@@ -362,7 +386,7 @@ class AwsProject(Project):
         self._names(source, group)
         config = stage_config(self.account.config, target)
         deployment, promotion = promote_stage(self.account.session, source, target, config,
-                                              self.account.required_bucket(), progress=logger.info)
+                                              self.account.required_bucket(), progress=logger.info, group=group)
         changed = promotion["previous_model_package_arn"] != deployment["model_package_arn"]
         return Promotion(source, target, changed, self._deployed(names, {**deployment, **promotion}),
                          promotion["smoke_test"])
@@ -386,14 +410,10 @@ class AwsProject(Project):
         return PredictionApi(outputs["ApiUrl"], key)
 
     @staticmethod
-    def _names(stage: str, group: str | None = None) -> ResourceNames:
+    def _names(stage: str, group: str = DEFAULT_GROUP) -> ResourceNames:
         if stage not in STAGES:
             raise UserError(f"stage {stage!r}: expected one of {', '.join(STAGES)}")
-        names = ResourceNames(stage)
-        if group is not None and group != names.model_package_group:
-            raise UserError(f"group {group!r}: the AWS stages serve the model package group "
-                            f"{names.model_package_group}")
-        return names
+        return ResourceNames(stage, group)
 
     @staticmethod
     def _deployed(names: ResourceNames, document: dict) -> Deployment:

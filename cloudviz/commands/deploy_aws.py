@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from cloudviz.api.aws import aws_errors
 from cloudviz.commands.arguments import Actions, add_json
 from cloudviz.commands.output import emit
-from deploy.aws.names import STAGES, ResourceNames
+from deploy.aws.names import DEFAULT_GROUP, STAGES, ResourceNames
 from pipelines.errors import UserError
 from pipelines.sagemaker.target import BUCKET_ENV
 
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from deploy.aws.stage_config import StageConfig
 
 ALARM_EMAIL_ENV = "CLOUDVIZ_ALARM_EMAIL"
-VERSIONED_PACKAGE = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:model-package/[^/]+/([0-9]+)")
+VERSIONED_PACKAGE = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:model-package/([^/]+)/([0-9]+)")
+GROUP_HELP = (f"the model package group whose stage this is (default {DEFAULT_GROUP}, the bundled iris data's); "
+              f"another group's stacks are cloudviz-<group>-<stage>-*, next to {DEFAULT_GROUP}'s cloudviz-<stage>-*")
 CONFIG_HELP = ("per-stage settings file (default ./cloudviz.toml when it exists): [stages.dev]/[stages.prod] "
                "tables of instance_type, instance_count, retrain_schedule, alarm_email, allowed_origin")
 
@@ -82,6 +84,7 @@ def register(deploy_actions: Actions, destroy_actions: Actions, promote_actions:
         parser.add_argument("--region", default=region, help="AWS region (default $AWS_REGION or $AWS_DEFAULT_REGION)")
         parser.add_argument("--bucket", default=os.environ.get(BUCKET_ENV),
                             help=f"artifact bucket for the Lambda zips and large templates (default ${BUCKET_ENV})")
+        parser.add_argument("--group", default=DEFAULT_GROUP, help=GROUP_HELP)
         add_json(parser)
     deploy.add_argument("--dry-run", action="store_true", help="create and print each change set, execute none")
     deploy.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
@@ -117,8 +120,9 @@ def deploy_command(args: argparse.Namespace) -> int:
     from deploy.aws.stage_release import deploy_stage, stage_package
 
     session = boto3.Session(region_name=region)
-    package_arn, version = stage_package(session, args.stage)
-    document = deploy_stage(session, args.stage, config, package_arn, version, bucket, args.dry_run, stderr_line)
+    package_arn, version = stage_package(session, args.stage, args.group)
+    document = deploy_stage(session, args.stage, config, package_arn, version, bucket, args.dry_run, stderr_line,
+                            args.group)
     emit(args, document, "\n".join(summary_lines(document)))
     return 0
 
@@ -137,11 +141,14 @@ def synth_command(args: argparse.Namespace, config: StageConfig) -> int:
     if match is None:
         raise UserError(f"--model-package-arn {args.model_package_arn!r}: expected the ARN of a model package "
                         "version, arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION")
+    if match.group(1) != args.group.lower():  # SageMaker writes the group in lower case in the ARN
+        raise UserError(f"--model-package-arn {args.model_package_arn!r}: a package of another group than "
+                        f"--group {args.group}")
     settings = aws_settings(args.region or "us-east-1", "123456789012", args.bucket, config, config.alarm_email or "",
                             config.retrain_schedule or "", model_package_arn=args.model_package_arn,
-                            model_version=int(match.group(1)))
-    written = write_synth(Path(args.synth), args.stage, settings)
-    document = {"stage": args.stage, "model_package_arn": args.model_package_arn,
+                            model_version=int(match.group(2)))
+    written = write_synth(Path(args.synth), args.stage, settings, args.group)
+    document = {"stage": args.stage, "group": args.group, "model_package_arn": args.model_package_arn,
                 "written": [str(path) for path in written]}
     emit(args, document, f"Wrote {len(written)} file(s) to {args.synth}:\n"
          + "\n".join(f"  {path.name}" for path in written))
@@ -151,7 +158,7 @@ def synth_command(args: argparse.Namespace, config: StageConfig) -> int:
 def summary_lines(document: dict) -> list[str]:
     """What a deployment's document says, line by line: each stack, the smoke test, the API and its key."""
     stage, version, region = document["stage"], document["model_version"], document["region"]
-    names = ResourceNames(stage)
+    names = ResourceNames(stage, document["group"])
     smoke_test = document["smoke_test"]
     lines = [f"{result['stack_name']}: {result['status']}" for result in document["stacks"]]
     if smoke_test is not None:
@@ -181,7 +188,7 @@ def promote_command(args: argparse.Namespace) -> int:
 
     session = boto3.Session(region_name=region)
     deployment, promotion = promote_stage(session, args.source, args.target, config, bucket, args.dry_run,
-                                          stderr_line)
+                                          stderr_line, args.group)
     lines = summary_lines(deployment)
     if promotion["promoted_at"]:
         lines.append(f"Promoted version {deployment['model_version']} from {args.source} to {args.target} (recorded "
@@ -199,13 +206,13 @@ def destroy_command(args: argparse.Namespace) -> int:
     import boto3
 
     session = boto3.Session(region_name=region)
-    existing = existing_stacks(session, args.stage)
+    existing = existing_stacks(session, args.stage, args.group)
     if existing and not args.yes:
         confirm(f"Delete the stacks {', '.join(existing)} in {region}?")
-    document = destroy_stage(session, args.stage, args.bucket, stderr_line)
+    document = destroy_stage(session, args.stage, args.bucket, stderr_line, args.group)
     removed, templates = document["removed_stacks"], document["removed_templates"]
     text = (f"Removed {len(removed)} stack(s): {', '.join(removed)}" if removed
-            else f"Nothing to remove: no {args.stage} stack exists in {region}.")
+            else f"Nothing to remove: no {args.stage} stack{group_of(args.group)} exists in {region}.")
     if "retained_table" in document:
         table = document["retained_table"]
         text += (f"\nKept the prediction table {table} (its DeletionPolicy is Retain): deploying "
@@ -215,6 +222,11 @@ def destroy_command(args: argparse.Namespace) -> int:
         text += f"\nRemoved {len(templates)} uploaded template(s) from s3://{args.bucket}/{TEMPLATE_PREFIX}/."
     emit(args, document, text)
     return 0
+
+
+def group_of(group: str) -> str:
+    """`` of GROUP`` in a sentence about a stage (nothing for the default group)."""
+    return "" if group == DEFAULT_GROUP else f" of {group}"
 
 
 def required_options(args: argparse.Namespace, bucket: bool = True) -> tuple[str, str]:

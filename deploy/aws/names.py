@@ -6,9 +6,11 @@ resource under a name another stack spells differently.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
+from pipelines.errors import UserError
 from serving_lambdas.served_version import MODEL_VERSION_TAG
 
 STAGES = ("dev", "prod")
@@ -17,7 +19,10 @@ PROJECT = "cloudviz"
 # A blue/green update (prod's DeploymentConfig) requires the new configuration to keep the variant names; the
 # served model version is the endpoint configuration's MODEL_VERSION_TAG instead.
 PRODUCTION_VARIANT = "AllTraffic"
-__all__ = ["MODEL_VERSION_TAG", "PRODUCTION_VARIANT", "PROJECT", "STAGES", "ResourceNames", "log_group_name"]
+# A SageMaker model package group name (ModelPackageGroupName's pattern).
+GROUP_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+__all__ = ["DEFAULT_GROUP", "MODEL_VERSION_TAG", "PRODUCTION_VARIANT", "PROJECT", "STAGES", "ResourceNames",
+           "log_group_name"]
 
 
 def log_group_name(function_name: str) -> str:
@@ -27,18 +32,65 @@ def log_group_name(function_name: str) -> str:
 
 @dataclass(frozen=True)
 class ResourceNames:
-    """Names of the resources of one stage (``dev`` or ``prod``)."""
+    """Names of the resources of one stage (``dev`` or ``prod``) serving one model package ``group``: the default
+    group's are ``cloudviz-{stage}-...`` (as before groups had stacks of their own), another group's
+    ``cloudviz-{group in lower case}-{stage}-...``. A group whose names AWS would refuse is refused up front."""
 
     stage: str
+    group: str = DEFAULT_GROUP
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}: expected one of {', '.join(STAGES)}")
+        if self.group != DEFAULT_GROUP:
+            self._refuse_unnamable_group()
+
+    def _refuse_unnamable_group(self) -> None:
+        if not GROUP_PATTERN.fullmatch(self.group):
+            raise UserError(f"group {self.group!r}: not a SageMaker model package group name (letters, digits and "
+                            "hyphens, starting and ending with a letter or digit, at most 63 characters)")
+        # Every stage's names (a group deployable to dev must be promotable to prod); the one furthest over.
+        over, kind, limit, name = max((len(name) - limit, kind, limit, name)
+                                      for stage in STAGES for kind, limit, name in (
+                                          (kind, limit, name.replace(self.prefix, self._prefix(stage), 1))
+                                          for kind, limit, name in self.limited_names()))
+        if over > 0:
+            raise UserError(f"group {self.group!r}: its {kind} name {name} would be {len(name)} characters long, "
+                            f"over AWS's limit of {limit}: use a group name shorter by {over}")
+
+    def limited_names(self) -> list[tuple[str, int, str]]:
+        """Every name AWS limits in length: ``(kind, limit, name)``."""
+        roles = (self.model_role_name, self.endpoint_deploy_role_name, self.inference_role_name,
+                 self.retrieve_role_name, self.drift_role_name, self.redeploy_role_name, self.scheduler_role_name,
+                 self.smoke_test_role_name)
+        functions = (self.inference_function, self.retrieve_function, self.drift_function, self.redeploy_function,
+                     self.smoke_test_function)
+        log_groups = (self.inference_log_group, self.retrieve_log_group, self.redeploy_log_group,
+                      self.drift_log_group, self.smoke_test_log_group)
+        return [
+            *(("CloudFormation stack", 128, name) for name in self.stacks),
+            ("SageMaker endpoint", 63, self.endpoint_name),
+            *(("IAM role", 64, name) for name in roles),
+            *(("Lambda function", 64, name) for name in functions),
+            *(("EventBridge rule", 64, name) for name in (self.drift_schedule_name, self.approval_rule_name,
+                                                           self.endpoint_updated_rule_name)),
+            ("EventBridge Scheduler schedule", 64, self.schedule_name),
+            *(("SQS queue", 80, name) for name in (self.redeploy_queue_name, self.redeploy_dead_letter_queue_name)),
+            ("DynamoDB table", 255, self.table_name),
+            ("SNS topic", 256, self.topic_name),
+            ("CloudWatch dashboard", 255, self.dashboard_name),
+            ("CloudWatch alarm", 255, self.redeploy_dead_letter_alarm_name),
+            *(("CloudWatch log group", 512, name) for name in log_groups),
+        ]
+
+    def _prefix(self, stage: str) -> str:
+        return f"{PROJECT}-{stage}" if self.group == DEFAULT_GROUP else f"{PROJECT}-{self.group.lower()}-{stage}"
 
     @property
     def prefix(self) -> str:
-        """``cloudviz-{stage}``: every stage-scoped name starts with it."""
-        return f"{PROJECT}-{self.stage}"
+        """``cloudviz-{stage}`` (the default group) or ``cloudviz-{group}-{stage}``: every stage-scoped name starts
+        with it."""
+        return self._prefix(self.stage)
 
     # Stacks, in deployment order.
     @property
@@ -194,10 +246,10 @@ class ResourceNames:
         """The rule running the smoke test when the endpoint stack finished a creation or an update."""
         return f"{self.prefix}-endpoint-updated"
 
-    # Shared with the pipeline (not stage-scoped: one registry group and one pipeline per account/region).
+    # Shared with the pipeline (not stage-scoped: one pipeline per account/region, registering into any group).
     @property
     def model_package_group(self) -> str:
-        return DEFAULT_GROUP
+        return self.group
 
     @property
     def pipeline_name(self) -> str:

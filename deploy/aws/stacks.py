@@ -18,6 +18,7 @@ from deploy.aws.templates.endpoint import INSTANCE_COUNTS, INSTANCE_TYPES, endpo
 from deploy.aws.templates.monitoring import monitoring_template
 from deploy.openapi import openapi_document
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
+from pipelines.definition import DEFAULT_GROUP
 from serving_lambdas.config import inference_settings
 from serving_lambdas.model_description import describe
 
@@ -33,12 +34,13 @@ class StackSpec:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...] | None = None) -> list[StackSpec]:
-    """The stage's four stacks, in deployment order (endpoint, api, monitoring, automation), referring to the
-    Lambda ``packages`` (default: built from the sources now)."""
+def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...] | None = None,
+               group: str = DEFAULT_GROUP) -> list[StackSpec]:
+    """The stage's four stacks of the model package ``group``, in deployment order (endpoint, api, monitoring,
+    automation), referring to the Lambda ``packages`` (default: built from the sources now)."""
     if not settings.artifact_bucket:
         raise ValueError("no artifact bucket: the stacks need the S3 bucket holding the Lambda zips and the models")
-    names = ResourceNames(stage)
+    names = ResourceNames(stage, group)
     tags = stack_tags(names)
     zips = {package.name: package for package in (packages or lambda_zips())}
     endpoint = endpoint_template(names, settings)
@@ -89,10 +91,10 @@ def unset_parameters(spec: StackSpec) -> list[str]:
             if "Default" not in definition and name not in spec.parameters]
 
 
-def model_description(stage: str, settings: AwsSettings) -> dict:
+def model_description(stage: str, settings: AwsSettings, group: str = DEFAULT_GROUP) -> dict:
     """What GET /model of the stage answers for the package ``settings`` serve, as far as it is known without
     reading its schema (the features' ranges and the example are null): the inference function's configuration."""
-    names = ResourceNames(stage)
+    names = ResourceNames(stage, group)
     environment = {"ENDPOINT_NAME": names.endpoint_name, "PREDICTION_STORE": f"dynamodb:{names.table_name}",
                    "FEATURE_NAMES": settings.feature_names, "CLASS_NAMES": settings.class_names,
                    "MODEL_TASK": settings.model_task}
@@ -102,13 +104,13 @@ def model_description(stage: str, settings: AwsSettings) -> dict:
     return describe(inference_settings(environment), settings.model_version, None)
 
 
-def write_synth(directory: str | Path, stage: str, settings: AwsSettings) -> list[Path]:
+def write_synth(directory: str | Path, stage: str, settings: AwsSettings, group: str = DEFAULT_GROUP) -> list[Path]:
     """Write every template (``<stack>.json``), its parameter values (``<stack>.parameters.json``, in the form
     ``aws cloudformation create-stack --parameters file://...`` reads: complete, so each file deploys its
     template as it is) and every Lambda zip to ``directory``; and, when ``settings`` carry the served package's
     schema (its task, features and classes), the API's OpenAPI document (``openapi.json``)."""
     packages = lambda_zips()
-    specs = synthesize(stage, settings, packages)
+    specs = synthesize(stage, settings, packages, group)
     for spec in specs:
         if unset := unset_parameters(spec):
             raise ValueError(f"stack {spec.name}: no value for the parameter(s) {', '.join(unset)}")
@@ -127,6 +129,6 @@ def write_synth(directory: str | Path, stage: str, settings: AwsSettings) -> lis
         written.append(path)
     if settings.model_task:
         path = target / "openapi.json"
-        path.write_text(json.dumps(openapi_document(model_description(stage, settings)), indent=2) + "\n")
+        path.write_text(json.dumps(openapi_document(model_description(stage, settings, group)), indent=2) + "\n")
         written.append(path)
     return written

@@ -24,7 +24,7 @@ from deploy.aws.deployer import (
     quiet,
     stack_parameter,
 )
-from deploy.aws.names import STAGES, ResourceNames
+from deploy.aws.names import DEFAULT_GROUP, STAGES, ResourceNames
 from deploy.aws.settings import AwsSettings
 from deploy.aws.stage_config import StageConfig, load_stage_configs
 from pipelines.errors import UserError
@@ -32,6 +32,11 @@ from pipelines.errors import UserError
 ALARM_EMAIL_PARAMETER = "AlarmEmail"  # the monitoring stack's parameter
 PACKAGE_PARAMETER = "ModelPackageArn"  # the endpoint stack's parameter: the package a stage serves
 PROMOTED_KEY = "cloudviz:promoted:{stage}"  # CustomerMetadataProperties key: when the package was promoted there
+
+
+def group_option(group: str) -> str:
+    """The ``--group`` option a command for ``group`` takes (none for the default group)."""
+    return "" if group == DEFAULT_GROUP else f" --group {group}"
 
 
 def stage_config(path: str | None, stage: str, alarm_email: str | None = None,
@@ -63,12 +68,12 @@ def aws_settings(region: str, account_id: str, bucket: str, config: StageConfig,
                        instance_count=config.instance_count, **schedule_settings(schedule), **package)
 
 
-def stage_package(session: object, stage: str) -> tuple[str, int]:
-    """The ARN and version ``deploy`` serves on ``stage``: dev the newest Approved one, a later stage the one it
-    serves already (a package reaches it only by promotion)."""
+def stage_package(session: object, stage: str, group: str = DEFAULT_GROUP) -> tuple[str, int]:
+    """The ARN and version ``deploy`` serves on ``stage`` for ``group``: dev the group's newest Approved one, a
+    later stage the one it serves already (a package reaches it only by promotion)."""
     from deploy.aws.registry import latest_approved_package
 
-    names = ResourceNames(stage)
+    names = ResourceNames(stage, group)
     sagemaker = session.client("sagemaker")
     if stage == STAGES[0]:
         return latest_approved_package(sagemaker, names.model_package_group)
@@ -76,19 +81,20 @@ def stage_package(session: object, stage: str) -> tuple[str, int]:
     if not package_arn:
         raise UserError(f"{stage} has no endpoint stack ({names.endpoint_stack}) in {session.region_name}: a model "
                         f"reaches {stage} only by promotion, once dev's smoke test of it passed: cloudviz promote "
-                        f"aws --from dev --to {stage}")
+                        f"aws --from dev --to {stage}{group_option(group)}")
     return package_arn, int(sagemaker.describe_model_package(ModelPackageName=package_arn)["ModelPackageVersion"])
 
 
 def deploy_stage(session: object, stage: str, config: StageConfig, package_arn: str, version: int, bucket: str,
-                 dry_run: bool = False, progress: Progress = quiet) -> dict:
-    """Deploy the stage's four stacks serving ``package_arn`` (Lambda zips uploaded first), then smoke-test it
-    where stages are smoke-tested: what was deployed, as the JSON document of ``cloudviz deploy aws``."""
+                 dry_run: bool = False, progress: Progress = quiet, group: str = DEFAULT_GROUP) -> dict:
+    """Deploy the four stacks of ``group``'s stage serving ``package_arn`` (Lambda zips uploaded first), then
+    smoke-test it where stages are smoke-tested: what was deployed, as the JSON document of ``cloudviz deploy
+    aws``."""
     from deploy.aws.lambda_zip import lambda_zips
     from deploy.aws.registry import baseline_statistics_uri, data_schema
     from pipelines.sagemaker.staging import upload_if_missing
 
-    names = ResourceNames(stage)
+    names = ResourceNames(stage, group)
     region = session.region_name
     account_id = session.client("sts").get_caller_identity()["Account"]
     sagemaker = session.client("sagemaker")
@@ -114,7 +120,7 @@ def deploy_stage(session: object, stage: str, config: StageConfig, package_arn: 
                             model_version=version, baseline_statistics_uri=baseline, **served)
     s3 = session.client("s3")
     packages = lambda_zips()
-    specs = stacks.synthesize(stage, settings, packages)
+    specs = stacks.synthesize(stage, settings, packages, group)
     for package in stacks.referenced_packages(specs, packages):
         if dry_run:
             progress(f"dry run: would upload s3://{bucket}/{package.key}")
@@ -123,8 +129,8 @@ def deploy_stage(session: object, stage: str, config: StageConfig, package_arn: 
     results = [deploy_stack(cloudformation, s3, spec, bucket, dry_run, progress=progress) for spec in specs]
     api = next(result for result in results if result.stack_name == names.api_stack)
     smoke_test = None if dry_run else smoke_test_deployed(session, names, results, progress)
-    return {"stage": stage, "region": region, "model_package_arn": package_arn, "model_version": version,
-            "baseline_statistics_uri": baseline, "dry_run": dry_run,
+    return {"stage": stage, "group": group, "region": region, "model_package_arn": package_arn,
+            "model_version": version, "baseline_statistics_uri": baseline, "dry_run": dry_run,
             "stacks": [result.to_dict() for result in results],
             "api_url": api.outputs.get("ApiUrl"), "api_key_id": api.outputs.get("ApiKeyId"),
             "smoke_test": smoke_test}
@@ -156,8 +162,10 @@ def smoke_test_deployed(session: object, names: ResourceNames, results: list[Dep
 
 
 def promote_stage(session: object, source: str, target: str, config: StageConfig, bucket: str,
-                  dry_run: bool = False, progress: Progress = quiet) -> tuple[dict, dict]:
-    """Deploy the package ``source`` serves to ``target``, once its smoke test on ``source`` passed, and record
+                  dry_run: bool = False, progress: Progress = quiet,
+                  group: str = DEFAULT_GROUP) -> tuple[dict, dict]:
+    """Deploy the package ``group``'s ``source`` stage serves to its ``target`` stage, once its smoke test on
+    ``source`` passed, and record
     the promotion on the package: the deployment's document (:func:`deploy_stage`) and the promotion's: ``from``,
     ``to``, the package ``target`` served before, that smoke test and ``promoted_at`` (None in a dry run)."""
     from deploy.aws.functions.smoke_test import recorded_smoke_test
@@ -165,14 +173,14 @@ def promote_stage(session: object, source: str, target: str, config: StageConfig
 
     if STAGES.index(source) >= STAGES.index(target):
         raise UserError(f"--from {source} --to {target}: a promotion goes to a later stage ({' -> '.join(STAGES)})")
-    source_names, target_names = ResourceNames(source), ResourceNames(target)
+    source_names, target_names = ResourceNames(source, group), ResourceNames(target, group)
     region = session.region_name
     cloudformation, sagemaker = session.client("cloudformation"), session.client("sagemaker")
     stack = describe_stack(cloudformation, source_names.endpoint_stack)
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (stack or {}).get("Parameters") or []}
     if stack is None or stack["StackStatus"] == "ROLLBACK_COMPLETE" or not parameters.get(PACKAGE_PARAMETER):
         raise UserError(f"{source} is not deployed: no endpoint stack {source_names.endpoint_stack} in {region} "
-                        f"(cloudviz deploy aws --stage {source})")
+                        f"(cloudviz deploy aws --stage {source}{group_option(group)})")
     if stack["StackStatus"].endswith("_IN_PROGRESS"):
         raise UserError(f"{source}'s endpoint stack is busy ({stack['StackStatus']}): promote once it is done "
                         "and its smoke test has run")
@@ -191,7 +199,7 @@ def promote_stage(session: object, source: str, target: str, config: StageConfig
                         "promoted")
     previous = stack_parameter(cloudformation, target_names.endpoint_stack, PACKAGE_PARAMETER)
     progress(f"{what}: smoke test passed at {smoke_test.at}; {target} serves {previous or 'nothing yet'}")
-    document = deploy_stage(session, target, config, package_arn, version, bucket, dry_run, progress)
+    document = deploy_stage(session, target, config, package_arn, version, bucket, dry_run, progress, group)
     promoted_at = None
     if not dry_run:
         promoted_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -202,18 +210,20 @@ def promote_stage(session: object, source: str, target: str, config: StageConfig
             "promoted_at": promoted_at}
 
 
-def existing_stacks(session: object, stage: str) -> list[str]:
-    """The stage's stacks that exist, in deletion order."""
+def existing_stacks(session: object, stage: str, group: str = DEFAULT_GROUP) -> list[str]:
+    """The stacks of ``group``'s stage that exist, in deletion order."""
     cloudformation = session.client("cloudformation")
-    return [name for name in ResourceNames(stage).destroy_order if describe_stack(cloudformation, name) is not None]
+    return [name for name in ResourceNames(stage, group).destroy_order
+            if describe_stack(cloudformation, name) is not None]
 
 
-def destroy_stage(session: object, stage: str, bucket: str | None = None, progress: Progress = quiet) -> dict:
-    """Delete the stage's stacks and, with ``bucket``, the templates the deployer uploaded for them: what was
-    removed (and ``retained_table`` when the api stack's table outlives it)."""
+def destroy_stage(session: object, stage: str, bucket: str | None = None, progress: Progress = quiet,
+                  group: str = DEFAULT_GROUP) -> dict:
+    """Delete the stacks of ``group``'s stage and, with ``bucket``, the templates the deployer uploaded for them:
+    what was removed (and ``retained_table`` when the api stack's table outlives it)."""
     from deploy.aws.templates.api import table_retained
 
-    names = ResourceNames(stage)
+    names = ResourceNames(stage, group)
     removed = destroy_stacks(session.client("cloudformation"), names.destroy_order, progress=progress)
     templates = []
     if bucket:
@@ -224,7 +234,7 @@ def destroy_stage(session: object, stage: str, bucket: str | None = None, progre
                 for item in page.get("Contents", []):
                     s3.delete_object(Bucket=bucket, Key=item["Key"])
                     templates.append(f"s3://{bucket}/{item['Key']}")
-    document = {"stage": stage, "region": session.region_name, "removed_stacks": removed,
+    document = {"stage": stage, "group": group, "region": session.region_name, "removed_stacks": removed,
                 "removed_templates": templates}
     if names.api_stack in removed and table_retained(names):
         document["retained_table"] = names.table_name
