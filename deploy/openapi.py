@@ -63,7 +63,29 @@ def openapi_document(description: dict) -> dict:
     operation["responses"]["400"]["content"]["application/json"]["example"] = {"message": f"{names[-1]} is missing"}
     model = document["paths"]["/model"]["get"]["responses"]["200"]["content"]["application/json"]
     model["example"] = description
+    _feedback_examples(document["paths"]["/predictions/{id}/feedback"]["post"], description)
     return document
+
+
+def _feedback_examples(operation: dict, description: dict) -> None:
+    """The feedback route's examples in the model's terms: its first class's name (or its target's mean)."""
+    answer = answer_example(description)
+    if description["task"] == "regression":
+        label, other, expected = answer["prediction"], answer["prediction"] + 1, "send the true value, a number"
+        message = "label must be a number, not a string"
+    else:
+        classes = [item["name"] for item in description["classes"]]
+        label, other = classes[0], classes[-1]
+        expected = "send a class name or index: " + ", ".join(f"{name} ({k})" for k, name in enumerate(classes))
+        message = f"label 'unknown' is not a class of the model: {expected}"
+    operation["requestBody"]["content"]["application/json"]["example"] = {"label": label}
+    stored = {**answer, "feedback": {"label": label, "recorded_at": "2026-11-29T04:10:00.000000Z"}}
+    operation["responses"]["200"]["content"]["application/json"]["example"] = stored
+    operation["responses"]["400"]["content"]["application/json"]["example"] = {"message": message}
+    operation["responses"]["409"]["content"]["application/json"]["example"] = {"message": (
+        f"prediction {answer['id']} already has label {label!r} recorded, not {other!r}: a recorded label is never "
+        "changed")}
+    operation["description"] += f" For this model: {expected}."
 
 
 def _feature_schema(feature: dict) -> dict:

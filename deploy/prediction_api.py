@@ -16,7 +16,7 @@ from pathlib import Path
 from deploy.gateway import DEFAULT_MAX_BODY_BYTES, ApiGateway, LambdaRoute, PlainRoute
 from deploy.gateway.routes import PlainRequest, PlainResponse
 from deploy.openapi import openapi_document
-from serving_lambdas import inference, retrieve
+from serving_lambdas import feedback, inference, retrieve
 from serving_lambdas.config import inference_settings
 from serving_lambdas.model_description import live_description
 
@@ -25,11 +25,12 @@ RETRIEVE_FUNCTION = "cloudviz-retrieve"
 
 
 def prediction_routes() -> list[LambdaRoute]:
-    """POST /predictions and GET /model -> inference; GET /predictions and /predictions/{id} -> retrieve; all need
-    the key."""
+    """POST /predictions, GET /model and POST /predictions/{id}/feedback -> inference; GET /predictions and
+    /predictions/{id} -> retrieve; all need the key."""
     return [
         LambdaRoute("POST", "/predictions", inference.handler, INFERENCE_FUNCTION),
         LambdaRoute("GET", "/model", inference.handler, INFERENCE_FUNCTION),
+        LambdaRoute("POST", feedback.RESOURCE, inference.handler, INFERENCE_FUNCTION),
         LambdaRoute("GET", "/predictions", retrieve.handler, RETRIEVE_FUNCTION),
         LambdaRoute("GET", "/predictions/{id}", retrieve.handler, RETRIEVE_FUNCTION),
     ]

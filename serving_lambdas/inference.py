@@ -1,5 +1,6 @@
 """POST /predictions: validate the body, ask the endpoint, store every prediction, then answer. GET /model: the
-live model's description (``serving_lambdas.model_description``), from the same function, which knows the model.
+live model's description (``serving_lambdas.model_description``), and POST /predictions/{id}/feedback (a true
+label, ``serving_lambdas.feedback``), from the same function, which knows the model.
 
 The store is written before the answer is returned, and only when the endpoint answered: a 400 or a 503
 leaves nothing behind, and a batch is stored whole or not at all.
@@ -11,7 +12,7 @@ import logging
 import time
 from collections import Counter
 
-from serving_lambdas import metrics
+from serving_lambdas import feedback, metrics
 from serving_lambdas.config import InferenceSettings, inference_settings
 from serving_lambdas.endpoint import EndpointAnswer, EndpointUnavailable, invoke
 from serving_lambdas.model_description import live_description
@@ -30,6 +31,8 @@ def handler(event: dict, context: object) -> dict:
     settings = inference_settings()
     if event.get("resource") == MODEL_RESOURCE:
         return json_response(200, live_description(settings))
+    if event.get("resource") == feedback.RESOURCE:
+        return feedback.handle(event, settings)
     try:
         payload = parse_payload(event, settings.feature_names, settings.aliases, settings.max_batch_rows)
     except PayloadError as error:

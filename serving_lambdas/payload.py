@@ -35,9 +35,9 @@ class Payload:
 
 def parse_payload(event: dict, features: tuple[str, ...], aliases: Mapping[str, str], max_rows: int) -> Payload:
     """The rows of a proxy event's body, in ``features`` order."""
-    body = _json_body(event)
+    body = json_body(event)
     if not isinstance(body, dict):
-        raise PayloadError(f"the body must be a JSON object, not {_kind(body)}")
+        raise PayloadError(f"the body must be a JSON object, not {kind_of(body)}")
     if "input_data" in body:
         _only(body, "input_data")
         rows = _batch(body["input_data"], features, max_rows)
@@ -62,10 +62,10 @@ def parse_payload(event: dict, features: tuple[str, ...], aliases: Mapping[str, 
     missing = [name for name in features if name not in body]
     if missing:
         raise PayloadError(f"{missing[0]} is missing")
-    return Payload([[_number(body[name], name) for name in features]], batch=False, request_ids=[request_id])
+    return Payload([[number(body[name], name) for name in features]], batch=False, request_ids=[request_id])
 
 
-def _json_body(event: dict) -> object:
+def json_body(event: dict) -> object:
     text = event.get("body")
     if not text:
         raise PayloadError("the body is empty: send a JSON object")
@@ -110,7 +110,7 @@ def _request_id(values: dict, prefix: str) -> str | None:
         )
     value, field = values[given[0]], fields[given[0]]
     if not isinstance(value, str):
-        raise PayloadError(f"{field} must be a string of {REQUEST_ID_RULE}, not {_kind(value)}")
+        raise PayloadError(f"{field} must be a string of {REQUEST_ID_RULE}, not {kind_of(value)}")
     if REQUEST_ID_PATTERN.fullmatch(value) is None:
         shown = value if len(value) <= 40 else value[:40] + "..."
         raise PayloadError(f"{field} must be {REQUEST_ID_RULE}, not {shown!r} ({len(value)} characters)")
@@ -124,7 +124,7 @@ def _batch(rows: object, features: tuple[str, ...], max_rows: int) -> list[list[
         if len(row) != len(features):
             raise PayloadError(f"input_data[{index}] has {len(row)} values, expected {expected}")
     return [
-        [_number(value, f"input_data[{index}][{column}] ({features[column]})") for column, value in enumerate(row)]
+        [number(value, f"input_data[{index}][{column}] ({features[column]})") for column, value in enumerate(row)]
         for index, row in enumerate(rows)
     ]
 
@@ -137,19 +137,19 @@ def _instances(instances: object, max_rows: int) -> list[dict]:
 def _batch_of(value: object, field: str, item_type: type, items: str, item: str, max_rows: int) -> list:
     """The array ``field`` of 1 to ``max_rows`` ``item_type`` values, checked as a batch before any row is read."""
     if not isinstance(value, list):
-        raise PayloadError(f"{field} must be an array of {items}, not {_kind(value)}")
+        raise PayloadError(f"{field} must be an array of {items}, not {kind_of(value)}")
     if not 1 <= len(value) <= max_rows:
         raise PayloadError(f"{field} has {len(value)} rows: send 1 to {max_rows}")
     for index, entry in enumerate(value):
         if not isinstance(entry, item_type):
-            raise PayloadError(f"{field}[{index}] must be {item}, not {_kind(entry)}")
+            raise PayloadError(f"{field}[{index}] must be {item}, not {kind_of(entry)}")
     return value
 
 
 def _named(values: object, features: tuple[str, ...], aliases: Mapping[str, str], field: str) -> list[float]:
     """One row by name from the object ``field`` (``features``, or an instance without its request_id)."""
     if not isinstance(values, dict):
-        raise PayloadError(f"{field} must be an object of feature values, not {_kind(values)}")
+        raise PayloadError(f"{field} must be an object of feature values, not {kind_of(values)}")
     given: dict[str, str] = {}  # feature -> the key it was given as
     for key in values:
         name = key if key in features else aliases.get(key)
@@ -163,14 +163,14 @@ def _named(values: object, features: tuple[str, ...], aliases: Mapping[str, str]
     for name in features:
         if name not in given:
             raise PayloadError(f"{field}.{name} is missing" + (f" (or {also[name]})" if name in also else ""))
-    return [_number(values[given[name]], f"{field}.{given[name]}") for name in features]
+    return [number(values[given[name]], f"{field}.{given[name]}") for name in features]
 
 
-def _number(value: object, field: str) -> float:
+def number(value: object, field: str) -> float:
     """A JSON number (not a boolean) XGBoost can read as float32: one beyond its range is refused rather than
     silently turned into infinity or zero."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadError(f"{field} must be a number, not {_kind(value)}")
+        raise PayloadError(f"{field} must be a number, not {kind_of(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise PayloadError(f"{field} must be a finite number")
     if value != 0 and not FLOAT32_SMALLEST_NORMAL <= abs(value) <= FLOAT32_MAX:  # exact for big integers too
@@ -178,7 +178,7 @@ def _number(value: object, field: str) -> float:
     return float(value)
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     """A JSON value's type as a message names it."""
     if value is None:
         return "null"

@@ -17,13 +17,22 @@ ID_TIME_LENGTH = 22  # the compact time at the start of an id
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """The true label of a prediction, as a client reported it: a class name, or a regression model's value."""
+
+    label: str | float
+    recorded_at: str  # timestamp_text of when it was recorded
+
+
+@dataclass(frozen=True)
 class PredictionRecord:
     """One served prediction: what the API answered, plus what came in and how long the endpoint took.
 
     A classifier's prediction is the class index and ``label`` its name; a regression model's prediction is the
     predicted value, with no label and no probabilities. A two-class model's answer also carries ``probability``,
     the probability of the predicted label. ``request_id`` is the client's own id of the row, when it gave one:
-    answered after ``id``, and left out of the answer when not given."""
+    answered after ``id``, and left out of the answer when not given. ``feedback`` is the true label recorded
+    later (POST /predictions/{id}/feedback), shown by GET /predictions only once recorded."""
 
     id: str
     request_id: str | None = field(default=None, kw_only=True)  # kw_only: the other fields stay positional
@@ -34,6 +43,7 @@ class PredictionRecord:
     probabilities: dict[str, float] | None
     model_version: int | None
     latency_ms: float
+    feedback: Feedback | None = field(default=None, kw_only=True)
 
     def answer(self) -> dict:
         """The POST /predictions answer for this prediction."""
@@ -53,9 +63,10 @@ class PredictionRecord:
 
     def _shaped(self, fields: dict) -> dict:
         """``fields`` as this prediction's task answers them: regression without label and probabilities, two
-        classes with the predicted label's probability before them all; no request_id when the client gave none."""
-        if self.request_id is None:
-            fields = {name: value for name, value in fields.items() if name != "request_id"}
+        classes with the predicted label's probability before them all; no request_id when the client gave none,
+        no feedback before one is recorded."""
+        absent = {name for name in ("request_id", "feedback") if getattr(self, name) is None}
+        fields = {name: value for name, value in fields.items() if name not in absent}
         if self.label is None:
             return {name: value for name, value in fields.items() if name not in ("label", "probabilities")}
         if self.probabilities is None or len(self.probabilities) != 2:

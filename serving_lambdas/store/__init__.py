@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from serving_lambdas.store.base import DuplicateId, PredictionStore, StorePage
+from serving_lambdas.store.base import DuplicateId, FeedbackConflict, PredictionStore, StorePage
 from serving_lambdas.store.dynamodb import DEFAULT_RETENTION_DAYS, DynamoDbStore
 from serving_lambdas.store.sqlite import SqliteStore
 
@@ -68,6 +68,7 @@ def forget_opened_stores() -> None:
 __all__ = [
     "DuplicateId",
     "DynamoDbStore",
+    "FeedbackConflict",
     "PredictionStore",
     "SqliteStore",
     "StorePage",

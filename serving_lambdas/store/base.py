@@ -6,11 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from serving_lambdas.records import PredictionRecord
+from serving_lambdas.records import Feedback, PredictionRecord
 
 
 class DuplicateId(Exception):
     """A put carried an id the store already holds (or one id twice); nothing of that put was written."""
+
+
+class FeedbackConflict(Exception):
+    """The prediction already has another true label recorded; ``record`` is the prediction as stored."""
+
+    def __init__(self, record: PredictionRecord) -> None:
+        super().__init__(f"prediction {record.id} already has a recorded label")
+        self.record = record
 
 
 @dataclass(frozen=True)
@@ -37,3 +45,8 @@ class PredictionStore(Protocol):
 
     def page(self, limit: int, since: str = "", before: str = "~") -> StorePage:
         """Like ``newest``, for a page of an API listing: it may stop early and say where (``resume_before``)."""
+
+    def record_feedback(self, prediction_id: str, feedback: Feedback) -> PredictionRecord | None:
+        """Record the true label of a stored prediction, atomically: the prediction as stored afterwards, or None
+        when no prediction has this id. The same label again changes nothing (the first ``recorded_at`` stays);
+        another label raises ``FeedbackConflict``."""

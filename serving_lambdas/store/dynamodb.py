@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,8 +14,8 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from serving_lambdas.records import ID_PATTERN, ID_TIME_LENGTH, PredictionRecord
-from serving_lambdas.store.base import DuplicateId, StorePage
+from serving_lambdas.records import ID_PATTERN, ID_TIME_LENGTH, Feedback, PredictionRecord
+from serving_lambdas.store.base import DuplicateId, FeedbackConflict, StorePage
 
 SHARDS = 4
 HOUR_LENGTH = 11  # "20261129T03"
@@ -29,6 +30,7 @@ DEFAULT_RETENTION_DAYS = 365
 DAY_SECONDS = 86400
 RANGE_QUERY = "pk = :pk AND sk BETWEEN :low AND :high"
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds: the table's TimeToLiveSpecification deletes the item after it
+FEEDBACK_ATTRIBUTE = "feedback"  # a map {label, recorded_at}, set once by record_feedback
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -61,7 +63,8 @@ class DynamoDbStore:
       the next page is ``id < cursor``, across hours and shards with no per-partition state.
     - every item carries ``expires_at`` (epoch seconds, ``retention_days`` after it was made; an hour's index item
       after its last prediction's), which the table's TTL deletes; a prediction whose client gave a
-      ``request_id`` carries it, others have no such attribute.
+      ``request_id`` carries it, others have no such attribute; one whose true label was recorded carries
+      ``feedback`` (a map: ``label``, ``recorded_at``).
 
     Numbers are stored as ``Decimal``; a batch is one TransactWriteItems (all or nothing, at most 100 items).
     """
@@ -103,6 +106,34 @@ class DynamoDbStore:
         key = {"pk": {"S": partition_of(prediction_id)}, "sk": {"S": prediction_id}}
         item = self.client.get_item(TableName=self.table_name, Key=key).get("Item")
         return None if item is None else _record(item)
+
+    def record_feedback(self, prediction_id: str, feedback: Feedback) -> PredictionRecord | None:
+        """One conditional UpdateItem (the item exists and has no feedback yet); when the condition fails, the item
+        it returns tells apart an unknown id, the same label again and a conflict."""
+        if ID_PATTERN.fullmatch(prediction_id) is None:
+            return None
+        try:
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": partition_of(prediction_id)}, "sk": {"S": prediction_id}},
+                UpdateExpression="SET #feedback = :feedback",
+                ConditionExpression="attribute_exists(sk) AND attribute_not_exists(#feedback)",
+                ExpressionAttributeNames={"#feedback": FEEDBACK_ATTRIBUTE},
+                ExpressionAttributeValues={":feedback": _serializer.serialize(_decimal(asdict(feedback)))},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = error.response.get("Item")
+            if item is None:
+                return None
+            record = _record(item)
+            if record.feedback is None or record.feedback.label != feedback.label:
+                raise FeedbackConflict(record) from None
+            return record
+        return _record(answer["Attributes"])
 
     def newest(self, limit: int, since: str = "", before: str = "~") -> list[PredictionRecord]:
         return self.page(limit, since, before).records
@@ -240,12 +271,15 @@ def _item(record: PredictionRecord, retention: timedelta) -> dict:
     }
     if record.request_id is not None:
         fields["request_id"] = record.request_id
+    if record.feedback is not None:
+        fields[FEEDBACK_ATTRIBUTE] = asdict(record.feedback)
     return {name: _serializer.serialize(_decimal(value)) for name, value in fields.items()}
 
 
 def _record(item: dict) -> PredictionRecord:
     fields = {name: _deserializer.deserialize(value) for name, value in item.items()}
     probabilities = fields["probabilities"]
+    feedback = fields.get(FEEDBACK_ATTRIBUTE)
     return PredictionRecord(
         id=fields["sk"],
         request_id=fields.get("request_id"),
@@ -256,4 +290,7 @@ def _record(item: dict) -> PredictionRecord:
         probabilities=None if probabilities is None else {name: float(p) for name, p in probabilities.items()},
         model_version=None if fields["model_version"] is None else int(fields["model_version"]),
         latency_ms=float(fields["latency_ms"]),
+        feedback=None if feedback is None else Feedback(
+            feedback["label"] if isinstance(feedback["label"], str) else float(feedback["label"]),
+            feedback["recorded_at"]),
     )

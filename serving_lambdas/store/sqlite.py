@@ -11,8 +11,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from serving_lambdas.records import PredictionRecord
-from serving_lambdas.store.base import DuplicateId, StorePage
+from serving_lambdas.records import Feedback, PredictionRecord
+from serving_lambdas.store.base import DuplicateId, FeedbackConflict, StorePage
 
 BUSY_TIMEOUT_SECONDS = 30.0
 SCHEMA = """
@@ -25,12 +25,19 @@ CREATE TABLE IF NOT EXISTS predictions (
     probabilities TEXT,
     model_version INTEGER,
     latency_ms REAL NOT NULL,
-    request_id TEXT
+    request_id TEXT,
+    feedback_label,
+    feedback_recorded_at TEXT
 ) WITHOUT ROWID
 """
-COLUMNS = "id, timestamp, features, prediction, label, probabilities, model_version, latency_ms, request_id"
-# Files made before clients could send a request_id lack its column: it is added in place (a nullable column).
-ADD_REQUEST_ID = "ALTER TABLE predictions ADD COLUMN request_id TEXT"
+# feedback_label has no type: it keeps a class name as text and a regression model's value as a number.
+COLUMNS = ("id, timestamp, features, prediction, label, probabilities, model_version, latency_ms, request_id, "
+           "feedback_label, feedback_recorded_at")
+# Files made before a column existed lack it: it is added in place (every such column is nullable).
+ADDED_COLUMNS = {"request_id": "request_id TEXT", "feedback_label": "feedback_label",
+                 "feedback_recorded_at": "feedback_recorded_at TEXT"}
+RECORD_FEEDBACK = ("UPDATE predictions SET feedback_label = ?, feedback_recorded_at = ? "
+                   "WHERE id = ? AND feedback_recorded_at IS NULL")
 # Files made before regression models were served declare ``label TEXT NOT NULL``: the table is rebuilt once,
 # its rows kept, as SQLite cannot drop a constraint in place.
 MIGRATION = (
@@ -60,12 +67,13 @@ class SqliteStore:
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         """Bring a file of before up to date in one transaction (another process may open it too): add the
-        request_id column, then rebuild the table if ``label`` is NOT NULL (the rebuild copies request_id too)."""
+        missing columns, then rebuild the table if ``label`` is NOT NULL (the rebuild copies them too)."""
         connection.execute("BEGIN IMMEDIATE")
         try:
             columns = {row[1]: row for row in connection.execute("PRAGMA table_info(predictions)")}
-            if "request_id" not in columns:
-                connection.execute(ADD_REQUEST_ID)
+            for name, definition in ADDED_COLUMNS.items():
+                if name not in columns:
+                    connection.execute(f"ALTER TABLE predictions ADD COLUMN {definition}")
             if columns["label"][3]:  # notnull
                 for statement in MIGRATION:
                     connection.execute(statement)
@@ -86,10 +94,11 @@ class SqliteStore:
     def put(self, records: Sequence[PredictionRecord]) -> None:
         connection = self._connection()
         rows = [_row(record) for record in records]
+        placeholders = ", ".join("?" * len(rows[0])) if rows else ""
         with self._write_lock:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(f"INSERT INTO predictions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                connection.executemany(f"INSERT INTO predictions ({COLUMNS}) VALUES ({placeholders})", rows)
             except sqlite3.IntegrityError as error:
                 connection.execute("ROLLBACK")
                 if error.sqlite_errorname != "SQLITE_CONSTRAINT_PRIMARYKEY":  # NOT NULL...: a bug, not a duplicate
@@ -99,6 +108,20 @@ class SqliteStore:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    def record_feedback(self, prediction_id: str, feedback: Feedback) -> PredictionRecord | None:
+        """One UPDATE of the row, when it has no label yet, then the row read back in the same transaction."""
+        connection = self._connection()
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute(RECORD_FEEDBACK, (feedback.label, feedback.recorded_at, prediction_id))
+                record = self.get(prediction_id)
+            finally:
+                connection.execute("COMMIT")
+        if record is not None and record.feedback is not None and record.feedback.label != feedback.label:
+            raise FeedbackConflict(record)
+        return record
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         row = self._connection().execute(f"SELECT {COLUMNS} FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
@@ -128,11 +151,14 @@ def _row(record: PredictionRecord) -> tuple:
         record.model_version,
         record.latency_ms,
         record.request_id,
+        None if record.feedback is None else record.feedback.label,
+        None if record.feedback is None else record.feedback.recorded_at,
     )
 
 
 def _record(row: tuple) -> PredictionRecord:
-    id_, timestamp, features, prediction, label, probabilities, model_version, latency_ms, request_id = row
+    (id_, timestamp, features, prediction, label, probabilities, model_version, latency_ms, request_id,
+     feedback_label, feedback_recorded_at) = row
     return PredictionRecord(
         id_,
         timestamp,
@@ -143,4 +169,5 @@ def _record(row: tuple) -> PredictionRecord:
         model_version,
         latency_ms,
         request_id=request_id,
+        feedback=None if feedback_recorded_at is None else Feedback(feedback_label, feedback_recorded_at),
     )

@@ -38,7 +38,7 @@ from pipelines.registry import ModelRegistry
 from pipelines.runner import LocalRunner
 from pipelines.state import StateHome
 from serving_lambdas.records import PredictionRecord, new_ids, timestamp_text
-from serving_lambdas.store.sqlite import SqliteStore
+from serving_lambdas.store.sqlite import COLUMNS, SqliteStore
 
 KEY = "e" * 32
 TREES = "Trees"
@@ -165,6 +165,9 @@ def test_two_groups_served_from_one_state_home_keep_their_state_apart(home: Stat
 # -- the migration of a state home of before ---------------------------------------------------------------
 
 
+REQUEST_ID = [name.strip() for name in COLUMNS.split(",")].index("request_id")  # its place in a row of rows()
+
+
 def rows(path: Path) -> list[tuple]:
     with contextlib.closing(sqlite3.connect(path)) as db:
         return sorted(db.execute("SELECT * FROM predictions"))
@@ -282,10 +285,10 @@ def test_a_split_reads_files_of_any_age_and_copies_no_row_twice(home: StateHome)
         db.execute("ALTER TABLE predictions DROP COLUMN request_id")
     target = EndpointFiles.named(home, f"{DEFAULT_GROUP}-endpoint").predictions_db  # migrates: legacy is gone
     copied = rows(target)
-    assert len(copied) == 4 and {row[-1] for row in copied} == {None}
+    assert len(copied) == 4 and {row[REQUEST_ID] for row in copied} == {None}
     store_of_before(legacy, predictions(at, IRIS_ROW, 1, count=2))
     with contextlib.closing(sqlite3.connect(legacy)) as db, db:  # as a run stopped after its first copies left it
-        db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", copied)
+        db.executemany(f"INSERT INTO predictions VALUES ({', '.join('?' * len(copied[0]))})", copied)
     migrate_stage_files(home)
     assert len(rows(target)) == 6 and len({row[0] for row in rows(target)}) == 6 and not legacy.exists()
 

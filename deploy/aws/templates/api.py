@@ -1,9 +1,9 @@
 """The API stack: the two serving Lambdas, the REST API in front of them, its key and usage plan, and the
 DynamoDB prediction table, with one least-privilege role per function.
 
-Routes: POST /predictions and GET /model (the live model's description, read from the data schema the served
-endpoint configuration names) to the inference function; GET /predictions and /predictions/{id} to the retrieve
-function."""
+Routes: POST /predictions, GET /model (the live model's description, read from the data schema the served
+endpoint configuration names) and POST /predictions/{id}/feedback (a true label: the function knows the model's
+classes) to the inference function; GET /predictions and /predictions/{id} to the retrieve function."""
 
 from __future__ import annotations
 
@@ -62,9 +62,10 @@ ROUTES = (
     ("GetPredictionsMethod", "GET", "PredictionsResource", "RetrieveFunction"),
     ("GetPredictionMethod", "GET", "PredictionIdResource", "RetrieveFunction"),
     ("GetModelMethod", "GET", "ModelResource", "InferenceFunction"),
+    ("PostFeedbackMethod", "POST", "FeedbackResource", "InferenceFunction"),
 )
 RESOURCE_PATHS = {"PredictionsResource": "predictions", "PredictionIdResource": "predictions/{id}",
-                  "ModelResource": "model"}
+                  "ModelResource": "model", "FeedbackResource": "predictions/{id}/feedback"}
 ALLOWED_ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 STAGE_SKIPS = (
     ("CKV_AWS_76", "access logs need the account-wide API Gateway CloudWatch role (AWS::ApiGateway::Account), an "
@@ -108,7 +109,7 @@ def _proxy_method(http_method: str, resource_id: str, function_id: str) -> dict:
             ),
         },
     }
-    if resource_id == "PredictionIdResource":
+    if "{id}" in RESOURCE_PATHS[resource_id]:
         properties["RequestParameters"] = {"method.request.path.id": True}
     return {"Type": "AWS::ApiGateway::Method", "Properties": properties}
 
@@ -286,9 +287,12 @@ def function_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
                                                  f"{DATA_SCHEMA_KEYS}")], "ReadDataSchemas"),
                 # PutItem also authorizes the Puts of a TransactWriteItems batch.
                 statement(["dynamodb:PutItem"], [table_arn], "StorePredictions"),
+                # POST /predictions/{id}/feedback: one conditional UpdateItem of a stored prediction.
+                statement(["dynamodb:UpdateItem"], [table_arn], "RecordFeedback"),
                 write_logs(names.inference_log_group),
             ],
-            "POST /predictions: invokes the stage's endpoint and stores predictions; GET /model: describes it",
+            "POST /predictions: invokes the stage's endpoint and stores predictions; GET /model: describes it; "
+            "POST /predictions/{id}/feedback: records a true label",
         ),
         "RetrieveRole": role(
             names.retrieve_role_name, "lambda.amazonaws.com", "read-predictions",
@@ -300,7 +304,8 @@ def function_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
         ),
         "InferenceFunction": _function(
             names.inference_function, INFERENCE_HANDLER, "InferenceRole", "InferenceLogGroup",
-            inference_environment, "POST /predictions: validate, invoke the endpoint, store, answer; GET /model",
+            inference_environment,
+            "POST /predictions: validate, invoke the endpoint, store, answer; GET /model; POST .../feedback",
             origin,
         ),
         "RetrieveFunction": _function(
@@ -331,6 +336,11 @@ def rest_api_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
         "PredictionIdResource": {
             "Type": "AWS::ApiGateway::Resource",
             "Properties": {"RestApiId": ref("RestApi"), "ParentId": ref("PredictionsResource"), "PathPart": "{id}"},
+        },
+        "FeedbackResource": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {"RestApiId": ref("RestApi"), "ParentId": ref("PredictionIdResource"),
+                           "PathPart": "feedback"},
         },
         "ModelResource": {
             "Type": "AWS::ApiGateway::Resource",

@@ -20,6 +20,7 @@ import boto3
 import numpy as np
 import pytest
 import requests
+from aws_stage import validated_requests  # noqa: F401 (a fixture)
 from moto import mock_aws
 from moto_aws import (
     DeploymentPackages,
@@ -266,12 +267,12 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
                                                                                     "burstLimit": 20})]
     # The CORS preflight: MOCK integrations, no key (moto keeps none of a MOCK's responses: template only).
     paths = {r["path"]: r["id"] for r in apigateway.get_resources(restApiId=api_id)["items"]}
-    for path in ("/predictions", "/predictions/{id}", "/model"):
+    for path in ("/predictions", "/predictions/{id}", "/model", "/predictions/{id}/feedback"):
         options = apigateway.get_method(restApiId=api_id, resourceId=paths[path], httpMethod="OPTIONS")
         assert options["apiKeyRequired"] is False and options["methodIntegration"]["type"] == "MOCK"
     preflights = [resources[i]["Properties"] for i in by_type["AWS::ApiGateway::Method"]
                   if resources[i]["Properties"]["HttpMethod"] == "OPTIONS"]
-    assert len(preflights) == 3
+    assert len(preflights) == 4
     for preflight in preflights:
         (response,) = preflight["Integration"]["IntegrationResponses"]
         headers = response["ResponseParameters"]
@@ -279,7 +280,7 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
         assert "x-api-key" in headers["method.response.header.Access-Control-Allow-Headers"].lower()
     allowed = [p["Integration"]["IntegrationResponses"][0]["ResponseParameters"][
         "method.response.header.Access-Control-Allow-Methods"] for p in preflights]
-    assert sorted(allowed) == ["'GET,OPTIONS'", "'GET,OPTIONS'", "'GET,OPTIONS,POST'"]
+    assert sorted(allowed) == ["'GET,OPTIONS'", "'GET,OPTIONS'", "'GET,OPTIONS,POST'", "'OPTIONS,POST'"]
 
     # The endpoint's alarms (skipped by moto: none exists in its CloudWatch) watch the deployed endpoint and variant.
     assert boto3.client("cloudwatch", region_name=REGION).describe_alarms()["MetricAlarms"] == []
@@ -311,3 +312,42 @@ def test_get_model_through_the_stage_url_describes_the_served_version_from_its_s
     assert post(deployed, model["example"]).status_code == 200  # the example is a body that works
     refused = requests.get(deployed.api_outputs["ApiUrl"] + "/model", timeout=10)
     assert refused.status_code == 403
+
+
+def feedback(deployment: Deployment, prediction_id: str, body: object, key: str | None = None) -> requests.Response:
+    return requests.post(f"{deployment.url}/{prediction_id}/feedback", data=json.dumps(body), timeout=10,
+                         headers={"x-api-key": deployment.key if key is None else key,
+                                  "Content-Type": "application/json"})
+
+
+def test_feedback_through_the_stage_url_updates_the_tables_item(validated_requests, deployed):  # noqa: F811
+    """POST /predictions/{id}/feedback routed to the inference function of the deployed zip, whose role allows the
+    one UpdateItem (every request botocore-validated): recorded (a class index, stored as the class's name), shown
+    by GET, the same label again a no-op, another label a 409, an unknown id a 404, an unknown label a 400, no key
+    a 403."""
+    classes = CLASS_NAMES.split(",")
+    prediction = post(deployed, SEED).json()
+    before = len(validated_requests)
+    assert feedback(deployed, prediction["id"], {"label": 1}, key="not-the-key").status_code == 403
+    recorded = feedback(deployed, prediction["id"], {"label": 1})
+    assert recorded.status_code == 200, recorded.text
+    assert recorded.json()["feedback"]["label"] == classes[1]
+    item = stored_item(prediction["id"])
+    assert item["feedback"]["M"]["label"] == {"S": classes[1]}
+    assert item["label"] == {"S": classes[1]} and item["prediction"] == {"N": "1"}  # the prediction itself unchanged
+    assert get(deployed, f"/{prediction['id']}").json() == recorded.json()
+    assert get(deployed).json() == [recorded.json()]
+
+    again = feedback(deployed, prediction["id"], {"label": classes[1]})
+    assert (again.status_code, again.json()) == (200, recorded.json())
+    conflict = feedback(deployed, prediction["id"], {"label": classes[0]})
+    assert conflict.status_code == 409 and classes[1] in conflict.json()["message"]
+    unknown_label = feedback(deployed, prediction["id"], {"label": "daisy"})
+    assert unknown_label.status_code == 400
+    assert all(name in unknown_label.json()["message"] for name in ["label", *classes])
+    unknown_id = feedback(deployed, "20260101T000000000000Z-0123456789abcdef", {"label": 1})
+    assert unknown_id.status_code == 404
+    assert stored_item("20260101T000000000000Z-0123456789abcdef") is None
+    assert stored_item(prediction["id"])["feedback"] == item["feedback"]
+    sent = validated_requests[before:]
+    assert sent.count("UpdateItem") == 4 and "Scan" not in sent  # recorded, again, conflict, unknown id

@@ -65,7 +65,8 @@ def test_each_function_role_grants_only_what_its_function_does():
         "InvokeTheEndpoint": ["sagemaker:InvokeEndpoint"], "StorePredictions": ["dynamodb:PutItem"],
         "DescribeTheEndpoint": ["sagemaker:DescribeEndpoint"],
         "ReadServedModelVersion": ["sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
-        "ReadDataSchemas": ["s3:GetObject"], "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+        "ReadDataSchemas": ["s3:GetObject"], "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "RecordFeedback": ["dynamodb:UpdateItem"]}
     # The schemas the pipeline registers (any version's: a new version changes a tag, not this policy), and no
     # other object: the registered SCHEMA_URI matches the pattern, its baseline statistics beside it do not.
     (schemas,) = inference["ReadDataSchemas"]["Resource"]
@@ -77,6 +78,7 @@ def test_each_function_role_grants_only_what_its_function_does():
         {"Fn::Sub": f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/"
                     f"{names.endpoint_name}"}]
     assert inference["StorePredictions"]["Resource"] == [{"Fn::GetAtt": ["PredictionTable", "Arn"]}]
+    assert inference["RecordFeedback"]["Resource"] == [{"Fn::GetAtt": ["PredictionTable", "Arn"]}]
     assert names.inference_log_group in inference["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
     retrieve = statements_by_sid(api, "RetrieveRole")
     assert {sid: statement["Action"] for sid, statement in retrieve.items()} == {

@@ -265,8 +265,13 @@ def test_api_routes_require_the_key_and_preflight_does_not():
                for body in resources_of(api, "AWS::ApiGateway::Method").values()}
     assert set(methods) == {("PredictionsResource", "POST"), ("PredictionsResource", "GET"),
                             ("PredictionIdResource", "GET"), ("PredictionsResource", "OPTIONS"),
-                            ("PredictionIdResource", "OPTIONS"), ("ModelResource", "GET"), ("ModelResource", "OPTIONS")}
+                            ("PredictionIdResource", "OPTIONS"), ("ModelResource", "GET"), ("ModelResource", "OPTIONS"),
+                            ("FeedbackResource", "POST"), ("FeedbackResource", "OPTIONS")}
     assert "InferenceFunction" in methods["ModelResource", "GET"]["Integration"]["Uri"]["Fn::Sub"]
+    assert "InferenceFunction" in methods["FeedbackResource", "POST"]["Integration"]["Uri"]["Fn::Sub"]
+    assert methods["FeedbackResource", "POST"]["RequestParameters"] == {"method.request.path.id": True}
+    assert api["Resources"]["PostFeedbackMethodPermission"]["Properties"]["SourceArn"]["Fn::Sub"].endswith(
+        "/*/POST/predictions/*/feedback")
     for (_, verb), method in methods.items():
         assert method["ApiKeyRequired"] is (verb != "OPTIONS")
         assert method["Integration"]["Type"] == ("MOCK" if verb == "OPTIONS" else "AWS_PROXY")
