@@ -60,6 +60,12 @@ class PredictionApi:
         """One stored prediction by its id; NotFoundError if the store has none with that id."""
         return self._call("GET", f"/predictions/{urllib.parse.quote(prediction_id, safe='')}")
 
+    def feedback(self, prediction_id: str, label: str | int | float) -> dict:
+        """Record the true label of a stored prediction (a class name or index; a regression model's value) and
+        return the prediction with it. A label is recorded once: a different one later is refused (UserError)."""
+        return self._call("POST", f"/predictions/{urllib.parse.quote(prediction_id, safe='')}/feedback",
+                          {"label": label})
+
     def model(self) -> dict:
         """The live model: its version, task, features and their ranges, classes or target, a request example."""
         return self._call("GET", "/model")

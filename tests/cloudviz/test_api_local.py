@@ -106,6 +106,15 @@ def test_own_data_set_with_its_own_label_and_group(tmp_path: Path) -> None:
         assert [a["label"] for a in answers] == ["no", "yes"]
         with pytest.raises(UserError, match="tenure"):
             serving.api.predict({"monthly": 50.0})
+        assert serving.api.feedback(answer["id"], "no")["feedback"]["label"] == "no"
+        second_class = serving.api.model()["classes"][1]["name"]
+        assert serving.api.feedback(answers[0]["id"], 1)["feedback"]["label"] == second_class  # an index
+        with pytest.raises(UserError, match="409 .* already has label 'no' recorded"):
+            serving.api.feedback(answer["id"], "yes")
+        with pytest.raises(UserError, match="400 label 'maybe' is not a class of the model"):
+            serving.api.feedback(answer["id"], "maybe")
+        with pytest.raises(NotFoundError, match="404"):
+            serving.api.feedback("no-such-id", "no")
 
 
 def test_importing_cloudviz_loads_neither_xgboost_nor_pandas() -> None:
