@@ -22,6 +22,7 @@ from deploy.monitoring.alarm_history import AlarmHistory
 from deploy.monitoring.alarm_rules import ALARM_RULES
 from deploy.monitoring.alarms import AlarmEvaluator
 from deploy.monitoring.drift import Baseline, DriftMonitor, load_baseline
+from deploy.monitoring.live_accuracy import LiveAccuracyMonitor
 from deploy.monitoring.metrics import ApiMetrics, EndpointMetrics
 from deploy.monitoring.notifications import EventNotifier, Notifier
 from deploy.monitoring.sampler import MetricSampler, sampling_period
@@ -132,17 +133,20 @@ class LocalService:
         store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
         baseline, why = self._drift_baseline(live.version)
         self.drift = DriftMonitor(baseline, metrics=self.api_metrics, store=store, unavailable_because=why)
+        self.live_accuracy = LiveAccuracyMonitor(store, self.api_metrics)
         dashboard = Dashboard(DashboardSources(
             self.home, self.group, self.endpoint, live=lambda: self.live, store=store,
             example_body=self.example_body, sampler=self.sampler,
             alarm_states=lambda: self.evaluator.states() if self.evaluator is not None else [], drift=self.drift,
+            live_accuracy=self.live_accuracy,
         ))
         self.api = build_prediction_api(
             environment, self.api_key, port=api_port, access_log=self.files.access_log,
             extra_routes=[self.api_metrics.route(), *dashboard.routes()], observers=[self.api_metrics.observe_request],
         ).start()
         self.evaluator = AlarmEvaluator(ALARM_RULES, self.sampler, self.alarm_history, self.notifiers,
-                                        self.alarm_period_seconds, before_sample=[self.drift.refresh]).start()
+                                        self.alarm_period_seconds,
+                                        before_sample=[self.drift.refresh, self.live_accuracy.refresh]).start()
         if self.smoke_tests:
             self.smoke_test()
         self._watcher = threading.Thread(target=self._watch, args=(poll_seconds,), name="deploy-watcher", daemon=True)

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from serving_lambdas.config import drift_settings
 from serving_lambdas.drift import DEFAULT_MIN_ROWS, DEFAULT_WINDOW, Baseline, BaselineError, DriftReport, measure
+from serving_lambdas.live_accuracy import LiveAccuracy, live_accuracy
 from serving_lambdas.metrics import emit
 from serving_lambdas.store import open_store
 
@@ -27,6 +28,7 @@ def handler(event: dict, context: Any) -> dict:
     baseline = read_baseline(settings.baseline_uri)
     records = open_store(settings.store).newest(DEFAULT_WINDOW)
     report = measure(baseline, records, DEFAULT_MIN_ROWS)
+    publish_live_accuracy(live_accuracy(records), settings.endpoint_name)
     published = report.rows >= DEFAULT_MIN_ROWS
     if published:
         publish(report, settings.endpoint_name)
@@ -55,6 +57,21 @@ def read_baseline(uri: str) -> Baseline:
     except ValueError as error:
         raise BaselineError(f"{uri}: the baseline statistics are not JSON ({error})") from None
     return Baseline.from_statistics(statistics, uri)
+
+
+def publish_live_accuracy(result: LiveAccuracy, endpoint: str) -> None:
+    """The live accuracy (once enough predictions are labelled) and the labelled count by endpoint, each true
+    class's recall by endpoint and label; nothing while no prediction is labelled (or for a regression model)."""
+    if not result.labelled:
+        return
+    values = {"LabelledPredictions": (float(result.labelled), "Count")}
+    if result.accuracy is not None:
+        values["LiveAccuracy"] = (result.accuracy, "None")
+    emit(values, Endpoint=endpoint)
+    for label, recall in result.recall.items():
+        emit({"LiveRecall": (recall, "None")}, Endpoint=endpoint, Label=label)
+    logger.info("live accuracy of the newest %d labelled predictions: %s", result.labelled,
+                "not measured (too few)" if result.accuracy is None else f"{result.accuracy:.4f}")
 
 
 def publish(report: DriftReport, endpoint: str) -> None:

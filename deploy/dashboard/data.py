@@ -19,7 +19,9 @@ from typing import Any
 
 from deploy.deployments import Deployment
 from deploy.monitoring.alarm_history import AlarmState
+from deploy.monitoring.alarm_rules import LOW_LIVE_ACCURACY
 from deploy.monitoring.drift import DriftMonitor
+from deploy.monitoring.live_accuracy import LiveAccuracyMonitor
 from deploy.monitoring.sampler import MetricSampler, PeriodSample
 from pipelines.artifacts import artifact_json
 from pipelines.errors import NotFoundError, UserError
@@ -57,6 +59,7 @@ class DashboardSources:
     sampler: MetricSampler | None = None
     alarm_states: Callable[[], Sequence[AlarmState]] | None = None
     drift: DriftMonitor | None = None
+    live_accuracy: LiveAccuracyMonitor | None = None
 
     @cached_property
     def registry(self) -> ModelRegistry:
@@ -106,6 +109,7 @@ def build(
         "alarms": lambda: alarms(sources.alarm_states),
         "predictions": lambda: predictions(recent, package, host, now, sources),
         "drift": lambda: drift(sources, package, series),
+        "live_accuracy": lambda: live_accuracy(sources, package, series),
         "model": lambda: model(live, package),
         "runs": lambda: runs(RunStore(sources.home.runs), sources.group),
         "registry": lambda: registry(sources.registry, sources.group, live),
@@ -362,6 +366,33 @@ def drift(sources: DashboardSources, package: ModelPackage | None, series: list[
         "prediction_drift": [finite(s.class_drift) for s in history],
     }
     return document
+
+
+# -- live accuracy -------------------------------------------------------------------------------
+
+
+def live_accuracy(sources: DashboardSources, package: ModelPackage | None,
+                  series: list[PeriodSample]) -> dict[str, Any]:
+    """The newest live accuracy, each true class's recall, how many predictions are labelled, and the accuracy at
+    each sampling period; a regression model has none (``serving_lambdas.live_accuracy`` says why)."""
+    monitor = sources.live_accuracy
+    if monitor is None:
+        return {"available": False, "why": "this server runs no live-accuracy monitor"}
+    if package is not None and not _classes(package):
+        return {"available": False, "why": "live accuracy is a classifier's measure; this model is a regression"}
+    latest = monitor.latest
+    return {
+        "available": True,
+        "window": monitor.window,
+        "min_labelled": monitor.min_labelled,
+        "threshold": LOW_LIVE_ACCURACY,
+        "labelled": latest.labelled,
+        "accuracy": finite(latest.accuracy),
+        "recall": {label: finite(value) for label, value in latest.recall.items()},
+        "history": {"time": [clock_of(s.timestamp) for s in series],
+                    "accuracy": [finite(s.live_accuracy) for s in series],
+                    "labelled": [s.labelled_predictions for s in series]},
+    }
 
 
 # -- the live model ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from deploy.monitoring.sampler import PeriodSample
 from serving_lambdas.drift import SIGNIFICANT_DRIFT
+from serving_lambdas.live_accuracy import DEFAULT_LABELLED_WINDOW, DEFAULT_MIN_LABELLED
 from serving_lambdas.metrics import NAMESPACE as CLOUDVIZ_NAMESPACE
 
 COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str, str]] = {
@@ -23,6 +24,7 @@ COMPARISONS: dict[str, tuple[Callable[[float, float], bool], str, str]] = {
 TREAT_MISSING_DATA = ("notBreaching", "breaching", "missing", "ignore")
 STATISTICS = ("Average", "Sum", "Minimum", "Maximum", "SampleCount")
 DEFAULT_PERIOD_SECONDS = 60.0
+LOW_LIVE_ACCURACY = 0.8
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,20 @@ ALARM_RULES: tuple[AlarmRule, ...] = (
         dimensions=("Endpoint",),
         statistic="Maximum",
         treat_missing_data="missing",
+    ),
+    AlarmRule(
+        name="cloudviz-live-accuracy",
+        description=f"Fewer than {LOW_LIVE_ACCURACY:.0%} of the newest (up to {DEFAULT_LABELLED_WINDOW}) "
+        "predictions with a recorded true label were right: the model got worse on live data. No value (not "
+        f"breaching) before {DEFAULT_MIN_LABELLED} predictions are labelled, or for a regression model.",
+        local_metric="live_accuracy",
+        measure=lambda sample: sample.live_accuracy,
+        threshold=LOW_LIVE_ACCURACY,
+        comparison="LessThanThreshold",
+        namespace=CLOUDVIZ_NAMESPACE,
+        metric_name="LiveAccuracy",
+        dimensions=("Endpoint",),
+        statistic="Minimum",
     ),
 )
 

@@ -48,6 +48,16 @@ class ApiMetrics:
         self.prediction_class_drift.set(float("nan"))
         self.drift_window_rows = Gauge("cloudviz_drift_window_rows", "Predictions the drift gauges are computed over",
                                        registry=self.registry)
+        # Set by deploy.monitoring.live_accuracy: NaN (accuracy) and absent (recall) until enough are labelled.
+        self.live_accuracy = Gauge("cloudviz_live_accuracy",
+                                   "Share of the newest labelled predictions whose predicted label was the true one",
+                                   registry=self.registry)
+        self.live_accuracy.set(float("nan"))
+        self.live_recall = Gauge("cloudviz_live_recall", "Recall of a true class over the newest labelled predictions",
+                                 ["label"], registry=self.registry)
+        self.labelled_predictions = Gauge("cloudviz_labelled_predictions",
+                                          "Labelled predictions live accuracy is computed over",
+                                          registry=self.registry)
 
     def observe_request(self, entry: dict) -> None:
         """One gateway access-log entry."""

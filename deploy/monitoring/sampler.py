@@ -63,6 +63,8 @@ class PeriodSample:
     predictions: dict[str, int] = field(default_factory=dict)
     feature_drift: dict[str, float] = field(default_factory=dict)
     class_drift: float | None = None
+    live_accuracy: float | None = None
+    labelled_predictions: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +83,8 @@ class _Reading:
     predictions: dict[str, float]
     feature_drift: dict[str, float]
     class_drift: float | None
+    live_accuracy: float | None = None
+    labelled: float = 0.0
 
 
 def _samples(registry: CollectorRegistry) -> Iterable[tuple[str, dict[str, str], float]]:
@@ -94,7 +98,7 @@ def _read(api: ApiMetrics, endpoint: EndpointMetrics, now: float) -> _Reading:
     api_buckets: dict[float, float] = {}
     predictions: dict[str, float] = {}
     feature_drift: dict[str, float] = {}
-    store_errors, class_drift = 0.0, None
+    store_errors, class_drift, accuracy, labelled = 0.0, None, None, 0.0
     for name, labels, value in _samples(api.registry):
         if name == "cloudviz_api_requests_total" and not is_monitoring_route(labels["route"]):
             statuses[labels["status"]] = statuses.get(labels["status"], 0.0) + value
@@ -109,6 +113,10 @@ def _read(api: ApiMetrics, endpoint: EndpointMetrics, now: float) -> _Reading:
             feature_drift[labels["feature"]] = value
         elif name == "cloudviz_prediction_class_drift" and not math.isnan(value):
             class_drift = value
+        elif name == "cloudviz_live_accuracy" and not math.isnan(value):
+            accuracy = value
+        elif name == "cloudviz_labelled_predictions":
+            labelled = value
     invocations: dict[str, float] = {}
     model_buckets: dict[float, float] = {}
     for name, labels, value in _samples(endpoint.registry):
@@ -117,7 +125,7 @@ def _read(api: ApiMetrics, endpoint: EndpointMetrics, now: float) -> _Reading:
         elif name == "cloudviz_model_latency_seconds_bucket":
             model_buckets[float(labels["le"])] = value
     return _Reading(now, statuses, api_buckets, invocations, model_buckets, store_errors, predictions,
-                    feature_drift, class_drift)
+                    feature_drift, class_drift, accuracy, labelled)
 
 
 def _delta(new: Mapping, old: Mapping) -> dict:
@@ -161,6 +169,7 @@ def _between(old: _Reading, new: _Reading, drift: Iterable[_Reading]) -> PeriodS
     model_buckets = _delta(new.model_buckets, old.model_buckets)
     feature_drift: dict[str, float] = {}
     class_drifts = []
+    accuracies = [reading.live_accuracy for reading in drift if reading.live_accuracy is not None]
     for reading in drift:
         for feature, value in reading.feature_drift.items():
             feature_drift[feature] = max(value, feature_drift.get(feature, value))
@@ -182,6 +191,8 @@ def _between(old: _Reading, new: _Reading, drift: Iterable[_Reading]) -> PeriodS
         predictions={label: round(count) for label, count in _delta(new.predictions, old.predictions).items()},
         feature_drift=feature_drift,
         class_drift=max(class_drifts) if class_drifts else None,
+        live_accuracy=min(accuracies) if accuracies else None,
+        labelled_predictions=round(new.labelled),
     )
 
 

@@ -28,7 +28,7 @@ from deploy.aws.templates.common import (
     write_logs,
 )
 from deploy.aws.templates.endpoint import SAGEMAKER_NAMESPACE, alarm_logical_id, endpoint_rules
-from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES, AlarmRule
+from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES, LOW_LIVE_ACCURACY, AlarmRule
 from serving_lambdas.drift import SIGNIFICANT_DRIFT
 from serving_lambdas.metrics import NAMESPACE
 
@@ -114,6 +114,7 @@ def dashboard_panels(names: ResourceNames) -> dict[str, dict]:
     model_latency = _search(SAGEMAKER_NAMESPACE, ("EndpointName", "VariantName"), "ModelLatency", names, "p99",
                             PERIOD_SECONDS, "EndpointName")
     drift_line = {"horizontal": [{"label": "significant drift", "value": SIGNIFICANT_DRIFT}]}
+    live_recall = _search(NAMESPACE, ("Endpoint", "Label"), "LiveRecall", names, "Minimum", 300, "Endpoint")
     return {
         "Alarm states": {"type": "alarm", "properties": {"title": "Alarm states", "alarms": arns}},
         "Request rate": _metric_widget("Request rate", [
@@ -148,6 +149,12 @@ def dashboard_panels(names: ResourceNames) -> dict[str, dict]:
             [NAMESPACE, "PredictionClassDrift", "Endpoint", names.endpoint_name,
              {"stat": "Maximum", "label": "predictions"}],
         ], annotations=drift_line),
+        "Live accuracy": _metric_widget("Live accuracy", [
+            [NAMESPACE, "LiveAccuracy", "Endpoint", names.endpoint_name, {"stat": "Minimum", "label": "accuracy"}],
+            [{"expression": live_recall, "id": "e1", "label": "recall"}],
+            [NAMESPACE, "LabelledPredictions", "Endpoint", names.endpoint_name,
+             {"stat": "Maximum", "label": "labelled", "yAxis": "right"}],
+        ], annotations={"horizontal": [{"label": "alarm", "value": LOW_LIVE_ACCURACY}]}),
     }
 
 

@@ -348,6 +348,35 @@
     }
   }
 
+  // -- live accuracy ------------------------------------------------------------------------------
+
+  function drawLiveAccuracy(live) {
+    const name = "live-accuracy";
+    if (failed(name, live) || unavailable(name, live)) return;
+    if (!live.history.time.length) {
+      setState(name, "empty", ["Nothing sampled yet: the first sampling period is not over."]);
+      return;
+    }
+    const recall = Object.entries(live.recall).map(([label, value]) => `${label} ${percent(value)}`).join(", ");
+    part(name, ".sub").textContent = isNumber(live.accuracy)
+      ? `${percent(live.accuracy)} right of the newest ${live.labelled} labelled predictions; recall per true`
+        + ` class: ${recall}`
+      : `${live.labelled} labelled predictions: accuracy is measured from ${live.min_labelled} (record true labels`
+        + ` with POST /predictions/{id}/feedback), over the newest ${live.window}`;
+    const alarmLine = { type: "line", xref: "paper", x0: 0, x1: 1, y0: live.threshold, y1: live.threshold,
+      line: { color: "#ef4444", width: 1, dash: "dash" } };
+    draw(name, [{
+      type: "scatter", mode: "lines", x: live.history.time, y: live.history.accuracy, name: "live accuracy",
+      line: { color: PALETTE[0], width: 2 }, hovertemplate: "accuracy %{y:.1%}<extra></extra>",
+    }, {
+      type: "scatter", mode: "lines", x: live.history.time, y: live.history.labelled, name: "labelled", yaxis: "y2",
+      line: { color: "#94a3b8", width: 1, dash: "dot" }, hovertemplate: "labelled %{y}<extra></extra>",
+    }], { xaxis: timeAxis, yaxis: merge(yTitle("accuracy"), { range: [0, 1.02], tickformat: ".0%" }),
+      yaxis2: merge(yTitle("labelled predictions"), { overlaying: "y", side: "right", rangemode: "tozero",
+        showgrid: false }),
+      shapes: [alarmLine], hovermode: "x unified" });
+  }
+
   // -- the live model -----------------------------------------------------------------------------
 
   const METRIC_LABELS = { accuracy: "Accuracy", macro_f1: "Macro F1", weighted_f1: "Weighted F1", f1: "F1",
@@ -509,7 +538,8 @@
     const classes = data.classes || [];
     const steps = [
       () => drawSummary(data), () => drawAlarms(data.alarms), () => drawTraffic(data.traffic),
-      () => drawPredictions(data.predictions, classes), () => drawDrift(data.drift), () => drawModel(data.model),
+      () => drawPredictions(data.predictions, classes), () => drawDrift(data.drift),
+      () => drawLiveAccuracy(data.live_accuracy), () => drawModel(data.model),
       () => drawRuns(data.runs), () => drawRegistry(data.registry),
     ];
     for (const step of steps) {
