@@ -22,7 +22,10 @@ from pipelines.runner import LocalRunner
 from pipelines.runs import RunStore
 from pipelines.state import StateHome
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # headless Chromium is a test helper
+ROOT = Path(__file__).resolve().parents[1]
+# Headless Chromium is a test helper. The root goes on the path too, so that its packages win over the tests/
+# folders named after them (deploy/, pipelines/...), here and in the step executors' fork server.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from browser import headless_chromium  # noqa: E402
 
 FEATURES = ("x1", "x2", "x3", "x4")
