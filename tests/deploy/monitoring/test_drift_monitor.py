@@ -32,10 +32,13 @@ from serving_lambdas.store import SqliteStore
 # -- iris traffic -----------------------------------------------------------------------------------
 
 
-def test_in_distribution_rows_drift_less_than_moderate(iris):
-    statistics, train = iris
-    report = DriftMonitor(statistics).update(records(draw(train, 500)))
-    assert report.rows == 500 and set(report.features) == set(FEATURES)
+@pytest.mark.parametrize(("data", "to_records", "features"),
+                         [("iris", records, FEATURES), ("houses", house_records, HOUSE_FEATURES)])
+def test_in_distribution_rows_drift_less_than_moderate(request, data: str, to_records, features):
+    """Classifier traffic (iris) and regression traffic (houses: features and predicted values) alike."""
+    statistics, train = request.getfixturevalue(data)
+    report = DriftMonitor(statistics).update(to_records(draw(train, 500)))
+    assert report.rows == 500 and set(report.features) == set(features)
     assert all(value < MODERATE_DRIFT for value in report.features.values()), report
     assert report.prediction < MODERATE_DRIFT
 
@@ -121,14 +124,6 @@ def test_a_regression_baseline_bins_the_target_as_preprocessing_counted_it(house
     assert (baseline.classes, baseline.predicts, baseline.prediction_unavailable_because) == ({}, "value", "")
     assert baseline.target.counts(train[:, 0]) == statistics["target"]["histogram"]["counts"]
     assert baseline.target.psi(train[:, 0]) == 0.0
-
-
-def test_regression_rows_in_distribution_drift_less_than_moderate(houses):
-    statistics, train = houses
-    report = DriftMonitor(statistics).update(house_records(draw(train, 500)))
-    assert report.rows == 500 and set(report.features) == set(HOUSE_FEATURES)
-    assert all(value < MODERATE_DRIFT for value in report.features.values()), report
-    assert report.prediction < MODERATE_DRIFT
 
 
 def test_a_shifted_regression_feature_drifts_on_that_feature_only(houses):

@@ -3,7 +3,6 @@ UpdateItem, never a read first)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import boto3
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
+from old_prediction_files import write_old_predictions_db
 from test_prediction_store import START, aws, made_at  # noqa: F401 (aws: a fixture)
 
 from serving_lambdas.records import Feedback, new_ids
@@ -112,13 +112,9 @@ def test_a_sqlite_file_of_before_feedback_gains_its_columns_and_keeps_its_rows(t
     in place; its rows take a label."""
     path = tmp_path / "predictions.db"
     (old,) = made_at(START, request_id="r-1")
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE predictions (id TEXT PRIMARY KEY, timestamp TEXT NOT NULL, features TEXT NOT"
-                           " NULL, prediction NUMERIC NOT NULL, label TEXT, probabilities TEXT, model_version"
-                           " INTEGER, latency_ms REAL NOT NULL, request_id TEXT) WITHOUT ROWID")
-        connection.execute("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (old.id, old.timestamp, json.dumps(old.features), 1, "virginica",
-                            json.dumps(old.probabilities), 3, 1.25, "r-1"))
+    write_old_predictions_db(path, old, "id TEXT PRIMARY KEY, timestamp TEXT NOT NULL, features TEXT NOT NULL, "
+                             "prediction NUMERIC NOT NULL, label TEXT, probabilities TEXT, model_version INTEGER, "
+                             "latency_ms REAL NOT NULL, request_id TEXT", "r-1")
     store = SqliteStore(path)
     assert store.newest(10) == [old]
     assert store.record_feedback(old.id, VIRGINICA).feedback == VIRGINICA

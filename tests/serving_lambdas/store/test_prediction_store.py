@@ -13,6 +13,7 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 from moto import mock_aws
+from old_prediction_files import write_old_predictions_db
 
 from serving_lambdas.records import PredictionRecord, new_ids, time_bound, timestamp_text
 from serving_lambdas.store import DuplicateId, DynamoDbStore, SqliteStore, StoreSpec, open_store
@@ -319,13 +320,9 @@ def test_a_sqlite_file_of_before_regression_is_migrated_with_its_rows(tmp_path: 
     keeps every row and then takes predictions without a label, or with a request_id."""
     path = tmp_path / "predictions.db"
     (old,) = made_at(START)
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE predictions (id TEXT PRIMARY KEY, timestamp TEXT NOT NULL, features TEXT NOT"
-                           " NULL, prediction INTEGER NOT NULL, label TEXT NOT NULL, probabilities TEXT, model_version"
-                           " INTEGER, latency_ms REAL NOT NULL) WITHOUT ROWID")
-        connection.execute("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (old.id, old.timestamp, json.dumps(old.features), 1, "virginica",
-                            json.dumps(old.probabilities), 3, 1.25))
+    write_old_predictions_db(path, old, "id TEXT PRIMARY KEY, timestamp TEXT NOT NULL, features TEXT NOT NULL, "
+                             "prediction INTEGER NOT NULL, label TEXT NOT NULL, probabilities TEXT, "
+                             "model_version INTEGER, latency_ms REAL NOT NULL")
     store = SqliteStore(path)
     (regression,) = made_at(START + timedelta(seconds=1), prediction=2.5, label=None, probabilities=None)
     (joined,) = made_at(START + timedelta(seconds=2), request_id="r-1")
