@@ -13,7 +13,7 @@ import sys
 import textwrap
 from importlib import metadata
 
-from cloudviz.commands import deploy, models, monitoring, pipeline, report, runs, serve
+from cloudviz.commands import data, deploy, models, monitoring, pipeline, report, runs, schedule, serve
 from cloudviz.commands.arguments import STATE_HOME_HELP, Actions
 from pipelines.errors import CloudVizError
 
@@ -23,7 +23,8 @@ CheckAccuracy -> Register), keeps its versions in a model registry where they ar
 an approved version to a dev endpoint and promotes it to prod, serves it behind a prediction API with an API key,
 and watches it (dashboard, alarms, drift). It all runs on this machine; the same pipeline and stacks run on AWS
 (SageMaker Pipelines, endpoints, API Gateway) with `pipeline start --target aws`, `deploy aws` and `promote aws`."""
-GROUPS = (pipeline, runs, models, deploy, report, serve, monitoring)  # in the order --help lists their commands
+GROUPS = (pipeline, data, runs, models, deploy, report, serve, monitoring,
+          schedule)  # in the order --help lists their commands
 
 
 class VersionAction(argparse.Action):

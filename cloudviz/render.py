@@ -36,6 +36,18 @@ def metrics_text(evaluation: Mapping) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in shown.items())
 
 
+def champion_text(champion: Mapping) -> str:
+    """The champion a version was compared with, side by side with it on the same test rows (or why none was)."""
+    if champion.get("status") != "compared":
+        return str(champion.get("reason", "none"))
+    who = f"version {champion['version']}" if "version" in champion else "the model given"
+    stage = f" (live on {champion['stage']})" if champion.get("stage") else ""
+    verdict = "passed" if champion["passed"] else "failed"
+    return (f"{who}{stage}: {metrics_text(champion)} on the same test rows; gate metric "
+            f"{champion['champion_value']:.4f} champion vs {champion['challenger_value']:.4f} this version "
+            f"(MaxRegression {champion['max_regression']:g}, {verdict})")
+
+
 def registered_as(run: Run) -> str | None:
     """The approval status the run's version was registered with (a cached Register step keeps the first one)."""
     return next((step.properties.get("approval_status") for step in run.steps if "version" in step.properties), None)
@@ -51,11 +63,15 @@ def run_summary(run: Run, approval_status: str | None = None) -> str:
         for step in run.steps
     ]
     lines.append(table(["STEP", "STATUS", "TIME", "NOTE"], rows))
+    if run.parameters.get("DataSetVersion"):
+        lines.append(f"Data: {run.parameters['DataSetVersion']}")
     evaluation = run.evaluation
     if evaluation:
         lines.append(f"Metrics: {metrics_text(evaluation)} on {evaluation['test_rows']} test rows")
         if evaluation.get("gate"):
             lines.append(f"Gate: {evaluation['gate']['message']}")
+        if evaluation.get("champion"):
+            lines.append(f"Champion: {champion_text(evaluation['champion'])}")
     if run.model:
         group, version = run.model.group, run.model.version
         recorded = registered_as(run)
@@ -131,15 +147,20 @@ def package_detail(package: ModelVersion, deployments: Sequence[Deployment]) -> 
             f"    {name:<14} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
             f"  F1 {scores['f1']:.3f}  support {scores['support']}"
         )
+    if package.evaluation.get("champion"):
+        lines.append(f"  Champion:   {champion_text(package.evaluation['champion'])}")
     lineage = package.lineage
     if lineage.get("run_id"):
         pipeline = f" ({lineage['pipeline']})" if lineage.get("pipeline") else ""
         lines.append(f"  Run:        {lineage['run_id']}{pipeline}")
     data = lineage.get("data") or {}
-    if data.get("file"):
+    dataset = data.get("dataset")
+    if dataset or data.get("file"):
+        # A data set version's parts are stored by their hashes: its name and id say more than a file name.
+        name = f"{dataset['name']}@{dataset['version']} (id {dataset['id']})" if dataset else data["file"]
         digest = f" sha256 {data['sha256'][:16]}…" if data.get("sha256") else ""
         size = f" ({data['bytes']:,} bytes)" if data.get("bytes") is not None else ""
-        lines.append(f"  Data:       {data['file']}{digest}{size}")
+        lines.append(f"  Data:       {name}{digest}{size}")
     rows = data.get("rows")
     if rows:
         counts = ", ".join(f"{count} {split}" for split, count in rows.items()) if isinstance(rows, Mapping) else rows

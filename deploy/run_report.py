@@ -198,6 +198,7 @@ def render(
         data_section(schema, statistics, figures),
         metrics_section(evaluation, figures),
         comparison_section(record, evaluation, live, figures),
+        champion_section(evaluation),
     ]
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -293,6 +294,26 @@ def comparison_section(record: RunRecord, evaluation: dict | None, live: ModelPa
         f"{esc(live.lineage.get('run_id', 'unknown'))}); measured {esc(same_split)}.</p>"
         + table(["metric", f"run {esc(record.run_id)}", f"live v{live.version}", "difference"], rows)
         + image(figures, "comparison.png", "This run against the live model")
+    )
+
+
+def champion_section(evaluation: dict | None) -> str:
+    """The champion Evaluate scored on this run's own test rows: the comparison the gate made."""
+    title = "<h2>Champion vs challenger</h2>"
+    champion = (evaluation or {}).get("champion")
+    if not champion:
+        return title + missing("the run's Evaluate step compared with no champion")
+    if champion.get("status") != "compared":
+        return title + missing(champion.get("reason", "no champion"))
+    who = f"version {champion['version']}" if "version" in champion else "the model given"
+    ours, theirs = headline_metrics(evaluation), headline_metrics(champion)
+    rows = [[esc(name.replace("_", " ")), number(round(ours[name], 4)), number(round(theirs[name], 4)),
+             number(f"{ours[name] - theirs[name]:+.4f}")] for name in ours if name in theirs]
+    verdict = "passed" if champion["passed"] else "failed"
+    return (
+        title + f"<p>The champion, {esc(champion.get('group', ''))} {esc(who)}, scored on this run's "
+        f"{esc(champion['test_rows'])} test rows; MaxRegression {esc(champion['max_regression'])}: {verdict}.</p>"
+        + table(["metric", "challenger", f"champion ({esc(who)})", "difference"], rows)
     )
 
 

@@ -1,6 +1,19 @@
 """Evaluate step: model.tar.gz + test split -> evaluation.json.
 
-A SageMaker Processing script (imports nothing outside this folder): Model Monitor's model-quality report plus ``gate``.
+A SageMaker Processing script (imports nothing outside this folder): Model Monitor's model-quality report plus
+``gate``, and ``champion``: the group's live model scored on the same test rows.
+
+The champion input (``champion/``) holds the live model's archive (``model.tar.gz`` as Train writes it, or any
+artifact the built-in container serves: an ``xgboost-model`` member, or the archive's only file), optionally a
+``champion.json`` naming its group and version, or nothing but the no-champion marker (no file, or only
+``README.json``). The gate passes when the gate metric meets the threshold and the challenger is not worse than
+the champion by more than ``--max-regression`` in the metric's direction. Without a champion (a group's first
+model) the threshold alone decides. A champion whose task, number of features or number of classes differs from
+the challenger's schema was trained for another contract: its scores on these rows mean nothing, so it is
+reported as ``not_comparable`` (with why) and the threshold alone decides, as an MLOps engineer retraining on a
+changed schema expects. (A model archive records no feature or class names: a champion with the same counts is
+compared.) A champion archive that cannot be read fails the step: a live model nobody can load is an incident to
+look at, not a reason to skip the comparison.
 """
 
 from __future__ import annotations
@@ -25,6 +38,9 @@ SECTIONS = {
 }
 DEFAULT_GATE_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "regression": "r2"}
 LOWER_IS_BETTER = ("mse", "rmse", "mae", "false_positive_rate", "false_negative_rate")
+CHAMPION_FILE = "champion.json"  # the champion's group and version, when the caller knows them
+NO_CHAMPION_MARKER = "README.json"  # the object the AWS pipeline's no-champion input holds
+TOLERANCE = 1e-9  # float noise: 0.9333 - 0.9233 must count as a regression of 0.01, not 0.0100000001
 
 
 class InputError(Exception):
@@ -38,16 +54,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gate-metric", default="", help="metric of the quality gate; empty: accuracy (classification) or r2"
     )
     parser.add_argument("--gate-threshold", type=float, default=0.9, help="the gate's threshold")
+    parser.add_argument("--max-regression", type=float, default=0.01,
+                        help="how much worse than the champion on the gate metric the challenger may be")
     return parser.parse_args(argv)
 
 
 def load_booster(model_dir: Path) -> xgb.Booster:
-    archive = model_dir / "model.tar.gz"
+    return read_booster(model_dir / "model.tar.gz")
+
+
+def read_booster(archive: Path, container_rule: bool = False) -> xgb.Booster:
+    """The booster of ``archive``: its ``xgboost-model`` member; with ``container_rule``, as the built-in
+    container (and the local endpoint) finds it: an ``xgboost-model`` in any folder, else the only file."""
     if not archive.is_file():
         raise InputError(f"{archive}: no model archive")
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            member = tar.extractfile(MODEL_FILE)
+        with tarfile.open(archive, "r:*" if container_rule else "r:gz") as tar:
+            member = model_member(tar) if container_rule else tar.extractfile(MODEL_FILE)
             if member is None:
                 raise KeyError(MODEL_FILE)
             raw = member.read()
@@ -61,6 +84,13 @@ def load_booster(model_dir: Path) -> xgb.Booster:
     except xgb.core.XGBoostError as exc:
         raise InputError(f"{archive}: {MODEL_FILE} is not a model XGBoost can load ({first_line(exc)})") from None
     return booster
+
+
+def model_member(tar: tarfile.TarFile) -> object:
+    files = [member for member in tar.getmembers() if member.isfile()]
+    named = [member for member in files if Path(member.name).name == MODEL_FILE]
+    chosen = named[0] if named else files[0] if len(files) == 1 else None
+    return None if chosen is None else tar.extractfile(chosen)
 
 
 def first_line(exc: Exception) -> str:
@@ -258,7 +288,70 @@ def feature_importance(booster: xgb.Booster, features: list[str]) -> dict[str, f
     return {name: float(gain.get(f"f{i}", gain.get(name, 0.0))) for i, name in enumerate(features)}
 
 
-def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9) -> dict:
+def champion_input(folder: Path) -> tuple[xgb.Booster | None, dict]:
+    """The champion's booster (None: no champion) and what ``champion.json`` says about it (group, version)."""
+    if not folder.is_dir():
+        return None, {}
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    known_file = folder / CHAMPION_FILE
+    known = json.loads(known_file.read_text(encoding="utf-8")) if known_file.is_file() else {}
+    archives = [path for path in files if path.name not in (CHAMPION_FILE, NO_CHAMPION_MARKER)]
+    if len(archives) > 1:
+        names = ", ".join(str(path.relative_to(folder)) for path in archives)
+        raise InputError(f"{folder}: the champion input holds one model archive, not {len(archives)} files ({names})")
+    return (read_booster(archives[0], container_rule=True) if archives else None), known
+
+
+def task_of(objective: str) -> str:
+    for prefix, task in (("multi:", "multiclass"), ("binary:", "binary"), ("reg:", "regression")):
+        if objective.startswith(prefix):
+            return task
+    return objective
+
+
+def contract_mismatch(booster: xgb.Booster, task: str, classes: list[str], features: list[str]) -> str | None:
+    """Why the champion's scores on the challenger's test rows would mean nothing; None when they compare."""
+    learner = json.loads(booster.save_config())["learner"]
+    objective = learner["objective"]["name"]
+    if task_of(objective) != task:
+        return f"the champion is a {task_of(objective)} model ({objective}), the challenger a {task} one"
+    if booster.num_features() != len(features):
+        return f"the champion takes {booster.num_features()} features, the challenger's schema names {len(features)}"
+    num_class = int(learner["learner_model_param"].get("num_class", 0))
+    if task == "multiclass" and num_class != len(classes):
+        return f"the champion predicts {num_class} classes, the challenger's schema names {len(classes)}"
+    return None
+
+
+def champion_comparison(outcome: dict, champion_value: float, max_regression: float, known: dict) -> dict:
+    """The champion section's gate fields: whether the challenger (the gate's value) is worse than the champion by
+    more than ``max_regression`` in the metric's direction."""
+    challenger_value, name = outcome["value"], outcome["metric"]
+    lower = outcome["direction"] == "lower_is_better"
+    regression = challenger_value - champion_value if lower else champion_value - challenger_value
+    passed = bool(regression <= max_regression + TOLERANCE)
+    who = f"champion (version {known['version']})" if "version" in known else "champion"
+    relation = "is not worse than" if passed else "is worse than"
+    message = (f"challenger {name} {challenger_value:.4f} {relation} {who} {name} {champion_value:.4f} by more "
+               f"than MaxRegression {max_regression:g}")
+    return {"max_regression": max_regression, "champion_value": champion_value, "challenger_value": challenger_value,
+            "passed": passed, "message": message}
+
+
+def all_class_indices(labels: np.ndarray, n_classes: int) -> bool:
+    return bool(labels.min() >= 0 and labels.max() < n_classes and np.all(labels == np.floor(labels)))
+
+
+def score(booster: xgb.Booster, task: str, test_x: np.ndarray, test_y: np.ndarray, classes: list[str]) -> dict:
+    if task == "regression":
+        return regression_report(test_y, booster.predict(xgb.DMatrix(test_x)).astype(np.float64))
+    labels = test_y.astype(np.int64)
+    if task == "binary":
+        return binary_report(labels, booster.predict(xgb.DMatrix(test_x)).astype(np.float64), classes)
+    return metrics_report(labels, predict_classes(booster, test_x), classes)
+
+
+def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9, max_regression: float = 0.01) -> dict:
     schema_path = base / "schema" / "schema.json"
     if not schema_path.is_file():
         raise InputError(f"{schema_path}: no schema")
@@ -270,6 +363,8 @@ def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9) -> 
         raise InputError(f"{schema_path}: not a schema written by the preprocess step ({first_line(exc)})") from None
     if task not in SECTIONS:
         raise InputError(f"{schema_path}: unknown task {task!r} (one of: {', '.join(SECTIONS)})")
+    if max_regression < 0:
+        raise InputError(f"--max-regression {max_regression:g} is negative")
     booster = load_booster(base / "model")
     if booster.num_features() != len(features):
         raise InputError(
@@ -277,18 +372,28 @@ def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9) -> 
             f"the schema names {len(features)}"
         )
     test_x, test_y = load_test(base / "test", len(features))
-    if task == "regression":
-        report = regression_report(test_y, booster.predict(xgb.DMatrix(test_x)).astype(np.float64))
-    else:
-        if test_y.min() < 0 or test_y.max() >= len(classes) or np.any(test_y != np.floor(test_y)):
-            raise InputError(f"{base / 'test'}: labels outside the {len(classes)} classes of the schema")
-        labels = test_y.astype(np.int64)
-        if task == "binary":
-            report = binary_report(labels, booster.predict(xgb.DMatrix(test_x)).astype(np.float64), classes)
-        else:
-            report = metrics_report(labels, predict_classes(booster, test_x), classes)
+    if task != "regression" and not all_class_indices(test_y, len(classes)):
+        raise InputError(f"{base / 'test'}: labels outside the {len(classes)} classes of the schema")
+    champion, known = champion_input(base / "champion")
+    report = score(booster, task, test_x, test_y, classes)
     report["feature_importance"] = feature_importance(booster, features)
     report["gate"] = gate(report, task, gate_metric, gate_threshold)
+    section = {**known, "max_regression": max_regression, "champion_value": None,
+               "challenger_value": report["gate"]["value"]}
+    mismatch = None if champion is None else contract_mismatch(champion, task, classes, features)
+    if champion is None:
+        report["champion"] = {**section, "status": "none", "reason": "no champion: the group has no live model yet; "
+                              "the threshold alone decides"}
+    elif mismatch:
+        report["champion"] = {**section, "status": "not_comparable",
+                              "reason": f"{mismatch}: no comparable champion; the threshold alone decides"}
+    else:
+        champion_report = score(champion, task, test_x, test_y, classes)
+        champion_value = champion_report[SECTIONS[task]][report["gate"]["metric"]]["value"]
+        comparison = champion_comparison(report["gate"], champion_value, max_regression, known)
+        report["champion"] = {**section, "status": "compared", **comparison, **champion_report}
+        report["gate"]["passed"] = report["gate"]["passed"] and comparison["passed"]
+        report["gate"]["message"] += f"; {comparison['message']}"
     output = base / "evaluation" / "evaluation.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -298,14 +403,17 @@ def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9) -> 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = evaluate(Path(args.base_dir), args.gate_metric, args.gate_threshold)
+        report = evaluate(Path(args.base_dir), args.gate_metric, args.gate_threshold, args.max_regression)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     section = next(report[name] for name in SECTIONS.values() if name in report)
     shown = ", ".join(f"{name} {value['value']:.4f}" for name, value in section.items()
                       if name in ("accuracy", "macro_f1", "weighted_f1", "f1", "auc", "rmse", "mae", "r2"))
+    champion = report["champion"]
     print(f"evaluated {report['test_rows']} test rows: {shown}; gate: {report['gate']['message']}")
+    if champion["status"] != "compared":
+        print(f"champion: {champion['reason']}")
     return 0
 
 

@@ -91,9 +91,13 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ProcessingInput:
+    """``source`` copied to ``destination``: a prefix (``S3Prefix``: every object below it, a local file or folder)
+    or a ``ManifestFile`` (each object it lists, at its key relative to the manifest's prefix), per ``data_type``."""
+
     name: str
     source: Param | StepOutput
     destination: str
+    data_type: Value = "S3Prefix"
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,7 @@ def references(step: Step) -> list[Value]:
     """Every value a step reads, in declaration order."""
     match step:
         case ProcessingStep():
-            return [i.source for i in step.inputs] + list(step.arguments)
+            return [i.source for i in step.inputs] + [i.data_type for i in step.inputs] + list(step.arguments)
         case TrainingStep():
             return [*step.hyperparameters.values(), *step.channels.values(), step.instance_count]
         case RegisterModelStep():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from pipelines.builtin_xgboost.hyperparameters import DEFAULT_HYPERPARAMETERS
 from pipelines.dag import (
@@ -32,6 +33,9 @@ from pipelines.datasets import IRIS_PARAMETERS
 from pipelines.errors import UserError
 from pipelines.registry import APPROVAL_STATUSES
 
+if TYPE_CHECKING:
+    from pipelines.data.versions import DatasetStore, DatasetVersion
+
 PIPELINE_NAME = "CloudVizPipeline"
 DEFAULT_GROUP = "CloudVizIris"
 GATE_PASSED_PATH = "gate.passed"
@@ -45,6 +49,7 @@ GATE_METRICS = {
     "regression": ("r2", "rmse", "mse", "mae"),
 }
 PROCESSING = "/opt/ml/processing"
+INPUT_DATA_TYPES = ("S3Prefix", "ManifestFile")  # a ProcessingInput's S3DataType
 
 # Hyperparameters exposed as pipeline parameters, named as SageMaker users name them.
 HYPERPARAMETER_PARAMETERS = {
@@ -57,7 +62,8 @@ HYPERPARAMETER_PARAMETERS = {
 }
 
 PARAMETERS = (
-    Parameter("InputData", "String", "", "raw CSV (a local path or s3:// URI); empty: the bundled iris data"),
+    Parameter("InputData", "String", "", "raw CSV (a local path or s3:// URI), a folder or prefix of CSV files, or "
+              "a manifest file (InputDataType ManifestFile); empty: the bundled iris data"),
     Parameter("LabelColumn", "String", "", "name of the label column in the raw CSV (iris: species)"),
     Parameter("FeatureColumns", "String", "", "comma-separated feature columns, in model order; empty: every "
               "column but the label, in file order (iris: x1,x2,x3,x4)"),
@@ -68,6 +74,11 @@ PARAMETERS = (
         "comma-separated classes in index order; empty: the sorted distinct labels "
         "(iris: setosa,virginica,versicolor)",
     ),
+    Parameter("InputDataType", "String", "S3Prefix", "how InputData is read: S3Prefix (a file, or every file below "
+              "a folder or prefix) or ManifestFile (the files a SageMaker manifest lists)",
+              choices=INPUT_DATA_TYPES),
+    Parameter("DataSetVersion", "String", "", "the data set version to train on, NAME or NAME@N (default the "
+              "newest); sets InputData to its manifest and the parameters that describe its data. Empty: InputData"),
     Parameter("ValidationFraction", "Float", 0.15, "share of each class held out for validation"),
     Parameter("TestFraction", "Float", 0.15, "share of each class held out for the test set"),
     Parameter("Seed", "Integer", 42, "random seed of the split"),
@@ -107,6 +118,21 @@ PARAMETERS = (
         "the gate's threshold on GateMetric (formerly AccuracyThreshold, still accepted)",
         aliases=("AccuracyThreshold",),
     ),
+    Parameter(
+        "MaxRegression",
+        "Float",
+        0.01,
+        "how much worse than the champion (the group's live model, scored on the same test split) on GateMetric "
+        "the new model may be and still pass the gate",
+        minimum=0,
+    ),
+    Parameter(
+        "ChampionModelData",
+        "String",
+        "",
+        "the champion's model artifact (a model.tar.gz path or s3:// URI). Empty: the group's live model (locally "
+        "the version live in prod, else dev; on AWS the newest Approved version), or none for a group's first model",
+    ),
     Parameter("ModelPackageGroupName", "String", DEFAULT_GROUP,
               f"model registry group to register into ({DEFAULT_GROUP}: the bundled iris data's; a run on your own "
               "data names its own)"),
@@ -127,7 +153,7 @@ def preprocess_step() -> ProcessingStep:
         name="Preprocess",
         code="preprocessing/preprocess.py",
         # Not below {PROCESSING}/input: SageMaker mounts the step's code at {PROCESSING}/input/code.
-        inputs=(ProcessingInput("raw", Param("InputData"), f"{PROCESSING}/raw"),),
+        inputs=(ProcessingInput("raw", Param("InputData"), f"{PROCESSING}/raw", Param("InputDataType")),),
         outputs=tuple(
             ProcessingOutput(name, f"{PROCESSING}/{name}")
             for name in ("train", "validation", "test", "schema", "baseline")
@@ -180,9 +206,11 @@ def evaluate_step() -> ProcessingStep:
             ProcessingInput("model", StepOutput("Train", "model"), f"{PROCESSING}/model"),
             ProcessingInput("test", StepOutput("Preprocess", "test"), f"{PROCESSING}/test"),
             ProcessingInput("schema", StepOutput("Preprocess", "schema"), f"{PROCESSING}/schema"),
+            ProcessingInput("champion", Param("ChampionModelData"), f"{PROCESSING}/champion"),
         ),
         outputs=(ProcessingOutput("evaluation", f"{PROCESSING}/evaluation"),),
-        arguments=("--gate-metric", Param("GateMetric"), "--gate-threshold", Param("GateThreshold")),
+        arguments=("--gate-metric", Param("GateMetric"), "--gate-threshold", Param("GateThreshold"),
+                   "--max-regression", Param("MaxRegression")),
         retry=STEP_RETRY,
     )
 
@@ -219,6 +247,25 @@ def data_parameters(values: Mapping[str, object], given: Collection[str]) -> dic
             f"{suggested_group(input_data)}"
         )
     return {name: values[name] for name in describing}
+
+
+def dataset_version(store: DatasetStore, ref: str) -> DatasetVersion:
+    """The version ``ref`` (``NAME`` or ``NAME@N``) names in ``store``; an error naming the parameter."""
+    try:
+        return store.resolve(ref)
+    except UserError as error:  # NotFoundError: no such data set or version; UserError: not a ref
+        raise type(error)(f"parameter DataSetVersion: {error}") from None
+
+
+def version_parameters(version: DatasetVersion, given: Collection[str], manifest: str) -> dict[str, object]:
+    """The values a data set version sets (``given``: the parameters the user gave): DataSetVersion its ``NAME@N``,
+    InputData its ``manifest`` (as the target reads it), InputDataType ManifestFile, and the version's describing
+    parameters (label, features, classes, group) the user did not give."""
+    for name in ("InputData", "InputDataType"):
+        if name in given:
+            raise UserError(f"parameter {name}: not with DataSetVersion {version.ref}, which sets it (its manifest)")
+    return {"DataSetVersion": version.ref, "InputData": manifest, "InputDataType": "ManifestFile",
+            **{name: value for name, value in version.parameters.items() if name not in given}}
 
 
 def suggested_group(input_data: str) -> str:

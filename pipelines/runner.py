@@ -81,10 +81,15 @@ class LocalRunner:
             raise UserError(f"run {run_id} succeeded; there is nothing to resume")
         if record.status == EXECUTING and record.runner_alive():
             raise UserError(f"run {run_id} is still executing (process {record.pid})")
-        for parameter in self.pipeline.parameters:  # a run recorded before a parameter was renamed or added
+        for parameter in self.pipeline.parameters:  # a run recorded before a parameter was renamed
             for alias in set(parameter.aliases) & set(record.parameters):
                 record.parameters.setdefault(parameter.name, record.parameters.pop(alias))
-            record.parameters.setdefault(parameter.name, parameter.default)
+        added = [p.name for p in self.pipeline.parameters if p.name not in record.parameters]
+        if added:  # a run recorded before these parameters existed: their values as a new run of its data and
+            # group takes
+            fresh = self.resolve_parameters({name: str(record.parameters[name])
+                                             for name in ("InputData", "ModelPackageGroupName")})
+            record.parameters.update({name: fresh[name] for name in added})
         for name, step in record.steps.items():
             if step.status != SUCCEEDED or isinstance(self.pipeline.step(name), ConditionStep):
                 step.status, step.failure_reason, step.properties = PENDING, None, {}
@@ -96,7 +101,7 @@ class LocalRunner:
 
     def resolve_parameters(self, overrides: dict[str, str]) -> dict:
         """The run's parameter values: ``overrides`` applied and checked, file parameters as local paths."""
-        return resolve_parameters(self.pipeline, overrides, self.home.data)
+        return resolve_parameters(self.pipeline, overrides, self.home)
 
     # -- the run loop ---------------------------------------------------------------------
 

@@ -37,10 +37,12 @@ class StateHome:
     cache = _Below("cache")
     data = _Below("data")
     registry_db = _Below("registry.db")
+    schedules_db = _Below("schedules.db")  # the schedules' history: pipelines.scheduling.history
     deployments = _Below("deployments")
     api_key_file = _Below("api-key")
     logs = _Below("logs")
     endpoints = _Below("endpoints")  # each local endpoint's serving state: deploy.endpoint_state
+    datasets = _Below("datasets")  # data sets and their versions: pipelines.data.versions
 
 
 def write_json_atomic(path: Path, document: dict) -> None:

@@ -1,8 +1,10 @@
 """Preprocess step: raw CSV -> train/validation/test channels, schema and baseline statistics.
 
 A SageMaker Processing script (paths under ``/opt/ml/processing``; ``--base-dir`` moves them) that imports nothing
-of the project outside this folder. Channels are label first with no header (the built-in XGBoost layout),
-optionally in ``--parts`` files for sharded training. Exit status 2 with one ``error:`` line for bad input.
+of the project outside this folder. The raw input is one CSV file, or a folder of CSV files with one header (a data
+set version's parts) read as one table, in sorted path order. Channels are label first with no header (the built-in
+XGBoost layout), optionally in ``--parts`` files for sharded training. Exit status 2 with one ``error:`` line for
+bad input.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", default=DEFAULT_BASE_DIR, help="root of the processing layout")
     # raw/, not below input/: SageMaker mounts the code there (input/code/preprocess.py)
-    parser.add_argument("--input", help="raw CSV file or folder (default: <base-dir>/raw)")
+    parser.add_argument("--input", help="raw CSV file, or folder of CSV files (default: <base-dir>/raw)")
     parser.add_argument("--label-column", required=True, help="name of the label column (required, not empty)")
     parser.add_argument(
         "--feature-columns", default="",
@@ -86,28 +88,48 @@ def split_names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def find_csv(path: Path) -> Path:
-    """The input may be a file or a folder holding exactly one CSV (a ProcessingInput prefix).
+@dataclass(frozen=True)
+class Source:
+    """The raw input: its CSV files (one, or a folder's), resolved so that messages name the user's files rather
+    than links to them in the step's folder, and their paths relative to the folder (a file: its name)."""
 
-    Resolved, so that messages name the user's file rather than a link to it in the step's folder.
-    """
+    path: Path
+    parts: list[Path]
+    keys: list[str]
+
+    @property
+    def shown(self) -> Path:
+        """What a message about the whole input names: the file, or the folder of several."""
+        return self.parts[0] if len(self.parts) == 1 else self.path
+
+
+def find_source(path: Path) -> Source:
+    """A file, or every file of a folder (a ProcessingInput prefix or manifest), in sorted path order."""
     if path.is_file():
-        return path.resolve()
+        return Source(path, [path.resolve()], [path.name])
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if len(files) != 1:
-        raise InputError(f"{path}: expected exactly one CSV file, found {len(files)}")
-    return files[0].resolve()
+    files = sorted(
+        (p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")),
+        key=lambda p: p.relative_to(path).as_posix(),
+    )
+    if not files:
+        raise InputError(f"{path}: no CSV file in the folder")
+    return Source(path, [p.resolve() for p in files], [p.relative_to(path).as_posix() for p in files])
 
 
-def sha256_of(path: Path) -> str:
-    """Read in 1 MiB blocks, not ``hashlib.file_digest``: the SageMaker XGBoost image runs Python 3.10."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_of(parts: list[Path]) -> tuple[str, list[str]]:
+    """One sha256 over the parts' bytes in order, and each part's own. Read in 1 MiB blocks, not
+    ``hashlib.file_digest``: the SageMaker XGBoost image runs Python 3.10."""
+    whole, own = hashlib.sha256(), []
+    for part in parts:
+        digest = hashlib.sha256()
+        with part.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                whole.update(block)
+                digest.update(block)
+        own.append(digest.hexdigest())
+    return whole.hexdigest(), own
 
 
 def record_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -145,7 +167,18 @@ def unreadable(path: Path, exc: Exception) -> str:
     return f"{path}: not a readable CSV file ({first_line(exc)})"
 
 
-def read_header(path: Path) -> list[str]:
+def read_header(parts: list[Path]) -> list[str]:
+    """The parts' one header: each part must have the first one's."""
+    header = header_of(parts[0])
+    for part in parts[1:]:
+        other = header_of(part)
+        if other != header:
+            raise InputError(f"{part}: its header {','.join(other)} differs from the header of {parts[0]}: "
+                             f"{','.join(header)}")
+    return header
+
+
+def header_of(path: Path) -> list[str]:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
     try:
@@ -203,6 +236,21 @@ def read_columns(path: Path, label: str, features: list[str], numbers: list[str]
     return pcsv.read_csv(path, convert_options=options)
 
 
+def read_text_columns(parts: list[Path], label: str, features: list[str]) -> list[pa.Table]:
+    """Each part's label and feature columns as text; a part Arrow cannot parse is named with its first bad row,
+    a part without rows is named too."""
+    tables = []
+    for part in parts:
+        try:
+            table = read_columns(part, label, features, [])
+        except pa.ArrowInvalid as exc:
+            raise InputError(unreadable(part, exc)) from None
+        if table.num_rows == 0:
+            raise InputError(f"{part}: the file has a header but no rows")
+        tables.append(table)
+    return tables
+
+
 @dataclass
 class Data:
     """The checked input: feature names and columns, the label (class codes or the regression target) and the
@@ -212,6 +260,7 @@ class Data:
     features: list[pa.ChunkedArray]
     labels: np.ndarray
     classes: list[str]
+    part_rows: list[int]
 
 
 @dataclass
@@ -223,29 +272,28 @@ class Problems:
     describe: Callable[[int], str]
 
 
-def read_data(path: Path, label: str, features: list[str], task: str, class_names: list[str]) -> Data:
+def read_data(source: Source, label: str, features: list[str], task: str, class_names: list[str]) -> Data:
     """The features (``features``, or none given: every column but the label) as float64 columns and the label
-    encoded for the task, every cell checked.
+    encoded for the task, every cell of every part checked.
 
-    Fast path: Arrow parses the numbers and every one is finite. Otherwise the file is read again as text
-    and every bad cell is reported at once (the first ``MAX_REPORTED`` with line, column and value).
+    Fast path: Arrow parses the numbers and every one is finite. Otherwise the parts are read again as text
+    and every bad cell is reported at once (the first ``MAX_REPORTED`` with file, line, column and value).
     """
-    header = read_header(path)
+    path = source.shown
+    header = read_header(source.parts)
     from_data = not features
     features = choose_columns(path, header, label, features)
     numbers = [*features, label] if task == "regression" else features
     try:
-        table = read_columns(path, label, features, numbers)
-        clean = all(finite(table.column(name)) for name in numbers)
+        tables = [read_columns(part, label, features, numbers) for part in source.parts]
+        clean = all(table.num_rows for table in tables) and all(
+            finite(table.column(name)) for table in tables for name in numbers)
     except pa.ArrowInvalid:
         clean = False
     if not clean:
-        try:
-            table = read_columns(path, label, features, [])
-        except pa.ArrowInvalid as exc:
-            raise InputError(unreadable(path, exc)) from None
-    if table.num_rows == 0:
-        raise InputError(f"{path}: the file has a header but no rows")
+        tables = read_text_columns(source.parts, label, features)
+    table = pa.concat_tables(tables)
+    part_rows = [t.num_rows for t in tables]
     problems = [] if clean else [number_problems(table.column(name), name) for name in numbers]
     text = [group.column for group in problems if group.column != label and group.rows.size == table.num_rows]
     if from_data and text:
@@ -259,9 +307,9 @@ def read_data(path: Path, label: str, features: list[str], task: str, class_name
         label_problems, codes, classes = encode_labels(table.column(label), label, class_names)
         problems.append(label_problems)
     if any_rows(problems):
-        raise InputError(cell_report(path, problems, header))
+        raise InputError(cell_report(source, part_rows, problems, header))
     labels = as_floats(table.column(label)).to_numpy() if task == "regression" else codes
-    return Data(features, [as_floats(table.column(name)) for name in features], labels, classes)
+    return Data(features, [as_floats(table.column(name)) for name in features], labels, classes, part_rows)
 
 
 def first_line(exc: Exception) -> str:
@@ -326,20 +374,40 @@ def encode_labels(
     return problems, np.where(unknown, -1, codes).astype(np.int64), classes
 
 
-def cell_report(path: Path, problems: list[Problems], header: list[str]) -> str:
-    """One line naming the first ``MAX_REPORTED`` bad cells in file order (line, column, value), then a count."""
+def cell_report(source: Source, part_rows: list[int], problems: list[Problems], header: list[str]) -> str:
+    """One line naming the first ``MAX_REPORTED`` bad cells in input order (file when several, line, column,
+    value), then a count. ``part_rows``: each part's rows, in the order the table concatenates them."""
     total = sum(group.rows.size for group in problems)
     first = sorted(
         (int(row), header.index(group.column), group)
         for group in problems
         for row in group.rows[:MAX_REPORTED]
     )[:MAX_REPORTED]
-    lines = lines_of(path, {row for row, _, _ in first})
-    items = [f"line {lines[row]}, column {group.column!r}: {group.describe(row)}" for row, _, group in first]
+    places = places_of(source.parts, part_rows, {row for row, _, _ in first})
+
+    def cell(row: int, group: Problems, named: bool) -> str:
+        part, line = places[row]
+        return f"{part.name + ', ' if named else ''}line {line}, column {group.column!r}: {group.describe(row)}"
+
     if total == 1:
-        return f"{path}, {items[0]}"
+        row, _, group = first[0]
+        return f"{places[row][0]}, {cell(row, group, False)}"
+    items = [cell(row, group, len(source.parts) > 1) for row, _, group in first]
     more = f"; and {total - len(items)} more" if total > len(items) else ""
-    return f"{path}: {total} bad cells: {'; '.join(items)}{more}"
+    return f"{source.shown}: {total} bad cells: {'; '.join(items)}{more}"
+
+
+def places_of(parts: list[Path], part_rows: list[int], rows: set[int]) -> dict[int, tuple[Path, int]]:
+    """The part and file line of each 0-based row of the parts' concatenated table."""
+    starts = np.cumsum([0, *part_rows])
+    by_part: dict[int, set[int]] = {}
+    for row in rows:
+        by_part.setdefault(int(np.searchsorted(starts, row, side="right")) - 1, set()).add(row)
+    places = {}
+    for index, members in by_part.items():
+        lines = lines_of(parts[index], {row - int(starts[index]) for row in members})
+        places.update({row: (parts[index], lines[row - int(starts[index])]) for row in members})
+    return places
 
 
 def split_rows(
@@ -485,9 +553,20 @@ def write_json(path: Path, document: dict) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
+def source_description(source: Source, sha256: str, part_hashes: list[str], part_rows: list[int]) -> dict:
+    """The file (name, sha256, bytes); of several parts also each one's, the sha256 over them all in order and
+    their total bytes."""
+    sizes = [part.stat().st_size for part in source.parts]
+    if len(source.parts) == 1:
+        return {"file": source.parts[0].name, "sha256": sha256, "bytes": sizes[0]}
+    files = [{"file": key, "sha256": digest, "bytes": size, "rows": rows}
+             for key, digest, size, rows in zip(source.keys, part_hashes, sizes, part_rows, strict=True)]
+    return {"file": f"{len(files)} files", "files": files, "sha256": sha256, "bytes": sum(sizes)}
+
+
 def preprocess(args: argparse.Namespace) -> dict:
     base = Path(args.base_dir)
-    source = find_csv(Path(args.input) if args.input else base / "raw")
+    source = find_source(Path(args.input) if args.input else base / "raw")
     label = args.label_column.strip()
     if args.parts < 1:
         raise InputError(f"--parts must be at least 1, got {args.parts}")
@@ -501,9 +580,10 @@ def preprocess(args: argparse.Namespace) -> dict:
     # A second thread hashes the source and computes the statistics while Arrow (which releases the GIL)
     # parses the file and writes the channels.
     with ThreadPoolExecutor(max_workers=1) as background:
-        source_hash = background.submit(sha256_of, source)
+        source_hash = background.submit(sha256_of, source.parts)
         data = read_data(source, label, split_names(args.feature_columns), task, class_names)
-        check_task(args, task, data, source, label)
+        check_task(args, task, data, source.shown, label)
+        part_rows = data.part_rows
         features, labels, classes = data.names, data.labels, data.classes
         splits = split_rows(split_groups(data), args.validation_fraction, args.test_fraction, args.seed)
         check_parts(args.parts, splits)
@@ -520,7 +600,7 @@ def preprocess(args: argparse.Namespace) -> dict:
         del train, channels
         baseline = statistics.result()
         write_json(base / "baseline" / "statistics.json", baseline)
-        sha256 = source_hash.result()
+        sha256, part_hashes = source_hash.result()
     schema = {
         "task": task,
         "objective": args.objective,
@@ -540,7 +620,7 @@ def preprocess(args: argparse.Namespace) -> dict:
             split: dict(zip(classes, np.bincount(labels[rows], minlength=len(classes)).tolist(), strict=True))
             for split, rows in splits.items()
         } if classes else {},
-        "source": {"file": source.name, "sha256": sha256, "bytes": source.stat().st_size},
+        "source": source_description(source, sha256, part_hashes, part_rows),
         "seed": args.seed,
         "parts": args.parts,
         "validation_fraction": args.validation_fraction,

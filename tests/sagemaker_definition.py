@@ -49,3 +49,12 @@ def flattened(steps: list[dict], parent: str | None = None) -> dict[str, tuple[d
             branches = step["Arguments"]["IfSteps"] + step["Arguments"]["ElseSteps"]
             found.update(flattened(branches, step["Name"]))
     return found
+
+
+def iris_version_parameters(bucket: str = BUCKET, version: int = 1) -> dict[str, str]:
+    """What an execution started with no data sends: the data set iris's newest version (its manifest in the
+    bucket, all its parts) and the parameters that describe iris."""
+    return {"DataSetVersion": f"iris@{version}", "InputDataType": "ManifestFile",
+            "InputData": f"s3://{bucket}/cloudviz/datasets/iris/versions/{version}.manifest",
+            "LabelColumn": "species", "FeatureColumns": "x1,x2,x3,x4", "ClassNames": "setosa,virginica,versicolor",
+            "ModelPackageGroupName": "CloudVizIris"}

@@ -12,17 +12,24 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cloudviz.api.base import LATEST, Models, Pipeline, Project, Runs
+from cloudviz.api.data import StoredDatasets
 from cloudviz.api.prediction_api import PredictionApi, Serving
+from cloudviz.api.schedules import AwsSchedules
 from cloudviz.api.types import AWS, Deployment, ModelVersion, Parameter, Promotion, Run, StepRun
 from deploy.aws.names import DEFAULT_GROUP, PROJECT, STAGES, ResourceNames
+from deploy.feedback_export import dynamodb_prediction_stores
+from pipelines.data.versions import DatasetStore, s3_dataset_store
 from pipelines.definition import PIPELINE_NAME, TASKS, build_pipeline
 from pipelines.errors import AwsError, NotFoundError, UserError
 from pipelines.model_quality import scalar_metrics
 from pipelines.registry import APPROVAL_STATUSES, approval_status
 from pipelines.sagemaker.target import BUCKET_ENV, DEFAULT_OBJECTIVE, ROLE_ENV
+
+if TYPE_CHECKING:  # the store package imports boto3, loaded only when AWS is called
+    from serving_lambdas.store.base import PredictionStore
 
 T = TypeVar("T", bound=Callable)
 NOT_FOUND_CODES = ("ResourceNotFound", "ResourceNotFoundException", "NotFoundException")
@@ -120,13 +127,16 @@ class AwsPipeline(Pipeline):
 
     @aws_errors
     def start(self, parameters: dict[str, object] | None = None, data: str | Path | None = None,
-              use_cache: bool = True) -> Run:
+              use_cache: bool = True, dataset: str | None = None) -> Run:
         """Upsert the pipeline (stage its scripts and the iris CSV in the bucket, create or update the definition
         for the Objective's family), then start an execution with these values (checked against the declaration)
-        and ``data`` (an s3:// URI: InputData). The run returned is as SageMaker reports it: ``.wait()`` polls it.
-        As ``cloudviz pipeline upsert`` then ``cloudviz pipeline start --target aws``."""
+        and ``data`` (an s3:// URI: InputData) or ``dataset`` (a data set version in the bucket, its manifest the
+        InputData: DataSetVersion, resolved to ``NAME@N`` before the start). The run returned is as SageMaker
+        reports it: ``.wait()`` polls it. As ``cloudviz pipeline upsert`` then ``cloudviz pipeline start --target
+        aws``."""
+        from pipelines.data.versions import s3_dataset_store
         from pipelines.sagemaker.deployment import start
-        from pipelines.sagemaker.target import aws_target, execution_overrides, upsert_pipeline
+        from pipelines.sagemaker.target import aws_target, execution_overrides, upsert_pipeline, with_champion
 
         if not use_cache:
             raise UserError("use_cache=False: on AWS, step caching is part of the pipeline definition (each step's "
@@ -136,14 +146,17 @@ class AwsPipeline(Pipeline):
             if not str(data).startswith("s3://"):
                 raise UserError(f"data {str(data)!r}: on AWS, the s3:// URI of a CSV the SageMaker jobs can read")
             overrides["InputData"] = str(data)
+        if dataset is not None:
+            overrides["DataSetVersion"] = dataset
         objective = overrides.get("Objective", DEFAULT_OBJECTIVE)
         if objective not in TASKS:
             raise UserError(f"parameter Objective: {objective!r} is not one of {', '.join(TASKS)}")
         target, files = aws_target(self.account.region, self.account.required_role(), self.account.required_bucket(),
                                    self.account.prefix)
-        sagemaker = self.account.client("sagemaker")
-        upsert_pipeline(sagemaker, self.account.client("s3"), target, files, objective)
-        arn = start(sagemaker, build_pipeline(), execution_overrides(overrides))
+        sagemaker, s3 = self.account.client("sagemaker"), self.account.client("s3")
+        values = execution_overrides(overrides, s3_dataset_store(s3, target.bucket, target.prefix))
+        upsert_pipeline(sagemaker, s3, target, files, objective)
+        arn = start(sagemaker, build_pipeline(), with_champion(sagemaker, values))
         return self.runs.get(arn)
 
 
@@ -309,6 +322,9 @@ class AwsProject(Project):
         self.runs = AwsRuns(self.account, self.models)
         self.pipeline = AwsPipeline(self.account, self.runs)
 
+        self.data = AwsDatasets(self.account)
+        self.schedules = AwsSchedules()
+
     def __repr__(self) -> str:
         return f"cloudviz.aws(region={self.account.region!r}, bucket={self.account.bucket!r})"
 
@@ -360,13 +376,14 @@ class AwsProject(Project):
         """Deploy the stage's four stacks through change sets, then (dev) smoke-test it and record the result on
         the package, as ``cloudviz deploy aws --stage STAGE``: dev serves the newest Approved version, prod keeps
         the version promoted to it. ``version``, if given, must be that version; ``force`` does not exist on AWS."""
+        from deploy.aws.stage_config import with_schedules
         from deploy.aws.stage_release import deploy_stage, stage_config, stage_package
 
         names = self._names(stage, group)
         if force:
             raise UserError("force: on AWS a stage serves an Approved version only (approve it first)")
         bucket = self.account.required_bucket()
-        config = stage_config(self.account.config, stage)
+        config = with_schedules(stage_config(self.account.config, stage))  # ./cloudviz.schedules.json
         package_arn, served = stage_package(self.account.session, stage, group)
         if version is not None and version != served:
             how = ("approve it and reject the newer Approved ones" if stage == STAGES[0]
@@ -380,11 +397,12 @@ class AwsProject(Project):
     def promote(self, group: str, source: str = "dev", target: str = "prod") -> Promotion:
         """Deploy ``target``'s stacks serving the package ``source`` serves, once the smoke test recorded on it for
         ``source`` passed, and record the promotion on the package, as ``cloudviz promote aws``."""
+        from deploy.aws.stage_config import with_schedules
         from deploy.aws.stage_release import promote_stage, stage_config
 
         names = self._names(target, group)
         self._names(source, group)
-        config = stage_config(self.account.config, target)
+        config = with_schedules(stage_config(self.account.config, target))  # ./cloudviz.schedules.json
         deployment, promotion = promote_stage(self.account.session, source, target, config,
                                               self.account.required_bucket(), progress=logger.info, group=group)
         changed = promotion["previous_model_package_arn"] != deployment["model_package_arn"]
@@ -419,3 +437,21 @@ class AwsProject(Project):
     def _deployed(names: ResourceNames, document: dict) -> Deployment:
         return Deployment(names.model_package_group, names.stage, document["model_version"], names.endpoint_name,
                           AWS, iso(datetime.now(UTC)), document["api_url"], document)
+
+
+class AwsDatasets(StoredDatasets):
+    """Below ``s3://<bucket>/<prefix>/datasets/``; predictions from each stage's DynamoDB table."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+
+    def store(self) -> DatasetStore:
+        return s3_dataset_store(self.account.client("s3"), self.account.required_bucket(), self.account.prefix)
+
+    def prediction_stores(self, group: str) -> dict[str, PredictionStore]:
+        return dynamodb_prediction_stores(self.account.client("dynamodb"), group)
+
+    add = aws_errors(StoredDatasets.add)
+    list = aws_errors(StoredDatasets.list)
+    show = aws_errors(StoredDatasets.show)
+    export_feedback = aws_errors(StoredDatasets.export_feedback)

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloudviz.api.base import Models, Pipeline, Project, Runs
+from cloudviz.api.data import LocalDatasets
 from cloudviz.api.local_serve import LocalServing, serve_of, start_serve
 from cloudviz.api.prediction_api import PredictionApi
+from cloudviz.api.schedules import LocalSchedules
 from cloudviz.api.types import (
     LOCAL,
     Alarm,
@@ -70,6 +72,12 @@ def version_of(package: ModelPackage) -> ModelVersion:
     )
 
 
+def with_data(overrides: dict[str, str], data: str | Path | None, dataset: str | None) -> dict[str, str]:
+    """``overrides`` with ``data`` as InputData and ``dataset`` as DataSetVersion, when given."""
+    given = {"InputData": data, "DataSetVersion": dataset}
+    return {**overrides, **{name: str(value) for name, value in given.items() if value is not None}}
+
+
 class LocalPipeline(Pipeline):
     def __init__(self, home: StateHome) -> None:
         self.home = home
@@ -79,13 +87,12 @@ class LocalPipeline(Pipeline):
         return [Parameter(p.name, p.type, p.default, p.description) for p in build_pipeline().parameters]
 
     def start(self, parameters: dict[str, object] | None = None, data: str | Path | None = None,
-              use_cache: bool = True, *, observer: RunObserver | None = None) -> Run:
+              use_cache: bool = True, dataset: str | None = None, *, observer: RunObserver | None = None) -> Run:
         """Run the pipeline here, in this process, and return the run finished (Succeeded or Failed). Values are
-        checked as ``--param NAME=VALUE`` is; ``data`` is a CSV path (the InputData parameter); ``observer`` is told
-        of each step as it starts and ends (``cloudviz``'s progress display)."""
-        overrides = {name: str(value) for name, value in (parameters or {}).items()}
-        if data is not None:
-            overrides["InputData"] = str(data)
+        checked as ``--param NAME=VALUE`` is; ``data`` is a CSV path (the InputData parameter), ``dataset`` a data
+        set version of the state home (the DataSetVersion parameter); ``observer`` is told of each step as it starts
+        and ends (``cloudviz``'s progress display)."""
+        overrides = with_data({name: str(value) for name, value in (parameters or {}).items()}, data, dataset)
         return run_of(self._runner(observer).start(overrides, use_cache=use_cache), RunStore(self.home.runs))
 
     def resume(self, run_id: str = LATEST, use_cache: bool = True, *, observer: RunObserver | None = None) -> Run:
@@ -140,6 +147,8 @@ class LocalProject(Project):
         self.pipeline = LocalPipeline(self.home)
         self.runs = LocalRuns(self.home)
         self.models = LocalModels(self.home)
+        self.data = LocalDatasets(self.home)
+        self.schedules = LocalSchedules(self.home)
         self._served: dict[tuple[str, str], LocalServing] = {}  # what serve() started, until closed
 
     def __repr__(self) -> str:

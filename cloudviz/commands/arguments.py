@@ -10,8 +10,9 @@ from deploy.aws.names import STAGES
 from pipelines.definition import DEFAULT_GROUP
 from pipelines.runs import LATEST
 
-STATE_HOME_HELP = ("State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, deployments/,"
-                   " endpoints/ (each endpoint's predictions.db, alarms.db, logs, serve.json), logs/, data/.")
+STATE_HOME_HELP = ("State lives under $CLOUDVIZ_HOME (default ./.cloudviz): runs/, cache/, registry.db, datasets/,"
+                   " deployments/, endpoints/ (each endpoint's predictions.db, alarms.db, logs, serve.json), logs/,"
+                   " data/.")
 RUN_ID_HELP = "a run id, a unique prefix of one, or 'latest'"
 
 Handler = Callable[[argparse.Namespace], int]

@@ -30,7 +30,11 @@ VERSIONED_PACKAGE = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:m
 GROUP_HELP = (f"the model package group whose stage this is (default {DEFAULT_GROUP}, the bundled iris data's); "
               f"another group's stacks are cloudviz-<group>-<stage>-*, next to {DEFAULT_GROUP}'s cloudviz-<stage>-*")
 CONFIG_HELP = ("per-stage settings file (default ./cloudviz.toml when it exists): [stages.dev]/[stages.prod] "
-               "tables of instance_type, instance_count, retrain_schedule, alarm_email, allowed_origin")
+               "tables of instance_type, instance_count, retrain_schedule, alarm_email, allowed_origin, "
+               "retrain_on_drift, retrain_cooldown_hours")
+SCHEDULES_HELP = ("schedule definitions file (default ./cloudviz.schedules.json when it exists, as `cloudviz "
+                  "schedule add` writes it): each schedule whose stages include this one becomes an EventBridge "
+                  "Scheduler schedule of the automation stack")
 
 
 def stderr_line(line: str) -> None:
@@ -76,6 +80,7 @@ def register(deploy_actions: Actions, destroy_actions: Actions, promote_actions:
     promote.add_argument("--dry-run", action="store_true", help="check, create and print each change set, "
                          "execute none")
     promote.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    promote.add_argument("--schedules", metavar="PATH", help=SCHEDULES_HELP)
     promote.set_defaults(handler=aws_errors(promote_command), alarm_email=os.environ.get(ALARM_EMAIL_ENV),
                          retrain_schedule=None)
     for parser in (deploy, destroy):
@@ -88,6 +93,7 @@ def register(deploy_actions: Actions, destroy_actions: Actions, promote_actions:
         add_json(parser)
     deploy.add_argument("--dry-run", action="store_true", help="create and print each change set, execute none")
     deploy.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    deploy.add_argument("--schedules", metavar="PATH", help=SCHEDULES_HELP)
     deploy.add_argument("--synth", metavar="DIR", help="only write the templates (JSON), their parameter files and "
                         "the Lambda zips to DIR (needs --model-package-arn)")
     deploy.add_argument("--model-package-arn", metavar="ARN", help="with --synth: the model package version the "
@@ -105,9 +111,11 @@ def register(deploy_actions: Actions, destroy_actions: Actions, promote_actions:
 
 
 def deploy_command(args: argparse.Namespace) -> int:
+    from deploy.aws.stage_config import with_schedules
     from deploy.aws.stage_release import stage_config
 
-    config = stage_config(args.config, args.stage, args.alarm_email, args.retrain_schedule)
+    config = with_schedules(stage_config(args.config, args.stage, args.alarm_email, args.retrain_schedule),
+                            args.schedules)
     if args.synth:
         return synth_command(args, config)
     if args.model_package_arn:
@@ -179,9 +187,11 @@ def summary_lines(document: dict) -> list[str]:
 
 def promote_command(args: argparse.Namespace) -> int:
     """Deploy the package the source stage serves to the target stage, gated on the source's smoke test."""
+    from deploy.aws.stage_config import with_schedules
     from deploy.aws.stage_release import PROMOTED_KEY, promote_stage, stage_config
 
-    config = stage_config(args.config, args.target, args.alarm_email, args.retrain_schedule)
+    config = with_schedules(stage_config(args.config, args.target, args.alarm_email, args.retrain_schedule),
+                            args.schedules)
     region, bucket = required_options(args)
 
     import boto3

@@ -40,7 +40,8 @@ def finish_run(args: argparse.Namespace, project: LocalProject, run: Run) -> int
 def pipeline_run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.param)
     project = LocalProject()
-    run = project.pipeline.start(overrides, args.data, use_cache=not args.no_cache, observer=progress(args))
+    run = project.pipeline.start(overrides, args.data, use_cache=not args.no_cache, dataset=args.dataset,
+                                 observer=progress(args))
     return finish_run(args, project, run)
 
 
@@ -49,7 +50,10 @@ def pipeline_start(args: argparse.Namespace) -> int:
         return pipeline_run(args)
     if args.data is not None:
         raise UserError("--data names a local file: with --target aws use --param InputData=s3://BUCKET/KEY.csv")
-    return pipeline_aws.start_command(args, parse_overrides(args.param))
+    overrides = parse_overrides(args.param)
+    if args.dataset is not None:
+        overrides["DataSetVersion"] = args.dataset
+    return pipeline_aws.start_command(args, overrides)
 
 
 def pipeline_resume(args: argparse.Namespace) -> int:
@@ -87,6 +91,9 @@ def register(groups: Actions) -> None:
     pipeline_aws.add_aws_options(start)
     for runner in (run, start):
         runner.add_argument("--data", metavar="PATH", help="raw CSV to train on (default: the bundled iris data)")
+        runner.add_argument("--dataset", metavar="REF",
+                            help="data set version to train on, all its parts: NAME (its newest version) or NAME@N "
+                            "(`cloudviz data list`); sets the DataSetVersion parameter")
         runner.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                             help="set a pipeline parameter")
         add_run_options(runner)

@@ -17,7 +17,7 @@ from cloudviz.commands.output import emit
 from pipelines.definition import MULTICLASS_OBJECTIVES, TASKS, build_pipeline
 from pipelines.errors import UserError
 from pipelines.sagemaker import AwsTarget
-from pipelines.sagemaker.target import BUCKET_ENV, ROLE_ENV, build_definition, execution_overrides
+from pipelines.sagemaker.target import BUCKET_ENV, ROLE_ENV, build_definition, execution_overrides, with_champion
 
 
 def add_aws_options(parser: argparse.ArgumentParser) -> None:
@@ -77,10 +77,14 @@ def upsert_command(args: argparse.Namespace) -> int:
 def start_command(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     import boto3
 
+    from pipelines.data.versions import s3_dataset_store
     from pipelines.sagemaker.deployment import start
 
     if not args.region:
         raise UserError("--region is required (or set $AWS_REGION)")
-    arn = start(boto3.client("sagemaker", region_name=args.region), build_pipeline(), execution_overrides(overrides))
+    sagemaker = boto3.client("sagemaker", region_name=args.region)
+    datasets = s3_dataset_store(boto3.client("s3", region_name=args.region), args.bucket, args.prefix) if (
+        args.bucket) else None
+    arn = start(sagemaker, build_pipeline(), with_champion(sagemaker, execution_overrides(overrides, datasets)))
     emit(args, {"pipeline_execution_arn": arn}, f"started {arn}")
     return 0

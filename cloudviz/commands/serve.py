@@ -13,6 +13,7 @@ from cloudviz.api.local import LocalProject
 from cloudviz.api.local_serve import AlreadyServed, PortTaken, alarm_notifiers
 from cloudviz.commands.arguments import STATE_HOME_HELP, Actions, add_endpoint, port_number, positive_seconds
 from cloudviz.commands.output import print_flushed
+from cloudviz.commands.schedule import add_retraining_options, start_retraining
 from pipelines.errors import UserError
 
 STAGE_PORTS = {"dev": (8000, 8080), "prod": (8001, 8081)}  # (API, endpoint): both stages can serve at once
@@ -23,10 +24,12 @@ def serve_command(args: argparse.Namespace) -> int:
     api_port = default_api_port if args.api_port is None else args.api_port
     endpoint_port = default_endpoint_port if args.endpoint_port is None else args.endpoint_port
     notifiers = alarm_notifiers(args.alarm_webhook, args.smtp_host, args.smtp_port, args.smtp_from, args.smtp_to)
+    project = LocalProject()
+    scheduler, retrain = start_retraining(args, project, args.group, print_flushed)
     try:
-        serving = LocalProject().serve(args.group, args.stage, api_port=api_port, endpoint_port=endpoint_port,
-                                       alarm_period_seconds=args.alarm_period, notifiers=notifiers,
-                                       on_event=print_flushed)
+        serving = project.serve(args.group, args.stage, api_port=api_port, endpoint_port=endpoint_port,
+                                alarm_period_seconds=args.alarm_period, notifiers=[*notifiers, *retrain],
+                                on_event=print_flushed)
     except AlreadyServed as error:
         raise UserError(f"{error.reason}: stop that `cloudviz serve` first") from None
     except PortTaken as error:
@@ -43,10 +46,13 @@ def serve_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     with serving:
         print_flushed(render.serving(serving.service, key_from_env="CLOUDVIZ_API_KEY" in os.environ))
+        scheduler.start()
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print_flushed("Stopping.")
+        finally:
+            scheduler.stop()
     return 0
 
 
@@ -80,4 +86,5 @@ def register(groups: Actions) -> None:
     alarms.add_argument("--smtp-port", metavar="PORT", help="its port (default 25) [CLOUDVIZ_SMTP_PORT]")
     alarms.add_argument("--smtp-from", metavar="ADDRESS", help="sender address [CLOUDVIZ_SMTP_FROM]")
     alarms.add_argument("--smtp-to", metavar="ADDRESSES", help="recipients, separated by commas [CLOUDVIZ_SMTP_TO]")
+    add_retraining_options(serve)
     serve.set_defaults(handler=serve_command)

@@ -1,6 +1,7 @@
 """The Lambda deployment packages, built from the project's own sources (boto3 + the standard library only).
 
-``serving_lambdas``: the ``serving_lambdas/`` package; ``automation``: ``deploy/aws/functions/`` at the zip's root.
+``serving_lambdas``: the ``serving_lambdas/`` package; ``automation``: ``deploy/aws/functions/`` at the zip's root,
+with the ``pipelines`` modules the retrain function imports (``RETRAIN_MODULES``) under ``pipelines/``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pipelines
 import serving_lambdas
-from deploy.aws.functions import redeploy, smoke_test
+from deploy.aws import functions
 
 KEY_PREFIX = "cloudviz/lambda"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
@@ -21,6 +23,11 @@ RETRIEVE_HANDLER = "serving_lambdas.retrieve.handler"
 DRIFT_HANDLER = "serving_lambdas.drift_monitor.handler"
 REDEPLOY_HANDLER = "redeploy.handler"
 SMOKE_TEST_HANDLER = "smoke_test.handler"
+RETRAIN_HANDLER = "retrain.handler"
+AUTOMATION_MODULES = ("redeploy", "retrain", "smoke_test")  # deploy/aws/functions/<module>.py
+# The pipelines modules the retrain function imports (the retraining decisions), relative to the package: files,
+# or folders whose Python files all go.
+RETRAIN_MODULES = ("__init__.py", "approved_version.py", "retraining.py")
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,19 @@ def serving_zip() -> LambdaZip:
     return LambdaZip("serving_lambdas", _zip(files))
 
 
+def retrain_library() -> dict[str, Path]:
+    """``RETRAIN_MODULES``, by their archive names (``pipelines/...``)."""
+    package = Path(pipelines.__file__).parent
+    paths = [package / name for name in RETRAIN_MODULES]
+    sources = [source for path in paths for source in (sorted(path.rglob("*.py")) if path.is_dir() else [path])]
+    return {f"pipelines/{source.relative_to(package).as_posix()}": source for source in sources}
+
+
 def automation_zip() -> LambdaZip:
-    """The automation stack's functions (redeploy, smoke test), at the root of the zip."""
-    sources = [Path(module.__file__) for module in (redeploy, smoke_test)]
-    return LambdaZip("automation", _zip({source.name: source for source in sources}))
+    """The automation stack's functions (redeploy, smoke test, retrain) at the root of the zip, and the retrain
+    function's ``pipelines`` modules."""
+    sources = [Path(functions.__file__).parent / f"{module}.py" for module in AUTOMATION_MODULES]
+    return LambdaZip("automation", _zip({**{source.name: source for source in sources}, **retrain_library()}))
 
 
 def lambda_zips() -> tuple[LambdaZip, ...]:

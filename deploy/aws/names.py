@@ -21,6 +21,7 @@ PROJECT = "cloudviz"
 PRODUCTION_VARIANT = "AllTraffic"
 # A SageMaker model package group name (ModelPackageGroupName's pattern).
 GROUP_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+SCHEDULE_NAME_LIMIT = 64  # an EventBridge Scheduler schedule's name
 __all__ = ["DEFAULT_GROUP", "MODEL_VERSION_TAG", "PRODUCTION_VARIANT", "PROJECT", "STAGES", "ResourceNames",
            "log_group_name"]
 
@@ -62,19 +63,20 @@ class ResourceNames:
         """Every name AWS limits in length: ``(kind, limit, name)``."""
         roles = (self.model_role_name, self.endpoint_deploy_role_name, self.inference_role_name,
                  self.retrieve_role_name, self.drift_role_name, self.redeploy_role_name, self.scheduler_role_name,
-                 self.smoke_test_role_name)
+                 self.smoke_test_role_name, self.retrain_role_name)
         functions = (self.inference_function, self.retrieve_function, self.drift_function, self.redeploy_function,
-                     self.smoke_test_function)
+                     self.smoke_test_function, self.retrain_function)
         log_groups = (self.inference_log_group, self.retrieve_log_group, self.redeploy_log_group,
-                      self.drift_log_group, self.smoke_test_log_group)
+                      self.drift_log_group, self.smoke_test_log_group, self.retrain_log_group)
         return [
             *(("CloudFormation stack", 128, name) for name in self.stacks),
             ("SageMaker endpoint", 63, self.endpoint_name),
             *(("IAM role", 64, name) for name in roles),
             *(("Lambda function", 64, name) for name in functions),
             *(("EventBridge rule", 64, name) for name in (self.drift_schedule_name, self.approval_rule_name,
-                                                           self.endpoint_updated_rule_name)),
-            ("EventBridge Scheduler schedule", 64, self.schedule_name),
+                                                           self.endpoint_updated_rule_name,
+                                                           self.drift_retrain_rule_name)),
+            ("EventBridge Scheduler schedule", SCHEDULE_NAME_LIMIT, self.schedule_name),
             *(("SQS queue", 80, name) for name in (self.redeploy_queue_name, self.redeploy_dead_letter_queue_name)),
             ("DynamoDB table", 255, self.table_name),
             ("SNS topic", 256, self.topic_name),
@@ -216,6 +218,32 @@ class ResourceNames:
     def scheduler_role_name(self) -> str:
         return f"{self.schedule_name}-role"
 
+    def retrain_schedule_name(self, schedule: str) -> str:
+        """The EventBridge Scheduler schedule of a schedule definition (``cloudviz.schedules.json``); a name over
+        AWS's limit is refused where the automation template is generated (:func:`schedule_name_refusal`)."""
+        return f"{self.schedule_name}-{schedule}"
+
+    def schedule_name_refusal(self, schedule: str) -> str:
+        """Why AWS would refuse the EventBridge Scheduler schedule of ``schedule`` ("" if it would not)."""
+        name = self.retrain_schedule_name(schedule)
+        over = len(name) - SCHEDULE_NAME_LIMIT
+        return (f"its EventBridge Scheduler schedule {name} would be {len(name)} characters long, over AWS's limit of "
+                f"{SCHEDULE_NAME_LIMIT}: use a schedule name shorter by {over}") if over > 0 else ""
+
+    @property
+    def retrain_function(self) -> str:
+        """Starts a retraining run on the newest data version (the schedules' and the drift rule's target)."""
+        return f"{self.prefix}-retraining"
+
+    @property
+    def retrain_role_name(self) -> str:
+        return f"{self.retrain_function}-role"
+
+    @property
+    def drift_retrain_rule_name(self) -> str:
+        """The rule retraining when the feature-drift alarm goes to ALARM (where the stage enables it)."""
+        return f"{self.prefix}-drift-retrain"
+
     @property
     def approval_rule_name(self) -> str:
         return f"{self.prefix}-model-approved"
@@ -275,3 +303,7 @@ class ResourceNames:
     @property
     def smoke_test_log_group(self) -> str:
         return log_group_name(self.smoke_test_function)
+
+    @property
+    def retrain_log_group(self) -> str:
+        return log_group_name(self.retrain_function)

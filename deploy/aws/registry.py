@@ -5,35 +5,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pipelines.approved_version import newest_approved
 from pipelines.errors import UserError
 from serving_lambdas.config import TASKS
 
-APPROVED = "Approved"
-
 
 def latest_approved_package(sagemaker_client: object, group: str) -> tuple[str, int]:
-    """The ARN and version of the highest-numbered Approved package of ``group``.
-
-    Chosen by ``ModelPackageVersion`` over every page: creation time is not the version order (a version
-    approved late, or re-approved after a rejection, keeps its number), and one page may not hold them all.
-    """
-    pages = sagemaker_client.get_paginator("list_model_packages").paginate(
-        ModelPackageGroupName=group, ModelApprovalStatus=APPROVED
-    )
-    newest = max(
-        ((summary["ModelPackageVersion"], summary["ModelPackageArn"])
-         for page in pages for summary in page["ModelPackageSummaryList"]
-         if summary.get("ModelApprovalStatus", APPROVED) == APPROVED),
-        default=None,
-    )
+    """The ARN and version of the highest-numbered Approved package of ``group`` (``newest_approved``); a UserError
+    saying how to get one when there is none."""
+    newest = newest_approved(sagemaker_client, group)
     if newest is None:
         raise UserError(
             f"no Approved model package in group {group!r}: run the pipeline (`cloudviz pipeline start --target aws`) "
             "and approve a version (aws sagemaker update-model-package --model-package-arn ARN "
             "--model-approval-status Approved)"
         )
-    version, arn = newest
-    return arn, int(version)
+    return newest
 
 
 def baseline_statistics_uri(sagemaker_client: object, package_arn: str) -> str:

@@ -6,6 +6,10 @@ Its own module so that the templates (:mod:`deploy.aws.templates`) and the stack
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.scheduling.definitions import ScheduleDefinition
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,10 @@ class AwsSettings:
     no drift function); ``data_schema_uri`` its registered data schema, which GET /model describes it from
     (empty: described from the API's configuration alone). ``instance_type``/``instance_count`` size the endpoint
     (empty/0: the stage's defaults, ``INSTANCE_TYPES``/``INSTANCE_COUNTS``); the per-stage values come from
-    ``cloudviz.toml`` (:mod:`deploy.aws.stage_config`).
+    ``cloudviz.toml`` (:mod:`deploy.aws.stage_config`). ``schedules`` are the project's schedule definitions
+    (``cloudviz.schedules.json``; the automation template keeps those of its stage and group);
+    ``retrain_on_drift``/``retrain_cooldown_hours`` the stage's drift-triggered retraining. ``artifact_prefix`` is
+    the key prefix the pipeline and ``cloudviz data add --target aws`` write below (the data sets' versions).
     """
 
     region: str = "us-east-1"
@@ -40,3 +47,7 @@ class AwsSettings:
     schedule_enabled: bool = False  # scheduled retraining is off until asked for
     instance_type: str = ""
     instance_count: int = 0
+    artifact_prefix: str = "cloudviz"
+    schedules: tuple[ScheduleDefinition, ...] = ()
+    retrain_on_drift: bool = False
+    retrain_cooldown_hours: int = 24

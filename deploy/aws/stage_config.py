@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.aws.names import STAGES, ResourceNames
 from pipelines.errors import UserError
+
+if TYPE_CHECKING:
+    from pipelines.scheduling.definitions import ScheduleDefinition
 
 DEFAULT_CONFIG = Path("cloudviz.toml")  # in the working directory
 STAGES_TABLE = "stages"
@@ -19,13 +23,22 @@ STAGES_TABLE = "stages"
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One stage's settings. ``None`` for ``retrain_schedule``/``alarm_email``: as the previous deploy left it."""
+    """One stage's settings. ``None`` for ``retrain_schedule``/``alarm_email``: as the previous deploy left it.
+    ``schedules``: the project's schedule definitions (:func:`with_schedules`), not a key of the file."""
 
     instance_type: str
     instance_count: int
     retrain_schedule: str | None = None
     alarm_email: str | None = None
     allowed_origin: str = "*"
+    retrain_on_drift: bool = False
+    retrain_cooldown_hours: int = 24
+    schedules: tuple[ScheduleDefinition, ...] = ()
+
+    def retraining_settings(self) -> dict:
+        """The :class:`~deploy.aws.settings.AwsSettings` fields of scheduled and drift-triggered retraining."""
+        return {"schedules": self.schedules, "retrain_on_drift": self.retrain_on_drift,
+                "retrain_cooldown_hours": self.retrain_cooldown_hours}
 
 
 def default_config(stage: str) -> StageConfig:
@@ -78,8 +91,11 @@ KEYS: dict[str, tuple[type, str]] = {
     "retrain_schedule": (str, "automation.ScheduleExpression"),
     "alarm_email": (str, "monitoring.AlarmEmail"),
     "allowed_origin": (str, ""),  # written into the api template, checked by its ALLOWED_ORIGIN
+    "retrain_on_drift": (bool, ""),  # adds the automation template's drift rule
+    "retrain_cooldown_hours": (int, ""),  # the retrain function's environment
 }
-TYPE_NAMES = {str: "a string", int: "an integer"}
+TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+MAX_COOLDOWN_HOURS = 24 * 366
 
 
 def value_refusal(stage: str, key: str, value: object, parameters: dict[str, dict]) -> str:
@@ -94,6 +110,10 @@ def value_refusal(stage: str, key: str, value: object, parameters: dict[str, dic
 
         return "" if ALLOWED_ORIGIN.fullmatch(value) else (
             f"{value!r} must be * or scheme://host[:port], e.g. https://dashboard.example.com")
+    if key == "retrain_cooldown_hours":
+        return "" if 1 <= value <= MAX_COOLDOWN_HOURS else f"{value} must be from 1 to {MAX_COOLDOWN_HOURS} hours"
+    if not parameter:
+        return ""
     refusal = parameter_refusal(parameters[parameter], value)
     return f"{value!r} {refusal} (the {parameter} stack parameter)" if refusal else ""
 
@@ -133,3 +153,14 @@ def load_stage_configs(path: str | Path | None = None) -> dict[str, StageConfig]
                 raise UserError(f"{where} {key}: {refusal}")
         configs[stage] = StageConfig(**{**default_config(stage).__dict__, **table})
     return configs
+
+
+def with_schedules(config: StageConfig, path: str | Path | None = None) -> StageConfig:
+    """``config`` with the project's schedule definitions: from ``path``, else ``cloudviz.schedules.json`` in the
+    working directory when there is one, else none. A named file that does not exist is an error."""
+    from pipelines.scheduling.definitions import SCHEDULES_FILE, load_schedules
+
+    source = Path(path) if path is not None else Path(SCHEDULES_FILE)
+    if path is not None and not source.is_file():
+        raise UserError(f"--schedules {source}: no such file")
+    return replace(config, schedules=tuple(load_schedules(source).values()))

@@ -65,7 +65,8 @@ def aws_settings(region: str, account_id: str, bucket: str, config: StageConfig,
     """The templates' settings of a stage: its config, the resolved alarm email and schedule, the package."""
     return AwsSettings(region=region, account_id=account_id, artifact_bucket=bucket, alarm_email=alarm_email,
                        allowed_origin=config.allowed_origin, instance_type=config.instance_type,
-                       instance_count=config.instance_count, **schedule_settings(schedule), **package)
+                       instance_count=config.instance_count, **config.retraining_settings(),
+                       **schedule_settings(schedule), **package)
 
 
 def stage_package(session: object, stage: str, group: str = DEFAULT_GROUP) -> tuple[str, int]:
@@ -169,7 +170,7 @@ def promote_stage(session: object, source: str, target: str, config: StageConfig
     the promotion on the package: the deployment's document (:func:`deploy_stage`) and the promotion's: ``from``,
     ``to``, the package ``target`` served before, that smoke test and ``promoted_at`` (None in a dry run)."""
     from deploy.aws.functions.smoke_test import recorded_smoke_test
-    from deploy.aws.registry import APPROVED
+    from pipelines.approved_version import APPROVED
 
     if STAGES.index(source) >= STAGES.index(target):
         raise UserError(f"--from {source} --to {target}: a promotion goes to a later stage ({' -> '.join(STAGES)})")

@@ -113,6 +113,7 @@ def build(
         "model": lambda: model(live, package),
         "runs": lambda: runs(RunStore(sources.home.runs), sources.group),
         "registry": lambda: registry(sources.registry, sources.group, live),
+        "champion": lambda: champion(sources.registry.list_packages(sources.group), live),
     }
     for name, panel in panels.items():
         try:
@@ -479,3 +480,43 @@ def registry(models: ModelRegistry, group: str, live: Deployment | None) -> dict
             "live": live is not None and live.version == package.version,
         })
     return {"versions": rows}
+
+
+def champion_row(package: ModelPackage, live: bool, newest: bool) -> dict[str, Any]:
+    """A version's gate metric beside its champion's (the model its Evaluate compared it with, on the same test
+    rows), as the ``champion`` section of its evaluation records it. ``status`` is ``compared``, ``none`` (the
+    group had no live model), ``not_comparable`` (``reason`` says why) or ``unrecorded`` (evaluated before
+    champion comparison existed)."""
+    gate = package.metrics.get("gate") or {}
+    section = package.metrics.get("champion")
+    row: dict[str, Any] = {
+        "version": package.version,
+        "live": live,
+        "newest": newest,
+        "metric": gate.get("metric"),
+        "direction": gate.get("direction"),
+        "value": finite(gate.get("value")),
+        "status": "unrecorded",
+        "reason": f"version {package.version}'s evaluation recorded no champion comparison",
+        "champion_group": None,
+        "champion_version": None,
+        "champion_stage": None,
+        "champion_value": None,
+        "max_regression": None,
+        "passed": None,
+    }
+    if section is None:
+        return row
+    return {**row, "status": section["status"], "reason": section.get("reason"),
+            "champion_group": section.get("group"), "champion_version": section.get("version"),
+            "champion_stage": section.get("stage"), "champion_value": finite(section.get("champion_value")),
+            "max_regression": finite(section.get("max_regression")), "passed": section.get("passed")}
+
+
+def champion(packages: Sequence[ModelPackage], live: Deployment | None) -> dict[str, Any]:
+    """Champion vs challenger for the live version and the group's newest one (one row when they are the same),
+    newest first."""
+    live_version = live.version if live is not None else None
+    newest = packages[0].version if packages else None
+    shown = [p for p in packages if p.version in (newest, live_version)]
+    return {"versions": [champion_row(p, p.version == live_version, p.version == newest) for p in shown]}

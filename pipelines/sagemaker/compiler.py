@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from pipelines import dag
 from pipelines.definition import data_parameters
-from pipelines.sagemaker.staging import staged_code
+from pipelines.sagemaker.staging import no_champion, staged_code
 
 XGBOOST_IMAGE_VERSION = "3.0-5"  # the image the local emulation reproduces (XGBoost 3.0.5)
 CACHE_EXPIRY = "P30D"
@@ -113,6 +113,8 @@ class Compiler:
         default = parameter.default if value is None else value
         if parameter.name == "InputData" and not default:
             default = self.target.input_data_uri
+        if parameter.name == "ChampionModelData" and not default:  # resolved when an execution starts
+            default = no_champion(self.target.bucket, self.target.prefix).uri
         options = {"enum_values": enum} if enum else {}
         return getattr(self.sdk.parameters, kind[parameter.type])(name=parameter.name, default_value=default,
                                                                   **options)
@@ -203,9 +205,11 @@ class Compiler:
             inputs=[
                 shapes.ProcessingInput(
                     input_name=item.name,
+                    # A ManifestFile input (the InputDataType parameter's value) needs LocalPath and S3InputMode
+                    # as well in a pipeline (aws/sagemaker-python-sdk#2578): always given.
                     s3_input=shapes.ProcessingS3Input(
                         s3_uri=self.value(item.source), local_path=item.destination,
-                        s3_data_type="S3Prefix", s3_input_mode="File",
+                        s3_data_type=self.value(item.data_type), s3_input_mode="File",
                     ),
                 )
                 for item in step.inputs
@@ -289,10 +293,19 @@ class Compiler:
                 model_statistics=metrics.MetricsSource(content_type="application/json", s3_uri=evaluation),
                 model_data_statistics=metrics.MetricsSource(content_type="application/json", s3_uri=baseline),
             ),
-            customer_metadata_properties={"DataSchema": schema},
+            # ChampionModelData: the model artifact the version was compared with (the no-champion object: none)
+            customer_metadata_properties={"DataSchema": schema, **self.dataset_metadata(),
+                                          "ChampionModelData": self.parameters["ChampionModelData"]},
             description="trained by the CloudViz pipeline",
         )
         return self.sdk.model_step.ModelStep(name=step.name, step_args=arguments)
+
+    def dataset_metadata(self) -> dict[str, object]:
+        """The run's DataSetVersion (``NAME@N``) as metadata of the version it registers. A metadata value must not
+        be empty (CreateModelPackage): a trailing space keeps a run without a data set version ("") registering."""
+        if "DataSetVersion" not in self.parameters:
+            return {}
+        return {"DataSetVersion": self.sdk.functions.Join(on="", values=[self.parameters["DataSetVersion"], " "])}
 
     def condition_step(self, step: dag.ConditionStep) -> object:
         conditions = self.sdk.conditions

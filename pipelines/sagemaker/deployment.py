@@ -15,7 +15,7 @@ from pipelines.dag import Pipeline as Dag
 from pipelines.dag import ProcessingStep
 from pipelines.errors import UserError
 from pipelines.sagemaker.compiler import AWS_PARAMETERS, AwsTarget
-from pipelines.sagemaker.staging import StagedFile, staged, staged_code, upload_if_missing
+from pipelines.sagemaker.staging import StagedFile, no_champion, staged, staged_code, upload_if_missing
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,10 @@ class Upserted:
 
 
 def staged_files(dag: Dag, target: AwsTarget, iris: Path | None) -> list[StagedFile]:
-    """The scripts of the Processing steps, and the iris CSV when the default input is to be staged."""
+    """The scripts of the Processing steps, the no-champion object (ChampionModelData's default), and the iris CSV
+    when the default input is to be staged."""
     files = [staged_code(s.code, target.bucket, target.prefix) for s in dag.steps if isinstance(s, ProcessingStep)]
+    files.append(no_champion(target.bucket, target.prefix))
     if iris is not None:
         files.append(staged(iris, target.bucket, target.prefix, "data"))
     return files

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+# A Processing input needs an existing object: ChampionModelData's default, when a group has no Approved version.
+NO_CHAMPION_FILE = Path(__file__).resolve().parent / "no_champion" / "README.json"
+NO_CHAMPION_KEY = "cloudviz/no-champion/README.json"  # below the prefix
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,8 @@ def upload_if_missing(s3: object, bucket: str, key: str, data: bytes) -> bool:
 def staged_code(script: str, bucket: str, prefix: str) -> StagedFile:
     """A step's script, given relative to the repository root (``preprocessing/preprocess.py``)."""
     return staged(REPOSITORY / script, bucket, prefix, "code")
+
+
+def no_champion(bucket: str, prefix: str) -> StagedFile:
+    """The no-champion marker: at a fixed key (the retrain Lambda names it too), its content never changing."""
+    return StagedFile(NO_CHAMPION_FILE, f"s3://{bucket}/{prefix}/{NO_CHAMPION_KEY}")

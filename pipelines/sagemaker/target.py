@@ -4,7 +4,17 @@ aws`` and ``cloudviz.aws``."""
 
 from __future__ import annotations
 
-from pipelines.definition import MULTICLASS_OBJECTIVES, build_pipeline, data_parameters
+from pipelines.champion import CHAMPION_PARAMETER
+from pipelines.data.versions import IRIS, DatasetStore
+from pipelines.definition import (
+    DEFAULT_GROUP,
+    MULTICLASS_OBJECTIVES,
+    build_pipeline,
+    data_parameters,
+    dataset_version,
+    version_parameters,
+)
+from pipelines.errors import UserError
 from pipelines.sagemaker import AwsTarget, definition
 from pipelines.sagemaker.deployment import Upserted, staged_files, upsert
 from pipelines.sagemaker.staging import StagedFile, staged
@@ -36,10 +46,17 @@ def upsert_pipeline(sagemaker: object, s3: object, target: AwsTarget, files: lis
     return upsert(sagemaker, s3, build_pipeline(), build_definition(target, objective), target, files, DESCRIPTION)
 
 
-def execution_overrides(overrides: dict[str, str]) -> dict[str, str]:
+def execution_overrides(overrides: dict[str, str], datasets: DatasetStore | None = None) -> dict[str, str]:
     """The parameters an execution is started with. The definition's data parameters are the staged iris data's:
     with the user's own InputData, those not given are sent with their declared (empty: from the data) values, and
-    the ModelPackageGroupName must be given. An empty InputData is left out: the definition's, iris."""
+    the ModelPackageGroupName must be given. No InputData means the data set iris (its newest version) when
+    ``datasets`` is given; an empty one, the definition's InputData (the staged iris file). A DataSetVersion is
+    resolved in ``datasets`` (the bucket's data sets) to ``NAME@N``, its manifest as InputData (InputDataType
+    ManifestFile) and the parameters describing its data that are not given."""
+    if datasets is not None and "InputData" not in overrides:  # the bundled data: the data set iris
+        overrides = {**overrides, "DataSetVersion": overrides.get("DataSetVersion", "").strip() or IRIS}
+    if overrides.get("DataSetVersion", "").strip():
+        overrides = with_dataset_version(overrides, datasets)
     if "InputData" in overrides and not overrides["InputData"].strip():
         overrides = {name: value for name, value in overrides.items() if name != "InputData"}
     if "InputData" not in overrides:
@@ -48,3 +65,36 @@ def execution_overrides(overrides: dict[str, str]) -> dict[str, str]:
     given = {p.name for p in dag.parameters for name in overrides if name in (p.name, *p.aliases)}
     values = {**dag.defaults(), "InputData": overrides["InputData"]}
     return {**{name: str(value) for name, value in data_parameters(values, given).items()}, **overrides}
+
+
+def with_dataset_version(overrides: dict[str, str], datasets: DatasetStore | None) -> dict[str, str]:
+    if datasets is None:
+        raise UserError("parameter DataSetVersion: data sets live in the artifact bucket; name it (--bucket)")
+    dag = build_pipeline()
+    given = {p.name for p in dag.parameters for name in overrides if name in (p.name, *p.aliases)}
+    version = dataset_version(datasets, overrides["DataSetVersion"].strip())
+    set_by_version = version_parameters(version, given, version.manifest_uri)
+    return {**overrides, **{name: str(value) for name, value in set_by_version.items()}}
+
+
+def champion_model_data(sagemaker: object, group: str) -> str | None:
+    """The model artifact (ModelDataUrl) of ``group``'s newest Approved version; None when it has none."""
+    from deploy.aws.registry import latest_approved_package  # here: it imports boto3, which the CLI loads lazily
+
+    try:
+        arn, _ = latest_approved_package(sagemaker, group)
+    except UserError:  # no Approved version (or no group) yet: the group's first model has no champion
+        return None
+    package = sagemaker.describe_model_package(ModelPackageName=arn)
+    return package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+
+
+def with_champion(sagemaker: object, overrides: dict[str, str]) -> dict[str, str]:
+    """``overrides`` with ChampionModelData resolved when the execution starts, unless given: the newest Approved
+    version's artifact of the run's group; left out when there is none, so the definition's default, the
+    no-champion object, applies."""
+    if overrides.get(CHAMPION_PARAMETER, "").strip():
+        return overrides
+    others = {name: value for name, value in overrides.items() if name != CHAMPION_PARAMETER}
+    url = champion_model_data(sagemaker, overrides.get("ModelPackageGroupName", DEFAULT_GROUP))
+    return {**others, CHAMPION_PARAMETER: url} if url else others

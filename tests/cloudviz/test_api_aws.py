@@ -23,6 +23,7 @@ from moto_aws import aws_in_process  # noqa: F401  (a fixture)
 from moto_sagemaker import approve_and_announce
 from promotion_account import BUCKET as STAGE_BUCKET
 from promotion_account import account, register  # noqa: F401  (a fixture, and the pipeline's registration)
+from sagemaker_definition import iris_version_parameters
 
 import cloudviz
 from cloudviz import AwsError, NotFoundError, Project, UserError
@@ -118,12 +119,16 @@ def test_start_upserts_the_pipeline_and_starts_an_execution_with_the_values_give
     run = aws_project.pipeline.start({"AccuracyThreshold": 0.95, "TrainingInstanceType": "ml.m5.xlarge"})
     assert (run.target, run.status, run.steps, run.model) == ("aws", "Succeeded", [], None)
     assert run.id.startswith(f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/")
-    assert run.parameters == {"GateThreshold": "0.95", "TrainingInstanceType": "ml.m5.xlarge"}
+    assert run.parameters == {"GateThreshold": "0.95", "TrainingInstanceType": "ml.m5.xlarge",
+                              **iris_version_parameters(BUCKET)}  # no data: the data set iris
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     stored = sagemaker.describe_pipeline(PipelineName="CloudVizPipeline")
     assert stored["RoleArn"] == ROLE
     keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
-    assert {key.rsplit("/", 1)[1] for key in keys} == {"preprocess.py", "evaluate.py", "iris.csv"}
+    staged = {key.rsplit("/", 1)[1] for key in keys if "/datasets/" not in key}
+    assert staged == {"preprocess.py", "evaluate.py", "iris.csv", "README.json"}  # README.json: no champion
+    assert {key for key in keys if "/datasets/iris/versions/" in key} == {
+        "cloudviz/datasets/iris/versions/1.json", "cloudviz/datasets/iris/versions/1.manifest"}  # iris@1, made once
 
     own = f"s3://{BUCKET}/data/penguins.csv"
     with pytest.raises(UserError, match="parameter ModelPackageGroupName: name the model registry group"):
@@ -267,3 +272,18 @@ def test_deploy_dev_serve_predict_and_promote_to_prod(account, monkeypatch):  # 
     assert [d.stage for d in aws_project.deployments(stage="prod")] == ["prod"]
     assert aws_project.deployments(group="Penguins") == []
     assert aws_project.predict(SEED, DEFAULT_GROUP, "prod")["model_version"] == 1
+
+
+def test_start_on_a_data_set_version_sends_its_manifest_and_its_parameters(steps):
+    """``dataset=`` is resolved in the bucket (the bundled iris data's version 1 made there when first named)
+    before anything is upserted or started."""
+    aws_project = project()
+    with pytest.raises(NotFoundError, match="parameter DataSetVersion: data set 'churn': no such data set"):
+        aws_project.pipeline.start(dataset="churn")
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert sagemaker.list_pipelines()["PipelineSummaries"] == []
+    run = aws_project.pipeline.start(dataset="iris")
+    assert run.parameters == {
+        "DataSetVersion": "iris@1", "InputData": f"s3://{BUCKET}/cloudviz/datasets/iris/versions/1.manifest",
+        "InputDataType": "ManifestFile", "LabelColumn": "species", "FeatureColumns": "x1,x2,x3,x4",
+        "ClassNames": "setosa,virginica,versicolor", "ModelPackageGroupName": GROUP}

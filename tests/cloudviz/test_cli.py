@@ -115,7 +115,7 @@ def test_models_list_show_approve_reject(home: StateHome, capsys):
     code, out, _ = cli(capsys, "models", "show", "CloudVizIris", "latest")
     assert out.startswith("CloudVizIris version 2\n")
     assert "Approval:   Approved" in out
-    assert "setosa" in out and "Data:       iris.csv sha256" in out
+    assert "setosa" in out and "Data:       iris@1 (id " in out
     approved = json.loads(cli(capsys, "models", "list", "--status", "Approved", "--json")[1])
     assert [p["version"] for p in approved] == [2]
 
@@ -322,7 +322,8 @@ def test_models_show_prints_readable_lines_only(home: StateHome, capsys):
     assert code == 0
     assert "  Rows:       150 input, 102 train, 24 validation, 24 test\n" in out
     assert "  Features:   x1, x2, x3, x4\n  Classes:    setosa, virginica, versicolor\n" in out
-    assert re.search(r"^  Data:       iris\.csv sha256 [0-9a-f]{16}… \(3,829 bytes\)$", out, re.MULTILINE)
+    assert re.search(r"^  Data:       iris@1 \(id [0-9a-f]{16}\) sha256 [0-9a-f]{16}… \(3,678 bytes\)$", out,
+                     re.MULTILINE)
     sparse = cli(capsys, "models", "show", GROUP, "2")[1]
     assert sparse.splitlines()[-1].startswith("  Updated:    ")
     for shown in (out, sparse):

@@ -12,6 +12,8 @@ import pytest
 from project_root import ROOT as REPO
 
 from pipelines.dag import Param, Parameter, Pipeline, ProcessingInput, ProcessingOutput, ProcessingStep, RetryPolicy
+from pipelines.data.versions import local_dataset_store
+from pipelines.datasets import iris_csv
 from pipelines.definition import build_pipeline
 from pipelines.errors import UserError
 from pipelines.registry import ModelRegistry
@@ -60,8 +62,10 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
     assert package.approval_status == "PendingManualApproval"
     assert package.metrics == evaluation
     assert Path(package.model_data_url.removeprefix("file://")).is_file()
-    iris = home.data / "iris.csv"
-    assert package.lineage["data"]["sha256"] == hashlib.sha256(iris.read_bytes()).hexdigest()
+    iris = local_dataset_store(home).resolve("iris@1")  # no data given: the data set iris, made from the bundled file
+    part = home.datasets / "iris" / "parts" / f"{iris.parts[0].sha256}.csv"
+    assert package.lineage["data"]["sha256"] == hashlib.sha256(part.read_bytes()).hexdigest()
+    assert package.lineage["data"]["dataset"] == {"name": "iris", "version": 1, "id": iris.id}
     assert package.lineage["run_id"] == record.run_id
     assert package.lineage["parameters"]["Eta"] == 0.2
     assert steps["Register"].properties["version"] == 1
@@ -71,8 +75,10 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
         "Preprocess.test": steps["Preprocess"].outputs["test"],
         "Preprocess.schema": steps["Preprocess"].outputs["schema"],
         "GateMetric": "", "GateThreshold": 0.9,
+        "ChampionModelData": str(home.root / "no-champion"), "MaxRegression": 0.01,
     }
-    assert steps["Preprocess"].inputs["InputData"] == str(home.data / "iris.csv")
+    assert steps["Preprocess"].inputs["InputData"] == str(home.datasets / "iris" / "versions" / "1.manifest")
+    assert (record.parameters["DataSetVersion"], record.parameters["InputDataType"]) == ("iris@1", "ManifestFile")
     # The bundled data's parameters are the original contract's, recorded with the run as before.
     assert {name: record.parameters[name] for name in ("LabelColumn", "FeatureColumns", "ClassNames")} == {
         "LabelColumn": "species", "FeatureColumns": "x1,x2,x3,x4", "ClassNames": "setosa,virginica,versicolor"}
@@ -108,7 +114,7 @@ def test_changed_hyperparameter_reruns_only_what_depends_on_it(home: StateHome):
 def test_changed_data_reruns_preprocess(home: StateHome, tmp_path: Path):
     run(home)
     data = tmp_path / "iris.csv"
-    lines = (home.data / "iris.csv").read_text().splitlines()
+    lines = iris_csv(home.data).read_text().splitlines()
     lines[1] = lines[1].replace("5.1", "5.2", 1)
     data.write_text("\n".join(lines) + "\n")
     second = run(home, InputData=data, LabelColumn="species", ModelPackageGroupName="IrisCopy")
@@ -245,7 +251,7 @@ def one_step_pipeline(script: Path, retry: RetryPolicy = NO_RETRY) -> Pipeline:
 
 
 def test_the_parameters_that_name_files_are_those_a_processing_step_takes_as_inputs(tmp_path: Path):
-    assert build_pipeline().file_parameters() == ["InputData"]
+    assert build_pipeline().file_parameters() == ["InputData", "ChampionModelData"]
     pipeline = one_step_pipeline(tmp_path / "work.py")
     assert pipeline.file_parameters() == ["InputData"], "Marker is an argument: its text, not a file"
 

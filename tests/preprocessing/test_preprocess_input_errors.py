@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from preprocess_runs import error_of, fails, read_split, rows, run, write_iris
+from preprocess_runs import error_of, fails, read_split, rows, run
 
 from preprocessing import preprocess
 
@@ -31,13 +31,12 @@ def test_errors_name_the_users_file_not_a_link_to_it(tmp_path: Path, capsys: pyt
     assert error_of(capsys) == f"{data}, line 3, column 'x2': 'oops' is not a number"
 
 
-def test_folder_with_two_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_folder_without_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A folder of several files is read whole (tests/preprocessing/test_preprocess_parts.py); of none, refused."""
     folder = tmp_path / "in"
     folder.mkdir()
-    write_iris(folder / "a.csv")
-    write_iris(folder / "b.csv")
     assert run(tmp_path / "out", folder) == 2
-    assert error_of(capsys) == f"{folder}: expected exactly one CSV file, found 2"
+    assert error_of(capsys) == f"{folder}: no CSV file in the folder"
 
 
 def test_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -1,17 +1,35 @@
-"""The automation stack: scheduled retraining, approval-triggered redeployment and the smoke test.
+"""The automation stack: scheduled and drift-triggered retraining, approval-triggered redeployment and the smoke
+test.
 
-Every stage gets the retraining schedule. ``dev`` also gets the approval rule -> SQS queue -> redeploy function
-(``prod`` gets a package by promotion, as in the official SageMaker MLOps template), the endpoint stack's
-CloudFormation service role (here, so no role can rewrite its own policy) and the smoke-test function.
+Every stage gets the retrain function (``deploy/aws/functions/retrain.py``): it starts the pipeline on the newest
+version of a data set with the group's champion, or logs why not (no new data version since the trigger's last
+successful run, a run still executing, the drift cool-down). Its triggers, each an input naming a schedule, its data
+set and parameters, or the drift alarm's event:
+
+- one EventBridge Scheduler schedule per definition of ``cloudviz.schedules.json`` whose ``stages`` include the
+  stage and whose ``ModelPackageGroupName`` parameter is the stack's group (none: the default group), its cron
+  converted to EventBridge's, ``paused`` -> DISABLED;
+- the ``retrain_schedule`` stage setting (``--retrain-schedule``), kept working: the ``RetrainSchedule`` with the
+  ``ScheduleExpression``/``ScheduleState`` parameters as before, now invoking the function on the group's data set
+  (``iris`` for the default group, else the group's name in lower case) instead of starting the pipeline on fixed
+  parameters (which re-trained the same data from the step cache and registered a duplicate each time);
+- with ``retrain_on_drift = true``, an EventBridge rule on the feature-drift alarm going to ALARM (the same data set;
+  ``retrain_cooldown_hours`` between drift-triggered runs).
+
+``dev`` also gets the approval rule -> SQS queue -> redeploy function (``prod`` gets a package by promotion, as in
+the official SageMaker MLOps template), the endpoint stack's CloudFormation service role (here, so no role can
+rewrite its own policy) and the smoke-test function.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 from deploy.aws.functions.smoke_test import longest_run_seconds
-from deploy.aws.lambda_zip import REDEPLOY_HANDLER, SMOKE_TEST_HANDLER
-from deploy.aws.names import ResourceNames
+from deploy.aws.lambda_zip import REDEPLOY_HANDLER, RETRAIN_HANDLER, SMOKE_TEST_HANDLER
+from deploy.aws.names import DEFAULT_GROUP, ResourceNames
 from deploy.aws.settings import AwsSettings
 from deploy.aws.templates.common import (
     LambdaSpec,
@@ -30,7 +48,11 @@ from deploy.aws.templates.common import (
     write_logs,
 )
 from deploy.aws.templates.endpoint import MAX_DEPLOYMENT_SECONDS, endpoint_rules, role_arn, topic_arn
+from deploy.monitoring.alarm_rules import ALARM_RULES
+from pipelines.errors import UserError
 from pipelines.registry import APPROVAL_STATUSES
+from pipelines.scheduling.cron import to_eventbridge
+from pipelines.scheduling.definitions import ScheduleDefinition
 from serving_lambdas.served_version import MAX_TTL_SECONDS
 
 APPROVED = "Approved"
@@ -40,6 +62,10 @@ FINISHED_STATUSES = ["CREATE_COMPLETE", "UPDATE_COMPLETE"]
 APPROVAL_STAGES = ("dev",)  # where an approval deploys; the other stages get a package by promotion
 SMOKE_TESTED_STAGES = ("dev",)  # where each deployment is smoke-tested (its record gates the promotion)
 REDEPLOY_TIMEOUT_SECONDS = 60
+RETRAIN_TIMEOUT_SECONDS = 60  # a few listings and reads, one StartPipelineExecution
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+FEATURE_DRIFT_RULE = next(rule for rule in ALARM_RULES if rule.metric_name == "FeatureDrift")
+DEFAULT_DATASET = "iris"  # the bundled data set, the default group's
 # The wait for the API's version cache (at most the api stack's longest ModelVersionTtlSeconds), the API calls
 # and the AWS calls around them.
 SMOKE_TEST_TIMEOUT_SECONDS = math.ceil(longest_run_seconds(MAX_TTL_SECONDS))
@@ -309,48 +335,199 @@ def smoke_test_resources(names: ResourceNames) -> dict[str, dict]:
     }
 
 
-def automation_template(names: ResourceNames, settings: AwsSettings) -> dict:
-    """The automation stack's template: the retraining schedule; in ``dev``, the redeployment and the smoke test
-    too (their functions' parameters with them)."""
-    parameters = {
-        "ScheduleExpression": {"Type": "String", "Default": settings.schedule_expression,
-                               "AllowedPattern": SCHEDULE_PATTERN,
-                               "Description": "when the pipeline retrains (EventBridge Scheduler expression, UTC)"},
-        "ScheduleState": {"Type": "String", "Default": "DISABLED", "AllowedValues": ["ENABLED", "DISABLED"],
-                          "Description": "scheduled retraining is off until turned on"},
-        "RetrainApprovalStatus": {"Type": "String", "Default": "PendingManualApproval",
-                                  "AllowedValues": list(APPROVAL_STATUSES),
-                                  "Description": "approval status a scheduled run registers its model with"},
-    }
-    resources: dict[str, dict] = {
-        "SchedulerRole": role(
-            names.scheduler_role_name, "scheduler.amazonaws.com", "start-pipeline",
-            [statement(["sagemaker:StartPipelineExecution"], [pipeline_arn(names)], "StartThePipeline")],
-            "EventBridge Scheduler: starts the CloudViz pipeline",
-        ),
-        "RetrainSchedule": {
-            "Type": "AWS::Scheduler::Schedule",
-            "Properties": {
-                "Name": names.schedule_name,
-                "Description": f"scheduled retraining: starts {names.pipeline_name}",
-                "ScheduleExpression": ref("ScheduleExpression"),
-                "ScheduleExpressionTimezone": "UTC",
-                "State": ref("ScheduleState"),
-                "FlexibleTimeWindow": {"Mode": "OFF"},
-                "Target": {
-                    "Arn": pipeline_arn(names),
-                    "RoleArn": get_att("SchedulerRole", "Arn"),
-                    "SageMakerPipelineParameters": {"PipelineParameterList": [
-                        {"Name": "ModelPackageGroupName", "Value": names.model_package_group},
-                        {"Name": "ModelApprovalStatus", "Value": ref("RetrainApprovalStatus")},
-                    ]},
-                    "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": MAX_EVENT_AGE_SECONDS},
-                },
+def stage_schedules(names: ResourceNames, settings: AwsSettings) -> list[ScheduleDefinition]:
+    """The schedule definitions this stack runs: those of its stage whose ``ModelPackageGroupName`` parameter is
+    its group (none given: the default group), so that no two groups' stacks start the same schedule."""
+    found = [schedule for schedule in settings.schedules if names.stage in schedule.stages
+             and schedule.parameters.get("ModelPackageGroupName", DEFAULT_GROUP) == names.group]
+    for schedule in found:
+        if refusal := names.schedule_name_refusal(schedule.name):
+            raise UserError(f"schedule {schedule.name!r}: {refusal}")
+    return found
+
+
+def schedule_logical_id(name: str) -> str:
+    return "Schedule" + "".join(part.capitalize() for part in re.split(r"[^a-zA-Z0-9]+", name))
+
+
+def group_dataset(group: str) -> str:
+    """The data set the legacy ``retrain_schedule`` and drift retrain: ``iris`` for the default group, else the
+    group's name in lower case (a group name in lower case is a data set name)."""
+    return DEFAULT_DATASET if group == DEFAULT_GROUP else group.lower()
+
+
+def retrain_schedule(name: str, description: str, expression: object, state: object, input_text: object) -> dict:
+    """An EventBridge Scheduler schedule invoking the retrain function with ``input_text`` (UTC)."""
+    return {
+        "Type": "AWS::Scheduler::Schedule",
+        "Properties": {
+            "Name": name,
+            "Description": description,
+            "ScheduleExpression": expression,
+            "ScheduleExpressionTimezone": "UTC",
+            "State": state,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "Target": {
+                "Arn": get_att("RetrainFunction", "Arn"),
+                "RoleArn": get_att("SchedulerRole", "Arn"),
+                "Input": input_text,
+                "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": MAX_EVENT_AGE_SECONDS},
             },
         },
     }
-    outputs = {"ScheduleName": output(ref("RetrainSchedule"), "the retraining schedule (disabled by default)")}
+
+
+def definition_schedules(names: ResourceNames, settings: AwsSettings) -> dict[str, dict]:
+    """One schedule per definition of the stage (``cloudviz.schedules.json``), paused as the definition says."""
+    resources: dict[str, dict] = {}
+    for schedule in stage_schedules(names, settings):
+        logical_id = schedule_logical_id(schedule.name)
+        if logical_id in resources:
+            raise UserError(f"schedule {schedule.name!r}: its resource {logical_id} is another schedule's too: "
+                            "rename one so that the names differ in more than '-' and '_'")
+        resources[logical_id] = retrain_schedule(
+            names.retrain_schedule_name(schedule.name),
+            f"schedule {schedule.name} ({schedule.cron}, UTC): retrain {names.model_package_group} on the newest "
+            f"version of {schedule.dataset}",
+            to_eventbridge(schedule.cron), "DISABLED" if schedule.paused else "ENABLED",
+            json.dumps({"schedule": schedule.name, "dataset": schedule.dataset,
+                        "parameters": dict(schedule.parameters)}, sort_keys=True))
+    return resources
+
+
+def drift_retrain_resources(names: ResourceNames) -> dict[str, dict]:
+    """The rule retraining when the stage's feature-drift alarm goes to ALARM, and its right to invoke."""
+    alarm = names.alarm_name(FEATURE_DRIFT_RULE.name)
+    return {
+        "DriftRetrainRule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": names.drift_retrain_rule_name,
+                "Description": f"{alarm} went to ALARM: retrain {names.model_package_group} if its data grew",
+                "State": "ENABLED",
+                "EventPattern": {
+                    "source": ["aws.cloudwatch"],
+                    "detail-type": [ALARM_STATE_CHANGE],
+                    "resources": [arn("cloudwatch", f"alarm:{alarm}")],
+                    "detail": {"state": {"value": ["ALARM"]}},
+                },
+                "Targets": [{"Id": "retrain", "Arn": get_att("RetrainFunction", "Arn")}],
+            },
+        },
+        "DriftRetrainRulePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": ref("RetrainFunction"),
+                "Principal": "events.amazonaws.com",
+                "SourceArn": get_att("DriftRetrainRule", "Arn"),
+            },
+        },
+    }
+
+
+def retrain_role(names: ResourceNames, settings: AwsSettings) -> dict:
+    """What the retrain function calls, on this pipeline, this group's packages and the data sets only."""
+    datasets = f"{settings.artifact_prefix}/datasets/"
+    return role(
+        names.retrain_role_name, "lambda.amazonaws.com", "start-retraining",
+        [
+            statement(["sagemaker:ListPipelineExecutions", "sagemaker:StartPipelineExecution"],
+                      [pipeline_arn(names)], "ReadAndStartThePipeline"),
+            statement(["sagemaker:ListPipelineParametersForExecution"],
+                      [arn("sagemaker", f"pipeline/{names.pipeline_name.lower()}/execution/*")],
+                      "ReadWhatARunTrainedOn"),
+            # IAM authorizes listing against the account's model packages; describing against the group's.
+            statement(["sagemaker:ListModelPackages"], [arn("sagemaker", "model-package/*")], "ListPackages"),
+            statement(["sagemaker:DescribeModelPackage"], [packages_arn(names)], "ReadTheChampion"),
+            {**statement(["s3:ListBucket"], [sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")], "ListDataSets"),
+             "Condition": {"StringLike": {"s3:prefix": [f"{datasets}*"]}}},
+            statement(["s3:GetObject"], [sub(f"arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/{datasets}*")],
+                      "ReadDataSets"),
+            statement(["sns:Publish"], [topic_arn(names)], "ReportFailures"),  # the on-failure destination
+            write_logs(names.retrain_log_group),
+        ],
+        "Starts a retraining run on the newest data version (schedules, drift)",
+    )
+
+
+def retrain_resources(names: ResourceNames, settings: AwsSettings) -> dict[str, dict]:
+    """The retrain function (its role, log group and on-failure destination), the role EventBridge Scheduler
+    invokes it with, the legacy schedule (``retrain_schedule``), one schedule per definition and, where the stage
+    enables it, the drift rule."""
+    legacy_input = json.dumps({"schedule": names.schedule_name, "dataset": group_dataset(names.group),
+                               "parameters": {"ModelApprovalStatus": "${RetrainApprovalStatus}"}}, sort_keys=True)
+    resources = {
+        "RetrainLogGroup": log_group(names.retrain_log_group, ref("LogRetentionDays")),
+        "RetrainRole": retrain_role(names, settings),
+        "RetrainFunction": checkov_skip(lambda_function(LambdaSpec(
+            names.retrain_function, RETRAIN_HANDLER, "starts a retraining run on the newest data version, or logs "
+            "why not", "RetrainRole", "RetrainLogGroup",
+            {
+                "PIPELINE_NAME": names.pipeline_name,
+                "MODEL_PACKAGE_GROUP": names.model_package_group,
+                "ARTIFACT_BUCKET": ref("ArtifactBucket"),
+                "ARTIFACT_PREFIX": settings.artifact_prefix,
+                "STAGE": names.stage,
+                "DRIFT_DATASET": group_dataset(names.group),
+                "RETRAIN_COOLDOWN_HOURS": str(settings.retrain_cooldown_hours),
+            },
+            RETRAIN_TIMEOUT_SECONDS, 128,
+        )), *LAMBDA_SKIPS, ("CKV_AWS_115", "runs once per schedule or drift alarm; a run it starts is skipped by "
+                                           "the next while it executes")),
+        "RetrainInvokeConfig": {
+            # A retraining that cannot even be decided (an AWS error) is said on the alarm topic, not lost.
+            "Type": "AWS::Lambda::EventInvokeConfig",
+            "Properties": {
+                "FunctionName": ref("RetrainFunction"),
+                "Qualifier": "$LATEST",
+                "MaximumRetryAttempts": 2,
+                "MaximumEventAgeInSeconds": MAX_EVENT_AGE_SECONDS,
+                "DestinationConfig": {"OnFailure": {"Destination": topic_arn(names)}},
+            },
+        },
+        "SchedulerRole": role(
+            names.scheduler_role_name, "scheduler.amazonaws.com", "invoke-retraining",
+            [statement(["lambda:InvokeFunction"], [get_att("RetrainFunction", "Arn")], "InvokeTheRetrainFunction")],
+            "EventBridge Scheduler: invokes the CloudViz retrain function",
+        ),
+        "RetrainSchedule": retrain_schedule(
+            names.schedule_name, f"retrain_schedule: retrain {names.model_package_group} on the newest version of "
+            f"{group_dataset(names.group)}", ref("ScheduleExpression"), ref("ScheduleState"), sub(legacy_input)),
+        **definition_schedules(names, settings),
+    }
+    if settings.retrain_on_drift:
+        resources.update(drift_retrain_resources(names))
+    return resources
+
+
+def automation_template(names: ResourceNames, settings: AwsSettings) -> dict:
+    """The automation stack's template: retraining (see the module's docstring); in ``dev``, the redeployment and
+    the smoke test too."""
+    parameters = {
+        "ScheduleExpression": {"Type": "String", "Default": settings.schedule_expression,
+                               "AllowedPattern": SCHEDULE_PATTERN,
+                               "Description": "when the legacy retrain_schedule retrains (EventBridge Scheduler "
+                                              "expression, UTC)"},
+        "ScheduleState": {"Type": "String", "Default": "DISABLED", "AllowedValues": ["ENABLED", "DISABLED"],
+                          "Description": "the legacy retrain_schedule is off until turned on"},
+        "RetrainApprovalStatus": {"Type": "String", "Default": "PendingManualApproval",
+                                  "AllowedValues": list(APPROVAL_STATUSES),
+                                  "Description": "approval status a retrain_schedule run registers its model with"},
+        "ArtifactBucket": {"Type": "String", "Default": settings.artifact_bucket,
+                           "Description": "the bucket of the pipeline's artifacts (data sets, schemas, statistics)"},
+        "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the automation functions' zip"},
+        "CodeKey": {"Type": "String", "Description": "S3 key of the automation functions' zip (automation-*.zip)"},
+        "LogRetentionDays": retention_parameter(),
+    }
+    resources = retrain_resources(names, settings)
+    outputs = {"ScheduleName": output(ref("RetrainSchedule"), "the retrain_schedule schedule (disabled by default)"),
+               "RetrainFunctionName": output(ref("RetrainFunction"), "the retrain function (its logs say why a "
+                                                                     "trigger started no run)")}
     what = ["scheduled retraining"]
+    if settings.retrain_on_drift:
+        outputs["DriftRetrainRuleName"] = output(ref("DriftRetrainRule"), "the rule retraining on feature drift")
+        what.append("drift-triggered retraining")
     if names.stage in APPROVAL_STAGES:
         resources.update(redeploy_resources(names))
         outputs.update({
@@ -367,13 +544,4 @@ def automation_template(names: ResourceNames, settings: AwsSettings) -> dict:
         resources.update(smoke_test_resources(names))
         outputs["SmokeTestFunctionName"] = output(ref("SmokeTestFunction"), "the smoke-test function")
         what.append("smoke test")
-    if names.stage in APPROVAL_STAGES or names.stage in SMOKE_TESTED_STAGES:  # the stage has functions
-        parameters.update({
-            "ArtifactBucket": {"Type": "String", "Default": settings.artifact_bucket,
-                               "Description": "the bucket of the pipeline's artifacts (data schemas, statistics)"},
-            "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the automation functions' zip"},
-            "CodeKey": {"Type": "String",
-                        "Description": "S3 key of the automation functions' zip (automation-*.zip)"},
-            "LogRetentionDays": retention_parameter(),
-        })
     return template(f"CloudViz {names.stage}: {', '.join(what)}", parameters, resources, outputs)

@@ -45,6 +45,8 @@ LOCAL_ONLY_PANELS = {
     "Feature importance": "read from the model artifact; the Model Registry (Studio) shows its report",
     "Pipeline runs": "SageMaker Pipelines' execution graph and step timings (Studio, or list-pipeline-executions)",
     "Registry versions": "the SageMaker Model Registry's model package group (Studio, or list-model-packages)",
+    "Champion vs challenger": "the champion section of each version's evaluation report (its model statistics) "
+                              "in the Model Registry, and its ChampionModelData metadata property",
 }
 
 

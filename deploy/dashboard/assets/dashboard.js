@@ -525,6 +525,49 @@
       [["Version"], ["Approval"], ["Accuracy", "n"], ["Macro F1", "n"], ["Registered (UTC)"]], rows));
   }
 
+  const NOT_COMPARED = { none: ["no champion", "grey"], not_comparable: ["not comparable", "warn"],
+    unrecorded: ["not recorded", "grey"] };
+
+  function championCells(v) {
+    if (v.status !== "compared") {
+      const [label] = NOT_COMPARED[v.status] || [v.status];
+      const reason = v.reason && v.reason.startsWith(label) ? v.reason : `${label}: ${v.reason}`;
+      return [el("td", { colspan: 4, class: "detail" }, reason)];
+    }
+    const who = v.champion_version === null ? "the model given" : `v${v.champion_version}`;
+    const difference = v.value - v.champion_value;
+    return [
+      el("td", {}, el("strong", {}, who), v.champion_stage ? el("div", { class: "detail" }, `live on ${v.champion_stage}`)
+        : null),
+      el("td", { class: "n" }, metricValue(v.metric, v.champion_value)),
+      el("td", { class: "n" }, isNumber(difference) ? `${difference >= 0 ? "+" : ""}${difference.toFixed(4)}` : "–"),
+      el("td", { class: "n" }, isNumber(v.max_regression) ? String(v.max_regression) : "–"),
+    ];
+  }
+
+  function drawChampion(section) {
+    if (failed("champion", section)) return;
+    if (!section.versions.length) {
+      setState("champion", "empty", ["No model versions are registered yet: a run's Evaluate compares its model"
+        + " with the group's live one, and the version it registers shows both here."]);
+      return;
+    }
+    const rows = section.versions.map((v) => {
+      const [label, kind] = v.status === "compared" ? (v.passed ? ["passed", "ok"] : ["failed", "alarm"])
+        : NOT_COMPARED[v.status] || [v.status, "grey"];
+      return el("tr", { class: v.live ? "live" : null, "data-version": v.version, "data-status": v.status },
+        el("td", {}, el("strong", {}, `v${v.version}`), v.live ? badge("LIVE", "live") : null,
+          v.newest ? badge("NEWEST", "live") : null),
+        el("td", {}, metricLabel(v.metric)),
+        el("td", { class: "n" }, metricValue(v.metric, v.value)),
+        ...championCells(v),
+        el("td", {}, badge(label, kind)));
+    });
+    setState("champion", "data");
+    part("champion", ".content").replaceChildren(table([["Version"], ["Gate metric"], ["This version", "n"],
+      ["Champion"], ["Champion's value", "n"], ["Difference", "n"], ["MaxRegression", "n"], ["Comparison"]], rows));
+  }
+
   // -- refresh loop -------------------------------------------------------------------------------
 
   function setStatus(state, text) {
@@ -540,7 +583,7 @@
       () => drawSummary(data), () => drawAlarms(data.alarms), () => drawTraffic(data.traffic),
       () => drawPredictions(data.predictions, classes), () => drawDrift(data.drift),
       () => drawLiveAccuracy(data.live_accuracy), () => drawModel(data.model),
-      () => drawRuns(data.runs), () => drawRegistry(data.registry),
+      () => drawRuns(data.runs), () => drawRegistry(data.registry), () => drawChampion(data.champion),
     ];
     for (const step of steps) {
       try {

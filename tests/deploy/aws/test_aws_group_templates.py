@@ -75,8 +75,8 @@ def test_another_groups_automation_follows_its_own_group_only():
     assert resources["ApprovalRule"]["Properties"]["EventPattern"]["detail"]["ModelPackageGroupName"] == [GROUP]
     environment = resources["RedeployFunction"]["Properties"]["Environment"]["Variables"]
     assert (environment["MODEL_PACKAGE_GROUP"], environment["ENDPOINT_STACK"]) == (GROUP, names.endpoint_stack)
-    pipeline_parameters = resources["RetrainSchedule"]["Properties"]["Target"]["SageMakerPipelineParameters"]
-    assert {"Name": "ModelPackageGroupName", "Value": GROUP} in pipeline_parameters["PipelineParameterList"]
+    retrain_environment = resources["RetrainFunction"]["Properties"]["Environment"]["Variables"]
+    assert retrain_environment["MODEL_PACKAGE_GROUP"] == GROUP
     policies = json.dumps({key: role["Properties"]["Policies"]
                            for key, role in resources_of(automation, "AWS::IAM::Role").items()})
     assert "model-package/churn/*" in policies and "cloudviziris" not in policies

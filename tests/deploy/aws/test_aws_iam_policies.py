@@ -99,8 +99,11 @@ def test_each_function_role_grants_only_what_its_function_does():
 
     automation = stacks("dev")["automation"].template
     scheduler = statements_by_sid(automation, "SchedulerRole")
-    assert [statement["Action"] for statement in scheduler.values()] == [["sagemaker:StartPipelineExecution"]]
-    assert scheduler["StartThePipeline"]["Resource"][0]["Fn::Sub"].endswith(f":pipeline/{PIPELINE_NAME.lower()}")
+    assert [statement["Action"] for statement in scheduler.values()] == [["lambda:InvokeFunction"]]
+    assert scheduler["InvokeTheRetrainFunction"]["Resource"] == [{"Fn::GetAtt": ["RetrainFunction", "Arn"]}]
+    retrain_role = statements_by_sid(automation, "RetrainRole")  # exactly its calls: test_aws_retraining.py
+    assert retrain_role["ReadAndStartThePipeline"]["Resource"][0]["Fn::Sub"].endswith(
+        f":pipeline/{PIPELINE_NAME.lower()}")
     redeploy_role = statements_by_sid(automation, "RedeployRole")
     assert redeploy_role["UpdateTheStacks"]["Action"] == ["cloudformation:UpdateStack"]
     assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in redeploy_role["UpdateTheStacks"]["Resource"]] == [

@@ -78,9 +78,11 @@ def test_serving_zip_holds_serving_lambdas_and_imports_nothing_else(tmp_path):
 def test_automation_zip_holds_its_functions_on_boto3(tmp_path):
     package = automation_zip()
     with zipfile.ZipFile(__import__("io").BytesIO(package.data)) as archive:
-        assert archive.namelist() == ["redeploy.py", "smoke_test.py"]
+        assert archive.namelist() == ["pipelines/__init__.py", "pipelines/approved_version.py",
+                                      "pipelines/retraining.py", "redeploy.py", "retrain.py", "smoke_test.py"]
     assert automation_zip().data == package.data
-    assert import_from_zip(package.data, tmp_path / "automation", ["redeploy.handler", "smoke_test.handler"]) == []
+    assert import_from_zip(package.data, tmp_path / "automation",
+                           ["redeploy.handler", "retrain.handler", "smoke_test.handler"]) == []
 
 
 @pytest.mark.parametrize("expression", ["cron(0 3 ? * MON *)", "rate(7 days)", "at(2026-12-01T03:00:00)"])
@@ -105,6 +107,6 @@ def test_the_smoke_test_outlasts_the_longest_version_cache_the_api_takes():
 
 def test_only_the_zips_a_stage_runs_are_uploaded():
     packages = lambda_zips()
-    for stage, expected in (("dev", {"serving_lambdas", "automation"}), ("prod", {"serving_lambdas"})):
+    for stage in ("dev", "prod"):  # prod's automation stack runs the retrain function too
         used = referenced_packages(synthesize(stage, SETTINGS, packages), packages)
-        assert {package.name for package in used} == expected, stage  # prod's automation stack runs no function
+        assert {package.name for package in used} == {"serving_lambdas", "automation"}, stage

@@ -81,7 +81,7 @@ def test_synthesize_gives_four_stacks_with_their_parameters(stage):
     assert by_name[names.api_stack].parameters == {"CodeBucket": "cloudviz-artifacts", "ArtifactBucket":
                                                    "cloudviz-artifacts", "CodeKey": zips["serving_lambdas"]}
     automation = by_name[names.automation_stack].parameters
-    assert automation.get("CodeKey") == (zips["automation"] if stage == "dev" else None)  # prod runs no function
+    assert automation.get("CodeKey") == zips["automation"]  # every stage runs the retrain function
     assert by_name[names.monitoring_stack].parameters == {
         "AlarmEmail": "ops@example.com", "BaselineStatisticsUri": BASELINE_URI, "CodeBucket": "cloudviz-artifacts",
         "CodeKey": zips["serving_lambdas"]}
@@ -167,14 +167,15 @@ def test_names_are_consistent_across_stacks(stage):
         pattern = automation["Resources"]["ApprovalRule"]["Properties"]["EventPattern"]
         assert pattern["detail"] == {"ModelPackageGroupName": [DEFAULT_GROUP], "ModelApprovalStatus": ["Approved"]}
         assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
-    else:  # prod is updated by `cloudviz promote aws`/`deploy aws` only: its automation is the retraining schedule
-        assert set(automation["Resources"]) == {"RetrainSchedule", "SchedulerRole"}
-        assert set(automation["Outputs"]) == {"ScheduleName"}
+    else:  # prod is updated by `cloudviz promote aws`/`deploy aws` only: its automation is retraining
+        assert set(automation["Resources"]) == {"RetrainSchedule", "SchedulerRole", "RetrainFunction", "RetrainRole",
+                                                "RetrainLogGroup", "RetrainInvokeConfig"}
+        assert set(automation["Outputs"]) == {"ScheduleName", "RetrainFunctionName"}
     schedule = automation["Resources"]["RetrainSchedule"]["Properties"]
     assert (schedule["Name"], automation["Parameters"]["ScheduleState"]["Default"]) == (names.schedule_name,
                                                                                       "DISABLED")
-    assert {"Name": "ModelPackageGroupName", "Value": DEFAULT_GROUP} in (
-        schedule["Target"]["SageMakerPipelineParameters"]["PipelineParameterList"])
+    assert automation["Resources"]["RetrainFunction"]["Properties"]["Environment"]["Variables"][
+        "MODEL_PACKAGE_GROUP"] == DEFAULT_GROUP  # the schedule's target
 
 
 def test_endpoint_stack_serves_the_package_with_data_capture_and_prod_rolls_back():

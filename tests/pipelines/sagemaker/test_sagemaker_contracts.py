@@ -355,3 +355,29 @@ def test_the_jobs_run_in_the_sagemaker_layout_from_the_definitions_own_arguments
     schema = json.loads(s3.get_object(Bucket=split_uri(uris[1])[0], Key=split_uri(uris[1])[1])["Body"].read())
     evaluation = json.loads(s3.get_object(Bucket=split_uri(uris[2])[0], Key=split_uri(uris[2])[1])["Body"].read())
     assert schema["task"] == task and SECTIONS[task] in evaluation
+
+
+def test_the_raw_input_is_a_manifest_when_input_data_type_says_so():
+    """InputDataType is the raw ProcessingInput's S3DataType: a data set version's manifest is read as one, and the
+    requests stay valid; the registered version names the data set version (a run without one still registers)."""
+    definition = offline_definition()
+    preprocess = flattened(definition["Steps"])["Preprocess"][0]
+    raw = next(item for item in preprocess["Arguments"]["ProcessingInputs"] if item["InputName"] == "raw")
+    assert raw["S3Input"]["S3DataType"] == {"Get": "Parameters.InputDataType"}
+    declared = {p["Name"]: p for p in definition["Parameters"]}
+    assert (declared["InputDataType"]["DefaultValue"], declared["DataSetVersion"]["DefaultValue"]) == ("S3Prefix", "")
+    manifest = f"s3://{BUCKET}/cloudviz/datasets/iris/versions/2.manifest"
+    execution = {"InputData": manifest, "InputDataType": "ManifestFile", "DataSetVersion": "iris@2"}
+    for step in job_steps(definition):
+        for parameters in (execution, {}):
+            assert invalid(*request(definition, step, parameters=parameters)) == "", (step, parameters)
+    _, job = request(definition, "Preprocess", parameters=execution)
+    raw = next(item for item in job["ProcessingInputs"] if item["InputName"] == "raw")
+    assert raw["S3Input"] == {"S3Uri": manifest, "LocalPath": "/opt/ml/processing/raw", "S3DataType": "ManifestFile",
+                              "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
+                              "S3CompressionType": "None"}
+    steps = flattened(definition["Steps"])
+    (register,) = [name for name in job_steps(definition) if steps[name][0]["Type"] == "RegisterModel"]
+    for parameters, expected in ((execution, "iris@2"), ({}, "")):
+        metadata = request(definition, register, parameters=parameters)[1]["CustomerMetadataProperties"]
+        assert metadata["DataSetVersion"].strip() == expected

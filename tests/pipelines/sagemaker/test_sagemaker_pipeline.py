@@ -14,14 +14,14 @@ import boto3
 import pytest
 from moto import mock_aws
 from project_root import ROOT
-from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, offline_definition
+from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, iris_version_parameters, offline_definition
 
 from cloudviz.cli import main
 from pipelines import dag
 from pipelines.datasets import IRIS_PARAMETERS
 from pipelines.definition import GATE_PASSED_PATH, build_pipeline
 from pipelines.sagemaker import AWS_PARAMETERS
-from pipelines.sagemaker.staging import REPOSITORY, staged_code
+from pipelines.sagemaker.staging import REPOSITORY, no_champion, staged_code
 
 SNAPSHOT = ROOT / "tests" / "snapshots" / "sagemaker_pipeline_definition.json"
 STEP_TYPES = {
@@ -78,6 +78,8 @@ def test_the_parameters_are_the_local_ones_plus_where_jobs_run(offline):
         assert declared[parameter.name]["Type"] == parameter.type
         # The InputData default is the staged iris CSV, so the data parameters' defaults are iris's.
         expected = INPUT if parameter.name == "InputData" else IRIS_PARAMETERS.get(parameter.name, parameter.default)
+        if parameter.name == "ChampionModelData":  # the no-champion object: resolved when an execution starts
+            expected = no_champion(BUCKET, "cloudviz").uri
         assert declared[parameter.name]["DefaultValue"] == expected, parameter.name
     assert len(declared) == len(build_pipeline().parameters) + len(AWS_PARAMETERS)
 
@@ -163,7 +165,8 @@ def run_json(capsys, *argv: str) -> dict:
 def test_upsert_stages_the_files_then_creates_and_updates_the_pipeline(account, capsys):
     first = run_json(capsys, "pipeline", "upsert")
     assert first["created"] is True
-    assert {uri.rsplit("/", 1)[1] for uri in first["uploaded"]} == {"preprocess.py", "evaluate.py", "iris.csv"}
+    assert {uri.rsplit("/", 1)[1] for uri in first["uploaded"]} == {"preprocess.py", "evaluate.py", "iris.csv",
+                                                                    "README.json"}
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     stored = sagemaker.describe_pipeline(PipelineName="CloudVizPipeline")
     document = json.loads(stored["PipelineDefinition"])
@@ -190,7 +193,7 @@ def test_start_on_aws_checks_parameters_and_starts_an_execution(account, capsys)
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
     assert {p["Name"]: p["Value"] for p in parameters} == {  # the former name starts the renamed parameter
-        "GateThreshold": "0.95", "TrainingInstanceType": "ml.m5.xlarge"
+        "GateThreshold": "0.95", "TrainingInstanceType": "ml.m5.xlarge", **iris_version_parameters()
     }
 
 
@@ -229,3 +232,31 @@ def test_upsert_builds_the_definition_of_the_objective_family_asked_for(account,
     (objective,) = [p for p in json.loads(stored["PipelineDefinition"])["Parameters"] if p["Name"] == "Objective"]
     assert (objective["DefaultValue"], objective["EnumValues"]) == (
         "reg:squarederror", ["binary:logistic", "reg:squarederror"])
+
+
+def test_start_on_aws_with_a_data_set_version_sends_its_manifest_and_its_parameters(account, capsys):
+    """--dataset is resolved in the bucket before the execution starts: NAME@N, its manifest as InputData read as a
+    ManifestFile, and the parameters describing its data; an unknown one starts nothing."""
+    from pipelines.data.manifest import parse_manifest
+    from pipelines.data.versions import s3_dataset_store
+
+    run_json(capsys, "pipeline", "upsert")
+    s3 = boto3.client("s3", region_name=REGION)
+    argv = ["pipeline", "start", "--target", "aws", "--region", REGION]
+    assert main([*argv, "--dataset", "churn"]) == 2
+    assert "parameter DataSetVersion: data set 'churn': no such data set" in capsys.readouterr().err
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert sagemaker.list_pipeline_executions(PipelineName="CloudVizPipeline")["PipelineExecutionSummaries"] == []
+
+    version = s3_dataset_store(s3, BUCKET, "cloudviz").resolve("iris")  # the bundled data's version 1, in S3
+    arn = run_json(capsys, *argv[:-2], "--dataset", "iris")["pipeline_execution_arn"]
+    parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
+    manifest = f"s3://{BUCKET}/cloudviz/datasets/iris/versions/1.manifest"
+    assert {p["Name"]: p["Value"] for p in parameters} == {
+        "DataSetVersion": "iris@1", "InputData": manifest, "InputDataType": "ManifestFile",
+        **IRIS_PARAMETERS, "ModelPackageGroupName": "CloudVizIris"}
+    assert version.manifest_uri == manifest
+    listed = parse_manifest(s3.get_object(Bucket=BUCKET, Key=manifest.split("/", 3)[3])["Body"].read(), manifest)
+    assert listed.prefix == f"s3://{BUCKET}/cloudviz/datasets/iris/"
+    for uri in listed.uris():  # what SageMaker downloads into /opt/ml/processing/raw
+        s3.head_object(Bucket=BUCKET, Key=uri.split("/", 3)[3])

@@ -1,0 +1,28 @@
+"""The live model of a SageMaker model package group: its highest-numbered Approved version. One rule for what an
+endpoint deploys and for the champion a retraining run is compared with (the command line and the retrain
+function alike; standard library only, as that function packs it).
+
+By ``ModelPackageVersion`` over every page, not by creation time: a version approved late, or re-approved after a
+rejection, keeps its number, and one page may not hold them all.
+"""
+
+from __future__ import annotations
+
+APPROVED = "Approved"
+
+
+def newest_approved(sagemaker_client: object, group: str) -> tuple[str, int] | None:
+    """The ARN and version of ``group``'s highest-numbered Approved package; None when it has none."""
+    pages = sagemaker_client.get_paginator("list_model_packages").paginate(
+        ModelPackageGroupName=group, ModelApprovalStatus=APPROVED
+    )
+    newest = max(
+        ((summary["ModelPackageVersion"], summary["ModelPackageArn"])
+         for page in pages for summary in page["ModelPackageSummaryList"]
+         if summary.get("ModelApprovalStatus", APPROVED) == APPROVED),
+        default=None,
+    )
+    if newest is None:
+        return None
+    version, arn = newest
+    return arn, int(version)

@@ -1,0 +1,84 @@
+"""Data sets in S3 (moto): the same layout as the local target's below ``s3://bucket/prefix/datasets/``, and the
+manifest a SageMaker ManifestFile input reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pipelines.data.manifest import parse_manifest
+from pipelines.data.storage import S3Storage
+from pipelines.data.versions import local_dataset_store, s3_dataset_store
+from pipelines.errors import UserError
+from pipelines.state import StateHome
+
+REGION = "us-east-1"
+BUCKET = "cloudviz-artifacts"
+
+
+@pytest.fixture
+def s3() -> object:
+    with mock_aws():
+        client = boto3.client("s3", region_name=REGION)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def keys(s3: object) -> list[str]:
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+def test_versions_in_s3_have_the_local_layout_and_an_s3_manifest(s3: object, tmp_path: Path) -> None:
+    store = s3_dataset_store(s3, BUCKET, "cloudviz")
+    more = tmp_path / "more.csv"
+    more.write_text("x1,x2,x3,x4,species\n5.1,3.5,1.4,0.2,setosa\n", encoding="utf-8")
+    version = store.add("iris", more)
+    assert version.ref == "iris@2" and version.rows == 151
+    base = "cloudviz/datasets/iris/"
+    assert keys(s3) == sorted([*(f"{base}{part.key}" for part in version.parts), f"{base}versions/1.json",
+                               f"{base}versions/1.manifest", f"{base}versions/2.json", f"{base}versions/2.manifest"])
+    assert version.manifest_uri == f"s3://{BUCKET}/{base}versions/2.manifest"
+    manifest = parse_manifest(s3.get_object(Bucket=BUCKET, Key=f"{base}versions/2.manifest")["Body"].read(), "s3")
+    assert manifest.prefix == f"s3://{BUCKET}/{base}"
+    assert manifest.keys == tuple(part.key for part in version.parts)
+    document = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{base}versions/2.json")["Body"].read())
+    assert document["manifest"] == version.manifest_uri and document["parameters"]["ModelPackageGroupName"] == \
+        "CloudVizIris"
+
+    # The same content again adds nothing; another reader sees the same versions.
+    assert store.add("iris", more) == version
+    assert len(keys(s3)) == 6
+    assert s3_dataset_store(s3, BUCKET, "/cloudviz/").resolve("iris@2") == version
+
+    # The parts are the local target's, byte for byte: the same ids on both targets.
+    local = local_dataset_store(StateHome(tmp_path / "home"))
+    assert local.add("iris", more).id == version.id
+
+
+def test_s3_storage_writes_only_what_is_absent(s3: object) -> None:
+    storage = S3Storage(s3, BUCKET, "p")
+    assert storage.write_if_absent("a/b.json", b"first") is True
+    assert storage.write_if_absent("a/b.json", b"second") is False
+    assert storage.read("a/b.json") == b"first"
+    assert storage.read("a/none") is None
+    assert storage.list("a/") == ["a/b.json"] and storage.list("b/") == []
+    assert storage.uri("a/b.json") == f"s3://{BUCKET}/p/a/b.json"
+
+
+def test_an_interrupted_add_is_named_when_it_blocks_the_next_version(s3: object, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.data.versions as versions
+
+    monkeypatch.setattr(versions, "COMMIT_PAUSE_SECONDS", 0)
+    store = s3_dataset_store(s3, BUCKET, "cloudviz")
+    store.resolve("iris")
+    s3.put_object(Bucket=BUCKET, Key="cloudviz/datasets/iris/versions/2.manifest", Body=b"[]")  # no 2.json
+    more = tmp_path / "more.csv"
+    more.write_text("x1,x2,x3,x4,species\n5.1,3.5,1.4,0.2,setosa\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"iris/versions/2.manifest exists without its version record"):
+        store.add("iris", more)
+    assert store.resolve("iris").version == 1
