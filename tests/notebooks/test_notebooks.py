@@ -84,5 +84,9 @@ def test_the_walkthrough_runs_locally_and_predicts_the_seed_example(tmp_path: Pa
     assert (answer["prediction"], answer["label"], answer["model_version"]) == (1, "virginica", 1)
     outputs = [text_of(cell) for cell in notebook.cells if cell.cell_type == "code"]
     assert any("CheckAccuracy" in text and "Succeeded" in text for text in outputs)
+    # The loop: 60 labelled predictions exported as iris@2, a run on it compared with version 1 (the champion).
+    assert any(text.startswith("60 predictions labelled") for text in outputs), outputs
+    assert any(text.startswith("iris@2: 210 rows in 2 parts (export-feedback)") for text in outputs), outputs
+    assert any("champion (version 1) accuracy" in text for text in outputs), outputs
     assert any("image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
                for output in cell.outputs)  # the confusion matrix
