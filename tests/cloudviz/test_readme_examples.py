@@ -40,7 +40,7 @@ def fenced_blocks() -> list[tuple[str, str]]:
 
 def own_data_block() -> list[str]:
     """The lines of the README's fenced block that runs own data, backslash continuations joined."""
-    (block,) = [text for language, text in fenced_blocks() if not language and "cloudviz pipeline run --data" in text]
+    (block,) = [text for language, text in fenced_blocks() if not language and "cloudviz pipeline run --data " in text]
     return [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
 
 
