@@ -195,7 +195,7 @@ def render(
     sections = [
         f"<h1>Pipeline run {esc(record.run_id)}: <span class='{esc(record.status)}'>{esc(record.status)}</span></h1>",
         run_section(record, figures),
-        data_section(schema, statistics, figures),
+        data_section(schema, statistics, figures, str(record.parameters.get("DataSetVersion") or "")),
         metrics_section(evaluation, figures),
         comparison_section(record, evaluation, live, figures),
         champion_section(evaluation),
@@ -226,7 +226,9 @@ def run_section(record: RunRecord, figures: Figures) -> str:
     )
 
 
-def data_section(schema: dict | None, statistics: dict | None, figures: Figures) -> str:
+def data_section(schema: dict | None, statistics: dict | None, figures: Figures, dataset: str = "") -> str:
+    """The data the run read: a data set version by its ref (its parts are stored under their hashes), else the
+    file by name."""
     if schema is None:
         return "<h2>Data</h2>" + missing("the Preprocess step produced no schema")
     source = schema["source"]
@@ -235,7 +237,8 @@ def data_section(schema: dict | None, statistics: dict | None, figures: Figures)
     label = (", ".join(f"{esc(name)} = {i}" for i, name in enumerate(schema["classes"])) if schema["classes"]
              else f"a number from {esc(target.get('min'))} to {esc(target.get('max'))}")
     summary = (
-        f"<p>{esc(source['file'])} ({source['bytes']:,} bytes, sha256 <code>{esc(source['sha256'])}</code>); "
+        f"<p>{esc(dataset or source['file'])} ({source['bytes']:,} bytes, "
+        f"sha256 <code>{esc(source['sha256'])}</code>); "
         f"label column {esc(schema['label_column'])}, {'classes ' if schema['classes'] else ''}{label}.</p>"
     )
     features = ""

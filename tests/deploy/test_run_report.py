@@ -47,7 +47,7 @@ def test_report_of_a_run_is_self_contained_with_every_section(home: StateHome, c
     assert f"Pipeline run {record['run_id']}: <span class='Succeeded'>Succeeded</span>" in page
     for section in ("<h2>Run</h2>", "<h2>Data</h2>", "<h2>Metrics</h2>", "<h2>Against the live model</h2>"):
         assert section in page
-    assert "iris.csv (3,829 bytes" in page and "setosa = 0, virginica = 1, versicolor = 2" in page
+    assert "iris@1 (3,678 bytes" in page and "setosa = 0, virginica = 1, versicolor = 2" in page
     assert "<td class='n'>0.9583</td>" in page  # the test accuracy
     assert "no version of this run&#x27;s model package group is deployed" in page
     names = [Path(p).name for p in written["figures"]]
