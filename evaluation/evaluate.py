@@ -5,15 +5,17 @@ A SageMaker Processing script (imports nothing outside this folder): Model Monit
 
 The champion input (``champion/``) holds the live model's archive (``model.tar.gz`` as Train writes it, or any
 artifact the built-in container serves: an ``xgboost-model`` member, or the archive's only file), optionally a
-``champion.json`` naming its group and version, or nothing but the no-champion marker (no file, or only
-``README.json``). The gate passes when the gate metric meets the threshold and the challenger is not worse than
-the champion by more than ``--max-regression`` in the metric's direction. Without a champion (a group's first
-model) the threshold alone decides. A champion whose task, number of features or number of classes differs from
-the challenger's schema was trained for another contract: its scores on these rows mean nothing, so it is
-reported as ``not_comparable`` (with why) and the threshold alone decides, as an MLOps engineer retraining on a
-changed schema expects. (A model archive records no feature or class names: a champion with the same counts is
-compared.) A champion archive that cannot be read fails the step: a live model nobody can load is an incident to
-look at, not a reason to skip the comparison.
+``champion.json`` naming its group and version and a ``schema.json``, the data schema it was trained on, or nothing
+but the no-champion marker (no file, or only ``README.json``). The gate passes when the gate metric meets the
+threshold and the challenger is not worse than the champion by more than ``--max-regression`` in the metric's
+direction. Without a champion (a group's first model) the threshold alone decides. A champion whose task, number of
+features or number of classes differs from the challenger's schema was trained for another contract: its scores on
+these rows mean nothing, so it is reported as ``not_comparable`` (with why) and the threshold alone decides, as an
+MLOps engineer retraining on a changed schema expects. With the champion's ``schema.json`` its features and classes
+are matched by name: the same ones in another order are compared (each test column and class index taken as the
+champion's order has it), other names are not comparable. (A model archive records no names: without the schema, a
+champion with the same counts is compared.) A champion archive that cannot be read fails the step: a live model
+nobody can load is an incident to look at, not a reason to skip the comparison.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ SECTIONS = {
 DEFAULT_GATE_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "regression": "r2"}
 LOWER_IS_BETTER = ("mse", "rmse", "mae", "false_positive_rate", "false_negative_rate")
 CHAMPION_FILE = "champion.json"  # the champion's group and version, when the caller knows them
+CHAMPION_SCHEMA = "schema.json"  # the data schema the champion was trained on, when the caller knows it
 NO_CHAMPION_MARKER = "README.json"  # the object the AWS pipeline's no-champion input holds
 TOLERANCE = 1e-9  # float noise: 0.9333 - 0.9233 must count as a regression of 0.01, not 0.0100000001
 
@@ -288,18 +291,19 @@ def feature_importance(booster: xgb.Booster, features: list[str]) -> dict[str, f
     return {name: float(gain.get(f"f{i}", gain.get(name, 0.0))) for i, name in enumerate(features)}
 
 
-def champion_input(folder: Path) -> tuple[xgb.Booster | None, dict]:
-    """The champion's booster (None: no champion) and what ``champion.json`` says about it (group, version)."""
+def champion_input(folder: Path) -> tuple[xgb.Booster | None, dict, dict | None]:
+    """The champion's booster (None: no champion), what ``champion.json`` says about it (group, version) and its
+    data schema (None: not given)."""
     if not folder.is_dir():
-        return None, {}
+        return None, {}, None
     files = sorted(path for path in folder.rglob("*") if path.is_file())
-    known_file = folder / CHAMPION_FILE
-    known = json.loads(known_file.read_text(encoding="utf-8")) if known_file.is_file() else {}
-    archives = [path for path in files if path.name not in (CHAMPION_FILE, NO_CHAMPION_MARKER)]
+    known, schema = (json.loads((folder / name).read_text(encoding="utf-8")) if (folder / name).is_file() else None
+                     for name in (CHAMPION_FILE, CHAMPION_SCHEMA))
+    archives = [path for path in files if path.name not in (CHAMPION_FILE, CHAMPION_SCHEMA, NO_CHAMPION_MARKER)]
     if len(archives) > 1:
         names = ", ".join(str(path.relative_to(folder)) for path in archives)
         raise InputError(f"{folder}: the champion input holds one model archive, not {len(archives)} files ({names})")
-    return (read_booster(archives[0], container_rule=True) if archives else None), known
+    return (read_booster(archives[0], container_rule=True) if archives else None), known or {}, schema
 
 
 def task_of(objective: str) -> str:
@@ -323,6 +327,24 @@ def contract_mismatch(booster: xgb.Booster, task: str, classes: list[str], featu
     return None
 
 
+def named_order(champion_schema: dict | None, schema: dict) -> tuple[np.ndarray, np.ndarray] | str:
+    """How the champion reads the challenger's test rows, by the names its own schema gives (none: as they are):
+    the test columns in its feature order and the challenger's index of each of its class indices; a text saying
+    why they do not match."""
+    features, classes = schema["feature_columns"], schema["classes"]
+    theirs = champion_schema or {}
+    their_features, their_classes = theirs.get("feature_columns", features), theirs.get("classes", classes)
+    if sorted(their_features) != sorted(features):
+        return f"the champion's features are {', '.join(their_features)}, the challenger's {', '.join(features)}"
+    if sorted(their_classes) != sorted(classes):
+        return f"the champion's classes are {', '.join(their_classes)}, the challenger's {', '.join(classes)}"
+    their_label, label = theirs.get("label_column"), schema.get("label_column")
+    if not classes and their_label and label and their_label != label:
+        return f"the champion predicts {their_label}, the challenger {label}"
+    return (np.array([features.index(name) for name in their_features], dtype=np.int64),
+            np.array([classes.index(name) for name in their_classes], dtype=np.int64))
+
+
 def champion_comparison(outcome: dict, champion_value: float, max_regression: float, known: dict) -> dict:
     """The champion section's gate fields: whether the challenger (the gate's value) is worse than the champion by
     more than ``max_regression`` in the metric's direction."""
@@ -342,13 +364,19 @@ def all_class_indices(labels: np.ndarray, n_classes: int) -> bool:
     return bool(labels.min() >= 0 and labels.max() < n_classes and np.all(labels == np.floor(labels)))
 
 
-def score(booster: xgb.Booster, task: str, test_x: np.ndarray, test_y: np.ndarray, classes: list[str]) -> dict:
+def score(booster: xgb.Booster, task: str, test_x: np.ndarray, test_y: np.ndarray, classes: list[str],
+          class_order: np.ndarray | None = None) -> dict:
+    """The task's report of ``booster`` on the test rows; ``class_order``: the challenger's index of each of the
+    booster's class indices (a champion trained with the classes in another order)."""
     if task == "regression":
         return regression_report(test_y, booster.predict(xgb.DMatrix(test_x)).astype(np.float64))
     labels = test_y.astype(np.int64)
     if task == "binary":
-        return binary_report(labels, booster.predict(xgb.DMatrix(test_x)).astype(np.float64), classes)
-    return metrics_report(labels, predict_classes(booster, test_x), classes)
+        probability = booster.predict(xgb.DMatrix(test_x)).astype(np.float64)
+        swapped = class_order is not None and bool(class_order[0] == 1)  # its positive class is our negative one
+        return binary_report(labels, 1 - probability if swapped else probability, classes)
+    predicted = predict_classes(booster, test_x)
+    return metrics_report(labels, predicted if class_order is None else class_order[predicted], classes)
 
 
 def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9, max_regression: float = 0.01) -> dict:
@@ -374,21 +402,23 @@ def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9, max
     test_x, test_y = load_test(base / "test", len(features))
     if task != "regression" and not all_class_indices(test_y, len(classes)):
         raise InputError(f"{base / 'test'}: labels outside the {len(classes)} classes of the schema")
-    champion, known = champion_input(base / "champion")
+    champion, known, champion_schema = champion_input(base / "champion")
     report = score(booster, task, test_x, test_y, classes)
     report["feature_importance"] = feature_importance(booster, features)
     report["gate"] = gate(report, task, gate_metric, gate_threshold)
     section = {**known, "max_regression": max_regression, "champion_value": None,
                "challenger_value": report["gate"]["value"]}
-    mismatch = None if champion is None else contract_mismatch(champion, task, classes, features)
+    order = None if champion is None else (contract_mismatch(champion, task, classes, features)
+                                           or named_order(champion_schema, schema))
     if champion is None:
         report["champion"] = {**section, "status": "none", "reason": "no champion: the group has no live model yet; "
                               "the threshold alone decides"}
-    elif mismatch:
+    elif isinstance(order, str):
         report["champion"] = {**section, "status": "not_comparable",
-                              "reason": f"{mismatch}: no comparable champion; the threshold alone decides"}
+                              "reason": f"{order}: no comparable champion; the threshold alone decides"}
     else:
-        champion_report = score(champion, task, test_x, test_y, classes)
+        columns, class_order = order
+        champion_report = score(champion, task, test_x[:, columns], test_y, classes, class_order)
         champion_value = champion_report[SECTIONS[task]][report["gate"]["metric"]]["value"]
         comparison = champion_comparison(report["gate"], champion_value, max_regression, known)
         report["champion"] = {**section, "status": "compared", **comparison, **champion_report}

@@ -150,3 +150,58 @@ def test_a_champion_archive_is_read_as_the_serving_container_reads_it(
     assert evaluate.main(["--base-dir", str(base)]) == 2
     assert error_of(capsys) == (f"{base / 'champion'}: the champion input holds one model archive, not 2 files "
                                 "(model.tar.gz, other.tar.gz)")
+
+
+def write_champion_schema(base: Path, classes: list[str], features: list[str]) -> None:
+    schema = {"classes": classes, "feature_columns": features, "label_column": "species"}
+    (base / "champion" / "schema.json").write_text(json.dumps(schema), encoding="utf-8")
+
+
+def test_a_champion_with_the_classes_and_features_in_another_order_is_scored_by_name(
+    tmp_path: Path, iris_split: dict, softmax: xgb.Booster
+):
+    """The champion trained on the same data with class indices and feature columns in another order: remapped by
+    its schema, it is the same model, so it scores exactly as the challenger does."""
+    permutation, columns = np.array([2, 0, 1]), [3, 1, 0, 2]  # challenger class i is the champion's permutation[i]
+    classes = ["setosa", "virginica", "versicolor"]
+    theirs = {**iris_split, "train_x": iris_split["train_x"][:, columns], "train_y": permutation[iris_split["train_y"]]}
+    base = write_layout(tmp_path, softmax, iris_split["test_x"], iris_split["test_y"])
+    write_champion(base, train(theirs, "multi:softmax"))
+    write_champion_schema(base, [classes[i] for i in np.argsort(permutation)], [FEATURES[i] for i in columns])
+    section = evaluated(base, "--max-regression", "0")["champion"]
+    assert section["status"] == "compared"
+    assert section["champion_value"] == pytest.approx(accuracy_of(softmax, iris_split))
+    # without its schema, the same champion is scored on the wrong indices
+    (base / "champion" / "schema.json").unlink()
+    assert evaluated(base)["champion"]["champion_value"] < accuracy_of(softmax, iris_split) - 0.5
+
+
+def test_a_binary_champion_with_its_classes_swapped_is_scored_by_name(tmp_path: Path, iris_split: dict):
+    def binary(split: dict, positive: int) -> dict:
+        return {**split, "train_y": (split["train_y"] == 0) == positive, "test_y": (split["test_y"] == 0) == positive}
+
+    ours, theirs = binary(iris_split, True), binary(iris_split, False)
+    challenger, champion = (xgb.train({"objective": "binary:logistic", "max_depth": 2},
+                                      xgb.DMatrix(split["train_x"], label=split["train_y"]), 4)
+                            for split in (ours, theirs))
+    base = write_layout(tmp_path, challenger, ours["test_x"], ours["test_y"].astype(float), classes=["other", "setosa"])
+    (base / "schema" / "schema.json").write_text(json.dumps(
+        {"task": "binary", "classes": ["other", "setosa"], "feature_columns": FEATURES}), encoding="utf-8")
+    write_champion(base, champion)
+    write_champion_schema(base, ["setosa", "other"], FEATURES)
+    report = evaluated(base, "--gate-metric", "f1", "--gate-threshold", "0.1", "--max-regression", "0")
+    assert report["champion"]["status"] == "compared"
+    assert report["champion"]["champion_value"] == pytest.approx(report["gate"]["value"])
+
+
+def test_a_champion_with_other_feature_or_class_names_is_not_comparable(
+    tmp_path: Path, iris_split: dict, softmax: xgb.Booster
+):
+    base = write_layout(tmp_path, softmax, iris_split["test_x"], iris_split["test_y"])
+    write_champion(base, softmax)
+    write_champion_schema(base, ["setosa", "virginica", "versicolor"], ["x1", "x2", "x3", "petal_width"])
+    assert evaluated(base)["champion"]["reason"] == (
+        "the champion's features are x1, x2, x3, petal_width, the challenger's x1, x2, x3, x4: no comparable "
+        "champion; the threshold alone decides")
+    write_champion_schema(base, ["setosa", "virginica", "other"], FEATURES)
+    assert evaluated(base)["champion"]["status"] == "not_comparable"
