@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,16 +106,8 @@ class ModelRegistry:
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return sqlite_files.connect(self.path, foreign_keys=True)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite_files.transaction(self.path, foreign_keys=True)
 
     def _add_missing_columns(self) -> None:
         """Migrate a registry.db made by an older version in place; its versions get each column's default."""

@@ -94,15 +94,7 @@ class RunRecord:
 
     def runner_alive(self) -> bool:
         """Whether the process that executes this run is still running."""
-        if self.pid is None:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return self.pid is not None and process_alive(self.pid)
 
     def save(self) -> None:
         write_json_atomic(self.folder / "run.json", self.to_dict())
@@ -157,3 +149,14 @@ class RunStore:
         paths = self.folder.glob("*/run.json")
         records = [RunRecord.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
         return sorted(records, key=lambda r: (r.created_at, r.run_id), reverse=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user's counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

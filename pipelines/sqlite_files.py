@@ -28,3 +28,17 @@ def connect(path: Path, foreign_keys: bool = False) -> Iterator[sqlite3.Connecti
         yield db
     finally:
         db.close()
+
+
+@contextmanager
+def transaction(path: Path, foreign_keys: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection inside ``BEGIN IMMEDIATE``: it holds the write lock from its first read, so no other process
+    writes between what it reads and what it writes. Committed on exit, rolled back on an error."""
+    with connect(path, foreign_keys) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

@@ -97,8 +97,7 @@ class LocalSchedules(FileSchedules):
         if not wait:
             return entries
         scheduler.wait()
-        by_id = {entry.id: entry for entry in scheduler.history.entries(limit=len(entries) + 100)}
-        return [by_id.get(entry.id, entry) for entry in entries]
+        return [scheduler.history.get(entry.id) for entry in entries]
 
     def _started(self, name: str) -> None:
         ScheduleHistory(self.home.schedules_db).set_baseline(name, self.clock())

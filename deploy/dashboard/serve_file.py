@@ -9,7 +9,6 @@ leaves it behind; its pid then names no process (or one that does not answer at 
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.errors import UserError
+from pipelines.runs import process_alive
 from pipelines.state import write_json_atomic
 
 
@@ -49,16 +49,6 @@ def forget_serve(path: Path, record: ServeRecord) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_serve(path: Path, start: str = "cloudviz serve") -> ServeRecord:
     """The record of the serve of ``path`` that is running; a one-line UserError when there is none, saying to
     ``start`` one (the command that serves its endpoint)."""
@@ -69,7 +59,7 @@ def running_serve(path: Path, start: str = "cloudviz serve") -> ServeRecord:
         record = ServeRecord(**json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as error:
         raise UserError(f"{path} is not a serve record ({error}): {hint}") from None
-    if not _alive(record.pid):
+    if not process_alive(record.pid):
         raise UserError(f"cloudviz serve is not running: {path} names process {record.pid}, which has exited;"
                         f" {hint}")
     return record

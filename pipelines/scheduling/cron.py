@@ -140,12 +140,13 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def compact(values: frozenset[int], low: int, high: int) -> str:
-    """EventBridge text for a set of values: ``*``, ``start/step``, or ranges and single values."""
+def compact(values: frozenset[int], low: int, high: int, steps: bool = True) -> str:
+    """EventBridge text for a set of values: ``*``, ``start/step`` (when ``steps``: EventBridge's day-of-week
+    takes none), or ranges and single values."""
     ordered = sorted(values)
     if ordered == list(range(low, high + 1)):
         return "*"
-    step = ordered[1] - ordered[0] if len(ordered) > 2 else 0
+    step = ordered[1] - ordered[0] if steps and len(ordered) > 2 else 0
     if step > 1 and ordered == list(range(ordered[0], high + 1, step)):
         return f"{ordered[0]}/{step}"
     runs: list[list[int]] = []
@@ -162,13 +163,14 @@ def to_eventbridge(text: str) -> str:
     is ``?`` and day-of-week counts 1-7 from Sunday (SUN=1)."""
     expression = CronExpression.parse(text)
     every_day, every_weekday = len(expression.days) == 31, len(expression.weekdays) == 7
-    if not every_day and not every_weekday:
+    if expression.days_restricted and expression.weekdays_restricted and (every_day or every_weekday):
+        days, weekdays = "*", "?"  # a day matches either field, and one of them matches every day
+    elif every_weekday:
+        days, weekdays = compact(expression.days, 1, 31), "?"
+    elif every_day:
+        days, weekdays = "?", compact(frozenset(day + 1 for day in expression.weekdays), 1, 7, steps=False)
+    else:
         raise UserError(f"cron {text!r}: day-of-week: EventBridge cannot schedule on a day of the month and a day "
                         "of the week at once; restrict only one of them (the other '*')")
     minutes, hours = compact(expression.minutes, 0, 59), compact(expression.hours, 0, 23)
-    months = compact(expression.months, 1, 12)
-    if not every_weekday:
-        days, weekdays = "?", compact(frozenset(day + 1 for day in expression.weekdays), 1, 7)
-    else:
-        days, weekdays = compact(expression.days, 1, 31), "?"
-    return f"cron({minutes} {hours} {days} {months} {weekdays} *)"
+    return f"cron({minutes} {hours} {days} {compact(expression.months, 1, 12)} {weekdays} *)"

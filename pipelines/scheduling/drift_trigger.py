@@ -26,7 +26,6 @@ from pipelines.scheduling.launcher import (
     RunStarter,
     local_run_starter,
     newest_version,
-    run_overrides,
     utc_now,
 )
 from pipelines.state import StateHome
@@ -103,7 +102,7 @@ class DriftTrigger:
                                                                   last_trained))
         if entry.status == STARTING:
             entry = self.history.update(entry.id, dataset_version=newest)
-            self.runs.launch(entry, run_overrides({"ModelPackageGroupName": self.group}, newest))
+            self.runs.launch(entry, {"ModelPackageGroupName": self.group})
             self.on_event(f"drift-triggered retraining of {self.group} started: {entry.reason}")
         else:
             self.on_event(f"drift-triggered retraining of {self.group} skipped: {entry.reason}")

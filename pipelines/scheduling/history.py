@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines import sqlite_files
 from pipelines.retraining import Decision
+from pipelines.runs import process_alive
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedule_state (
@@ -50,16 +51,6 @@ def time_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass(frozen=True)
 class HistoryEntry:
     id: int
@@ -86,24 +77,17 @@ class ScheduleHistory:
         self.path = path
         self._created = False
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _created_path(self) -> Path:
         if not self._created:
             sqlite_files.create(self.path, SCHEMA)
             self._created = True
-        with sqlite_files.connect(self.path) as db:
-            yield db
+        return self.path
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite_files.connect(self._created_path())
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite_files.transaction(self._created_path())
 
     # -- the last due time handled ------------------------------------------------------------------
 
@@ -137,18 +121,20 @@ class ScheduleHistory:
                        "UPDATE SET last_due = excluded.last_due", (schedule, time_text(due_at)))
             running = self._executing(db, schedule, now)
             if running is not None:
-                what = f"run {running.run_id}" if running.run_id else f"run (being started by process {running.pid})"
-                return self._insert(db, schedule, trigger, due_at, now, SKIPPED,
-                                    f"previous {what} still executing", ended=True)
+                return self._insert(db, schedule, trigger, due_at, now, SKIPPED, still_executing(running), ended=True)
             return self._insert(db, schedule, trigger, due_at, now, STARTING, note)
 
     def claim_drift(self, key: str, now: datetime, decide: Callable[[datetime | None], Decision]) -> HistoryEntry:
         """Record the alarm as ``key``'s entry: STARTING when ``decide`` (given when the last run ``key`` started)
-        allows a run, else SKIPPED with its reason. One transaction, so two serves share the cool-down."""
+        allows a run and no earlier one executes, else SKIPPED with the reason. One transaction, so two serves share
+        the cool-down."""
         with self._transaction() as db:
+            running = self._executing(db, key, now)
             row = db.execute("SELECT handled_at FROM schedule_history WHERE schedule = ? AND status != ? "
                              "ORDER BY id DESC LIMIT 1", (key, SKIPPED)).fetchone()
             decision = decide(datetime.fromisoformat(row["handled_at"]) if row else None)
+            if decision.start and running is not None:  # a cool-down shorter than a run
+                decision = Decision(False, still_executing(running))
             status = STARTING if decision.start else SKIPPED
             return self._insert(db, key, DRIFT, now, now, status, decision.reason, ended=not decision.start)
 
@@ -183,6 +169,10 @@ class ScheduleHistory:
             db.execute(f"UPDATE schedule_history SET {columns} WHERE id = ?", (*changes.values(), entry_id))
             return entry_of(db.execute("SELECT * FROM schedule_history WHERE id = ?", (entry_id,)).fetchone())
 
+    def get(self, entry_id: int) -> HistoryEntry:
+        with self._connect() as db:
+            return entry_of(db.execute("SELECT * FROM schedule_history WHERE id = ?", (entry_id,)).fetchone())
+
     def last_succeeded(self, schedule: str) -> HistoryEntry | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM schedule_history WHERE schedule = ? AND status = ? ORDER BY id DESC "
@@ -196,6 +186,11 @@ class ScheduleHistory:
             rows = db.execute(f"SELECT * FROM schedule_history {where} ORDER BY id DESC LIMIT ?",
                               (*values, limit)).fetchall()
         return [entry_of(row) for row in rows]
+
+
+def still_executing(running: HistoryEntry) -> str:
+    what = f"run {running.run_id}" if running.run_id else f"run (being started by process {running.pid})"
+    return f"previous {what} still executing"
 
 
 def entry_of(row: sqlite3.Row) -> HistoryEntry:

@@ -41,8 +41,9 @@ class _Created:
 
 
 def local_run_starter(home: StateHome) -> RunStarter:
+    log_to_file(home.logs / "runner.log", "pipelines")  # once: runs in threads side by side share the file handler
+
     def start(overrides: dict[str, str], on_created: Callable[[RunRecord], None]) -> RunRecord:
-        log_to_file(home.logs / "runner.log", "pipelines")
         return LocalRunner(home, build_pipeline(), _Created(on_created)).start(overrides)
 
     return start
@@ -56,11 +57,6 @@ def newest_version(home: StateHome, dataset: str) -> str | None:
         return None
 
 
-def run_overrides(parameters: dict[str, str], dataset_version: str) -> dict[str, str]:
-    """The schedule's parameters with the data set version to train on."""
-    return {**parameters, DATASET_PARAMETER: dataset_version}
-
-
 class BackgroundRuns:
     """Runs started for history entries, each in its own thread; ``wait`` joins them."""
 
@@ -70,7 +66,9 @@ class BackgroundRuns:
         self.clock = clock
         self._threads: list[threading.Thread] = []
 
-    def launch(self, entry: HistoryEntry, overrides: dict[str, str]) -> None:
+    def launch(self, entry: HistoryEntry, parameters: dict[str, str]) -> None:
+        """Run the pipeline with ``parameters`` on the entry's data set version."""
+        overrides = {**parameters, DATASET_PARAMETER: entry.dataset_version or ""}
         thread = threading.Thread(target=self._run, args=(entry, overrides), name=f"retrain-{entry.schedule}",
                                   daemon=True)
         self._threads = [*(alive for alive in self._threads if alive.is_alive()), thread]

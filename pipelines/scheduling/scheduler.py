@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from pipelines.errors import UserError
 from pipelines.retraining import scheduled_run_decision
 from pipelines.scheduling.definitions import ScheduleDefinition, load_schedules
 from pipelines.scheduling.history import CATCH_UP, CRON, SKIPPED, HistoryEntry, ScheduleHistory, time_text
@@ -23,7 +24,6 @@ from pipelines.scheduling.launcher import (
     RunStarter,
     local_run_starter,
     newest_version,
-    run_overrides,
     utc_now,
 )
 from pipelines.state import StateHome
@@ -75,7 +75,7 @@ class Scheduler:
             return self.history.update(entry.id, status=SKIPPED, reason=reason, dataset_version=newest,
                                        ended_at=time_text(self.clock()))
         entry = self.history.update(entry.id, reason=reason, dataset_version=newest)
-        self.runs.launch(entry, run_overrides(dict(definition.parameters), newest))
+        self.runs.launch(entry, dict(definition.parameters))
         return entry
 
     def wait(self, timeout: float | None = None) -> None:
@@ -103,13 +103,20 @@ class SchedulerLoop:
 
     def run(self) -> None:
         """Tick until ``stop`` (in this thread)."""
+        reported = ""  # a broken definitions file is said once, not every tick until it is mended
         while True:
             try:
                 for entry in self.scheduler.tick():
                     self.on_event(describe(entry))
+                reported = ""
             except Exception as error:  # the next tick may do better; a serve keeps serving either way
-                logger.exception("scheduler tick failed")
-                self.on_event(f"scheduler: {error}")
+                if str(error) != reported:
+                    reported = str(error)
+                    if isinstance(error, UserError):
+                        logger.warning("scheduler: %s", error)
+                    else:
+                        logger.exception("scheduler tick failed")
+                    self.on_event(f"scheduler: {error}")
             if self._stop.wait(self.interval_seconds):
                 return
 

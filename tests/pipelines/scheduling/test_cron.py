@@ -16,6 +16,8 @@ FRIDAY = datetime(2024, 5, 3, 10, 0, tzinfo=UTC)
     ("30 2 1 * *", datetime(2024, 6, 1, 2, 30, tzinfo=UTC)),
     ("0 12 29 feb *", datetime(2028, 2, 29, 12, 0, tzinfo=UTC)),
     ("0 0 13 * FRI", datetime(2024, 5, 10, 0, 0, tzinfo=UTC)),  # both day fields: either matches, as cron does
+    ("0 0 1 * 0-6", datetime(2024, 5, 4, 0, 0, tzinfo=UTC)),  # ... so every day here
+    ("0 0 */2 * MON", datetime(2024, 5, 13, 0, 0, tzinfo=UTC)),  # a field starting with '*' is no restriction
 ])
 def test_next_after(text, expected):
     assert CronExpression.parse(text).next_after(FRIDAY) == expected
@@ -46,6 +48,10 @@ def test_errors_name_the_field(text, field):
     ("0 0 * * 5-7", "cron(0 0 ? * 1,6,7 *)"),
     ("*/15 */6 * * *", "cron(0/15 0/6 * * ? *)"),
     ("30 2 1,15 JAN-MAR *", "cron(30 2 1,15 1-3 ? *)"),
+    ("0 0 * * */2", "cron(0 0 ? * 1,3,5,7 *)"),  # EventBridge's day-of-week takes no '/'
+    ("0 0 */2 * *", "cron(0 0 1/2 * ? *)"),
+    ("0 0 1-31 * MON", "cron(0 0 * * ? *)"),  # both restricted: either matches, and day-of-month matches every day
+    ("0 0 1 * 0-6", "cron(0 0 * * ? *)"),
 ])
 def test_to_eventbridge(text, expected):
     assert to_eventbridge(text) == expected

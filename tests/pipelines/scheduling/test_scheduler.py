@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 from deploy.monitoring.alarm_history import ALARM, OK, Transition
 from deploy.monitoring.alarm_rules import ALARM_RULES
 from pipelines.registry import ModelRegistry
+from pipelines.retraining import Decision
 from pipelines.scheduling.definitions import ScheduleDefinition, save_schedules
 from pipelines.scheduling.drift_trigger import FEATURE_DRIFT_ALARM, DriftTrigger
 from pipelines.scheduling.history import CATCH_UP, CRON, SKIPPED, STARTING, SUCCEEDED, ScheduleHistory
-from pipelines.scheduling.scheduler import Scheduler
+from pipelines.scheduling.scheduler import Scheduler, SchedulerLoop
 from pipelines.state import StateHome
 
 T0 = datetime(2024, 5, 3, 12, 0, tzinfo=UTC)  # the schedules below are due daily at 03:00 UTC
@@ -117,3 +119,42 @@ def test_drift_alarm_starts_one_run_within_its_cooldown(home):
     late = trigger.on_alarm()
     assert late.status == SKIPPED and "not grown" in late.reason
     assert len(list(home.runs.iterdir())) == 1
+
+
+def start(last_run_at: datetime | None) -> Decision:  # a drift decision with no cool-down
+    return Decision(True, "feature drift")
+
+
+def test_a_drift_run_whose_process_ended_is_failed_and_a_live_one_is_not_overlapped(home):
+    history = ScheduleHistory(home.schedules_db)
+    live = history.claim_drift("drift:G", T0, start)
+    assert live.status == STARTING
+    overlapping = history.claim_drift("drift:G", T0 + timedelta(minutes=1), start)
+    assert overlapping.status == SKIPPED and overlapping.reason == "previous run (being started by process " \
+        f"{live.pid}) still executing"
+    ended = multiprocessing.get_context("spawn").Process(target=print)
+    ended.start()
+    ended.join()
+    history.update(live.id, status="executing", run_id="r1", pid=ended.pid)
+    assert history.claim_drift("drift:G", T0 + timedelta(minutes=2), start).status == STARTING
+    failed = history.get(live.id)
+    assert failed.status == "failed" and "cloudviz pipeline resume r1" in failed.reason
+
+
+def test_the_loop_reports_a_broken_file_once_keeps_ticking_and_stops(home, tmp_path):
+    path = tmp_path / "cloudviz.schedules.json"
+    path.write_text("{not json")
+    events: list[str] = []
+    ticks = threading.Semaphore(0)
+
+    class Counted(Scheduler):
+        def tick(self, now=None):
+            ticks.release()
+            return super().tick(now)
+
+    loop = SchedulerLoop(Counted(home, path, clock=Clock(T0)), 0.01, events.append).start()
+    for _ in range(5):
+        assert ticks.acquire(timeout=10), events
+    loop.stop()
+    assert len(events) == 1, events  # said once, not on each of the 5 ticks
+    assert events[0].startswith(f"scheduler: {path}: not JSON")
