@@ -9,6 +9,9 @@ rejection, keeps its number, and one page may not hold them all.
 from __future__ import annotations
 
 APPROVED = "Approved"
+# Below the artifact prefix: the object a run without a champion reads as its champion (a Processing input needs an
+# existing object; the pipeline upsert stages it).
+NO_CHAMPION_KEY = "cloudviz/no-champion/README.json"
 
 
 def newest_approved(sagemaker_client: object, group: str) -> tuple[str, int] | None:
@@ -26,3 +29,13 @@ def newest_approved(sagemaker_client: object, group: str) -> tuple[str, int] | N
         return None
     version, arn = newest
     return arn, int(version)
+
+
+def live_model_data(sagemaker_client: object, group: str) -> str | None:
+    """The model artifact (ModelDataUrl) of ``group``'s newest Approved version, the champion a retraining run is
+    compared with; None when the group has none."""
+    newest = newest_approved(sagemaker_client, group)
+    if newest is None:
+        return None
+    package = sagemaker_client.describe_model_package(ModelPackageName=newest[0])
+    return package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]

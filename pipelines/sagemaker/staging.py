@@ -10,10 +10,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.approved_version import NO_CHAMPION_KEY
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 # A Processing input needs an existing object: ChampionModelData's default, when a group has no Approved version.
 NO_CHAMPION_FILE = Path(__file__).resolve().parent / "no_champion" / "README.json"
-NO_CHAMPION_KEY = "cloudviz/no-champion/README.json"  # below the prefix
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ aws`` and ``cloudviz.aws``."""
 
 from __future__ import annotations
 
+from pipelines.approved_version import live_model_data
 from pipelines.champion import CHAMPION_PARAMETER
 from pipelines.data.versions import IRIS, DatasetStore
 from pipelines.definition import (
@@ -77,18 +78,6 @@ def with_dataset_version(overrides: dict[str, str], datasets: DatasetStore | Non
     return {**overrides, **{name: str(value) for name, value in set_by_version.items()}}
 
 
-def champion_model_data(sagemaker: object, group: str) -> str | None:
-    """The model artifact (ModelDataUrl) of ``group``'s newest Approved version; None when it has none."""
-    from deploy.aws.registry import latest_approved_package  # here: it imports boto3, which the CLI loads lazily
-
-    try:
-        arn, _ = latest_approved_package(sagemaker, group)
-    except UserError:  # no Approved version (or no group) yet: the group's first model has no champion
-        return None
-    package = sagemaker.describe_model_package(ModelPackageName=arn)
-    return package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-
-
 def with_champion(sagemaker: object, overrides: dict[str, str]) -> dict[str, str]:
     """``overrides`` with ChampionModelData resolved when the execution starts, unless given: the newest Approved
     version's artifact of the run's group; left out when there is none, so the definition's default, the
@@ -96,5 +85,5 @@ def with_champion(sagemaker: object, overrides: dict[str, str]) -> dict[str, str
     if overrides.get(CHAMPION_PARAMETER, "").strip():
         return overrides
     others = {name: value for name, value in overrides.items() if name != CHAMPION_PARAMETER}
-    url = champion_model_data(sagemaker, overrides.get("ModelPackageGroupName", DEFAULT_GROUP))
+    url = live_model_data(sagemaker, overrides.get("ModelPackageGroupName", DEFAULT_GROUP))
     return {**others, CHAMPION_PARAMETER: url} if url else others

@@ -29,7 +29,7 @@ from typing import Any
 
 import boto3
 
-from pipelines.approved_version import newest_approved
+from pipelines.approved_version import NO_CHAMPION_KEY, live_model_data
 from pipelines.retraining import Decision, drift_run_decision, scheduled_run_decision
 
 logger = logging.getLogger()
@@ -40,7 +40,6 @@ ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 DRIFT_TRIGGER = "drift"
 SUCCEEDED = "Succeeded"
 RUNNING = ("Executing", "Stopping")
-NO_CHAMPION_KEY = "cloudviz/no-champion/README.json"  # below the prefix; the pipeline upsert stages it
 DISPLAY_NAME_LENGTH = 82  # PipelineExecutionDisplayName: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,81}
 FIELD = re.compile(r"(\w+)=(\S+)")
 VERSION_JSON = re.compile(r"([1-9][0-9]*)\.json")
@@ -166,13 +165,7 @@ class Pipeline:
 
     def champion(self) -> str:
         """The newest Approved package's model artifact, or the no-champion object."""
-        newest = newest_approved(self.sagemaker, self.group)
-        if newest is not None:
-            described = self.sagemaker.describe_model_package(ModelPackageName=newest[0])
-            containers = described.get("InferenceSpecification", {}).get("Containers", [])
-            if containers and containers[0].get("ModelDataUrl"):
-                return containers[0]["ModelDataUrl"]
-        return f"s3://{self.bucket}/{self.prefix}/{NO_CHAMPION_KEY}"
+        return live_model_data(self.sagemaker, self.group) or f"s3://{self.bucket}/{self.prefix}/{NO_CHAMPION_KEY}"
 
     def start(self, trigger: Trigger, version: DatasetVersion, reason: str, token: str, now: datetime) -> str:
         parameters = {

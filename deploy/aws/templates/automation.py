@@ -27,6 +27,7 @@ import json
 import math
 import re
 
+from deploy.aws.functions.retrain import ALARM_STATE_CHANGE
 from deploy.aws.functions.smoke_test import longest_run_seconds
 from deploy.aws.lambda_zip import REDEPLOY_HANDLER, RETRAIN_HANDLER, SMOKE_TEST_HANDLER
 from deploy.aws.names import DEFAULT_GROUP, ResourceNames
@@ -63,7 +64,6 @@ APPROVAL_STAGES = ("dev",)  # where an approval deploys; the other stages get a 
 SMOKE_TESTED_STAGES = ("dev",)  # where each deployment is smoke-tested (its record gates the promotion)
 REDEPLOY_TIMEOUT_SECONDS = 60
 RETRAIN_TIMEOUT_SECONDS = 60  # a few listings and reads, one StartPipelineExecution
-ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 FEATURE_DRIFT_RULE = next(rule for rule in ALARM_RULES if rule.metric_name == "FeatureDrift")
 DEFAULT_DATASET = "iris"  # the bundled data set, the default group's
 # The wait for the API's version cache (at most the api stack's longest ModelVersionTtlSeconds), the API calls
@@ -437,8 +437,9 @@ def retrain_role(names: ResourceNames, settings: AwsSettings) -> dict:
             statement(["sagemaker:ListPipelineParametersForExecution"],
                       [arn("sagemaker", f"pipeline/{names.pipeline_name.lower()}/execution/*")],
                       "ReadWhatARunTrainedOn"),
-            # IAM authorizes listing against the account's model packages; describing against the group's.
-            statement(["sagemaker:ListModelPackages"], [arn("sagemaker", "model-package/*")], "ListPackages"),
+            # IAM authorizes listing a group's versions against the group (as a group's resource policy grants it).
+            statement(["sagemaker:ListModelPackages"],
+                      [arn("sagemaker", f"model-package-group/{names.model_package_group.lower()}")], "ListPackages"),
             statement(["sagemaker:DescribeModelPackage"], [packages_arn(names)], "ReadTheChampion"),
             {**statement(["s3:ListBucket"], [sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")], "ListDataSets"),
              "Condition": {"StringLike": {"s3:prefix": [f"{datasets}*"]}}},

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 
 import boto3
-import pytest
-from moto import mock_aws
-from sagemaker_definition import BUCKET, REGION, ROLE, flattened, iris_version_parameters, offline_definition
+from sagemaker_definition import BUCKET, REGION, flattened, iris_version_parameters, offline_definition
 
 from cloudviz.cli import main
 
@@ -32,18 +30,6 @@ def test_evaluate_reads_the_champion_input_and_max_regression():
     register, _ = flattened(document["Steps"])["Register"]
     assert register["Arguments"]["CustomerMetadataProperties"]["ChampionModelData"] == {
         "Get": "Parameters.ChampionModelData"}
-
-
-@pytest.fixture
-def account(home, monkeypatch):
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", REGION), ("CLOUDVIZ_SAGEMAKER_ROLE_ARN", ROLE),
-                        ("CLOUDVIZ_BUCKET", BUCKET)):
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        yield boto3.client("sagemaker", region_name=REGION)
 
 
 def cli_json(capsys, *argv: str) -> dict:

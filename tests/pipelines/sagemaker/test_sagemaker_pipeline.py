@@ -12,7 +12,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 from project_root import ROOT
 from sagemaker_definition import BUCKET, INPUT, REGION, ROLE, flattened, iris_version_parameters, offline_definition
 
@@ -141,20 +140,6 @@ def test_definition_names_a_missing_option(home, monkeypatch, capsys):
     assert "--role is required" in capsys.readouterr().err
     assert main(["pipeline", "definition", "--region", REGION, "--bucket", BUCKET, "--role", "admin"]) == 2
     assert "--role must be an IAM role ARN" in capsys.readouterr().err
-
-
-@pytest.fixture
-def account(home, monkeypatch):
-    """A moto account with the artifact bucket, and the CLI's AWS options in the environment."""
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", REGION), ("CLOUDVIZ_SAGEMAKER_ROLE_ARN", ROLE),
-                        ("CLOUDVIZ_BUCKET", BUCKET)):
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        yield
 
 
 def run_json(capsys, *argv: str) -> dict:
