@@ -1,7 +1,8 @@
 """Labelled predictions back into training data: the predictions whose true label was recorded
 (``POST /predictions/{id}/feedback``) become a new version of the data set, as rows of its columns (the model's
-features named as the data set's feature columns, the true label in its label column). Each version made so records
-the ids it holds, so a prediction is exported once: a second export with no new labels adds nothing.
+features named as the data set's feature columns, the true label in its label column, its other columns - an id, a
+text - empty). Each version made so records the ids it holds, so a prediction is exported once: a second export with
+no new labels adds nothing.
 
 Predictions are read from the group's stores on every stage (locally each endpoint's SQLite file, on AWS each
 stage's DynamoDB table), through the store interface: Queries, never a Scan."""
@@ -64,8 +65,8 @@ def labelled_predictions(store: PredictionStore) -> Iterator[PredictionRecord]:
 
 
 def write_rows(path: Path, schema: DatasetSchema, records: list[PredictionRecord], group: str) -> None:
-    """The records as a CSV of the data set's columns; a UserError naming the data set's feature columns the
-    model's predictions lack."""
+    """The records as a CSV of the data set's columns (empty cells in those neither feature nor label); a UserError
+    naming the data set's feature columns the model's predictions lack."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(schema.columns)
@@ -76,8 +77,9 @@ def write_rows(path: Path, schema: DatasetSchema, records: list[PredictionRecord
                     f"the predictions of {group} lack the data set's feature column(s) {', '.join(missing)} (the "
                     f"model's features: {', '.join(record.features)}): export into the data set of that model "
                     "(--dataset)")
-            values = {**record.features, schema.label_column: record.feedback.label}
-            writer.writerow([_cell(values[name]) for name in schema.columns])
+            values = {**{name: record.features[name] for name in schema.feature_columns},
+                      schema.label_column: record.feedback.label}
+            writer.writerow([_cell(values[name]) if name in values else "" for name in schema.columns])
 
 
 def local_prediction_stores(home: StateHome, group: str) -> dict[str, PredictionStore]:

@@ -40,8 +40,9 @@ PIPELINE_NAME = "CloudVizPipeline"
 DEFAULT_GROUP = "CloudVizIris"
 GATE_PASSED_PATH = "gate.passed"
 MULTICLASS_OBJECTIVES = ("multi:softprob", "multi:softmax")
-TASKS = {**dict.fromkeys(MULTICLASS_OBJECTIVES, "multiclass"), "binary:logistic": "binary",
-         "reg:squarederror": "regression"}
+BINARY_OBJECTIVE, REGRESSION_OBJECTIVE = "binary:logistic", "reg:squarederror"
+TASKS = {**dict.fromkeys(MULTICLASS_OBJECTIVES, "multiclass"), BINARY_OBJECTIVE: "binary",
+         REGRESSION_OBJECTIVE: "regression"}
 # The metrics GateMetric may name, per task (Evaluate's report sections; empty: accuracy, or r2 for regression).
 GATE_METRICS = {
     "multiclass": ("accuracy", "macro_f1", "weighted_f1", "weighted_precision", "weighted_recall"),
@@ -260,12 +261,21 @@ def dataset_version(store: DatasetStore, ref: str) -> DatasetVersion:
 def version_parameters(version: DatasetVersion, given: Collection[str], manifest: str) -> dict[str, object]:
     """The values a data set version sets (``given``: the parameters the user gave): DataSetVersion its ``NAME@N``,
     InputData its ``manifest`` (as the target reads it), InputDataType ManifestFile, and the version's describing
-    parameters (label, features, classes, group) the user did not give."""
+    parameters (label, features, classes, group) and the objective its task needs, those the user did not give."""
     for name in ("InputData", "InputDataType"):
         if name in given:
             raise UserError(f"parameter {name}: not with DataSetVersion {version.ref}, which sets it (its manifest)")
+    describing = {**version.parameters, **objective_for(version.schema)}
     return {"DataSetVersion": version.ref, "InputData": manifest, "InputDataType": "ManifestFile",
-            **{name: value for name, value in version.parameters.items() if name not in given}}
+            **{name: value for name, value in describing.items() if name not in given}}
+
+
+def objective_for(schema: Mapping) -> dict[str, str]:
+    """The Objective a data set's task needs when the default (multi:softprob: three classes or more) cannot train
+    it: reg:squarederror for regression, binary:logistic for two classes; none otherwise."""
+    if schema.get("task") == "regression":
+        return {"Objective": REGRESSION_OBJECTIVE}
+    return {"Objective": BINARY_OBJECTIVE} if len(schema.get("classes") or ()) == 2 else {}
 
 
 def suggested_group(input_data: str) -> str:

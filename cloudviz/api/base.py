@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,10 +77,12 @@ class Datasets(ABC):
 
     @abstractmethod
     def add(self, path: str | Path, dataset: str = "iris", label_column: str | None = None, task: str | None = None,
-            group: str | None = None) -> DatasetVersion:
+            group: str | None = None, *, feature_columns: Sequence[str] | None = None) -> DatasetVersion:
         """Check a CSV file against the data set's schema and make a new version holding it (the newest version
         unchanged when it holds this content already). A new data set needs ``label_column``; ``task``
-        classification (default) or regression; ``group`` the model package group (default from the name)."""
+        classification (default) or regression; ``group`` the model package group (default from the name);
+        ``feature_columns`` the columns its models read, in order (default every column but the label; the others,
+        an id or a text column, are kept unchecked)."""
 
     @abstractmethod
     def list(self, dataset: str | None = None) -> list[DatasetVersion]:

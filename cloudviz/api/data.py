@@ -4,6 +4,7 @@ artifact bucket's prefix), the targets differing only in where the store and the
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,8 @@ class StoredDatasets(Datasets):
         """The group's prediction store on each stage it is served on, by stage."""
 
     def add(self, path: str | Path, dataset: str = "iris", label_column: str | None = None, task: str | None = None,
-            group: str | None = None) -> DatasetVersion:
-        return self.store().add(dataset, path, label_column, task, group)
+            group: str | None = None, *, feature_columns: Sequence[str] | None = None) -> DatasetVersion:
+        return self.store().add(dataset, path, label_column, task, group, feature_columns=feature_columns)
 
     def list(self, dataset: str | None = None) -> list[DatasetVersion]:
         store = self.store()

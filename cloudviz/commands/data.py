@@ -31,13 +31,19 @@ def project_of(args: argparse.Namespace) -> Project:
     return aws(region=args.region, bucket=args.bucket, role_arn=args.role, prefix=args.prefix)
 
 
+def column_names(text: str) -> list[str]:
+    """``--feature-columns a,b,c``: the names, without the spaces around them."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def data_add(args: argparse.Namespace) -> int:
     project = project_of(args)
     try:
         before = project.data.show(args.dataset).version
     except NotFoundError:
         before = None
-    version = project.data.add(args.file, args.dataset, args.label_column, args.task, args.group)
+    version = project.data.add(args.file, args.dataset, args.label_column, args.task, args.group,
+                               feature_columns=args.feature_columns)
     added = version.version != before
     if added:
         part = version.parts[-1]
@@ -112,11 +118,15 @@ def register(groups: Actions) -> None:
         description="Check FILE against the data set's schema (same columns, known labels, numeric features) and "
         "record it as a new immutable version: the previous version's parts plus FILE. Content a version holds "
         "already adds nothing.",
-        epilog="A new data set takes its columns from FILE: name its label column (--label-column).",
+        epilog="A new data set takes its columns from FILE: name its label column (--label-column); every other "
+        "column is a numeric feature unless --feature-columns names the features (an id or text column is then kept "
+        "as it is, unchecked).",
     )
     add_dataset(add)
     add.add_argument("--label-column", help="the label column (required for a new data set)")
     add.add_argument("--task", choices=TASKS, help="a new data set's task (default classification)")
+    add.add_argument("--feature-columns", type=column_names, metavar="A,B,C",
+                     help="a new data set's feature columns, in model order (default every column but the label)")
     add.add_argument("--group", help="the model package group a new data set's runs register into (default from "
                      "its name: my-data -> MyData)")
     add_target(add)

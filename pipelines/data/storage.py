@@ -7,8 +7,12 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Protocol
+
+CONFLICT_ATTEMPTS = 5  # conditional PUTs of one key answered 409 ConditionalRequestConflict
+CONFLICT_PAUSE_SECONDS = 0.2
 
 
 class Storage(Protocol):
@@ -69,7 +73,8 @@ class LocalStorage:
 
 class S3Storage:
     """Objects below ``s3://bucket/prefix/``, through a boto3 S3 client; a conditional PUT (``If-None-Match: *``)
-    writes only what does not exist."""
+    writes only what does not exist: 412 PreconditionFailed when it does, 409 ConditionalRequestConflict when
+    another PUT of the key is in flight (then, as the S3 docs say, the PUT is retried)."""
 
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
         self.client = client
@@ -88,17 +93,23 @@ class S3Storage:
     def write_if_absent(self, key: str, source: Path | bytes) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            if isinstance(source, bytes):
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=source, IfNoneMatch="*")
-            else:
-                with source.open("rb") as body:
-                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*")
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
-                return False
-            raise
-        return True
+        attempt = 1
+        while True:
+            try:
+                if isinstance(source, bytes):
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=source, IfNoneMatch="*")
+                else:
+                    with source.open("rb") as body:
+                        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*")
+                return True
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code == "PreconditionFailed":
+                    return False
+                if code != "ConditionalRequestConflict" or attempt == CONFLICT_ATTEMPTS:
+                    raise
+            time.sleep(CONFLICT_PAUSE_SECONDS * attempt)
+            attempt += 1
 
     def list(self, prefix: str) -> list[str]:
         start = len(self._key(""))

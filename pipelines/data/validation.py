@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +20,19 @@ MAX_REPORTED = 10  # bad cells named in one message
 @dataclass(frozen=True)
 class DatasetSchema:
     """The columns every part has, in order; the label column; the task; a classifier's classes in index order
-    (None while a new data set's first file has not been read: every label is then accepted and collected)."""
+    (None while a new data set's first file has not been read: every label is then accepted and collected); the
+    feature columns, in model order (None: every column but the label). Other columns are kept as they are."""
 
     columns: tuple[str, ...]
     label_column: str
     task: str
     classes: tuple[str, ...] | None = None
+    features: tuple[str, ...] | None = None
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
+        if self.features is not None:
+            return self.features
         return tuple(name for name in self.columns if name != self.label_column)
 
     def to_dict(self) -> dict:
@@ -38,7 +42,8 @@ class DatasetSchema:
     @classmethod
     def from_dict(cls, document: dict) -> DatasetSchema:
         return cls(tuple(document["columns"]), document["label_column"], document["task"],
-                   tuple(document["classes"]) if document["task"] == "classification" else ())
+                   tuple(document["classes"]) if document["task"] == "classification" else (),
+                   tuple(document["feature_columns"]))
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,10 @@ def read_header(source: Path) -> list[str]:
         return next(lines, (1, []))[1]
 
 
-def new_schema(source: Path, label_column: str, task: str) -> DatasetSchema:
+def new_schema(source: Path, label_column: str, task: str,
+               feature_columns: Sequence[str] | None = None) -> DatasetSchema:
     """The schema of a new data set whose first file is ``source``: its header's columns, ``label_column`` the
-    label, every other column a feature."""
+    label, ``feature_columns`` the features (None: every other column)."""
     if task not in TASKS:
         raise UserError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
     header = read_header(source)
@@ -69,7 +75,25 @@ def new_schema(source: Path, label_column: str, task: str) -> DatasetSchema:
                         f"{', '.join(header)})")
     if len(header) < 2:
         raise UserError(f"{source}, line 1: a data set needs at least one feature column beside the label")
-    return DatasetSchema(tuple(header), label_column, task, None if task == "classification" else ())
+    features = None if feature_columns is None else _chosen_features(source, header, label_column, feature_columns)
+    return DatasetSchema(tuple(header), label_column, task, None if task == "classification" else (), features)
+
+
+def _chosen_features(source: Path, header: list[str], label_column: str,
+                     feature_columns: Sequence[str]) -> tuple[str, ...]:
+    """``--feature-columns``: columns of ``header``, once each, not the label, at least one."""
+    if not feature_columns:
+        raise UserError("--feature-columns: name at least one column (or leave the option out: every column but "
+                        "the label)")
+    for index, name in enumerate(feature_columns):
+        if name not in header:
+            raise UserError(f"--feature-columns {name!r}: {source} has no such column (its columns: "
+                            f"{', '.join(header)})")
+        if name == label_column:
+            raise UserError(f"--feature-columns {name!r}: the label column (--label-column) cannot be a feature")
+        if name in feature_columns[:index]:
+            raise UserError(f"--feature-columns {name!r}: named more than once")
+    return tuple(feature_columns)
 
 
 def check_csv(source: Path, schema: DatasetSchema, output: Path, dataset: str) -> CheckedFile:
@@ -87,22 +111,26 @@ def check_csv(source: Path, schema: DatasetSchema, output: Path, dataset: str) -
         numeric = {header.index(name) for name in schema.feature_columns}
         if schema.task == "regression":
             numeric.add(label_at)
+        trimmed = numeric | {label_at}  # Preprocess trims the label and parses numbers with their spaces
         writer.writerow(schema.columns)
         for line, record in lines:
             rows += 1
             if len(record) != len(header):
                 problems.append(f"line {line}: {len(record)} cells, the header has {len(header)}")
                 continue
-            cells = [cell.strip() if index in numeric else cell for index, cell in enumerate(record)]
+            cells = [cell.strip() if index in trimmed else cell for index, cell in enumerate(record)]
             for index in sorted(numeric):
                 if not _is_number(cells[index]):
                     problems.append(f"line {line}, column {header[index]!r}: {record[index]!r} is not a number")
             if schema.task == "classification":
                 label = cells[label_at]
-                if known is not None and label not in known:
+                if not label:
+                    problems.append(f"line {line}, column {schema.label_column!r}: missing label")
+                elif known is not None and label not in known:
                     problems.append(f"line {line}, column {schema.label_column!r}: unknown label {label!r} (the "
                                     f"classes of data set {dataset}: {', '.join(schema.classes or ())})")
-                seen.setdefault(label)
+                else:
+                    seen.setdefault(label)
             if not problems:
                 writer.writerow([cells[index] for index in order])
             if len(problems) > MAX_REPORTED:

@@ -15,7 +15,8 @@ import json
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,12 +157,13 @@ class DatasetStore:
         return found
 
     def add(self, name: str, path: str | Path, label_column: str | None = None, task: str | None = None,
-            group: str | None = None, *, origin: str | None = None,
+            group: str | None = None, *, feature_columns: Sequence[str] | None = None, origin: str | None = None,
             exported_predictions: tuple[str, ...] = ()) -> DatasetVersion:
         """Check the CSV file at ``path`` against the data set's schema and make a version holding it; the newest
         version unchanged when it holds this content already. A new data set takes its schema from the file:
         ``label_column`` is required, ``task`` classification (default) or regression, ``group`` the model package
-        group its runs register into (default from the name). A UserError naming the file, line and column (or
+        group its runs register into (default from the name), ``feature_columns`` its features (default every
+        column but the label; the others are kept, unchecked). A UserError naming the file, line and column (or
         the option) of what is wrong; nothing is written then."""
         name, path = check_name(name), Path(path)
         newest = self.newest(name)
@@ -169,12 +171,14 @@ class DatasetStore:
             if not label_column:
                 raise UserError(f"--label-column: {name} is a new data set; name the column of {path.name} that "
                                 "holds the label")
-            schema = new_schema(path, label_column, task or "classification")
+            schema = new_schema(path, label_column, task or "classification", feature_columns)
             return self._add_part(name, path, schema, group or suggested_group(name),
                                   origin or f"add {path.name}", exported_predictions, task_given=task is not None)
         schema = DatasetSchema.from_dict(newest.schema)
         for option, given, recorded in (("--label-column", label_column, schema.label_column),
-                                        ("--task", task, schema.task), ("--group", group, newest.group)):
+                                        ("--task", task, schema.task), ("--group", group, newest.group),
+                                        ("--feature-columns", feature_columns and ",".join(feature_columns),
+                                         ",".join(schema.feature_columns))):
             if given and given != recorded:
                 raise UserError(f"{option} {given!r}: data set {name} has {recorded!r} (set by its first version)")
         return self._add_part(name, path, schema, newest.group, origin or f"add {path.name}", exported_predictions)
@@ -217,14 +221,19 @@ class DatasetStore:
         raise UserError(f"{self.storage.uri(manifest_key)} exists without its version record: another add of {name} "
                         "is still running, or one was interrupted; if none runs, delete that file and add again")
 
+    def _stored_numbers(self, name: str) -> list[int]:
+        return sorted(n for key in self.storage.list(f"{name}/versions/") if (n := _version_number(key)))
+
+    def _stored_version(self, name: str, number: int) -> DatasetVersion:
+        return DatasetVersion.from_dict(json.loads(self.storage.read(f"{name}/versions/{number}.json") or b"{}"))
+
     def _stored_versions(self, name: str) -> list[DatasetVersion]:
-        numbers = sorted(n for key in self.storage.list(f"{name}/versions/") if (n := _version_number(key)))
-        return [DatasetVersion.from_dict(json.loads(self.storage.read(f"{name}/versions/{n}.json") or b"{}"))
-                for n in numbers]
+        return [self._stored_version(name, number) for number in self._stored_numbers(name)]
 
     def _newest_stored(self, name: str) -> DatasetVersion | None:
-        versions = self._stored_versions(name)
-        return versions[-1] if versions else None
+        """Only the newest json read (each commit attempt asks)."""
+        numbers = self._stored_numbers(name)
+        return self._stored_version(name, numbers[-1]) if numbers else None
 
 
 def local_dataset_store(home: StateHome) -> DatasetStore:
@@ -252,7 +261,7 @@ def _classes_found(schema: DatasetSchema, labels: tuple[str, ...], path: Path, t
     if len(labels) < 2:
         raise UserError(f"{path}, column {schema.label_column!r}: a classification data set needs at least 2 "
                         f"classes, found {', '.join(labels)} (or give --task regression)")
-    return DatasetSchema(schema.columns, schema.label_column, schema.task, tuple(sorted(labels)))
+    return replace(schema, classes=tuple(sorted(labels)))
 
 
 def _describing(schema: DatasetSchema, group: str) -> dict:

@@ -161,3 +161,21 @@ def test_the_given_describing_parameters_win_over_the_versions(home: StateHome):
         {"DataSetVersion": "iris", "ClassNames": "", "ModelPackageGroupName": "Mine"})
     assert (values["DataSetVersion"], values["ClassNames"], values["ModelPackageGroupName"]) == ("iris@1", "", "Mine")
     assert values["LabelColumn"] == "species"
+
+
+@pytest.mark.parametrize(("header", "rows", "task", "objective"), [
+    ("tenure,charges,churned", [f"{i % 60},{20 + (i * 7) % 100},{'yes' if (i * 7) % 100 > 50 else 'no'}"
+                                for i in range(120)], None, "binary:logistic"),
+    ("rooms,area,price", [f"{1 + i % 6},{40 + i},{100 + 3 * i + 20 * (i % 6)}" for i in range(120)], "regression",
+     "reg:squarederror"),
+])
+def test_a_two_class_or_regression_data_set_trains_without_naming_its_objective(
+        home: StateHome, tmp_path: Path, header: str, rows: list[str], task: str | None, objective: str):
+    """The default objective (multi:softprob) needs three classes: the data set's version names the one its task
+    needs, so `pipeline run --dataset NAME` alone trains it."""
+    path = tmp_path / "mine.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    version = local_dataset_store(home).add("mine", path, label_column=header.rsplit(",", 1)[1], task=task)
+    record = LocalRunner(home, build_pipeline()).start({"DataSetVersion": "mine"})
+    assert record.status == "Succeeded", record.failure_reason
+    assert record.parameters["Objective"] == objective and version.schema["task"] == (task or "classification")

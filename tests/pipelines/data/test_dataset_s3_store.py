@@ -69,6 +69,30 @@ def test_s3_storage_writes_only_what_is_absent(s3: object) -> None:
     assert storage.uri("a/b.json") == f"s3://{BUCKET}/p/a/b.json"
 
 
+def test_a_conditional_put_conflict_is_retried(s3: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 answers 409 ConditionalRequestConflict to an If-None-Match PUT racing another PUT of the key; the S3
+    docs say to retry it. The first PUT here gets that answer, the retry reaches moto."""
+    from botocore.awsrequest import AWSResponse
+
+    import pipelines.data.storage as storage
+
+    monkeypatch.setattr(storage, "CONFLICT_PAUSE_SECONDS", 0)
+    conflicts = []
+
+    def conflict_once(params: dict, **_: object) -> tuple | None:  # answers before the request reaches moto
+        if conflicts:
+            return None
+        conflicts.append(params["headers"]["If-None-Match"])
+        error = {"Code": "ConditionalRequestConflict", "Message": "A conflicting operation occurred"}
+        return AWSResponse("", 409, {}, None), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 409}}
+
+    s3.meta.events.register_first("before-call.s3.PutObject", conflict_once)
+    assert S3Storage(s3, BUCKET, "p").write_if_absent("a/b.json", b"first") is True
+    assert conflicts == ["*"]
+    assert S3Storage(s3, BUCKET, "p").write_if_absent("a/b.json", b"second") is False
+    assert s3.get_object(Bucket=BUCKET, Key="p/a/b.json")["Body"].read() == b"first"
+
+
 def test_an_interrupted_add_is_named_when_it_blocks_the_next_version(s3: object, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import pipelines.data.versions as versions

@@ -128,6 +128,18 @@ def test_a_data_set_of_its_own_columns_and_classes(store: DatasetStore, tmp_path
     assert store.names() == ["compass", "iris"]
 
 
+def test_a_two_class_data_set_reads_its_labels_as_preprocess_does(store: DatasetStore, tmp_path: Path) -> None:
+    """Preprocess trims a label and refuses an empty one: ` yes` is the class yes, not a third class."""
+    path = write(tmp_path, "churn.csv", "Customer Age,Monthly Spend,churned\n31,20.5,yes\n45,80, yes \n22,10,no\n")
+    version = store.add("churn", path, label_column="churned")
+    assert version.schema["classes"] == ["no", "yes"] and version.parameters["ClassNames"] == "no,yes"
+    assert part_rows(store, "churn", version.parts[-1].sha256)[2] == ["45", "80", "yes"]
+    with pytest.raises(UserError, match=r"blank.csv: line 3, column 'y': missing label"):
+        store.add("blank", write(tmp_path, "blank.csv", "a,y\n1,x\n2,\n3,z\n"), label_column="y")
+    with pytest.raises(UserError, match=r"more.csv: line 2, column 'churned': missing label"):
+        store.add("churn", write(tmp_path, "more.csv", "Customer Age,Monthly Spend,churned\n1,2, \n"))
+
+
 def test_a_regression_data_set_needs_numbers_in_its_target(store: DatasetStore, tmp_path: Path) -> None:
     path = write(tmp_path, "houses.csv", "rooms,area,price\n3,70.5,250000\n4,90,310000.5\n")
     version = store.add("houses", path, label_column="price", task="regression", group="HousePrices")
