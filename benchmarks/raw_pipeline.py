@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import sys
 import time
@@ -40,19 +41,32 @@ PARAMS = {
 NUM_ROUND = 10
 
 
-def stratified_split(
-    labels: np.ndarray, n_classes: int, validation: float, test: float, seed: int
+def content_split(
+    features: dict[str, np.ndarray], labels: np.ndarray, classes: list[str], validation: float, test: float,
+    seed: int,
 ) -> dict[str, np.ndarray]:
-    """Row indices of train/validation/test, every class split in the same proportions."""
+    """Row indices of train/validation/test by a seeded hash of each row's content (the usual way to keep a
+    growing data set's test rows out of training): test below ``test``, then validation, then train."""
+
+    def mix(z: np.ndarray) -> np.ndarray:  # SplitMix64's finalizer
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+    def name_hash(text: str) -> np.uint64:
+        return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
+
+    with np.errstate(over="ignore"):
+        key = np.full(labels.size, mix(np.uint64(seed)), dtype=np.uint64)
+        for name, values in features.items():
+            key += mix((values + 0.0).view(np.uint64) ^ name_hash(name))
+        label = np.array([name_hash(name) for name in classes], dtype=np.uint64)[labels]
+        key = mix(key ^ mix(label ^ name_hash("")))
+    unit = (key >> np.uint64(11)).astype(np.float64) * 2.0**-53
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "validation": [], "test": []}
-    for code in range(n_classes):
-        rows = rng.permutation(np.flatnonzero(labels == code))
-        n_test, n_validation = round(len(rows) * test), round(len(rows) * validation)
-        parts["test"].append(rows[:n_test])
-        parts["validation"].append(rows[n_test : n_test + n_validation])
-        parts["train"].append(rows[n_test + n_validation :])
-    return {name: rng.permutation(np.concatenate(chunks)) for name, chunks in parts.items()}
+    masks = {"train": unit >= test + validation, "validation": (unit >= test) & (unit < test + validation),
+             "test": unit < test}
+    return {name: rng.permutation(np.flatnonzero(mask)) for name, mask in masks.items()}
 
 
 def read_channel(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     label_text = raw.column(args.label_column)
     classes = sorted(pc.unique(label_text).to_pylist())
     labels = pc.index_in(label_text, value_set=pa.array(classes)).to_numpy()
-    splits = stratified_split(labels, len(classes), 0.15, 0.15, args.seed)
+    columns = {name: raw.column(name).to_numpy() for name in features}
+    splits = content_split(columns, labels, classes, 0.15, 0.15, args.seed)
+    del columns
     lap("encode_and_split")
     channels = pa.table(
         [pa.array(labels), *(raw.column(name) for name in features)], names=["label", *features]

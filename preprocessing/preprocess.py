@@ -411,30 +411,65 @@ def places_of(parts: list[Path], part_rows: list[int], rows: set[int]) -> dict[i
 
 
 def split_rows(
-    groups: list[tuple[str, np.ndarray]], validation_fraction: float, test_fraction: float, seed: int
+    groups: list[tuple[str, np.ndarray]], keys: np.ndarray, validation_fraction: float, test_fraction: float,
+    seed: int,
 ) -> dict[str, np.ndarray]:
-    """Row indices per split, each group (a class, or the whole data set for regression) shuffled with the seed
-    and dealt into every split in the same proportions."""
+    """Row indices per split. A row's split follows from its key alone (test below ``test_fraction``, then
+    validation, then train), so a data set that grows keeps every old row in its split and a champion is never
+    scored on rows it trained on. A group (a class, or the whole data set for regression) whose keys leave a
+    split empty is dealt by key rank instead, in the same proportions."""
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
         raise InputError(
             "--validation-fraction and --test-fraction must each be in (0, 1) and sum to less than 1, "
             f"got {validation_fraction} and {test_fraction}"
         )
-    rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
     for what, members in groups:
-        rows = rng.permutation(members)
-        n_test = max(1, round(len(rows) * test_fraction))
-        n_validation = max(1, round(len(rows) * validation_fraction))
-        if len(rows) < n_test + n_validation + 1:
+        n_test = max(1, round(len(members) * test_fraction))
+        n_validation = max(1, round(len(members) * validation_fraction))
+        if len(members) < n_test + n_validation + 1:
             raise InputError(
-                f"{what} has {len(rows)} row(s): too few to put at least one in each of "
+                f"{what} has {len(members)} row(s): too few to put at least one in each of "
                 f"train, validation and test (need at least {n_test + n_validation + 1})"
             )
-        parts["test"].append(rows[:n_test])
-        parts["validation"].append(rows[n_test : n_test + n_validation])
-        parts["train"].append(rows[n_test + n_validation :])
-    return {split: rng.permutation(np.concatenate(chunks)) for split, chunks in parts.items()}
+        ranked = members[np.argsort(keys[members], kind="stable")]
+        bands = np.searchsorted(keys[ranked], [test_fraction, test_fraction + validation_fraction])
+        if not 0 < bands[0] < bands[1] < len(ranked):
+            bands = np.array([n_test, n_test + n_validation])
+        parts["test"].append(ranked[: bands[0]])
+        parts["validation"].append(ranked[bands[0] : bands[1]])
+        parts["train"].append(ranked[bands[1] :])
+    rng = np.random.default_rng(seed)
+    return {split: rng.permutation(np.sort(np.concatenate(chunks))) for split, chunks in parts.items()}
+
+
+def row_keys(data: Data, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row from its content and the seed: the same row (the same feature values by name
+    and the same label) gets the same key in every version of a data set, and identical rows share a split."""
+    with np.errstate(over="ignore"):
+        acc = np.full(data.labels.size, _mix(np.uint64(seed & (2**64 - 1))), dtype=np.uint64)
+        for name, column in zip(data.names, data.features, strict=True):
+            values = column.to_numpy().astype(np.float64) + 0.0  # -0.0 and 0.0 alike
+            acc += _mix(values.view(np.uint64) ^ _name_hash(name))
+        if data.classes:
+            label = np.array([_name_hash(name) for name in data.classes], dtype=np.uint64)[data.labels]
+        else:
+            label = (data.labels.astype(np.float64) + 0.0).view(np.uint64)
+        acc = _mix(acc ^ _mix(label ^ _name_hash("")))
+    return (acc >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _name_hash(text: str) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: every input bit moves every output bit (uint64 arithmetic wraps)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def split_groups(data: Data) -> list[tuple[str, np.ndarray]]:
@@ -585,7 +620,9 @@ def preprocess(args: argparse.Namespace) -> dict:
         check_task(args, task, data, source.shown, label)
         part_rows = data.part_rows
         features, labels, classes = data.names, data.labels, data.classes
-        splits = split_rows(split_groups(data), args.validation_fraction, args.test_fraction, args.seed)
+        splits = split_rows(
+            split_groups(data), row_keys(data, args.seed), args.validation_fraction, args.test_fraction, args.seed
+        )
         check_parts(args.parts, splits)
         channels = pa.table([pa.array(labels), *data.features], names=["label", *features])
         del data

@@ -60,7 +60,7 @@ def test_pipeline_run_prints_the_summary(home: StateHome, capsys):
     assert out.startswith("Run ") and ": Succeeded" in out.splitlines()[0]
     for step in ("Preprocess", "Train", "Evaluate", "CheckAccuracy", "Register"):
         assert f"\n{step} " in out
-    assert "Metrics: accuracy 0.9583, macro F1" in out
+    assert "Metrics: accuracy 0.9167, macro F1" in out
     assert "Registered: CloudVizIris version 1 (PendingManualApproval)" in out
     assert "approve it with: cloudviz models approve CloudVizIris 1" in out
     # Not a terminal: one plain line per status change, on stderr.
@@ -89,7 +89,7 @@ def test_run_list_and_show(home: StateHome, capsys):
     assert [r["status"] for r in runs] == ["Failed", "Succeeded"]
     code, out, _ = cli(capsys, "runs", "show", runs[0]["run_id"])
     assert code == 0
-    assert "Failed: AccuracyBelowThreshold: Accuracy 0.9583 is below the threshold 0.99" in out
+    assert "Failed: AccuracyBelowThreshold: Accuracy 0.9167 is below the threshold 0.99" in out
     assert f"resume it with: cloudviz pipeline resume {runs[0]['run_id']}" in out
 
 
@@ -320,7 +320,7 @@ def test_models_show_prints_readable_lines_only(home: StateHome, capsys):
     ModelRegistry(home.registry_db).register(GROUP, "file:///tmp/model.tar.gz")  # v2: no metrics, no lineage
     code, out, _ = cli(capsys, "models", "show", GROUP, "1")
     assert code == 0
-    assert "  Rows:       150 input, 102 train, 24 validation, 24 test\n" in out
+    assert "  Rows:       150 input, 97 train, 29 validation, 24 test\n" in out
     assert "  Features:   x1, x2, x3, x4\n  Classes:    setosa, virginica, versicolor\n" in out
     assert re.search(r"^  Data:       iris@1 \(id [0-9a-f]{16}\) sha256 [0-9a-f]{16}… \(3,678 bytes\)$", out,
                      re.MULTILINE)
@@ -338,7 +338,7 @@ def test_run_json_carries_the_evaluation_metrics(home: StateHome, capsys):
     assert code == 0
     assert document["metrics"] == {name: evaluation[name]["value"] for name in
                                    ("accuracy", "macro_f1", "weighted_f1", "weighted_precision", "weighted_recall")}
-    assert document["metrics"]["accuracy"] == pytest.approx(23 / 24)
+    assert document["metrics"]["accuracy"] == pytest.approx(22 / 24)
     assert document["registered"] == {"model_package_group": GROUP, "version": 1,
                                       "approval_status": "PendingManualApproval"}
     shown = json.loads(cli(capsys, "runs", "show", document["run_id"], "--json")[1])
@@ -348,7 +348,7 @@ def test_run_json_carries_the_evaluation_metrics(home: StateHome, capsys):
 def test_run_summary_shows_the_gate_the_evaluation_decided(home: StateHome, capsys):
     code, out, _ = cli(capsys, "pipeline", "run", "--quiet")
     assert code == 0
-    assert "\nGate: Accuracy 0.9583 is at or above the threshold 0.9\n" in out
+    assert "\nGate: Accuracy 0.9167 is at or above the threshold 0.9\n" in out
     assert re.search(r"^CheckAccuracy +Succeeded +\S+ +condition: true$", out, re.MULTILINE)  # not "1 == 1"
 
 

@@ -48,7 +48,7 @@ def test_report_of_a_run_is_self_contained_with_every_section(home: StateHome, c
     for section in ("<h2>Run</h2>", "<h2>Data</h2>", "<h2>Metrics</h2>", "<h2>Against the live model</h2>"):
         assert section in page
     assert "iris@1 (3,678 bytes" in page and "setosa = 0, virginica = 1, versicolor = 2" in page
-    assert "<td class='n'>0.9583</td>" in page  # the test accuracy
+    assert "<td class='n'>0.9167</td>" in page  # the test accuracy
     assert "no version of this run&#x27;s model package group is deployed" in page
     names = [Path(p).name for p in written["figures"]]
     assert names == ["step_timings.png", "split_sizes.png", "confusion_matrix.png", "feature_importance.png"]
@@ -90,7 +90,7 @@ def test_a_run_that_failed_its_gate_is_reported_as_far_as_it_got(home: StateHome
     record = pipeline_run(capsys, "AccuracyThreshold=0.99")
     page, _ = report(capsys, record["run_id"], tmp_path / "report")
     assert "<span class='Failed'>Failed</span>" in page
-    assert "Accuracy 0.9583 is below the threshold 0.99" in page
+    assert "Accuracy 0.9167 is below the threshold 0.99" in page
     assert "<h2>Metrics</h2><p>On 24 test rows.</p>" in page
 
 

@@ -108,7 +108,7 @@ def test_k_parts_together_are_the_one_part_output(iris_parts):
     [
         ("0", "--parts must be at least 1, got 0"),
         ("-2", "--parts must be at least 1, got -2"),
-        ("25", "--parts 25: more parts than rows in the validation split (24); use fewer training instances "
+        ("25", "--parts 25: more parts than rows in the test split (24); use fewer training instances "
                "or more data"),
     ],
 )

@@ -104,8 +104,31 @@ def test_a_different_seed_gives_a_different_split(tmp_path: Path):
     second = run_iris(tmp_path, "second", "--seed", "2")
     test_rows = [{tuple(r) for r in read_split(out / "test/test.csv")[1]} for out in (first, second)]
     assert test_rows[0] != test_rows[1]
-    schema = [json.loads((out / "schema/schema.json").read_text()) for out in (first, second)]
-    assert schema[0]["class_counts"] == schema[1]["class_counts"], "only which rows, not how many"
+    for out in (first, second):
+        counts = json.loads((out / "schema/schema.json").read_text())["class_counts"]
+        assert all(n > 0 for split in counts.values() for n in split.values()), "every class in every split"
+
+
+def split_of_each_row(out: Path) -> dict[tuple[float, ...], str]:
+    """Each written row (label, then features) -> the split it landed in."""
+    return {tuple(map(float, (label, *row))): split for split in preprocess.SPLITS
+            for label, row in zip(*read_split(out / f"{split}/{split}.csv"), strict=True)}
+
+
+def test_a_row_keeps_its_split_as_the_data_set_grows_and_whatever_the_row_order(tmp_path: Path):
+    header, *lines = write_iris(tmp_path / "iris.csv").read_text(encoding="utf-8").splitlines()
+    first = tmp_path / "v1.csv"
+    first.write_text("\n".join([header, *lines[::2]]) + "\n", encoding="utf-8")
+    grown = tmp_path / "v2"
+    grown.mkdir()
+    (grown / "a.csv").write_text("\n".join([header, *lines[1::2]]) + "\n", encoding="utf-8")
+    (grown / "b.csv").write_text("\n".join([header, *reversed(lines[::2])]) + "\n", encoding="utf-8")
+    classes = ("--class-names", ",".join(CONTRACT_CLASSES))
+    assert run(tmp_path / "out1", first, *classes) == 0
+    assert run(tmp_path / "out2", grown, *classes) == 0
+    before, after = split_of_each_row(tmp_path / "out1"), split_of_each_row(tmp_path / "out2")
+    assert len(before) > 70 and len(after) > len(before)
+    assert {row: after[row] for row in before} == before, "no old test row moves into training"
 
 
 def test_every_class_lands_in_every_split_in_proportion(tmp_path: Path):
@@ -124,11 +147,16 @@ def test_every_class_lands_in_every_split_in_proportion(tmp_path: Path):
         labels, _ = read_split(out / f"{split}/{split}.csv")
         per_class = np.bincount(labels.astype(int), minlength=3)
         for code_, (name, n) in enumerate(counts.items()):
-            assert per_class[code_] == round(n * fraction), (split, name)
+            # each row's split is drawn from its content hash: the count is binomial around n * fraction
+            assert abs(per_class[code_] - n * fraction) <= 3 * (n * fraction * (1 - fraction)) ** 0.5, (split, name)
             assert schema["class_counts"][split][name] == per_class[code_]
     labels, _ = read_split(out / "train/train.csv")
-    assert np.bincount(labels.astype(int)).tolist() == [70, 28, 14]
-    assert schema["rows"] == {"input": 160, "train": 112, "validation": 16, "test": 32}
+    assert np.bincount(labels.astype(int)).tolist() == [
+        counts[name] - schema["class_counts"]["test"][name] - schema["class_counts"]["validation"][name]
+        for name in counts
+    ]
+    assert schema["rows"] == {"input": 160, **{split: sum(schema["class_counts"][split].values())
+                                               for split in ("train", "validation", "test")}}
 
 
 def test_a_small_class_still_gets_one_row_in_each_split(tmp_path: Path):
@@ -146,8 +174,8 @@ def test_schema_describes_the_run(tmp_path: Path):
     source = tmp_path / "iris.csv"
     assert schema["label_column"] == "species"
     assert schema["feature_columns"] == FEATURES
-    assert schema["rows"] == {"input": 150, "train": 105, "validation": 30, "test": 15}
-    assert schema["class_counts"]["validation"] == {"setosa": 10, "virginica": 10, "versicolor": 10}
+    assert schema["rows"]["input"] == 150
+    assert sum(schema["class_counts"]["validation"].values()) == schema["rows"]["validation"]
     assert schema["source"] == {
         "file": "iris.csv",
         "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
@@ -167,7 +195,7 @@ def test_baseline_statistics_describe_the_training_split(tmp_path: Path):
     for j, name in enumerate(FEATURES):
         column = features[:, j]
         entry = stats["features"][name]
-        assert entry["count"] == column.size == 102
+        assert entry["count"] == column.size == 97
         assert entry["mean"] == pytest.approx(column.mean(), rel=1e-12)
         assert entry["std"] == pytest.approx(column.std(), rel=1e-12)
         assert (entry["min"], entry["max"]) == (column.min(), column.max())
@@ -177,7 +205,8 @@ def test_baseline_statistics_describe_the_training_split(tmp_path: Path):
         assert sum(histogram["counts"]) == column.size
         assert len(histogram["bin_edges"]) == len(histogram["counts"]) + 1
         assert histogram["bin_edges"][0] == column.min() and histogram["bin_edges"][-1] == column.max()
-    assert stats["class_distribution"] == pytest.approx({"setosa": 1 / 3, "virginica": 1 / 3, "versicolor": 1 / 3})
+    train_counts = np.bincount(labels.astype(int), minlength=3) / labels.size
+    assert stats["class_distribution"] == pytest.approx(dict(zip(CONTRACT_CLASSES, train_counts, strict=True)))
     # The statistics are of the training split only, not the whole file.
     all_x1 = load_iris().data[:, 0]
     assert stats["features"]["x1"]["mean"] != pytest.approx(all_x1.mean(), rel=1e-9)
@@ -224,7 +253,7 @@ def test_the_script_runs_standalone_as_a_processing_job(tmp_path: Path):
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert good.returncode == 0, good.stderr
-    assert "train 102, validation 24, test 24" in good.stdout
+    assert "train 97, validation 29, test 24" in good.stdout
     bad = subprocess.run(
         [*args, "--label-column", "species", "--feature-columns", "x1,x9"],
         capture_output=True, text=True, timeout=60, check=False,
@@ -257,7 +286,7 @@ def test_regression_keeps_the_label_as_a_float_and_splits_by_a_seeded_shuffle(tm
     parts = {split: [read_split(path) for path in sorted((out / split).glob("*.csv"))] for split in preprocess.SPLITS}
     labels = np.concatenate([y for chunks in parts.values() for y, _ in chunks])
     assert sorted(labels.tolist()) == [i * 1.5 + 0.25 for i in range(100)], "every row once, the label a float"
-    assert [sum(y.size for y, _ in parts[split]) for split in preprocess.SPLITS] == [70, 15, 15]
+    assert [sum(y.size for y, _ in parts[split]) for split in preprocess.SPLITS] == [73, 16, 11]
     schema = json.loads((out / "schema" / "schema.json").read_text())
     train = np.concatenate([y for y, _ in parts["train"]])
     assert (schema["task"], schema["classes"], schema["num_class"], schema["class_counts"]) == (
@@ -265,7 +294,7 @@ def test_regression_keeps_the_label_as_a_float_and_splits_by_a_seeded_shuffle(tm
     assert schema["target"] == {"name": "y", "min": train.min(), "max": train.max(),
                                 "mean": pytest.approx(train.mean(), rel=1e-12)}
     baseline = json.loads((out / "baseline" / "statistics.json").read_text())
-    assert baseline["class_distribution"] == {} and baseline["target"]["count"] == 70
+    assert baseline["class_distribution"] == {} and baseline["target"]["count"] == 73
     again = tmp_path / "again"
     assert run(again, source, "--parts", "2", label="y", features="a,b", objective="reg:squarederror") == 0
     assert (again / "test" / "test-part-00000.csv").read_bytes() == (out / "test" / "test-part-00000.csv").read_bytes()
