@@ -40,6 +40,11 @@ setup(
             # Validates the generated CloudFormation templates offline (it ships the resource schemas).
             "cfn-lint>=1.20",
             "aiosmtpd>=1.4",
+            # Runs every phase and check against the OpenAPI document the local API serves
+            # (tests/deploy/test_schemathesis.py: its engine and events API are 4.x's).
+            "schemathesis>=4.32,<5",
+            # The SMTP TLS tests make their server's certificate (moto needs it too).
+            "cryptography>=42",
             # Drives Debian's chromium (/usr/bin/chromium) in the dashboard's browser test; never `playwright install`.
             "playwright>=1.45",
             # Execute notebooks/walkthrough.ipynb in a kernel of the test's own Python

@@ -16,6 +16,7 @@ from importlib import metadata
 from cloudviz.commands import data, deploy, models, monitoring, pipeline, report, runs, schedule, serve
 from cloudviz.commands.arguments import STATE_HOME_HELP, Actions
 from pipelines.errors import CloudVizError
+from pipelines.state import use_owner_only_umask
 
 DESCRIPTION = """\
 CloudViz trains a tabular XGBoost model with a SageMaker-style pipeline (Preprocess -> Train -> Evaluate ->
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_owner_only_umask()
     try:
         return args.handler(args)
     except (CloudVizError, OSError, sqlite3.Error) as error:

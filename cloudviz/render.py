@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from cloudviz.progress import step_note
+from cloudviz.progress import printable, step_note
 from pipelines.model_quality import headline_metrics, scalar_metrics
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def run_summary(run: Run, approval_status: str | None = None) -> str:
         if status == "PendingManualApproval":
             lines.append(f"  approve it with: cloudviz models approve {group} {version}")
     if run.failure_reason:
-        lines.append(f"Failed: {run.failure_reason}")
+        lines.append(f"Failed: {printable(run.failure_reason)}")
         if run.status == "Failed":
             lines.append(f"  resume it with: cloudviz pipeline resume {run.id}")
     lines.append(f"Folder: {run.folder}")

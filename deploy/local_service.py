@@ -17,6 +17,7 @@ from deploy.deployments import Deployment, DeploymentStore
 from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
 from deploy.endpoint_state import EndpointFiles
 from deploy.gateway.events import LOCAL_REGION
+from deploy.http11 import Limits
 from deploy.model_signature import Signature, registered_schema
 from deploy.monitoring.alarm_history import AlarmHistory
 from deploy.monitoring.alarm_rules import ALARM_RULES
@@ -75,13 +76,17 @@ class LocalService:
         notifiers: Sequence[Notifier] = (),
         stage: str = APPROVED_STAGE,
         smoke_test: bool = False,
+        cors_origins: Sequence[str] = (),
+        max_connections: int | None = None,
     ) -> None:
         """``alarm_period_seconds`` replaces the alarm rules' own period (60 s) locally; ``notifiers`` receive the
         alarms' changes into and out of ALARM (``on_event`` too), and are closed with the service. Only the first
         ``stage`` follows approvals; a later one serves what promotions put in its deployment record.
         ``smoke_test``: smoke-test each version as it goes live (what a promotion requires). ``cloudviz serve``
         always does; it is a client's request, stored and counted like any, so an embedder that measures its own
-        traffic (a test, a notebook) may leave it out, and its versions then cannot be promoted."""
+        traffic (a test, a notebook) may leave it out, and its versions then cannot be promoted. ``cors_origins``:
+        the web origins the API answers CORS to (none: no CORS). ``max_connections``: the connections each of the
+        endpoint and the API holds at once (None: the server's default)."""
         self.home = home
         self.group = group
         self.stage = stage
@@ -101,6 +106,8 @@ class LocalService:
         self.notifiers = [*notifiers, EventNotifier(on_event)]
         self.evaluator: AlarmEvaluator | None = None
         self.smoke_tests = smoke_test
+        self.cors_origins = tuple(cors_origins)
+        self.limits = Limits() if max_connections is None else Limits(max_connections=max_connections)
         self.last_smoke_test: SmokeTest | None = None
         self._examples: dict[int, dict[str, float] | str] = {}  # example rows (or why none) by version: fixed
         self._schemas: dict[int, dict] = {}  # the schema GET /model describes each version from, once it went live
@@ -127,7 +134,9 @@ class LocalService:
         api_port, endpoint_port = self.ports
         self.endpoint_server = EndpointServer(
             self.slot, name=self.endpoint, port=endpoint_port, metrics=self.endpoint_metrics
-        ).start()
+        )
+        self.endpoint_server.limits = self.limits
+        self.endpoint_server.start()
         environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home)
         lambda_metrics.set_sink(self.api_metrics.observe_lambda)  # the handlers' EMF documents, in-process
         store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
@@ -138,12 +147,15 @@ class LocalService:
             self.home, self.group, self.endpoint, live=lambda: self.live, store=store,
             example_body=self.example_body, sampler=self.sampler,
             alarm_states=lambda: self.evaluator.states() if self.evaluator is not None else [], drift=self.drift,
-            live_accuracy=self.live_accuracy,
+            live_accuracy=self.live_accuracy, api_url=lambda: self.api.url,
         ))
         self.api = build_prediction_api(
             environment, self.api_key, port=api_port, access_log=self.files.access_log,
             extra_routes=[self.api_metrics.route(), *dashboard.routes()], observers=[self.api_metrics.observe_request],
-        ).start()
+            cors_origins=self.cors_origins,
+        )
+        self.api.limits = self.limits
+        self.api.start()
         self.evaluator = AlarmEvaluator(ALARM_RULES, self.sampler, self.alarm_history, self.notifiers,
                                         self.alarm_period_seconds,
                                         before_sample=[self.drift.refresh, self.live_accuracy.refresh]).start()

@@ -1,9 +1,11 @@
 """The OpenAPI document of a live model: the generic document (``deploy/openapi.json``) filled in from the
 model's description (GET /model, ``serving_lambdas.model_description``).
 
-The request forms name the model's features (with their ranges), ``input_data`` rows have its number of values,
-the answer's class index and label are its classes (or the prediction is a number, for regression), and every
-example is built from the description's example row, so each one is answered as documented.
+The request forms name the model's features (with their ranges; by name, each once by its name or an alias and
+nothing else), ``input_data`` rows have its number of values, the answer's class index and label are its classes
+(or the prediction is a number, for regression), as is a feedback label, and every example is built from the
+description's example row, so each one is answered as documented. The document is exact: what it allows, the
+server accepts (tests/deploy/test_schemathesis.py), but for the rules between fields it states in words.
 """
 
 from __future__ import annotations
@@ -36,13 +38,11 @@ def openapi_document(description: dict) -> dict:
     row = schemas["BatchInput"]["properties"]["input_data"]["items"]
     row["minItems"] = row["maxItems"] = len(names)
     row["description"] = f"[{', '.join(names)}]"
-    aliases = {alias: properties[feature["name"]] for feature in description["features"]
-               for alias in feature.get("aliases", [])}
-    named = {**properties, **aliases}
-    schemas["NamedInput"]["properties"]["features"]["properties"] = named
-    schemas["InstancesInput"]["properties"]["instances"]["items"]["properties"].update(named)
+    _by_name(schemas["NamedInput"]["properties"]["features"], description["features"], properties)
+    _by_name(schemas["InstancesInput"]["properties"]["instances"]["items"], description["features"], properties)
 
     if task == "regression":
+        schemas["TrueLabel"] = {"$ref": SCHEMA_REF + "Feature", "description": "A regression model's true value."}
         target = description.get("target") or {}
         prediction = schemas["Prediction"]["properties"]
         prediction["prediction"] = {"type": "number", "description": f"The predicted {target.get('name') or 'value'}."}
@@ -53,6 +53,7 @@ def openapi_document(description: dict) -> dict:
         schemas["ClassIndex"]["enum"] = list(range(len(classes)))
         schemas["ClassIndex"]["description"] = ", ".join(f"{name} = {index}" for index, name in enumerate(classes))
         schemas["Label"]["enum"] = classes
+        schemas["TrueLabel"] = {"anyOf": [{"$ref": SCHEMA_REF + "Label"}, {"$ref": SCHEMA_REF + "ClassIndex"}]}
         schemas["Prediction"]["properties"]["prediction"] = {"$ref": SCHEMA_REF + "ClassIndex"}
 
     example = description.get("example")
@@ -86,6 +87,25 @@ def _feedback_examples(operation: dict, description: dict) -> None:
         f"prediction {answer['id']} already has label {label!r} recorded, not {other!r}: a recorded label is never "
         "changed")}
     operation["description"] += f" For this model: {expected}."
+
+
+def _by_name(row: dict, features: list[dict], properties: dict) -> None:
+    """A row by name, as the server reads one: every feature once, by its name or one of its aliases, and no other
+    key (beside the ones ``row`` already declares, such as request_id)."""
+    row["properties"] = {**row.get("properties", {}), **properties}
+    row["additionalProperties"] = False
+    required, once = [], []
+    for feature in features:
+        names = [feature["name"], *feature.get("aliases", [])]
+        row["properties"].update({alias: properties[feature["name"]] for alias in names[1:]})
+        if len(names) == 1:
+            required.append(feature["name"])
+        else:
+            once.append({"oneOf": [{"required": [name]} for name in names]})
+    if required:
+        row["required"] = required
+    if once:
+        row["allOf"] = once
 
 
 def _feature_schema(feature: dict) -> dict:

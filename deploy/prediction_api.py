@@ -45,11 +45,12 @@ def build_prediction_api(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     extra_routes: Sequence[LambdaRoute | PlainRoute] = (),
     observers: Sequence[Callable[[dict], None]] = (),
+    cors_origins: Sequence[str] = (),
 ) -> ApiGateway:
     """The API, not yet started. ``environment`` is the handlers' configuration (ENDPOINT_NAME,
     SAGEMAKER_RUNTIME_URL, PREDICTION_STORE, FEATURE_NAMES, ...), set in ``os.environ`` while the API serves;
     ``extra_routes`` adds the gateway's own pages (metrics, a dashboard) beside GET /openapi.json; ``observers``
-    receive every access-log entry."""
+    receive every access-log entry; ``cors_origins`` the web origins allowed to call the API (none: no CORS)."""
     return ApiGateway(
         [*prediction_routes(), PlainRoute("GET", "/openapi.json", served_openapi), *extra_routes],
         api_key,
@@ -59,6 +60,7 @@ def build_prediction_api(
         access_log=access_log,
         observers=observers,
         environment=environment,
+        cors_origins=cors_origins,
     )
 
 

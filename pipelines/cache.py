@@ -1,15 +1,19 @@
 """Step cache: a finished step's outputs, found again by a key over everything that made them.
 
-The key covers the step's declaration with its parameter values, a digest of its code, and
-the keys of its inputs (a file parameter by its content hash; another step's output by that step's
-key). Steps are deterministic for a given seed, so equal keys mean equal outputs.
+The key covers the step's declaration with its parameter values, a digest of its code, the keys
+of its inputs (a file parameter by its content hash; another step's output by that step's key), and
+the versions of Python and of the libraries the steps compute with. Steps are deterministic for a
+given seed, so equal keys mean equal outputs.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import sys
 from collections.abc import Collection
+from importlib import metadata
 from pathlib import Path
 
 from pipelines.dag import JsonGet, Param, ProcessingStep, RegisterModelStep, Step, StepOutput, TrainingStep, references
@@ -19,6 +23,10 @@ from pipelines.runs import RunRecord
 from pipelines.state import write_json_atomic
 
 PIPELINES_CODE = Path(__file__).resolve().parent  # what runs the in-process steps (Register)
+# The distributions whose code computes the steps' outputs (xgboost installs as xgboost-cpu here): an upgrade of
+# any of them may change an output, so it changes every key. tests/pipelines/test_cache_versions.py checks that
+# every library the steps' code imports is here.
+SHAPING_DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "scikit-learn", "xgboost", "xgboost-cpu")
 
 
 def digest(*parts: object) -> str:
@@ -49,7 +57,20 @@ def cache_key(step: Step, record: RunRecord, file_parameters: Collection[str], r
                 inputs[name] = file_key(Path(record.parameters[name]))
             case Param(name):
                 inputs[name] = record.parameters[name]
-    return digest(type(step).__name__, repr(step), code_of(step, repo_root), inputs)
+    return digest(type(step).__name__, repr(step), code_of(step, repo_root), inputs, library_versions())
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Python's version and the installed ``SHAPING_DISTRIBUTIONS``' (those absent left out), read from the
+    packages' metadata: importing numpy or xgboost here would slow every ``cloudviz`` command down."""
+    versions = {"python": "{}.{}.{}".format(*sys.version_info[:3])}
+    for distribution in SHAPING_DISTRIBUTIONS:
+        try:
+            versions[distribution] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def file_key(path: Path) -> str:

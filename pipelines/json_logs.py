@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
+from pipelines.state import OwnerOnlyRotatingFileHandler
+
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
 STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -41,7 +43,7 @@ def log_to_file(
     five old files kept). Called again for a logger (another command in the same process), the new file
     replaces the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8")
+    handler = OwnerOnlyRotatingFileHandler(path, maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8")
     handler.setFormatter(JsonLineFormatter())
     for name in loggers:
         logger = logging.getLogger(name)

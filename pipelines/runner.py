@@ -69,13 +69,15 @@ class LocalRunner:
     # -- entry points ---------------------------------------------------------------------
 
     def start(self, overrides: dict[str, str] | None = None, use_cache: bool = True) -> RunRecord:
-        """Validate parameters (and hyperparameters) up front, then create and execute a run."""
+        """Validate parameters (and hyperparameters) up front, then create and execute a run; ``use_cache`` is
+        recorded with it, so a resume executes the rest as the run began."""
         values = self.resolve_parameters(overrides or {})
-        record = self.runs.create(self.pipeline.name, values, self.pipeline.order())
-        return self._execute(record, use_cache)
+        record = self.runs.create(self.pipeline.name, values, self.pipeline.order(), {"use_cache": use_cache})
+        return self._execute(record)
 
-    def resume(self, run_id: str, use_cache: bool = True) -> RunRecord:
-        """Re-run every step of a failed run that did not succeed, reusing those that did."""
+    def resume(self, run_id: str, use_cache: bool | None = None) -> RunRecord:
+        """Re-run every step of a failed run that did not succeed, reusing those that did, with the run's recorded
+        options; ``use_cache`` given replaces the recorded choice (for this and later resumes)."""
         record = self.runs.load(run_id)
         if record.status == SUCCEEDED:
             raise UserError(f"run {run_id} succeeded; there is nothing to resume")
@@ -93,11 +95,13 @@ class LocalRunner:
         for name, step in record.steps.items():
             if step.status != SUCCEEDED or isinstance(self.pipeline.step(name), ConditionStep):
                 step.status, step.failure_reason, step.properties = PENDING, None, {}
+        if use_cache is not None:
+            record.options["use_cache"] = use_cache
         record.status, record.failure_reason, record.ended_at = EXECUTING, None, None
         record.resumed += 1
         record.pid = os.getpid()
         record.save()
-        return self._execute(record, use_cache)
+        return self._execute(record)
 
     def resolve_parameters(self, overrides: dict[str, str]) -> dict:
         """The run's parameter values: ``overrides`` applied and checked, file parameters as local paths."""
@@ -105,7 +109,8 @@ class LocalRunner:
 
     # -- the run loop ---------------------------------------------------------------------
 
-    def _execute(self, record: RunRecord, use_cache: bool) -> RunRecord:
+    def _execute(self, record: RunRecord) -> RunRecord:
+        use_cache = record.uses_cache()
         self.observer.run_changed(record)
         try:
             for name in self.pipeline.order():

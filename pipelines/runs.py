@@ -1,6 +1,7 @@
 """Run records: one folder per pipeline run, with ``run.json`` saying what happened.
 
-``<state home>/runs/<run id>/run.json`` holds the parameters, the run status, and per step
+``<state home>/runs/<run id>/run.json`` holds the parameters, the run options (``use_cache``: what a resume
+keeps unless told otherwise), the run status, and per step
 its status, attempts, timings, cache use, outputs, log file and failure reason. The file is
 rewritten atomically at every change, so ``cloudviz runs show`` can read a live run.
 """
@@ -56,6 +57,7 @@ class RunRecord:
     pipeline: str
     parameters: dict
     folder: Path
+    options: dict = field(default_factory=dict)  # how the run executes: {"use_cache": bool}; a resume keeps them
     status: str = EXECUTING
     created_at: str = field(default_factory=utc_now_text)
     ended_at: str | None = None
@@ -92,6 +94,10 @@ class RunRecord:
         registered a version."""
         return next((step.properties for step in self.steps.values() if "version" in step.properties), None)
 
+    def uses_cache(self) -> bool:
+        """Whether the run takes steps from the step cache (a run recorded before options were kept: yes)."""
+        return bool(self.options.get("use_cache", True))
+
     def runner_alive(self) -> bool:
         """Whether the process that executes this run is still running."""
         return self.pid is not None and process_alive(self.pid)
@@ -106,13 +112,15 @@ class RunStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def create(self, pipeline: str, parameters: dict, step_names: list[str]) -> RunRecord:
+    def create(self, pipeline: str, parameters: dict, step_names: list[str], options: dict | None = None) -> RunRecord:
+        """A new run record, saved, with the ``options`` it executes with (recorded so a resume keeps them)."""
         run_id = new_run_id()
         record = RunRecord(
             run_id=run_id,
             pipeline=pipeline,
             parameters=parameters,
             folder=self.folder / run_id,
+            options=dict(options or {}),
             pid=os.getpid(),
             steps={name: StepRecord(name) for name in step_names},
         )

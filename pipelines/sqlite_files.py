@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines.state import create_owner_only
+
 
 def create(path: Path, schema: str) -> None:
-    """Create the file's folder and its tables (the schema is ``CREATE ... IF NOT EXISTS``)."""
+    """Create the file's folder, the file owner-only, and its tables (the schema is ``CREATE ... IF NOT EXISTS``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    create_owner_only(path)
     with connect(path) as db:
         db.executescript(schema)
 

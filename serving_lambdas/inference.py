@@ -3,7 +3,8 @@ live model's description (``serving_lambdas.model_description``), and POST /pred
 label, ``serving_lambdas.feedback``), from the same function, which knows the model.
 
 The store is written before the answer is returned, and only when the endpoint answered: a 400 or a 503
-leaves nothing behind, and a batch is stored whole or not at all.
+leaves nothing behind, and a batch is stored whole or not at all. A request with an ``Idempotency-Key`` is served
+once: its retries get the stored answer (``serving_lambdas.idempotency``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import logging
 import time
 from collections import Counter
 
-from serving_lambdas import feedback, metrics
+from serving_lambdas import feedback, idempotency, metrics
 from serving_lambdas.config import InferenceSettings, inference_settings
 from serving_lambdas.endpoint import EndpointAnswer, EndpointUnavailable, invoke
 from serving_lambdas.model_description import live_description
-from serving_lambdas.payload import PayloadError, parse_payload
+from serving_lambdas.payload import Payload, PayloadError, parse_payload
 from serving_lambdas.records import PredictionRecord, new_ids, timestamp_text, utc_now
-from serving_lambdas.responses import error_response, json_response
-from serving_lambdas.store import open_store
+from serving_lambdas.responses import answers_cors, error_response, json_response
+from serving_lambdas.store import ClaimLost, IdempotentRequest, open_store
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "the model endpoint is unavailable; nothing was stored, retry later"
@@ -27,6 +28,7 @@ STORE_UNAVAILABLE = "the prediction store is unavailable; the prediction was not
 MODEL_RESOURCE = "/model"
 
 
+@answers_cors
 def handler(event: dict, context: object) -> dict:
     settings = inference_settings()
     if event.get("resource") == MODEL_RESOURCE:
@@ -34,31 +36,48 @@ def handler(event: dict, context: object) -> dict:
     if event.get("resource") == feedback.RESOURCE:
         return feedback.handle(event, settings)
     try:
+        key = idempotency.requested_key(event)
         payload = parse_payload(event, settings.feature_names, settings.aliases, settings.max_batch_rows)
-    except PayloadError as error:
+    except (PayloadError, idempotency.IdempotencyKeyError) as error:
         return error_response(400, str(error))
+    if key is None:
+        return predict(payload, settings)
+    return idempotency.serve_once(key, event, payload, open_store(settings.store),
+                                  lambda request: predict(payload, settings, request))
+
+
+def predict(payload: Payload, settings: InferenceSettings, request: IdempotentRequest | None = None) -> dict:
+    """Ask the endpoint, store the predictions (with the answer, for an idempotent ``request``), answer."""
     try:
         answer = invoke(settings.endpoint_name, settings.runtime_url, payload.rows, settings.version_ttl_seconds,
                         settings.task)
     except EndpointUnavailable:
         return error_response(503, UNAVAILABLE)
     records = make_records(payload.rows, answer, settings, payload.request_ids)
+    if payload.batch:
+        body: dict = {"predictions": [record.answer() for record in records]}
+    else:
+        body = records[0].answer()
     try:
-        store(records, settings)
+        store(records, settings, None if request is None else idempotency.answered(request, 200, body))
+    except ClaimLost:
+        return idempotency.in_progress()
     except Exception:  # the store's own error (SQLite, DynamoDB, the disk): logged, nothing was written
         logger.exception("prediction store %s failed", settings.store.target)
         return error_response(503, STORE_UNAVAILABLE)
     report(records, answer, settings.endpoint_name)
-    if payload.batch:
-        return json_response(200, {"predictions": [record.answer() for record in records]})
-    return json_response(200, records[0].answer())
+    return json_response(200, body)
 
 
-def store(records: list[PredictionRecord], settings: InferenceSettings) -> None:
-    """Write the predictions (all or none), timing the write; a failure is counted and raised."""
+def store(records: list[PredictionRecord], settings: InferenceSettings,
+          answered: IdempotentRequest | None = None) -> None:
+    """Write the predictions (all or none; with an idempotent request's answer), timing the write; a failure is
+    counted and raised."""
     started = time.perf_counter()
     try:
-        open_store(settings.store).put(records)
+        open_store(settings.store).put(records, answered)
+    except ClaimLost:
+        raise  # not the store's failure: another request holds the key
     except Exception:
         metrics.emit({"StoreErrors": (1, "Count")}, Endpoint=settings.endpoint_name)
         raise

@@ -1,25 +1,27 @@
 """The GET /predictions query: limit, since, until and next_token, checked, as bounds on prediction ids.
 
-``next_token`` is opaque to clients: URL-safe base64 of JSON holding the last id of the previous page and the
-query's time bounds. A token that does not decode to exactly that, or that belongs to other time bounds than
-the ones given beside it, is refused (400), never guessed around.
+``next_token`` is opaque to clients: the last id of the previous page (or where the store stopped) and the query's
+time bounds, ``<after_id>.<since>.<until>`` (a bound empty when not given), so that one regular expression
+(``TOKEN``, also the OpenAPI document's pattern) says exactly which tokens are accepted. A token that does not
+match it, or that belongs to other time bounds than the ones given beside it, is refused (400), never guessed
+around.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from serving_lambdas.records import is_prediction_id, time_bound
+from serving_lambdas.records import time_bound
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 PARAMETERS = ("limit", "since", "until", "next_token")
-TIME_BOUND = re.compile(r"\d{8}T\d{12}Z")
+TIME_BOUND = r"[0-9]{8}T[0-9]{12}Z"  # time_bound()'s form; ids add -<16 hex digits>
+# after_id, since and until, in the regular expression syntax Python and the OpenAPI document (ECMA 262) share.
+TOKEN_PATTERN = rf"({TIME_BOUND}(?:-[0-9a-f]{{16}})?)\.({TIME_BOUND})?\.({TIME_BOUND})?"
+TOKEN = re.compile(TOKEN_PATTERN)
 
 
 class QueryError(ValueError):
@@ -43,8 +45,7 @@ class ListQuery:
 
     def next_token(self, last_id: str) -> str:
         """The token of the page after the one ending with ``last_id``."""
-        document = {"after_id": last_id, "since": self.since, "until": self.until}
-        return base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode().rstrip("=")
+        return f"{last_id}.{self.since or ''}.{self.until or ''}"
 
 
 def parse_query(event: dict) -> ListQuery:
@@ -76,38 +77,29 @@ def _limit(text: str | None) -> int:
 
 
 def _time(values: dict[str, str], name: str) -> str | None:
-    """An ISO-8601 time as an id bound; a time without a zone is UTC, as the original API's timestamps were."""
+    """An ISO-8601 time as an id bound; a time without a zone is UTC, as the original API's timestamps were. RFC
+    3339's lower-case ``t`` and ``z`` are read too; a time that falls before year 1 or after 9999 once in UTC
+    bounds nothing, so it is the earliest or latest bound."""
     if name not in values:
         return None
     try:
-        moment = datetime.fromisoformat(values[name])
+        moment = datetime.fromisoformat(values[name].upper())
     except ValueError:
         raise QueryError(f"{name} must be an ISO-8601 time like 2026-11-29T03:20:01Z, not {values[name]!r}") from None
-    return time_bound(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return time_bound(moment)
+    except OverflowError:
+        return time_bound((datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC))
 
 
 def _resume(query: ListQuery, token: str) -> ListQuery:
-    try:
-        document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        document = None
-    if not _valid_token(document):
+    match = TOKEN.fullmatch(token)
+    if match is None:
         raise QueryError("next_token is not a token this API issued: pass the X-Next-Token header of the last page")
-    for name in ("since", "until"):
+    after_id, since, until = match.groups()
+    for name, bound in (("since", since), ("until", until)):
         given = getattr(query, name)
-        if given is not None and given != document[name]:
+        if given is not None and given != bound:
             raise QueryError(f"next_token belongs to a query with another {name}: keep {name} as on the first page")
-    return ListQuery(query.limit, document["since"], document["until"], document["after_id"])
-
-
-def _valid_token(document: object) -> bool:
-    return (
-        isinstance(document, dict)
-        and set(document) == {"after_id", "since", "until"}
-        and isinstance(document["after_id"], str)
-        and (is_prediction_id(document["after_id"]) or TIME_BOUND.fullmatch(document["after_id"]) is not None)
-        and all(
-            document[name] is None or (isinstance(document[name], str) and TIME_BOUND.fullmatch(document[name]))
-            for name in ("since", "until")
-        )
-    )
+    return ListQuery(query.limit, since, until, after_id)

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from serving_lambdas.json_limits import JsonLimitError, check_json_limits
+
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_SMALLEST_NORMAL = 1.1754943508222875e-38
 REQUEST_ID = "request_id"
@@ -66,13 +68,17 @@ def parse_payload(event: dict, features: tuple[str, ...], aliases: Mapping[str, 
 
 
 def json_body(event: dict) -> object:
+    """The proxy event's body as JSON, within the limits of ``check_json_limits`` and with no key given twice."""
     text = event.get("body")
     if not text:
         raise PayloadError("the body is empty: send a JSON object")
     try:
         if event.get("isBase64Encoded"):
             text = base64.b64decode(text, validate=True).decode("utf-8")
+        check_json_limits(text)
         return json.loads(text, object_pairs_hook=_unique_keys)
+    except JsonLimitError as error:
+        raise PayloadError(str(error)) from None
     except (binascii.Error, UnicodeDecodeError):
         raise PayloadError("the body is not JSON: it is not UTF-8 text") from None
     except json.JSONDecodeError as error:

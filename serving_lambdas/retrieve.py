@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from serving_lambdas.config import store_spec
 from serving_lambdas.listing import QueryError, parse_query
-from serving_lambdas.responses import error_response, json_response
+from serving_lambdas.responses import answers_cors, error_response, json_response
 from serving_lambdas.store import open_store
 
 
+@answers_cors
 def handler(event: dict, context: object) -> dict:
     store = open_store(store_spec())
     prediction_id = (event.get("pathParameters") or {}).get("id")

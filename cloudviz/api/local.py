@@ -95,8 +95,10 @@ class LocalPipeline(Pipeline):
         overrides = with_data({name: str(value) for name, value in (parameters or {}).items()}, data, dataset)
         return run_of(self._runner(observer).start(overrides, use_cache=use_cache), RunStore(self.home.runs))
 
-    def resume(self, run_id: str = LATEST, use_cache: bool = True, *, observer: RunObserver | None = None) -> Run:
-        """Run a failed run again from the step that failed (its id, a unique prefix of one, or ``latest``)."""
+    def resume(self, run_id: str = LATEST, use_cache: bool | None = None, *,
+               observer: RunObserver | None = None) -> Run:
+        """Run a failed run again from the step that failed (its id, a unique prefix of one, or ``latest``), with
+        the options it was started with (``use_cache`` None: as recorded; True or False: that, from now on)."""
         store = RunStore(self.home.runs)
         return run_of(self._runner(observer).resume(store.find(run_id).run_id, use_cache=use_cache), store)
 
@@ -186,17 +188,21 @@ class LocalProject(Project):
 
     def serve(self, group: str, stage: str = "dev", *, api_port: int = 0, endpoint_port: int = 0,
               alarm_period_seconds: float | None = None, notifiers: Sequence[Notifier] = (),
-              on_event: Callable[[str], None] | None = None) -> LocalServing:
+              on_event: Callable[[str], None] | None = None, cors_origins: Sequence[str] = (),
+              max_connections: int | None = None) -> LocalServing:
         """Start the stage's endpoint and prediction API in this process on 127.0.0.1 (ports 0: free ones; dev
         deploys the newest Approved version when nothing is live), smoke-test the live version through the API, and
         record the serve where ``cloudviz dashboard`` and ``api()`` find it, until ``close()``. ``notifiers``
         (:func:`cloudviz.api.local_serve.alarm_notifiers`) receive the alarms' changes, evaluated over periods of
-        ``alarm_period_seconds`` (default each rule's own); ``on_event`` each thing the service reports. Refused
+        ``alarm_period_seconds`` (default each rule's own); ``on_event`` each thing the service reports;
+        ``cors_origins`` the web origins (``https://app.example.com``) allowed to call the API (none: no CORS);
+        ``max_connections`` the connections each server holds at once (None: 512, within the open-file limit). Refused
         (AlreadyServed, PortTaken: UserErrors) when the endpoint is served already or a port is taken."""
         serving = start_serve(self.home, self._files(group, stage), group, stage, api_port=api_port,
                               endpoint_port=endpoint_port, alarm_period_seconds=alarm_period_seconds,
                               notifiers=notifiers, on_event=on_event,
-                              forget=lambda: self._served.pop((group, stage), None))
+                              forget=lambda: self._served.pop((group, stage), None), cors_origins=cors_origins,
+                              max_connections=max_connections)
         self._served[group, stage] = serving
         return serving
 

@@ -49,12 +49,15 @@ class LocalServing(Serving):
 
 
 def alarm_notifiers(webhook: str | None = None, smtp_host: str | None = None, smtp_port: str | None = None,
-                    smtp_from: str | None = None, smtp_to: str | None = None) -> list[Notifier]:
+                    smtp_from: str | None = None, smtp_to: str | None = None, *, smtp_security: str | None = None,
+                    smtp_user: str | None = None, smtp_password_file: str | None = None) -> list[Notifier]:
     """Where a serve sends its alarms' changes: a webhook and/or email, each argument falling back to its
-    environment variable (CLOUDVIZ_ALARM_WEBHOOK, CLOUDVIZ_SMTP_HOST/PORT/FROM/TO)."""
+    environment variable (CLOUDVIZ_ALARM_WEBHOOK, CLOUDVIZ_SMTP_HOST/PORT/FROM/TO/SECURITY/USER/PASSWORD_FILE). The
+    SMTP password is read from ``smtp_password_file``, else CLOUDVIZ_SMTP_PASSWORD: never an argument."""
     from deploy.monitoring.notifications import NotificationSettings
 
-    return NotificationSettings.resolve(webhook, smtp_host, smtp_port, smtp_from, smtp_to).notifiers()
+    return NotificationSettings.resolve(webhook, smtp_host, smtp_port, smtp_from, smtp_to, smtp_security=smtp_security,
+                                        smtp_user=smtp_user, smtp_password_file=smtp_password_file).notifiers()
 
 
 def serve_of(files: EndpointFiles) -> ServeRecord | None:
@@ -86,12 +89,19 @@ def check_port_free(home: StateHome, group: str, port: int, role: str) -> None:
 
 def start_serve(home: StateHome, files: EndpointFiles, group: str, stage: str, *, api_port: int,
                 endpoint_port: int, alarm_period_seconds: float | None, notifiers: Sequence[Notifier],
-                on_event: Callable[[str], None] | None, forget: Callable[[], None]) -> LocalServing:
+                on_event: Callable[[str], None] | None, forget: Callable[[], None],
+                cors_origins: Sequence[str] = (), max_connections: int | None = None) -> LocalServing:
     """Check, start and record the serve; closing it stops the service, forgets the record, then calls
     ``forget``. OSError when a port cannot be listened on after all."""
     from deploy.api_key import api_key
     from deploy.dashboard.serve_file import ServeRecord, forget_serve, record_serve
+    from deploy.gateway.policy import checked_origins
     from deploy.local_service import LocalService
+
+    try:
+        cors_origins = checked_origins(cors_origins)
+    except ValueError as error:
+        raise UserError(f"cors_origins: {error}") from None
 
     running = serve_of(files)
     if running is not None:
@@ -102,7 +112,8 @@ def start_serve(home: StateHome, files: EndpointFiles, group: str, stage: str, *
     key = api_key(home.api_key_file)
     log_to_file(files.serve_log, "deploy", "serving_lambdas")
     service = LocalService(home, group, key, api_port, endpoint_port, alarm_period_seconds=alarm_period_seconds,
-                           notifiers=notifiers, stage=stage, smoke_test=True,
+                           notifiers=notifiers, stage=stage, smoke_test=True, cors_origins=cors_origins,
+                           max_connections=max_connections,
                            **({"on_event": on_event} if on_event is not None else {}))
     service.start()
     record = ServeRecord(service.api.url, service.endpoint_server.url, os.getpid(), group)

@@ -58,7 +58,7 @@ def pipeline_start(args: argparse.Namespace) -> int:
 
 def pipeline_resume(args: argparse.Namespace) -> int:
     project = LocalProject()
-    return finish_run(args, project, project.pipeline.resume(args.run_id, use_cache=not args.no_cache,
+    return finish_run(args, project, project.pipeline.resume(args.run_id, use_cache=args.use_cache,
                                                              observer=progress(args)))
 
 
@@ -71,8 +71,16 @@ def pipeline_parameters(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-cache", action="store_true", help="execute every step, ignoring the step cache")
+def add_run_options(parser: argparse.ArgumentParser, resuming: bool = False) -> None:
+    """``--no-cache`` and ``--quiet``; a resume also takes ``--cache`` and, given neither, keeps the run's choice."""
+    if resuming:
+        cache = parser.add_mutually_exclusive_group()
+        cache.add_argument("--no-cache", dest="use_cache", action="store_false", default=None,
+                           help="execute every remaining step, ignoring the step cache")
+        cache.add_argument("--cache", dest="use_cache", action="store_true", default=None,
+                           help="take remaining steps from the step cache although the run began with --no-cache")
+    else:
+        parser.add_argument("--no-cache", action="store_true", help="execute every step, ignoring the step cache")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -102,6 +110,8 @@ def register(groups: Actions) -> None:
         ("upsert", pipeline_aws.upsert_command, "create or update the SageMaker Pipeline (needs AWS credentials)"),
     ):
         pipeline_aws.add_definition_options(add_command(pipeline, name, handler, text))
-    resume = add_command(pipeline, "resume", pipeline_resume, "resume a failed run from the step that failed", "RUN_ID")
-    add_run_options(resume)
+    resume = add_command(pipeline, "resume", pipeline_resume, "resume a failed run from the step that failed", "RUN_ID",
+                         epilog="By default the rest uses the step cache as the run did: a run started with "
+                         "--no-cache resumes without it.")
+    add_run_options(resume, resuming=True)
     add_command(pipeline, "parameters", pipeline_parameters, "list the pipeline parameters and their defaults")

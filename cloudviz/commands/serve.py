@@ -11,9 +11,17 @@ import threading
 from cloudviz import render
 from cloudviz.api.local import LocalProject
 from cloudviz.api.local_serve import AlreadyServed, PortTaken, alarm_notifiers
-from cloudviz.commands.arguments import STATE_HOME_HELP, Actions, add_endpoint, port_number, positive_seconds
+from cloudviz.commands.arguments import (
+    STATE_HOME_HELP,
+    Actions,
+    add_endpoint,
+    port_number,
+    positive_int,
+    positive_seconds,
+)
 from cloudviz.commands.output import print_flushed
 from cloudviz.commands.schedule import add_retraining_options, start_retraining
+from deploy.monitoring.notifications import SMTP_SECURITIES
 from pipelines.errors import UserError
 
 STAGE_PORTS = {"dev": (8000, 8080), "prod": (8001, 8081)}  # (API, endpoint): both stages can serve at once
@@ -23,13 +31,16 @@ def serve_command(args: argparse.Namespace) -> int:
     default_api_port, default_endpoint_port = STAGE_PORTS[args.stage]
     api_port = default_api_port if args.api_port is None else args.api_port
     endpoint_port = default_endpoint_port if args.endpoint_port is None else args.endpoint_port
-    notifiers = alarm_notifiers(args.alarm_webhook, args.smtp_host, args.smtp_port, args.smtp_from, args.smtp_to)
+    notifiers = alarm_notifiers(args.alarm_webhook, args.smtp_host, args.smtp_port, args.smtp_from, args.smtp_to,
+                                smtp_security=args.smtp_security, smtp_user=args.smtp_user,
+                                smtp_password_file=args.smtp_password_file)
     project = LocalProject()
     scheduler, retrain = start_retraining(args, project, args.group, print_flushed)
     try:
         serving = project.serve(args.group, args.stage, api_port=api_port, endpoint_port=endpoint_port,
                                 alarm_period_seconds=args.alarm_period, notifiers=[*notifiers, *retrain],
-                                on_event=print_flushed)
+                                on_event=print_flushed, cors_origins=args.cors_origin,
+                                max_connections=args.max_connections)
     except AlreadyServed as error:
         raise UserError(f"{error.reason}: stop that `cloudviz serve` first") from None
     except PortTaken as error:
@@ -56,6 +67,26 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cors_origin(text: str) -> str:
+    """An argparse type: one origin, checked as the gateway checks it."""
+    from deploy.gateway.policy import checked_origins
+
+    try:
+        (origin,) = checked_origins([text])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return origin
+
+
+class NoPasswordFlag(argparse.Action):
+    """``--smtp-password``: refused without echoing its value (a flag shows in ``ps`` and the shell's history); it
+    also keeps argparse from reading it as an abbreviation of ``--smtp-password-file``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        parser.error("--smtp-password: the SMTP password is never a flag (it would show in `ps` and the shell's "
+                     "history): put it in CLOUDVIZ_SMTP_PASSWORD or in a file named by --smtp-password-file")
+
+
 def stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -74,6 +105,12 @@ def register(groups: Actions) -> None:
     serve.add_argument("--api-port", type=port_number,
                        help="prediction API port (default 8000 on dev, 8001 on prod)")
     serve.add_argument("--endpoint-port", type=port_number, help="endpoint port (default 8080 on dev, 8081 on prod)")
+    serve.add_argument("--max-connections", type=positive_int, metavar="N",
+                       help="client connections each of the API and the endpoint holds at once (default 512; fewer "
+                       "when the open-file limit requires): beyond, the longest idle one is closed, else 503")
+    serve.add_argument("--cors-origin", type=cors_origin, action="append", default=[], metavar="ORIGIN",
+                       help="a web page origin (scheme://host[:port]) allowed to call the prediction routes from a "
+                       "browser; repeat for more (default: none, no CORS headers)")
     alarms = serve.add_argument_group(
         "alarms", "The alarm rules (`cloudviz alarms list`) are evaluated while serving; their changes into and out "
         "of ALARM are sent to a webhook and/or by email. Each flag falls back to its environment variable.")
@@ -83,8 +120,18 @@ def register(groups: Actions) -> None:
                         "[CLOUDVIZ_ALARM_WEBHOOK]")
     alarms.add_argument("--smtp-host", metavar="HOST", help="email alarm changes through this SMTP server "
                         "[CLOUDVIZ_SMTP_HOST]")
-    alarms.add_argument("--smtp-port", metavar="PORT", help="its port (default 25) [CLOUDVIZ_SMTP_PORT]")
+    alarms.add_argument("--smtp-port", metavar="PORT", help="its port (default 587 with starttls, 465 with tls, 25 "
+                        "without) [CLOUDVIZ_SMTP_PORT]")
     alarms.add_argument("--smtp-from", metavar="ADDRESS", help="sender address [CLOUDVIZ_SMTP_FROM]")
     alarms.add_argument("--smtp-to", metavar="ADDRESSES", help="recipients, separated by commas [CLOUDVIZ_SMTP_TO]")
+    alarms.add_argument("--smtp-security", choices=SMTP_SECURITIES, help="starttls: upgrade to TLS after connecting;"
+                        " tls: TLS from the start (port 465); none: plain (a local relay). Default: tls on port 465,"
+                        " else starttls with --smtp-user, else none. The server's certificate is verified (a private"
+                        " CA: SSL_CERT_FILE) [CLOUDVIZ_SMTP_SECURITY]")
+    alarms.add_argument("--smtp-user", metavar="USER", help="log in as USER (SES, Office 365, Gmail...); the password "
+                        "comes from --smtp-password-file or CLOUDVIZ_SMTP_PASSWORD, never a flag [CLOUDVIZ_SMTP_USER]")
+    alarms.add_argument("--smtp-password-file", metavar="PATH", help="file whose first line is the SMTP password "
+                        "[CLOUDVIZ_SMTP_PASSWORD_FILE]")
+    alarms.add_argument("--smtp-password", action=NoPasswordFlag, help=argparse.SUPPRESS)
     add_retraining_options(serve)
     serve.set_defaults(handler=serve_command)

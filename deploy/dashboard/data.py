@@ -1,4 +1,4 @@
-"""The dashboard's data: one JSON document holding every panel, built for each ``GET /dashboard/data``.
+"""The dashboard's data: one JSON document holding every panel, served at ``GET /dashboard/data``.
 
 Each panel is read from where its truth lives; one whose source fails carries ``{"error": ...}`` instead of its data.
 """
@@ -34,6 +34,7 @@ from serving_lambdas.records import time_bound
 from serving_lambdas.store import PredictionStore
 
 REFRESH_SECONDS = 5
+DEFAULT_API_URL = "http://127.0.0.1:8000"  # `cloudviz serve`'s dev API, for sources that name no API
 PREDICTION_WINDOW = timedelta(hours=1)
 MAX_PREDICTION_ROWS = 50_000  # a busier hour is summarised from its newest rows; the panel says so
 OVERLAP_SECONDS = 10.0  # how far back each refresh re-reads, for predictions committed out of id order
@@ -60,6 +61,8 @@ class DashboardSources:
     alarm_states: Callable[[], Sequence[AlarmState]] | None = None
     drift: DriftMonitor | None = None
     live_accuracy: LiveAccuracyMonitor | None = None
+    # The API's own URL, for the curl hint: never the request's Host, which a DNS-rebinding page chooses.
+    api_url: Callable[[], str] = lambda: DEFAULT_API_URL  # noqa: E731 (a default, not a definition)
 
     @cached_property
     def registry(self) -> ModelRegistry:
@@ -89,10 +92,9 @@ def finite(value: float | None, digits: int = 6) -> float | None:
 
 
 def build(
-    sources: DashboardSources, recent: RecentPredictions, host: str, now: datetime | None = None
+    sources: DashboardSources, recent: RecentPredictions, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The whole document. ``recent`` holds the store's newest predictions between calls; ``host`` is the Host
-    header the page was loaded with (for the curl hint)."""
+    """The whole document. ``recent`` holds the store's newest predictions between calls."""
     now = now or datetime.now(UTC)
     live = sources.live()
     package = _package(sources, live)
@@ -107,7 +109,7 @@ def build(
     panels: dict[str, Callable[[], Any]] = {
         "traffic": lambda: traffic(sources.sampler, series),
         "alarms": lambda: alarms(sources.alarm_states),
-        "predictions": lambda: predictions(recent, package, host, now, sources),
+        "predictions": lambda: predictions(recent, package, now, sources),
         "drift": lambda: drift(sources, package, series),
         "live_accuracy": lambda: live_accuracy(sources, package, series),
         "model": lambda: model(live, package),
@@ -208,11 +210,11 @@ def alarms(states: Callable[[], Sequence[AlarmState]] | None) -> dict[str, Any]:
 # -- predictions ---------------------------------------------------------------------------------
 
 
-def curl_hint(host: str, home: StateHome, body: str) -> str:
-    """A request that makes a prediction with the live model's example ``body``, with the key read from where
-    ``cloudviz serve`` took it."""
+def curl_hint(api_url: str, home: StateHome, body: str) -> str:
+    """A request to the API at ``api_url`` that makes a prediction with the live model's example ``body``, with
+    the key read from where ``cloudviz serve`` took it."""
     key = "$CLOUDVIZ_API_KEY" if "CLOUDVIZ_API_KEY" in os.environ else f"$(cat {home.api_key_file})"
-    return (f"curl -s -X POST http://{host}/predictions -H \"x-api-key: {key}\""
+    return (f"curl -s -X POST {api_url}/predictions -H \"x-api-key: {key}\""
             f" -H 'Content-Type: application/json' -d '{body}'")
 
 
@@ -279,7 +281,7 @@ class RecentPredictions:
 
 
 def predictions(
-    recent: RecentPredictions, package: ModelPackage | None, host: str, now: datetime, sources: DashboardSources
+    recent: RecentPredictions, package: ModelPackage | None, now: datetime, sources: DashboardSources
 ) -> dict[str, Any]:
     """Predictions of the last hour by class, in time buckets, and each class's share against training."""
     rows = recent.read(now)
@@ -287,7 +289,7 @@ def predictions(
         "window_minutes": round(PREDICTION_WINDOW.total_seconds() / 60),
         "rows": len(rows),
         "truncated": recent.truncated,
-        "hint": curl_hint(host, sources.home, sources.example_body()),
+        "hint": curl_hint(sources.api_url(), sources.home, sources.example_body()),
         "training_share": _training_shares(sources, package),
     }
     if not rows:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from deploy.endpoint.errors import InvocationError
+from serving_lambdas.json_limits import JsonLimitError, check_json_limits
 
 CSV = "text/csv"
 LIBSVM = "text/libsvm"
@@ -32,15 +33,30 @@ MAX_SHOWN = 40  # characters of a bad value quoted back in a message
 
 
 def media_type(header: str | None) -> str:
-    """The canonical content type of a Content-Type header; no header means CSV (SageMaker's common default)."""
+    """The canonical content type of a Content-Type header; no header means CSV (SageMaker's common default).
+
+    CSV takes the container's optional ``label_size`` parameter, which must be 1 (415 otherwise, as the container
+    answers)."""
     if not header:
         return CSV
-    name = header.split(";", 1)[0].strip().lower()
+    name, *parameters = header.lower().split(";")
+    name = name.strip()
     if name not in CONTENT_TYPES:
         raise InvocationError(
             415, f"Content-type {name} not supported. Supported content-type is text/csv, text/libsvm, application/json"
         )
+    if CONTENT_TYPES[name] == CSV and media_parameters(parameters).get("label_size", "1") != "1":
+        raise InvocationError(
+            415, f"{header} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1"
+        )
     return CONTENT_TYPES[name]
+
+
+def media_parameters(parameters: list[str]) -> dict[str, str]:
+    """``key=value`` parameters of a media type, values unquoted (as ``cgi.parse_header``, which the container
+    uses, reads them)."""
+    pairs = (parameter.partition("=") for parameter in parameters)
+    return {key.strip(): value.strip().strip('"') for key, _, value in pairs if key.strip()}
 
 
 def decode(body: bytes, content_type: str, num_features: int) -> np.ndarray:
@@ -131,7 +147,10 @@ def libsvm_rows(text: str, num_features: int) -> list[list[float]]:
 
 def json_rows(text: str, num_features: int) -> list[list[float]]:
     try:
+        check_json_limits(text)
         document = json.loads(text)
+    except JsonLimitError as error:
+        raise InvocationError(400, str(error)) from None
     except json.JSONDecodeError as error:
         raise InvocationError(400, f"the body is not valid JSON: {error}") from None
     if isinstance(document, dict):

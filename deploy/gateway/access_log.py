@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from pipelines.json_logs import BACKUPS, MAX_BYTES
+from pipelines.state import OwnerOnlyRotatingFileHandler
 
 
 class AccessLog:
@@ -19,7 +19,7 @@ class AccessLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handler = RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+        self._handler = OwnerOnlyRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
 
     def write(self, record: dict) -> None:
         line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **record})

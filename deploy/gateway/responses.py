@@ -39,6 +39,11 @@ def missing_authentication_token() -> Response:
     return gateway_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
 
 
+def misdirected() -> Response:
+    """The gateway's own pages asked for by another name than this machine's (a DNS-rebinding web page)."""
+    return gateway_error(421, "Misdirected Request: this page answers only at 127.0.0.1, [::1] or localhost")
+
+
 def internal_server_error() -> Response:
     return gateway_error(502, "Internal server error", "InternalServerErrorException")
 

@@ -89,6 +89,10 @@ class Router:
                 raise ValueError(f"two routes for {method} {template}")
             resource.methods[method] = route
         self._literal = {t: r for t, r in resources.items() if r.literal_count == len(r.segments)}
+        # The API's own resources (a Lambda route among their methods): the only ones CORS may apply to.
+        self.lambda_templates = frozenset(
+            t for t, r in resources.items() if any(isinstance(m, LambdaRoute) for m in r.methods.values())
+        )
         self._templated = sorted(
             (r for r in resources.values() if r.literal_count < len(r.segments)), key=lambda r: -r.literal_count
         )

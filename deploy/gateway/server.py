@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote
 from deploy.gateway import responses
 from deploy.gateway.access_log import AccessLog
 from deploy.gateway.events import LambdaContext, proxy_event
-from deploy.gateway.policy import key_matches, preflight_headers, with_cors
+from deploy.gateway.policy import CorsPolicy, is_loopback_host, key_matches
 from deploy.gateway.responses import MalformedProxyResponse, Response
 from deploy.gateway.routes import LambdaRoute, PlainRequest, PlainRoute, Route, Router
 from deploy.http11 import HTTPError, Request, Service
@@ -40,9 +40,10 @@ def static_route(path: str, file: Path) -> PlainRoute:
 
 
 class ApiGateway(Service):
-    """API Gateway's REST API front door for in-process handlers: routing, ``x-api-key``, CORS, a body-size
-    limit (413), an access log, and API Gateway's answers to unknown routes (403), refused keys (403) and
-    failing handlers (502, the traceback to the log, never to the client).
+    """API Gateway's REST API front door for in-process handlers: routing, ``x-api-key``, CORS on the Lambda
+    routes for ``cors_origins`` (none: no CORS), a body-size limit (413), an access log, and API Gateway's answers
+    to unknown routes (403), refused keys (403) and failing handlers (502, the traceback to the log, never to the
+    client). The gateway's own pages (plain routes) answer only to a loopback ``Host`` (421 otherwise).
 
     ``environment`` is the handlers' configuration, read from environment variables as on AWS Lambda: the
     handlers run in this process, so it is set in ``os.environ`` from ``start`` and the previous values come
@@ -58,7 +59,7 @@ class ApiGateway(Service):
         access_log: Path | None = None,
         stage: str = "local",
         static: Mapping[str, Path] | None = None,
-        cors_origin: str = "*",
+        cors_origins: Sequence[str] = (),
         observers: Sequence[Callable[[dict], None]] = (),
         environment: Mapping[str, str] | None = None,
     ) -> None:
@@ -67,7 +68,7 @@ class ApiGateway(Service):
         self.api_key = api_key
         self.access_log_path = access_log
         self.stage = stage
-        self.cors_origin = cors_origin
+        self.cors = CorsPolicy(cors_origins)
         self.observers = tuple(observers)  # each gets every access-log entry (metrics)
         self.environment = dict(environment or {})
         self._log: AccessLog | None = None
@@ -95,14 +96,17 @@ class ApiGateway(Service):
     def respond(self, request: Request, body: bytes) -> Response:
         request_id = str(uuid.uuid4())
         response, resource, error = self.answer(request, body, request_id)
-        return self.finish(request, request_id, response, resource, error, len(body))
+        cors = resource in self.router.lambda_templates
+        return self.finish(request, request_id, response, resource, error, len(body), cors)
 
     def error_page(self, request: Request | None, error: HTTPError) -> Response:
         """A request refused before routing (unreadable, too large, no Content-Length), in API Gateway's shape."""
         status, headers, payload = responses.refused(error.status, error.message)
         if request is None:  # nothing to log: not even the method and path could be read
-            return status, with_cors(headers, self.cors_origin), payload
-        return self.finish(request, str(uuid.uuid4()), (status, headers, payload), None, None, 0)
+            return status, headers, payload
+        found = self.router.resource(request.path)
+        cors = found is not None and found[0].template in self.router.lambda_templates
+        return self.finish(request, str(uuid.uuid4()), (status, headers, payload), None, None, 0, cors)
 
     def finish(
         self,
@@ -112,9 +116,10 @@ class ApiGateway(Service):
         resource: str | None,
         error: str | None,
         request_bytes: int,
+        cors: bool,
     ) -> Response:
-        """The response with CORS headers and the request id, its access log line written first, so a client
-        that has its answer finds the line."""
+        """The response with the request id (and CORS headers on a Lambda route), its access log line written
+        first, so a client that has its answer finds the line."""
         status, headers, payload = response
         entry = {
             "request_id": request_id,
@@ -133,7 +138,8 @@ class ApiGateway(Service):
             self._log.write(entry)
         for observe in self.observers:
             observe(entry)
-        headers = with_cors(headers, self.cors_origin)
+        if cors:
+            headers = self.cors.apply(headers, request.lower.get("origin"))
         headers.append(("x-amzn-RequestId", request_id))
         return status, headers, payload
 
@@ -146,9 +152,13 @@ class ApiGateway(Service):
         resource, path_parameters = found
         route = resource.methods.get(method)
         if route is None:
-            if method == "OPTIONS":
-                return (204, preflight_headers(self.cors_origin, resource.methods), b""), resource.template, None
+            if method == "OPTIONS" and resource.template in self.router.lambda_templates:
+                preflight = self.cors.preflight(request.lower.get("origin"), resource.methods)
+                if preflight is not None:
+                    return (204, preflight, b""), resource.template, None
             return responses.missing_authentication_token(), resource.template, None
+        if isinstance(route, PlainRoute) and not is_loopback_host(request.lower.get("host")):
+            return responses.misdirected(), resource.template, None
         supplied_key = next((value for name, value in headers if name.lower() == "x-api-key"), None)
         if route.api_key_required and not key_matches(supplied_key, self.api_key):
             return responses.forbidden(), resource.template, None

@@ -15,6 +15,15 @@ from deploy.http11 import Response
 # Seconds, fine enough for p50..p99 from half a millisecond (a prediction) to ten seconds (a stuck request).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "unmatched"  # requests no route answered (403 Missing Authentication Token, 413, ...)
+# Every label value comes from a closed set, so no client can grow the registry: a method outside these is "other",
+# a route is its resource template (or UNMATCHED_ROUTE), a status is 100..599 by construction.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    """The method as a label value: a standard one as it is, any other (made up, lower-case) as ``other``."""
+    return method if method in STANDARD_METHODS else OTHER_METHOD
 
 
 def exposition(registry: CollectorRegistry) -> tuple[int, dict[str, str], bytes]:
@@ -60,10 +69,11 @@ class ApiMetrics:
                                           registry=self.registry)
 
     def observe_request(self, entry: dict) -> None:
-        """One gateway access-log entry."""
+        """One gateway access-log entry (its ``resource`` is the matched route's template, never the raw path)."""
         route = entry.get("resource") or UNMATCHED_ROUTE
-        self.requests.labels(route, entry["method"], str(entry["status"])).inc()
-        self.duration.labels(route, entry["method"]).observe(entry["latency_ms"] / 1000)
+        method = method_label(entry["method"])
+        self.requests.labels(route, method, str(entry["status"])).inc()
+        self.duration.labels(route, method).observe(entry["latency_ms"] / 1000)
 
     def observe_lambda(self, document: dict) -> None:
         """One embedded-metric-format document from the serving Lambdas."""

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from serving_lambdas.store.base import DuplicateId, FeedbackConflict, PredictionStore, StorePage
+from serving_lambdas.store.base import (
+    ClaimLost,
+    DuplicateId,
+    FeedbackConflict,
+    IdempotentRequest,
+    PredictionStore,
+    StorePage,
+)
 from serving_lambdas.store.dynamodb import DEFAULT_RETENTION_DAYS, DynamoDbStore
 from serving_lambdas.store.sqlite import SqliteStore
 
@@ -66,9 +73,11 @@ def forget_opened_stores() -> None:
 
 
 __all__ = [
+    "ClaimLost",
     "DuplicateId",
     "DynamoDbStore",
     "FeedbackConflict",
+    "IdempotentRequest",
     "PredictionStore",
     "SqliteStore",
     "StorePage",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from serving_lambdas.records import Feedback, PredictionRecord
@@ -21,6 +21,36 @@ class FeedbackConflict(Exception):
         self.record = record
 
 
+class ClaimLost(Exception):
+    """The request no longer holds its Idempotency-Key (its lease ended and another request took the key over):
+    nothing of the put was written."""
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """A POST /predictions under an Idempotency-Key, as a store remembers it (``serving_lambdas.idempotency``).
+
+    ``digest`` names the caller's key, ``fingerprint`` the payload; ``token`` is the request serving it, until
+    ``lease_until``; ``status`` and ``body`` (JSON text) its answer once served; forgotten at ``expires_at``. Times
+    are epoch seconds."""
+
+    digest: str
+    fingerprint: str
+    token: str
+    lease_until: int
+    expires_at: int
+    status: int | None = None
+    body: str | None = None
+
+    def claimable(self, now: int) -> bool:
+        """Whether another request may take the key over: forgotten, or never answered and its lease ended (the
+        request serving it died)."""
+        return self.expires_at <= now or (self.status is None and self.lease_until <= now)
+
+    def answered(self, status: int, body: str) -> IdempotentRequest:
+        return replace(self, status=status, body=body)
+
+
 @dataclass(frozen=True)
 class StorePage:
     """Records newest first; ``resume_before`` is set when the store stopped early (its per-page cost budget ran
@@ -33,8 +63,16 @@ class StorePage:
 class PredictionStore(Protocol):
     max_rows_per_put: int
 
-    def put(self, records: Sequence[PredictionRecord]) -> None:
-        """Write every record or none of them."""
+    def put(self, records: Sequence[PredictionRecord], answered: IdempotentRequest | None = None) -> None:
+        """Write every record or none of them; with ``answered``, its answer too, in the same write, while it still
+        holds its key (else ``ClaimLost``, nothing written)."""
+
+    def claim(self, request: IdempotentRequest, now: int) -> IdempotentRequest:
+        """Remember ``request`` under its digest unless another one is held there (``claimable`` says when not),
+        atomically: the request remembered afterwards (``request`` itself when it got the key)."""
+
+    def release(self, request: IdempotentRequest) -> None:
+        """End the lease of a claim that will not be answered, if it still holds its key: a retry serves afresh."""
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         """The record with this id, or None."""

@@ -15,7 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from serving_lambdas.records import ID_PATTERN, ID_TIME_LENGTH, Feedback, PredictionRecord
-from serving_lambdas.store.base import DuplicateId, FeedbackConflict, StorePage
+from serving_lambdas.store.base import ClaimLost, DuplicateId, FeedbackConflict, IdempotentRequest, StorePage
 
 SHARDS = 4
 HOUR_LENGTH = 11  # "20261129T03"
@@ -31,6 +31,13 @@ DAY_SECONDS = 86400
 RANGE_QUERY = "pk = :pk AND sk BETWEEN :low AND :high"
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds: the table's TimeToLiveSpecification deletes the item after it
 FEEDBACK_ATTRIBUTE = "feedback"  # a map {label, recorded_at}, set once by record_feedback
+MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems' limit
+IDEMPOTENCY_PARTITION = "idempotency#"  # + the key's digest: one partition per key, no hot partition
+IDEMPOTENCY_SORT_KEY = "request"
+# Another request may take a key over (IdempotentRequest.claimable), decided by DynamoDB in the claim's PutItem.
+CLAIMABLE = ("attribute_not_exists(sk) OR expires_at <= :now "
+             "OR (attribute_not_exists(answer_status) AND lease_until <= :now)")
+HELD_BY = "claim_token = :token AND attribute_not_exists(answer_status)"  # the claim is still this request's
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -65,6 +72,10 @@ class DynamoDbStore:
       after its last prediction's), which the table's TTL deletes; a prediction whose client gave a
       ``request_id`` carries it, others have no such attribute; one whose true label was recorded carries
       ``feedback`` (a map: ``label``, ``recorded_at``).
+    - an Idempotency-Key: ``pk = "idempotency#<digest>"``, ``sk = "request"``, with ``fingerprint``,
+      ``claim_token``, ``lease_until``, ``expires_at`` (the key's window, which TTL deletes; TTL runs late, so every
+      condition compares it too), and once answered ``answer_status`` and ``answer_body``. Claimed by one
+      conditional PutItem; answered by an Update in the predictions' transaction.
 
     Numbers are stored as ``Decimal``; a batch is one TransactWriteItems (all or nothing, at most 100 items).
     """
@@ -83,22 +94,70 @@ class DynamoDbStore:
         self._lock = threading.Lock()
         self._shards = ThreadPoolExecutor(max_workers=SHARDS, thread_name_prefix="dynamodb-shard")
 
-    def put(self, records: Sequence[PredictionRecord]) -> None:
+    def put(self, records: Sequence[PredictionRecord], answered: IdempotentRequest | None = None) -> None:
+        """One PutItem, or one TransactWriteItems of the predictions and the key's answer. A batch of 100 leaves no
+        room for the answer in the transaction: it is written right after (a crash in between leaves the key held
+        until its lease ends)."""
         self._index_hours({record.id[:HOUR_LENGTH] for record in records})
         puts = [
-            {"TableName": self.table_name, "Item": _item(record, self.retention),
-             "ConditionExpression": "attribute_not_exists(sk)"}
+            {"Put": {"TableName": self.table_name, "Item": _item(record, self.retention),
+                     "ConditionExpression": "attribute_not_exists(sk)"}}
             for record in records
         ]
+        answer = [] if answered is None else [{"Update": self._answer(answered)}]
         try:
-            if len(puts) == 1:
-                self.client.put_item(**puts[0])
+            if len(puts) + len(answer) == 1:
+                self.client.put_item(**puts[0]["Put"])
+            elif len(puts) + len(answer) <= MAX_TRANSACTION_ITEMS:
+                self.client.transact_write_items(TransactItems=puts + answer)
             else:
-                self.client.transact_write_items(TransactItems=[{"Put": put} for put in puts])
+                self.client.transact_write_items(TransactItems=puts)
+                self.client.update_item(**answer[0]["Update"])
         except ClientError as error:
+            if answered is not None and _failed_condition(error, len(puts)):
+                raise ClaimLost(f"idempotency key {answered.digest} is no longer held by this request") from None
             if _is_duplicate(error):
                 raise DuplicateId(f"a prediction id is already stored ({error.response['Error']['Code']})") from None
             raise
+
+    def claim(self, request: IdempotentRequest, now: int) -> IdempotentRequest:
+        """One conditional PutItem; when the key is held, the item the failed condition returns."""
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={name: _serializer.serialize(value) for name, value in _idempotency_fields(request).items()},
+                ConditionExpression=CLAIMABLE,
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return _idempotent_request(error.response["Item"])
+        return request
+
+    def release(self, request: IdempotentRequest) -> None:
+        """Its lease set to 0 by one conditional UpdateItem (the function's role grants no DeleteItem)."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key=_idempotency_key(request.digest),
+                UpdateExpression="SET lease_until = :zero", ConditionExpression=HELD_BY,
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":token": {"S": request.token}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def _answer(self, answered: IdempotentRequest) -> dict:
+        """The Update that records the answer, while the request holds the key."""
+        return {
+            "TableName": self.table_name,
+            "Key": _idempotency_key(answered.digest),
+            "UpdateExpression": "SET answer_status = :status, answer_body = :body",
+            "ConditionExpression": HELD_BY,
+            "ExpressionAttributeValues": {":status": {"N": str(answered.status)}, ":body": {"S": answered.body},
+                                          ":token": {"S": answered.token}},
+        }
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         if ID_PATTERN.fullmatch(prediction_id) is None:
@@ -230,6 +289,39 @@ def _is_duplicate(error: ClientError) -> bool:
         code == "ConditionalCheckFailedException"
         or (code == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons)
         or (code == "ValidationException" and "multiple operations" in error.response["Error"]["Message"])
+    )
+
+
+def _failed_condition(error: ClientError, index: int) -> bool:
+    """The condition of the ``index``-th item of a transaction failed (or of the single request sent)."""
+    code = error.response["Error"]["Code"]
+    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+    if code == "TransactionCanceledException":
+        return len(reasons) > index and reasons[index] == "ConditionalCheckFailed"
+    return code == "ConditionalCheckFailedException"
+
+
+def _idempotency_key(digest: str) -> dict:
+    return {"pk": {"S": f"{IDEMPOTENCY_PARTITION}{digest}"}, "sk": {"S": IDEMPOTENCY_SORT_KEY}}
+
+
+def _idempotency_fields(request: IdempotentRequest) -> dict[str, Any]:
+    return {"pk": f"{IDEMPOTENCY_PARTITION}{request.digest}", "sk": IDEMPOTENCY_SORT_KEY,
+            "fingerprint": request.fingerprint, "claim_token": request.token, "lease_until": request.lease_until,
+            TTL_ATTRIBUTE: request.expires_at}
+
+
+def _idempotent_request(item: dict) -> IdempotentRequest:
+    fields = {name: _deserializer.deserialize(value) for name, value in item.items()}
+    status = fields.get("answer_status")
+    return IdempotentRequest(
+        digest=fields["pk"].removeprefix(IDEMPOTENCY_PARTITION),
+        fingerprint=fields["fingerprint"],
+        token=fields["claim_token"],
+        lease_until=int(fields["lease_until"]),
+        expires_at=int(fields[TTL_ATTRIBUTE]),
+        status=None if status is None else int(status),
+        body=fields.get("answer_body"),
     )
 
 

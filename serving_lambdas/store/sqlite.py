@@ -1,18 +1,22 @@
 """The embedded prediction store: one SQLite file in WAL mode, safe for writers on many threads.
 
 Ids start with the time a prediction was made, so the ``WITHOUT ROWID`` primary key is also the time index.
+Idempotency keys live in the same file (table ``idempotency_keys``), so an answer is remembered in the
+transaction that stores its predictions; expired keys are deleted as new ones are claimed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import astuple
 from pathlib import Path
 
 from serving_lambdas.records import Feedback, PredictionRecord
-from serving_lambdas.store.base import DuplicateId, FeedbackConflict, StorePage
+from serving_lambdas.store.base import ClaimLost, DuplicateId, FeedbackConflict, IdempotentRequest, StorePage
 
 BUSY_TIMEOUT_SECONDS = 30.0
 SCHEMA = """
@@ -30,6 +34,20 @@ CREATE TABLE IF NOT EXISTS predictions (
     feedback_recorded_at TEXT
 ) WITHOUT ROWID
 """
+IDEMPOTENCY_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS idempotency_keys (
+        digest TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        token TEXT NOT NULL,
+        lease_until INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        status INTEGER,
+        body TEXT
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at)",
+)
+IDEMPOTENCY_COLUMNS = "digest, fingerprint, token, lease_until, expires_at, status, body"
+ANSWER = "UPDATE idempotency_keys SET status = ?, body = ? WHERE digest = ? AND token = ? AND status IS NULL"
 # feedback_label has no type: it keeps a class name as text and a regression model's value as a number.
 COLUMNS = ("id, timestamp, features, prediction, label, probabilities, model_version, latency_ms, request_id, "
            "feedback_label, feedback_recorded_at")
@@ -63,6 +81,8 @@ class SqliteStore:
         connection = self._connection()
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(SCHEMA)
+        for statement in IDEMPOTENCY_SCHEMA:
+            connection.execute(statement)
         self._migrate(connection)
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
@@ -85,13 +105,15 @@ class SqliteStore:
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
+            # Owner-only from its first instant (SQLite keeps the mode it finds, and gives it to -wal and -shm).
+            os.close(os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o600))
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             # A committed prediction survives a crash of the process; a power loss may lose the last transactions.
             connection.execute("PRAGMA synchronous=NORMAL")
             self._local.connection = connection
         return connection
 
-    def put(self, records: Sequence[PredictionRecord]) -> None:
+    def put(self, records: Sequence[PredictionRecord], answered: IdempotentRequest | None = None) -> None:
         connection = self._connection()
         rows = [_row(record) for record in records]
         placeholders = ", ".join("?" * len(rows[0])) if rows else ""
@@ -99,6 +121,9 @@ class SqliteStore:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 connection.executemany(f"INSERT INTO predictions ({COLUMNS}) VALUES ({placeholders})", rows)
+                if answered is not None and connection.execute(
+                        ANSWER, (answered.status, answered.body, answered.digest, answered.token)).rowcount != 1:
+                    raise ClaimLost(f"idempotency key {answered.digest} is no longer held by this request")
             except sqlite3.IntegrityError as error:
                 connection.execute("ROLLBACK")
                 if error.sqlite_errorname != "SQLITE_CONSTRAINT_PRIMARYKEY":  # NOT NULL...: a bug, not a duplicate
@@ -108,6 +133,32 @@ class SqliteStore:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    def claim(self, request: IdempotentRequest, now: int) -> IdempotentRequest:
+        """In one transaction: delete the expired keys, read the key's row, and write ``request`` over it unless it
+        is held."""
+        connection = self._connection()
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
+                row = connection.execute(f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE digest = ?",
+                                         (request.digest,)).fetchone()
+                held = None if row is None else IdempotentRequest(*row)
+                if held is None or held.claimable(now):
+                    connection.execute(f"INSERT OR REPLACE INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) "
+                                       f"VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(request))
+                    held = request
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        return held
+
+    def release(self, request: IdempotentRequest) -> None:
+        with self._write_lock:
+            self._connection().execute("DELETE FROM idempotency_keys WHERE digest = ? AND token = ? AND status IS NULL",
+                                       (request.digest, request.token))
 
     def record_feedback(self, prediction_id: str, feedback: Feedback) -> PredictionRecord | None:
         """One UPDATE of the row, when it has no label yet, then the row read back in the same transaction."""

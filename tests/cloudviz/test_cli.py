@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from polling import wait_for
+from terminal import read_until_closed
 
 from cloudviz.cli import build_parser, main
 from deploy.endpoint_state import EndpointFiles
@@ -175,15 +176,7 @@ def test_progress_redraws_in_place_on_a_terminal(home: StateHome):
     process = subprocess.Popen([*CLOUDVIZ, "pipeline", "run"], stdout=subprocess.DEVNULL, stderr=follower,
                                env={**os.environ, "TERM": "xterm"})
     os.close(follower)
-    screen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        screen += chunk
+    screen = read_until_closed(leader)
     assert process.wait() == 0
     os.close(leader)
     text = screen.decode()

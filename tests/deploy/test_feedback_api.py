@@ -115,5 +115,5 @@ def test_a_regression_models_feedback_is_a_number(houses: StateHome, tmp_path: P
 def test_the_served_openapi_document_has_the_route_with_the_models_example(api):  # noqa: F811
     operation = spec_of(api)["paths"][FEEDBACK]["post"]
     assert operation["requestBody"]["content"]["application/json"]["example"] == {"label": "setosa"}
-    assert set(operation["responses"]) == {"200", "400", "403", "404", "409", "502"}
+    assert set(operation["responses"]) == {"200", "400", "403", "404", "409", "413", "429", "502"}
     assert "setosa (0), virginica (1), versicolor (2)" in operation["description"]

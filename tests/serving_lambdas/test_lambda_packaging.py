@@ -63,12 +63,22 @@ def test_metrics_are_embedded_metric_format_log_lines(capsys: pytest.CaptureFixt
     assert capsys.readouterr().out == "" and received[0]["StoreErrors"] == 1
 
 
-def test_answers_carry_cors_when_the_stack_sets_an_origin(live):
+def test_answers_carry_cors_to_the_origins_the_stack_lists(live):
     """On AWS nothing adds CORS to a proxy response; locally the gateway does and the variable is unset."""
-    event = rest_event("POST", "/predictions", json.dumps(SEED))
-    assert "Access-Control-Allow-Origin" not in inference.handler(event, None)["headers"]
-    live.setenv("CORS_ALLOW_ORIGIN", "https://app.example.com")
-    for response in (inference.handler(event, None), inference.handler(rest_event("POST", "/predictions", "{"), None),
-                     retrieve.handler(rest_event("GET", "/predictions"), None)):
-        assert response["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"
-        assert response["headers"]["Access-Control-Expose-Headers"] == "X-Next-Token"
+
+    def from_origin(event: dict, origin: str) -> dict:
+        return {**event, "headers": {**event["headers"], "origin": origin}}  # HTTP/2 clients send it lower-case
+
+    event = from_origin(rest_event("POST", "/predictions", json.dumps(SEED)), "https://app.example.com")
+    headers = inference.handler(event, None)["headers"]
+    assert not {name for name in headers if name.startswith("Access-Control-")} and "Vary" not in headers
+    live.setenv("CORS_ALLOW_ORIGINS", "https://app.example.com,https://admin.example.com")
+    events = (event, from_origin(rest_event("POST", "/predictions", "{"), "https://admin.example.com"),
+              from_origin(rest_event("GET", "/predictions"), "https://app.example.com"))
+    for handler, asked in zip((inference.handler, inference.handler, retrieve.handler), events, strict=True):
+        headers = handler(asked, None)["headers"]
+        assert headers["Access-Control-Allow-Origin"] == asked["headers"]["origin"]
+        assert {"X-Next-Token", "Idempotent-Replayed"} <= set(headers["Access-Control-Expose-Headers"].split(","))
+        assert headers["Vary"] == "Origin"
+    headers = inference.handler(from_origin(event, "https://evil.example"), None)["headers"]
+    assert "Access-Control-Allow-Origin" not in headers and headers["Vary"] == "Origin"

@@ -14,6 +14,7 @@ import pytest
 from deploy.gateway import ApiGateway, LambdaRoute, PlainRequest, PlainRoute
 
 KEY = "test-key-0123456789abcdef"
+ORIGIN = "http://example.test"  # the one web origin the test gateway answers CORS to
 
 
 def echo(event, context):
@@ -83,7 +84,8 @@ def access_log(tmp_path: Path) -> Path:
 def gateway(tmp_path: Path, access_log: Path):
     static = tmp_path / "doc.json"
     static.write_text('{"openapi": "3.0.3"}', encoding="utf-8")
-    with ApiGateway(ROUTES, KEY, max_body_bytes=1000, access_log=access_log, static={"/doc.json": static}) as api:
+    with ApiGateway(ROUTES, KEY, max_body_bytes=1000, access_log=access_log, static={"/doc.json": static},
+                    cors_origins=[ORIGIN]) as api:
         yield api.start()
 
 
@@ -230,20 +232,24 @@ def test_cors_preflight_is_answered_by_the_gateway_without_a_key(connection):
         "OPTIONS",
         "/items",
         key=None,
-        Origin="http://example.test",
+        Origin=ORIGIN,
         **{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key,content-type"},
     )
     assert (response.status, payload) == (204, b"")
-    assert response.getheader("Access-Control-Allow-Origin") == "*"
+    assert response.getheader("Access-Control-Allow-Origin") == ORIGIN
+    assert response.getheader("Vary") == "Origin"
     assert response.getheader("Access-Control-Allow-Methods") == "GET,OPTIONS,POST"
     assert "X-Api-Key" in response.getheader("Access-Control-Allow-Headers").split(",")
 
 
-def test_cors_headers_are_on_every_response(connection):
-    for target, key in [("/items", KEY), ("/items", None), ("/nowhere", KEY), ("/fails", KEY)]:
-        response, _ = call(connection, "GET", target, key=key)
-        assert response.getheader("Access-Control-Allow-Origin") == "*", target
+def test_cors_headers_are_on_every_answer_of_an_api_route_to_an_allowed_origin(connection):
+    for target, key in [("/items", KEY), ("/items", None), ("/fails", KEY)]:
+        response, _ = call(connection, "GET", target, key=key, Origin=ORIGIN)
+        assert response.getheader("Access-Control-Allow-Origin") == ORIGIN, target
         assert "X-Next-Token" in response.getheader("Access-Control-Expose-Headers").split(","), target
+    for target in ("/nowhere", "/page"):  # not an API route: no CORS
+        response, _ = call(connection, "GET", target, Origin=ORIGIN)
+        assert response.getheader("Access-Control-Allow-Origin") is None, target
 
 
 def test_oversize_body_is_refused_with_413_and_the_connection_stays_usable(connection, access_log):
@@ -318,7 +324,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(connection):
 def test_plain_and_static_routes_answer_without_a_key(connection):
     response, payload = call(connection, "GET", "/page?a=1&a=2", key=None)
     assert (response.status, payload) == (200, b"plain GET {'a': ['1', '2']}")
-    assert response.getheader("Access-Control-Allow-Origin") == "*"
+    assert response.getheader("Access-Control-Allow-Origin") is None
     response, payload = call(connection, "GET", "/doc.json", key=None)
     assert (response.status, payload) == (200, b'{"openapi": "3.0.3"}')
     assert response.getheader("Content-Type") == "application/json"

@@ -17,18 +17,20 @@ FIVE_XX = RULES["cloudviz-api-5xx-rate"]
 
 
 class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 that records every JSON POST and answers the first ones with ``refusals``."""
+    """An HTTP server on 127.0.0.1 that records every POST of an SNS notification (its JSON body, and its headers
+    in ``headers``) and answers the first ones with ``refusals``."""
 
     def __init__(self, refusals: tuple[int, ...] = ()) -> None:
         self.refusals = list(refusals)
         self.attempts: list[dict] = []
         self.accepted: list[dict] = []
+        self.headers: list[email.message.Message] = []  # names in any letter case, as HTTP's
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                assert self.headers["Content-Type"] == "application/json"
+                receiver.headers.append(self.headers)
                 receiver.attempts.append(body)
                 status = receiver.refusals.pop(0) if receiver.refusals else 200
                 if status == 200:
@@ -47,6 +49,12 @@ class WebhookReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def alarm_of(notification: dict) -> dict:
+    """The CloudWatch alarm state change an SNS notification carries, as a receiver on AWS reads it."""
+    assert notification["Type"] == "Notification"
+    return json.loads(notification["Message"])
 
 
 class Mailbox:

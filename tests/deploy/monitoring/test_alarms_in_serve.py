@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from alarm_support import FIVE_XX, WebhookReceiver
+from alarm_support import FIVE_XX, WebhookReceiver, alarm_of
 from polling import wait_for
 
 from cloudviz.cli import main
@@ -20,7 +20,7 @@ from cloudviz.render import alarms_line as render_alarms_line
 from deploy.endpoint import EndpointServer
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_rules import ALARM_RULES
-from deploy.monitoring.notifications import EmailNotifier, WebhookNotifier
+from deploy.monitoring.notifications import EmailNotifier, SmtpSettings, WebhookNotifier
 from pipelines.definition import build_pipeline
 from pipelines.registry import ModelRegistry
 from pipelines.runner import LocalRunner
@@ -93,7 +93,7 @@ def test_5xx_alarm_fires_and_resolves_and_both_channels_hear_it(home: StateHome,
                                                                 capsys: pytest.CaptureFixture):
     box, smtp_port = mailbox
     notifiers = [WebhookNotifier(webhook.url, backoff_seconds=0.05),
-                 EmailNotifier("127.0.0.1", smtp_port, "cloudviz@localhost", ("oncall@example.com",),
+                 EmailNotifier(SmtpSettings("127.0.0.1", smtp_port, "cloudviz@localhost", ("oncall@example.com",)),
                                backoff_seconds=0.05)]
     events: list[str] = []
     name = FIVE_XX.name
@@ -113,7 +113,7 @@ def test_5xx_alarm_fires_and_resolves_and_both_channels_hear_it(home: StateHome,
         service.endpoint_server = EndpointServer(service.slot, name=service.endpoint, port=port,
                                                  metrics=service.endpoint_metrics).start()
         assert 200 in traffic_until(service, lambda: state_of(service, name) == "OK", "OK again after recovery")
-        wait_for(lambda: len([b for b in webhook.accepted if b["alarm"] == name]) == 2
+        wait_for(lambda: len([b for b in webhook.accepted if alarm_of(b)["AlarmName"] == name]) == 2
                  and len([m for _, m in box.messages if name in m["Subject"]]) == 2, "both notifications")
         series = service.sampler.series()
         banner = render_alarms_line(service)
@@ -123,15 +123,17 @@ def test_5xx_alarm_fires_and_resolves_and_both_channels_hear_it(home: StateHome,
     assert banner.startswith(f"Alarms    {len(ALARM_RULES)} rules over 0.5 s periods (cloudviz alarms list);")
     assert banner.endswith(f"POST {webhook.url}, email to oncall@example.com via 127.0.0.1:{smtp_port}, this terminal")
 
-    # The webhook: the first delivery refused (503) and retried; each state change as one JSON document.
-    accepted = [body for body in webhook.accepted if body["alarm"] == name]
-    assert webhook.attempts[0] == accepted[0]
-    assert [(b["old_state"], b["new_state"]) for b in accepted] == [("OK", "ALARM"), ("ALARM", "OK")]
-    rate = accepted[0]["value"]
-    assert accepted[0]["reason"] == (f"Threshold Crossed: 1 of the last 1 datapoint(s) [{rate:g}] was greater than"
-                                     " the threshold (0.05) (minimum 1 for ALARM).")
-    assert (rate > 0.05, accepted[0]["threshold"], accepted[0]["metric"]) == (True, 0.05, "errors_5xx / requests")
-    assert accepted[0]["description"] == FIVE_XX.description and accepted[0]["aws_metric"] == "AWS/ApiGateway 5XXError"
+    # The webhook: the first delivery refused (503) and retried as SNS retries (the same message); each state change
+    # as one SNS notification of CloudWatch's alarm state change.
+    accepted = [alarm_of(body) for body in webhook.accepted if alarm_of(body)["AlarmName"] == name]
+    assert webhook.attempts[0] == webhook.accepted[0]
+    assert [(a["OldStateValue"], a["NewStateValue"]) for a in accepted] == [("OK", "ALARM"), ("ALARM", "OK")]
+    rate = float(re.search(r"\[(.+?)\]", accepted[0]["NewStateReason"])[1])
+    assert accepted[0]["NewStateReason"] == (f"Threshold Crossed: 1 of the last 1 datapoint(s) [{rate:g}] was greater"
+                                             " than the threshold (0.05) (minimum 1 for ALARM).")
+    assert rate > 0.05 and accepted[0]["AlarmDescription"] == FIVE_XX.description
+    assert {key: accepted[0]["Trigger"][key] for key in ("Namespace", "MetricName", "Statistic", "Threshold")} == {
+        "Namespace": "AWS/ApiGateway", "MetricName": "5XXError", "Statistic": "AVERAGE", "Threshold": 0.05}
 
     # The email, worded like CloudWatch's through SNS.
     mails = [(to, message) for to, message in box.messages if name in message["Subject"]]
@@ -150,7 +152,8 @@ def test_5xx_alarm_fires_and_resolves_and_both_channels_hear_it(home: StateHome,
     history = json.loads(capsys.readouterr().out)
     assert [(t["old_state"], t["new_state"]) for t in history] == [
         ("ALARM", "OK"), ("OK", "ALARM"), ("INSUFFICIENT_DATA", "OK")]
-    assert history[1] == {key: accepted[0][key] for key in history[1]}
+    assert (history[1]["alarm"], history[1]["reason"]) == (name, accepted[0]["NewStateReason"])
+    assert f"{history[1]['value']:g}" == f"{rate:g}"
     assert main(["alarms", "history", "--limit", "1"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2  # the header and one change
     assert main(["alarms", "list", "--json"]) == 0
