@@ -164,6 +164,8 @@ def account(validated_requests, scheduled_rules_take_no_events, aws_in_process, 
         s3.put_object(Bucket=BUCKET, Key="models/good/model.tar.gz", Body=model_tarball.read_bytes())
         s3.put_object(Bucket=BUCKET, Key="models/broken/model.tar.gz", Body=broken_tarball())
         boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=DEV.model_package_group)
+        boto3.client("apigateway").update_account(patchOperations=[  # the role the stages' access logs need
+            {"op": "replace", "path": "/cloudwatchRoleArn", "value": f"arn:aws:iam::{ACCOUNT}:role/apigw-logs"}])
         yield
 
 

@@ -30,8 +30,14 @@ VERSIONED_PACKAGE = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:m
 GROUP_HELP = (f"the model package group whose stage this is (default {DEFAULT_GROUP}, the bundled iris data's); "
               f"another group's stacks are cloudviz-<group>-<stage>-*, next to {DEFAULT_GROUP}'s cloudviz-<stage>-*")
 CONFIG_HELP = ("per-stage settings file (default ./cloudviz.toml when it exists): [stages.dev]/[stages.prod] "
-               "tables of instance_type, instance_count, retrain_schedule, alarm_email, allowed_origin, "
-               "retrain_on_drift, retrain_cooldown_hours")
+               "tables of instance_type, instance_count, retrain_schedule, alarm_email, cors_origins, "
+               "retrain_on_drift, retrain_cooldown_hours, api_reserved_concurrency, prediction_retention_days")
+APIGW_LOGGING_HELP = ("first deploy the stack cloudviz-apigw-logging: an IAM role with AWS's "
+                      "AmazonAPIGatewayPushToCloudWatchLogs policy, set as API Gateway's CloudWatch Logs role. That "
+                      "role is an account setting (one per account and region, used by every API there, not only "
+                      "CloudViz's), hence only on request; the stage's access log needs it. Without this flag the "
+                      "command stops before any change when the region has none. Both are kept if the stack is "
+                      "deleted")
 SCHEDULES_HELP = ("schedule definitions file (default ./cloudviz.schedules.json when it exists, as `cloudviz "
                   "schedule add` writes it): each schedule whose stages include this one becomes an EventBridge "
                   "Scheduler schedule of the automation stack")
@@ -91,6 +97,8 @@ def register(deploy_actions: Actions, destroy_actions: Actions, promote_actions:
                             help=f"artifact bucket for the Lambda zips and large templates (default ${BUCKET_ENV})")
         parser.add_argument("--group", default=DEFAULT_GROUP, help=GROUP_HELP)
         add_json(parser)
+    for parser in (deploy, promote):
+        parser.add_argument("--create-apigw-logging-role", action="store_true", help=APIGW_LOGGING_HELP)
     deploy.add_argument("--dry-run", action="store_true", help="create and print each change set, execute none")
     deploy.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     deploy.add_argument("--schedules", metavar="PATH", help=SCHEDULES_HELP)
@@ -125,12 +133,16 @@ def deploy_command(args: argparse.Namespace) -> int:
 
     import boto3
 
+    from deploy.aws.deployer import apigw_logging
     from deploy.aws.stage_release import deploy_stage, stage_package
 
     session = boto3.Session(region_name=region)
     package_arn, version = stage_package(session, args.stage, args.group)
+    account = apigw_logging(session, args.create_apigw_logging_role, bucket, args.dry_run, stderr_line)
     document = deploy_stage(session, args.stage, config, package_arn, version, bucket, args.dry_run, stderr_line,
                             args.group)
+    if account is not None:
+        document["stacks"].insert(0, account.to_dict())
     emit(args, document, "\n".join(summary_lines(document)))
     return 0
 
@@ -155,7 +167,7 @@ def synth_command(args: argparse.Namespace, config: StageConfig) -> int:
     settings = aws_settings(args.region or "us-east-1", "123456789012", args.bucket, config, config.alarm_email or "",
                             config.retrain_schedule or "", model_package_arn=args.model_package_arn,
                             model_version=int(match.group(2)))
-    written = write_synth(Path(args.synth), args.stage, settings, args.group)
+    written = write_synth(Path(args.synth), args.stage, settings, args.group, args.create_apigw_logging_role)
     document = {"stage": args.stage, "group": args.group, "model_package_arn": args.model_package_arn,
                 "written": [str(path) for path in written]}
     emit(args, document, f"Wrote {len(written)} file(s) to {args.synth}:\n"
@@ -196,9 +208,15 @@ def promote_command(args: argparse.Namespace) -> int:
 
     import boto3
 
+    from deploy.aws.deployer import apigw_logging
+
     session = boto3.Session(region_name=region)
+    ResourceNames(args.target, args.group)  # a group AWS could not name is refused before any AWS call
+    account = apigw_logging(session, args.create_apigw_logging_role, bucket, args.dry_run, stderr_line)
     deployment, promotion = promote_stage(session, args.source, args.target, config, bucket, args.dry_run,
                                           stderr_line, args.group)
+    if account is not None:
+        deployment["stacks"].insert(0, account.to_dict())
     lines = summary_lines(deployment)
     if promotion["promoted_at"]:
         lines.append(f"Promoted version {deployment['model_version']} from {args.source} to {args.target} (recorded "

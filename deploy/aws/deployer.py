@@ -306,3 +306,25 @@ def delete_and_wait(cloudformation: object, stack_id: str, waiter: Poller, progr
     status, events = wait_for_stack(cloudformation, stack_id, seen, waiter, progress)
     if status != DELETE_COMPLETE:
         raise UserError(f"deleting stack {stack_id} failed ({status}): {failure_reasons(events)}")
+
+
+CREATE_APIGW_LOGGING_ROLE = "--create-apigw-logging-role"
+
+
+def apigw_logging(session: object, create: bool, bucket: str | None, dry_run: bool,
+                  progress: Progress = quiet) -> DeployResult | None:
+    """Make sure API Gateway can write the stage's access log: with ``create``, deploy the region's account stack
+    (the role and the account setting naming it, :mod:`deploy.aws.templates.account`) and return what that did;
+    without, refuse (before any stack changes) when the region's API Gateway account setting names no CloudWatch
+    role, since the api stack's stage would then fail to create, after the endpoint stack had taken its minutes."""
+    from deploy.aws.stacks import apigw_logging_stack
+
+    if create:
+        return deploy_stack(session.client("cloudformation"), session.client("s3"), apigw_logging_stack(), bucket,
+                            dry_run, progress=progress)
+    if not session.client("apigateway").get_account().get("cloudwatchRoleArn"):
+        raise UserError(f"API Gateway in {session.region_name} has no CloudWatch Logs role (an account setting), "
+                        f"which the stage's access log needs: add {CREATE_APIGW_LOGGING_ROLE} to create one (it "
+                        "serves every API of the account in this region), or set yours: aws apigateway "
+                        "update-account --patch-operations op=replace,path=/cloudwatchRoleArn,value=ROLE_ARN")
+    return None

@@ -37,7 +37,7 @@ class AwsSettings:
     model_version: int = 1
     baseline_statistics_uri: str = ""
     data_schema_uri: str = ""
-    allowed_origin: str = "*"  # CORS Access-Control-Allow-Origin of the stage's API
+    cors_origins: tuple[str, ...] = ()  # the web origins the stage's API answers CORS to (none: CORS off)
     # The served package's data schema: its task, features and classes (comma-separated; none for regression).
     # No task: the package has no schema, and the api template's defaults (the pipeline's) apply.
     model_task: str = ""
@@ -51,3 +51,7 @@ class AwsSettings:
     schedules: tuple[ScheduleDefinition, ...] = ()
     retrain_on_drift: bool = False
     retrain_cooldown_hours: int = 24
+    # The stage's API: each function's reserved concurrency (0: none), the days a prediction is kept (0: the api
+    # template's default).
+    api_reserved_concurrency: int = 0
+    prediction_retention_days: int = 0

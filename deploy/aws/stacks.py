@@ -11,6 +11,7 @@ from pathlib import Path
 from deploy.aws.lambda_zip import LambdaZip, lambda_zips
 from deploy.aws.names import ResourceNames
 from deploy.aws.settings import AwsSettings
+from deploy.aws.templates.account import APIGW_LOGGING_STACK, apigw_logging_template
 from deploy.aws.templates.api import api_template
 from deploy.aws.templates.automation import automation_template
 from deploy.aws.templates.common import stack_tags
@@ -64,9 +65,11 @@ def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...
     }
     return [
         StackSpec(names.endpoint_stack, endpoint, endpoint_parameters, tags=tags),
-        StackSpec(names.api_stack, api_template(names, settings.allowed_origin),
+        StackSpec(names.api_stack, api_template(names, settings.cors_origins, settings.api_reserved_concurrency),
                   {"CodeBucket": settings.artifact_bucket, "CodeKey": zips["serving_lambdas"].key,
                    "ArtifactBucket": settings.artifact_bucket,
+                   **({"PredictionRetentionDays": str(settings.prediction_retention_days)}
+                      if settings.prediction_retention_days else {}),
                    **({"ModelTask": settings.model_task, "FeatureNames": settings.feature_names,
                        "ClassNames": settings.class_names} if settings.model_task else {})}, tags=tags),
         StackSpec(names.monitoring_stack, monitoring_template(names, settings),
@@ -75,6 +78,12 @@ def synthesize(stage: str, settings: AwsSettings, packages: tuple[LambdaZip, ...
         StackSpec(names.automation_stack, automation, {key: value for key, value in automation_parameters.items()
                                                        if key in automation["Parameters"]}, tags=tags),
     ]
+
+
+def apigw_logging_stack() -> StackSpec:
+    """The region's API Gateway logging role and account setting (``--create-apigw-logging-role``): a stack of no
+    stage, since the setting is the whole account's in the region."""
+    return StackSpec(APIGW_LOGGING_STACK, apigw_logging_template(), tags={"project": "cloudviz"})
 
 
 def referenced_packages(specs: list[StackSpec], packages: tuple[LambdaZip, ...]) -> list[LambdaZip]:
@@ -104,13 +113,15 @@ def model_description(stage: str, settings: AwsSettings, group: str = DEFAULT_GR
     return describe(inference_settings(environment), settings.model_version, None)
 
 
-def write_synth(directory: str | Path, stage: str, settings: AwsSettings, group: str = DEFAULT_GROUP) -> list[Path]:
-    """Write every template (``<stack>.json``), its parameter values (``<stack>.parameters.json``, in the form
-    ``aws cloudformation create-stack --parameters file://...`` reads: complete, so each file deploys its
-    template as it is) and every Lambda zip to ``directory``; and, when ``settings`` carry the served package's
-    schema (its task, features and classes), the API's OpenAPI document (``openapi.json``)."""
+def write_synth(directory: str | Path, stage: str, settings: AwsSettings, group: str = DEFAULT_GROUP,
+                apigw_logging_role: bool = False) -> list[Path]:
+    """Write every template (``<stack>.json``; with ``apigw_logging_role``, the account stack's too), its parameter
+    values (``<stack>.parameters.json``, in the form ``aws cloudformation create-stack --parameters file://...``
+    reads: complete, so each file deploys its template as it is) and every Lambda zip to ``directory``; and, when
+    ``settings`` carry the served package's schema (its task, features and classes), the API's OpenAPI document
+    (``openapi.json``)."""
     packages = lambda_zips()
-    specs = synthesize(stage, settings, packages, group)
+    specs = [*([apigw_logging_stack()] if apigw_logging_role else []), *synthesize(stage, settings, packages, group)]
     for spec in specs:
         if unset := unset_parameters(spec):
             raise ValueError(f"stack {spec.name}: no value for the parameter(s) {', '.join(unset)}")

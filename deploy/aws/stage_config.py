@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy.aws.names import STAGES, ResourceNames
+from deploy.gateway.policy import checked_origins
 from pipelines.errors import UserError
 
 if TYPE_CHECKING:
@@ -30,10 +31,19 @@ class StageConfig:
     instance_count: int
     retrain_schedule: str | None = None
     alarm_email: str | None = None
-    allowed_origin: str = "*"
+    cors_origins: tuple[str, ...] = ()  # the web origins the API answers CORS to; none: no CORS at all
     retrain_on_drift: bool = False
     retrain_cooldown_hours: int = 24
     schedules: tuple[ScheduleDefinition, ...] = ()
+    # The API's: each function's reserved concurrency (0: none) and the days a prediction is kept (0: the api
+    # template's default); default_config gives each stage its own.
+    api_reserved_concurrency: int = 0
+    prediction_retention_days: int = 0
+
+    def api_settings(self) -> dict:
+        """The :class:`~deploy.aws.settings.AwsSettings` fields of the stage's API functions and table."""
+        return {"api_reserved_concurrency": self.api_reserved_concurrency,
+                "prediction_retention_days": self.prediction_retention_days}
 
     def retraining_settings(self) -> dict:
         """The :class:`~deploy.aws.settings.AwsSettings` fields of scheduled and drift-triggered retraining."""
@@ -41,11 +51,19 @@ class StageConfig:
                 "retrain_cooldown_hours": self.retrain_cooldown_hours}
 
 
+# Each API function's reserved concurrency by default: none in dev, so that a new account (whose Lambda quota of 10
+# concurrent executions leaves nothing to reserve) can deploy; prod's covers the usage plan's default burst (20).
+API_RESERVED_CONCURRENCY = {"dev": 0, "prod": 20}
+
+
 def default_config(stage: str) -> StageConfig:
     """The settings of a stage no file mentions: today's instances of the stage, every other key as described."""
     from deploy.aws.templates.endpoint import INSTANCE_COUNTS, INSTANCE_TYPES
+    from serving_lambdas.store.dynamodb import DEFAULT_RETENTION_DAYS
 
-    return StageConfig(INSTANCE_TYPES[stage], INSTANCE_COUNTS[stage])
+    return StageConfig(INSTANCE_TYPES[stage], INSTANCE_COUNTS[stage],
+                       api_reserved_concurrency=API_RESERVED_CONCURRENCY[stage],
+                       prediction_retention_days=DEFAULT_RETENTION_DAYS)
 
 
 def parameter_refusal(definition: dict, value: str | int) -> str:
@@ -90,11 +108,15 @@ KEYS: dict[str, tuple[type, str]] = {
     "instance_count": (int, "endpoint.InstanceCount"),
     "retrain_schedule": (str, "automation.ScheduleExpression"),
     "alarm_email": (str, "monitoring.AlarmEmail"),
-    "allowed_origin": (str, ""),  # written into the api template, checked by its ALLOWED_ORIGIN
+    "cors_origins": (list, ""),  # written into the api template (its preflights and the functions' environment)
     "retrain_on_drift": (bool, ""),  # adds the automation template's drift rule
     "retrain_cooldown_hours": (int, ""),  # the retrain function's environment
+    "api_reserved_concurrency": (int, ""),  # written into the api template (0: no reservation, and a checkov skip)
+    "prediction_retention_days": (int, "api.PredictionRetentionDays"),  # the table's TTL, via the function
 }
-TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings"}
+RENAMED = {"allowed_origin": 'replaced by cors_origins, a list of origins such as ["https://app.example.com"] '
+                             '(no "*": none means no CORS)'}
 MAX_COOLDOWN_HOURS = 24 * 366
 
 
@@ -105,11 +127,16 @@ def value_refusal(stage: str, key: str, value: object, parameters: dict[str, dic
         return f"expected {TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
     if key == "retrain_schedule" and value == "":
         return ""  # off
-    if key == "allowed_origin":
-        from deploy.aws.templates.api import ALLOWED_ORIGIN
-
-        return "" if ALLOWED_ORIGIN.fullmatch(value) else (
-            f"{value!r} must be * or scheme://host[:port], e.g. https://dashboard.example.com")
+    if key == "cors_origins":
+        if not all(isinstance(origin, str) for origin in value):
+            return f"expected {TYPE_NAMES[list]}, got {value!r}"
+        try:
+            checked_origins(value)
+        except ValueError as error:
+            return str(error)
+        return ""
+    if key == "api_reserved_concurrency":
+        return "" if value >= 0 else f"{value} must be 0 (none reserved) or more concurrent executions"
     if key == "retrain_cooldown_hours":
         return "" if 1 <= value <= MAX_COOLDOWN_HOURS else f"{value} must be from 1 to {MAX_COOLDOWN_HOURS} hours"
     if not parameter:
@@ -146,11 +173,15 @@ def load_stage_configs(path: str | Path | None = None) -> dict[str, StageConfig]
             raise UserError(f"{where}: expected a table of settings, got {type(table).__name__}")
         parameters = template_parameters(stage)
         for key, value in table.items():
+            if key in RENAMED:
+                raise UserError(f"{where} {key}: {RENAMED[key]}")
             if key not in KEYS:
                 raise UserError(f"{where} {key}: unknown key; the keys are {', '.join(KEYS)}")
             refusal = value_refusal(stage, key, value, parameters)
             if refusal:
                 raise UserError(f"{where} {key}: {refusal}")
+        if "cors_origins" in table:
+            table = {**table, "cors_origins": checked_origins(table["cors_origins"])}
         configs[stage] = StageConfig(**{**default_config(stage).__dict__, **table})
     return configs
 

@@ -64,8 +64,8 @@ def aws_settings(region: str, account_id: str, bucket: str, config: StageConfig,
                  **package: object) -> AwsSettings:
     """The templates' settings of a stage: its config, the resolved alarm email and schedule, the package."""
     return AwsSettings(region=region, account_id=account_id, artifact_bucket=bucket, alarm_email=alarm_email,
-                       allowed_origin=config.allowed_origin, instance_type=config.instance_type,
-                       instance_count=config.instance_count, **config.retraining_settings(),
+                       cors_origins=config.cors_origins, instance_type=config.instance_type,
+                       instance_count=config.instance_count, **config.retraining_settings(), **config.api_settings(),
                        **schedule_settings(schedule), **package)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 
 from deploy.aws.lambda_zip import INFERENCE_HANDLER, RETRIEVE_HANDLER
 from deploy.aws.names import ResourceNames
@@ -17,6 +18,7 @@ from deploy.aws.templates.common import (
     LambdaSpec,
     arn,
     checkov_skip,
+    function_runtime,
     get_att,
     lambda_function,
     log_group,
@@ -27,14 +29,14 @@ from deploy.aws.templates.common import (
     statement,
     sub,
     template,
-    write_logs,
 )
-from deploy.gateway.policy import ALLOW_HEADERS, EXPOSE_HEADERS, PREFLIGHT_MAX_AGE_SECONDS
+from deploy.gateway.policy import ALLOW_HEADERS, EXPOSE_HEADERS, PREFLIGHT_MAX_AGE_SECONDS, checked_origins
 from pipelines.dag import RegisterModelStep
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS, IRIS_PARAMETERS
 from pipelines.definition import build_pipeline
 from pipelines.sagemaker.compiler import AwsTarget
 from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS, MAX_RETENTION_DAYS, TASKS
+from serving_lambdas.responses import CORS_VARIABLE
 from serving_lambdas.served_version import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
 from serving_lambdas.store.dynamodb import (
     ATTRIBUTE_DEFINITIONS,
@@ -66,16 +68,25 @@ ROUTES = (
 )
 RESOURCE_PATHS = {"PredictionsResource": "predictions", "PredictionIdResource": "predictions/{id}",
                   "ModelResource": "model", "FeedbackResource": "predictions/{id}/feedback"}
-ALLOWED_ORIGIN = re.compile(r"\*|https?://[A-Za-z0-9.-]+(:\d{1,5})?")
+# One JSON line per request in the stage's access log: who called (source IP, IAM caller, API key id), what, when,
+# the answer, and API Gateway's own request id (the functions log it too) to join the two.
+ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "caller": "$context.identity.caller",
+    "user": "$context.identity.user", "apiKeyId": "$context.identity.apiKeyId",
+    "requestTime": "$context.requestTime", "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath", "status": "$context.status", "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength", "responseLatency": "$context.responseLatency",
+    "integrationError": "$context.integration.error",
+}, separators=(",", ":"))
+ACCESS_LOGS_KEY = ("encrypted at rest by CloudWatch Logs' own keys; it holds request metadata (source IPs, key ids; "
+                   "no bodies, no key values) for LogRetentionDays, readable only by principals granted logs reads")
 STAGE_SKIPS = (
-    ("CKV_AWS_76", "access logs need the account-wide API Gateway CloudWatch role (AWS::ApiGateway::Account), an "
-                   "account singleton this stack must not take over; the functions log every request"),
     ("CKV_AWS_120", "answers are per request (POST) or must show the newest predictions (GET): a cache would serve "
                     "stale pages, and costs by the hour"),
 )
+UNRESERVED_SKIP = ("CKV_AWS_115", "api_reserved_concurrency = 0 for this stage (dev's default): a new account's "
+                                  "Lambda quota (10) has nothing to reserve; the usage plan's throttle bounds calls")
 API_FUNCTION_SKIPS = (
-    ("CKV_AWS_115", "bounded by the usage plan's throttle (ThrottleRateLimit/BurstLimit); reserved concurrency "
-                    "would come out of the account's pool, which a new account (quota 10) cannot spare"),
     ("CKV_AWS_116", "invoked synchronously by API Gateway, which answers the caller: a dead-letter queue only "
                     "receives failed asynchronous invocations"),
     ("CKV_AWS_117", "calls only AWS APIs (SageMaker Runtime, DynamoDB) over their public endpoints: no VPC "
@@ -85,12 +96,13 @@ API_FUNCTION_SKIPS = (
 
 
 def _function(name: str, handler: str, role_id: str, log_group_id: str, environment: dict, description: str,
-              origin: str) -> dict:
+              origins: tuple[str, ...], reserved_concurrency: int) -> dict:
     # The handlers answer CORS themselves: API Gateway passes a proxy response through unchanged.
     return checkov_skip(lambda_function(LambdaSpec(
         name, handler, description, role_id, log_group_id,
-        {**environment, "CORS_ALLOW_ORIGIN": origin}, FUNCTION_TIMEOUT_SECONDS, FUNCTION_MEMORY_MB,
-    )), *API_FUNCTION_SKIPS)
+        {**environment, CORS_VARIABLE: ",".join(origins)}, FUNCTION_TIMEOUT_SECONDS, FUNCTION_MEMORY_MB,
+        reserved_concurrency,
+    )), *API_FUNCTION_SKIPS, *(() if reserved_concurrency else (UNRESERVED_SKIP,)))
 
 
 def _proxy_method(http_method: str, resource_id: str, function_id: str) -> dict:
@@ -125,13 +137,22 @@ def _quoted(value: str) -> str:
     return f"'{value}'"
 
 
-def _preflight_method(resource_id: str, methods: list[str], origin: str) -> dict:
-    """OPTIONS answered by API Gateway itself (a MOCK integration), without a key, as "Enable CORS" sets it up."""
+def _preflight_template(origins: tuple[str, ...]) -> str:
+    """The MOCK's response template: the request's Origin echoed when listed, else 403 (as the local gateway)."""
+    listed = " || ".join(f'$origin == "{origin}"' for origin in origins)
+    return ('#set($origin = $input.params("Origin"))\n'
+            '#if($origin == "")#set($origin = $input.params("origin"))#end\n'
+            f"#if({listed})\n#set($context.responseOverride.header.Access-Control-Allow-Origin = $origin)\n"
+            "#else\n#set($context.responseOverride.status = 403)\n#end\n")
+
+
+def _preflight_method(resource_id: str, methods: list[str], origins: tuple[str, ...]) -> dict:
+    """OPTIONS answered by API Gateway itself (a MOCK integration), without a key, to the stage's origins only."""
     headers = {
-        "Access-Control-Allow-Origin": _quoted(origin),
         "Access-Control-Allow-Methods": _quoted(",".join(sorted({*methods, "OPTIONS"}))),
         "Access-Control-Allow-Headers": _quoted(ALLOW_HEADERS),
         "Access-Control-Max-Age": _quoted(PREFLIGHT_MAX_AGE_SECONDS),
+        "Vary": _quoted("Origin"),
     }
     return {
         "Type": "AWS::ApiGateway::Method",
@@ -147,32 +168,29 @@ def _preflight_method(resource_id: str, methods: list[str], origin: str) -> dict
                 "IntegrationResponses": [{
                     "StatusCode": "200",
                     "ResponseParameters": {f"method.response.header.{name}": value for name, value in headers.items()},
-                    "ResponseTemplates": {"application/json": ""},
+                    "ResponseTemplates": {"application/json": _preflight_template(origins)},
                 }],
             },
             "MethodResponses": [{
                 "StatusCode": "200",
-                "ResponseParameters": {f"method.response.header.{name}": False for name in headers},
+                "ResponseParameters": {f"method.response.header.{name}": False
+                                       for name in ("Access-Control-Allow-Origin", *headers)},
                 "ResponseModels": {"application/json": "Empty"},
             }],
         },
     }
 
 
-def _gateway_response(response_type: str, origin: str) -> dict:
+def _gateway_response(response_type: str, origins: tuple[str, ...]) -> dict:
     """CORS headers on API Gateway's own errors too (a missing key's 403, throttling's 429), so a browser page
-    can read the message."""
-    return {
-        "Type": "AWS::ApiGateway::GatewayResponse",
-        "Properties": {
-            "RestApiId": ref("RestApi"),
-            "ResponseType": response_type,
-            "ResponseParameters": {
-                "gatewayresponse.header.Access-Control-Allow-Origin": _quoted(origin),
-                "gatewayresponse.header.Access-Control-Expose-Headers": _quoted(EXPOSE_HEADERS),
-            },
-        },
-    }
+    can read the message: only with exactly one origin, since a gateway response cannot choose among several."""
+    properties: dict = {"RestApiId": ref("RestApi"), "ResponseType": response_type}
+    if len(origins) == 1:
+        properties["ResponseParameters"] = {
+            "gatewayresponse.header.Access-Control-Allow-Origin": _quoted(origins[0]),
+            "gatewayresponse.header.Access-Control-Expose-Headers": _quoted(EXPOSE_HEADERS),
+        }
+    return {"Type": "AWS::ApiGateway::GatewayResponse", "Properties": properties}
 
 
 def _permission(function_id: str, http_method: str, path: str) -> dict:
@@ -253,8 +271,10 @@ def table_resources(names: ResourceNames) -> dict[str, dict]:
                        "key policy and per-request KMS cost, and no consumer needs key-level control"))}
 
 
-def function_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
-    """The inference and retrieve functions, each with its log group and least-privilege role."""
+def function_resources(names: ResourceNames, origins: tuple[str, ...], reserved_concurrency: int = 0
+                       ) -> dict[str, dict]:
+    """The inference and retrieve functions, each with its log group and least-privilege role, and each with
+    ``reserved_concurrency`` (0: none) of the account's Lambda concurrency, which is also its ceiling."""
     inference_environment = {
         "ENDPOINT_NAME": names.endpoint_name,
         "PREDICTION_STORE": sub("dynamodb:${PredictionTable}"),
@@ -285,11 +305,12 @@ def function_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
                 # (the pipeline's schema keys), so that a new version changes a tag, never this policy.
                 statement(["s3:GetObject"], [sub(f"arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/"
                                                  f"{DATA_SCHEMA_KEYS}")], "ReadDataSchemas"),
-                # PutItem also authorizes the Puts of a TransactWriteItems batch.
+                # PutItem also authorizes the Puts of a TransactWriteItems batch, and an Idempotency-Key's claim.
                 statement(["dynamodb:PutItem"], [table_arn], "StorePredictions"),
-                # POST /predictions/{id}/feedback: one conditional UpdateItem of a stored prediction.
+                # POST /predictions/{id}/feedback: one conditional UpdateItem of a stored prediction; and an
+                # Idempotency-Key's answer (an Update in the predictions' transaction) or release.
                 statement(["dynamodb:UpdateItem"], [table_arn], "RecordFeedback"),
-                write_logs(names.inference_log_group),
+                *function_runtime(names.inference_log_group),
             ],
             "POST /predictions: invokes the stage's endpoint and stores predictions; GET /model: describes it; "
             "POST /predictions/{id}/feedback: records a true label",
@@ -298,7 +319,7 @@ def function_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
             names.retrieve_role_name, "lambda.amazonaws.com", "read-predictions",
             [
                 statement(["dynamodb:GetItem", "dynamodb:Query"], [table_arn], "ReadPredictions"),
-                write_logs(names.retrieve_log_group),
+                *function_runtime(names.retrieve_log_group),
             ],
             "GET /predictions: reads stored predictions",
         ),
@@ -306,17 +327,18 @@ def function_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
             names.inference_function, INFERENCE_HANDLER, "InferenceRole", "InferenceLogGroup",
             inference_environment,
             "POST /predictions: validate, invoke the endpoint, store, answer; GET /model; POST .../feedback",
-            origin,
+            origins, reserved_concurrency,
         ),
         "RetrieveFunction": _function(
             names.retrieve_function, RETRIEVE_HANDLER, "RetrieveRole", "RetrieveLogGroup",
             {"PREDICTION_STORE": sub("dynamodb:${PredictionTable}")},
-            "GET /predictions and GET /predictions/{id}: stored predictions, newest first", origin,
+            "GET /predictions and GET /predictions/{id}: stored predictions, newest first", origins,
+            reserved_concurrency,
         ),
     }
 
 
-def rest_api_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
+def rest_api_resources(names: ResourceNames, origins: tuple[str, ...]) -> dict[str, dict]:
     """The REST API, its resources (paths) and its CORS-enabled gateway error responses."""
     return {
         "RestApi": {
@@ -347,22 +369,23 @@ def rest_api_resources(names: ResourceNames, origin: str) -> dict[str, dict]:
             "Properties": {"RestApiId": ref("RestApi"), "ParentId": get_att("RestApi", "RootResourceId"),
                            "PathPart": "model"},
         },
-        "Default4xxResponse": _gateway_response("DEFAULT_4XX", origin),
-        "Default5xxResponse": _gateway_response("DEFAULT_5XX", origin),
+        "Default4xxResponse": _gateway_response("DEFAULT_4XX", origins),
+        "Default5xxResponse": _gateway_response("DEFAULT_5XX", origins),
     }
 
 
-def route_resources(origin: str) -> dict[str, dict]:
-    """Each route's proxy method and the permission to invoke its function, then each path's preflight method."""
+def route_resources(origins: tuple[str, ...]) -> dict[str, dict]:
+    """Each route's proxy method and the permission to invoke its function, then each path's preflight method
+    (none without origins: CORS off)."""
     resources: dict[str, dict] = {}
     for method_id, http_method, resource_id, function_id in ROUTES:
         resources[method_id] = _proxy_method(http_method, resource_id, function_id)
         path = RESOURCE_PATHS[resource_id].replace("{id}", "*")
         resources[f"{method_id}Permission"] = _permission(function_id, http_method, path)
-    for resource_id in RESOURCE_PATHS:
+    for resource_id in RESOURCE_PATHS if origins else ():
         allowed = [http_method for _, http_method, resource, _ in ROUTES if resource == resource_id]
         resources[f"{resource_id.removesuffix('Resource')}OptionsMethod"] = _preflight_method(
-            resource_id, allowed, origin)
+            resource_id, allowed, origins)
     return resources
 
 
@@ -387,17 +410,29 @@ def deployment_resources(resources: dict[str, dict], parameters: dict[str, dict]
     }}
 
 
+def access_log_group(names: ResourceNames) -> str:
+    """The log group of the stage's access log (one JSON line per request, :data:`ACCESS_LOG_FORMAT`)."""
+    return f"/aws/apigateway/{names.api_name}/{names.api_stage_name}"
+
+
 def stage_resources(names: ResourceNames, deployment_id: str) -> dict[str, dict]:
-    """The stage serving the deployment ``deployment_id``, its API key and the usage plan throttling that key."""
+    """The stage serving the deployment ``deployment_id`` (traced by X-Ray, its access log in a log group of its
+    own: API Gateway writes it through the account's CloudWatch role, see ``--create-apigw-logging-role``), its
+    API key and the usage plan throttling that key."""
     return {
+        "ApiAccessLogGroup": log_group(access_log_group(names), ref("LogRetentionDays"), ACCESS_LOGS_KEY),
         "ApiStage": checkov_skip({
             "Type": "AWS::ApiGateway::Stage",
+            # The destination is the group's ARN without the ":*" its Arn attribute ends in, as API Gateway wants.
+            "DependsOn": ["ApiAccessLogGroup"],
             "Properties": {
                 "RestApiId": ref("RestApi"),
                 "DeploymentId": ref(deployment_id),
                 "StageName": names.api_stage_name,
                 "Description": f"the {names.stage} stage",
                 "TracingEnabled": True,
+                "AccessLogSetting": {"DestinationArn": arn("logs", f"log-group:{access_log_group(names)}"),
+                                     "Format": ACCESS_LOG_FORMAT},
                 "MethodSettings": [{
                     "ResourcePath": "/*",
                     "HttpMethod": "*",
@@ -454,18 +489,17 @@ def api_rules() -> dict[str, dict]:
     }]}}
 
 
-def api_template(names: ResourceNames, allowed_origin: str = "*") -> dict:
-    """The API stack's template; ``allowed_origin`` is the stage's CORS Access-Control-Allow-Origin.
+def api_template(names: ResourceNames, cors_origins: Sequence[str] = (), reserved_concurrency: int = 0) -> dict:
+    """The API stack's template; ``cors_origins`` are the web origins the stage answers CORS to (none: CORS off);
+    ``reserved_concurrency`` each function's reserved (and most) concurrent executions (0: none reserved).
 
-    The origin is written into the template, not taken as a parameter: it is part of the API's deployment
-    snapshot, and the Deployment's logical id is a digest of that snapshot, so a changed origin must change the
+    The origins are written into the template, not taken as a parameter: they are part of the API's deployment
+    snapshot, and the Deployment's logical id is a digest of that snapshot, so changed origins must change the
     template to reach the stage."""
-    if not ALLOWED_ORIGIN.fullmatch(allowed_origin):
-        raise ValueError(f"allowed origin {allowed_origin!r} must be * or scheme://host[:port], e.g. "
-                         "https://dashboard.example.com")
+    origins = checked_origins(cors_origins)  # ValueError naming a bad one
     parameters = api_parameters()
-    resources = {**table_resources(names), **function_resources(names, allowed_origin),
-                 **rest_api_resources(names, allowed_origin), **route_resources(allowed_origin)}
+    resources = {**table_resources(names), **function_resources(names, origins, reserved_concurrency),
+                 **rest_api_resources(names, origins), **route_resources(origins)}
     deployment = deployment_resources(resources, parameters)
     (deployment_id,) = deployment
     resources = {**resources, **deployment, **stage_resources(names, deployment_id)}

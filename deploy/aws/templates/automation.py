@@ -36,6 +36,7 @@ from deploy.aws.templates.common import (
     LambdaSpec,
     arn,
     checkov_skip,
+    function_runtime,
     get_att,
     lambda_function,
     log_group,
@@ -46,7 +47,6 @@ from deploy.aws.templates.common import (
     statement,
     sub,
     template,
-    write_logs,
 )
 from deploy.aws.templates.endpoint import MAX_DEPLOYMENT_SECONDS, endpoint_rules, role_arn, topic_arn
 from deploy.monitoring.alarm_rules import ALARM_RULES
@@ -115,10 +115,12 @@ def artifact_objects(suffix: str) -> dict:
 SQS_KMS_SKIP = ("CKV_AWS_27", "encrypted with SSE-SQS (SqsManagedSseEnabled): EventBridge cannot send to a queue under "
                               "the AWS managed aws/sqs KMS key, and approval events hold no secret")
 LAMBDA_SKIPS = (
-    ("CKV_AWS_116", "invoked by EventBridge/SQS, whose failures go to the dead-letter queue or the alarm topic"),
     ("CKV_AWS_117", "calls only AWS APIs and the stage's public API: no VPC resource to reach"),
     ("CKV_AWS_173", "its environment holds stack names and ARNs, no secret: the default AWS-managed key"),
 )
+# Failed asynchronous invocations go to the function's on-failure destination instead (its EventInvokeConfig).
+DESTINATION_SKIP = ("CKV_AWS_116", "a failed asynchronous run goes to its on-failure destination, the alarm topic "
+                                   "(EventInvokeConfig), which carries the error, unlike a dead-letter queue")
 
 
 def endpoint_deploy_role(names: ResourceNames) -> dict:
@@ -212,7 +214,7 @@ def redeploy_resources(names: ResourceNames) -> dict[str, dict]:
                 statement(["sagemaker:DescribeModelPackage"], [packages_arn(names)], "ReadThePackage"),
                 statement(["s3:GetObject"], [artifact_objects("schema.json")], "ReadTheDataSchema"),
                 statement(["sns:Publish"], [topic_arn(names)], "ReportRefusals"),
-                write_logs(names.redeploy_log_group),
+                *function_runtime(names.redeploy_log_group),
             ],
             "Redeploys the stage when a model package is approved",
         ),
@@ -228,7 +230,9 @@ def redeploy_resources(names: ResourceNames) -> dict[str, dict]:
                 "TOPIC_ARN": topic_arn(names),
             },
             REDEPLOY_TIMEOUT_SECONDS, 128,
-        )), *LAMBDA_SKIPS, ("CKV_AWS_115", "one message at a time by its event source mapping's own limit")),
+        )), *LAMBDA_SKIPS, ("CKV_AWS_115", "one message at a time by its event source mapping's own limit"),
+            ("CKV_AWS_116", "read from SQS by an event source mapping (a synchronous invocation): a message that keeps "
+                            "failing goes to the queue's own dead-letter queue, RedeployDeadLetterQueue")),
         "RedeployEventSourceMapping": {
             "Type": "AWS::Lambda::EventSourceMapping",
             "Properties": {
@@ -286,7 +290,7 @@ def smoke_test_resources(names: ResourceNames) -> dict[str, dict]:
                           "RecordTheResult"),
                 statement(["s3:GetObject"], [artifact_objects("statistics.json")], "ReadTheBaseline"),
                 statement(["sns:Publish"], [topic_arn(names)], "ReportFailures"),
-                write_logs(names.smoke_test_log_group),
+                *function_runtime(names.smoke_test_log_group),
             ],
             "Smoke-tests the stage's API after each deployment and records the result on the model package",
         ),
@@ -296,7 +300,7 @@ def smoke_test_resources(names: ResourceNames) -> dict[str, dict]:
             {"STAGE": names.stage, "ENDPOINT_STACK": names.endpoint_stack, "API_STACK": names.api_stack,
              "TOPIC_ARN": topic_arn(names)},
             SMOKE_TEST_TIMEOUT_SECONDS, 128,
-        )), *LAMBDA_SKIPS, ("CKV_AWS_115", "runs once per deployment of the stage")),
+        )), *LAMBDA_SKIPS, DESTINATION_SKIP, ("CKV_AWS_115", "runs once per deployment of the stage")),
         "SmokeTestInvokeConfig": {
             # A smoke test that cannot even run (an AWS error) is said on the alarm topic, not lost.
             "Type": "AWS::Lambda::EventInvokeConfig",
@@ -446,7 +450,7 @@ def retrain_role(names: ResourceNames, settings: AwsSettings) -> dict:
             statement(["s3:GetObject"], [sub(f"arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/{datasets}*")],
                       "ReadDataSets"),
             statement(["sns:Publish"], [topic_arn(names)], "ReportFailures"),  # the on-failure destination
-            write_logs(names.retrain_log_group),
+            *function_runtime(names.retrain_log_group),
         ],
         "Starts a retraining run on the newest data version (schedules, drift)",
     )
@@ -474,8 +478,9 @@ def retrain_resources(names: ResourceNames, settings: AwsSettings) -> dict[str, 
                 "RETRAIN_COOLDOWN_HOURS": str(settings.retrain_cooldown_hours),
             },
             RETRAIN_TIMEOUT_SECONDS, 128,
-        )), *LAMBDA_SKIPS, ("CKV_AWS_115", "runs once per schedule or drift alarm; a run it starts is skipped by "
-                                           "the next while it executes")),
+        )), *LAMBDA_SKIPS, DESTINATION_SKIP,
+            ("CKV_AWS_115", "runs once per schedule or drift alarm; a run it starts is skipped by the next while it "
+                            "executes")),
         "RetrainInvokeConfig": {
             # A retraining that cannot even be decided (an AWS error) is said on the alarm topic, not lost.
             "Type": "AWS::Lambda::EventInvokeConfig",

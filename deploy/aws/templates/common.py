@@ -51,6 +51,13 @@ def write_logs(log_group: str) -> dict:
     return statement(["logs:CreateLogStream", "logs:PutLogEvents"], [log_group_arn(log_group)], "OwnLogGroup")
 
 
+def function_runtime(log_group: str) -> list[dict]:
+    """What every function's role grants its runtime rather than its code: writing its own log group, and sending
+    its X-Ray trace segments (``TracingConfig: Active``; X-Ray's write actions have no resource type, so "*")."""
+    return [write_logs(log_group),
+            statement(["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"], "Tracing")]
+
+
 def role(name: str, service: str, policy_name: str, statements: list[dict], description: str) -> dict:
     """An IAM role assumable by ``service`` (e.g. ``lambda.amazonaws.com``) with one inline policy."""
     return {
@@ -83,12 +90,15 @@ class LambdaSpec:
     environment: dict
     timeout_seconds: int
     memory_mb: int
+    reserved_concurrency: int = 0  # 0: none (draws on the account's unreserved pool)
 
 
 def lambda_function(spec: LambdaSpec) -> dict:
     """An ``AWS::Lambda::Function`` from the zip at ``CodeBucket``/``CodeKey``, logging JSON records (with the
-    request id) to its own log group; the EMF lines the handlers print stay as printed, as CloudWatch needs."""
-    return {
+    request id) to its own log group; the EMF lines the handlers print stay as printed, as CloudWatch needs.
+    Traced by X-Ray (active tracing: Lambda records each sampled invocation's segments, joined to the API stage's
+    trace; the role allows it by :func:`function_runtime`)."""
+    function = {
         "Type": "AWS::Lambda::Function",
         "Properties": {
             "FunctionName": spec.name,
@@ -103,8 +113,12 @@ def lambda_function(spec: LambdaSpec) -> dict:
             "Environment": {"Variables": spec.environment},
             "LoggingConfig": {"LogGroup": ref(spec.log_group_id), "LogFormat": "JSON",
                               "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN"},
+            "TracingConfig": {"Mode": "Active"},
         },
     }
+    if spec.reserved_concurrency:
+        function["Properties"]["ReservedConcurrentExecutions"] = spec.reserved_concurrency
+    return function
 
 
 def checkov_skip(resource: dict, *skips: tuple[str, str]) -> dict:
@@ -117,7 +131,13 @@ def checkov_skip(resource: dict, *skips: tuple[str, str]) -> dict:
     return {**resource, "Metadata": {**metadata, "checkov": checkov}}
 
 
-def log_group(name: str, retention: Any) -> dict:
+FUNCTION_LOGS_KEY = ("encrypted at rest by CloudWatch Logs' own keys, as every log group; the functions log no "
+                     "secret, so a customer managed key (and its key policy for the logs service) buys nothing")
+
+
+def log_group(name: str, retention: Any, why_no_customer_key: str = FUNCTION_LOGS_KEY) -> dict:
+    """A log group deleted with its stack, keeping ``retention`` days, with the reason it needs no customer managed
+    KMS key (checkov's CKV_AWS_158)."""
     return checkov_skip(
         {
             "Type": "AWS::Logs::LogGroup",
@@ -125,8 +145,7 @@ def log_group(name: str, retention: Any) -> dict:
             "UpdateReplacePolicy": "Delete",
             "Properties": {"LogGroupName": name, "RetentionInDays": retention},
         },
-        ("CKV_AWS_158", "encrypted at rest by CloudWatch Logs' own keys, as every log group; the functions log no "
-                        "secret, so a customer managed key (and its key policy for the logs service) buys nothing"),
+        ("CKV_AWS_158", why_no_customer_key),
     )
 
 

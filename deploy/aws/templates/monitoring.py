@@ -15,6 +15,7 @@ from deploy.aws.templates.common import (
     LambdaSpec,
     arn,
     checkov_skip,
+    function_runtime,
     get_att,
     lambda_function,
     log_group,
@@ -25,7 +26,6 @@ from deploy.aws.templates.common import (
     statement,
     sub,
     template,
-    write_logs,
 )
 from deploy.aws.templates.endpoint import SAGEMAKER_NAMESPACE, alarm_logical_id, endpoint_rules
 from deploy.monitoring.alarm_rules import ALARM_RULES, AWS_ONLY_RULES, LOW_LIVE_ACCURACY, AlarmRule
@@ -198,7 +198,7 @@ def drift_resources(names: ResourceNames) -> dict[str, dict]:
             [
                 statement(["dynamodb:Query"], [arn("dynamodb", f"table/{names.table_name}")], "ReadPredictions"),
                 statement(["s3:GetObject"], [baseline_object_arn()], "ReadTheBaseline"),
-                write_logs(names.drift_log_group),
+                *function_runtime(names.drift_log_group),
             ],
             "Drift: reads the newest predictions and the served model's baseline statistics",
         ),

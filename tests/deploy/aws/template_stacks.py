@@ -12,7 +12,8 @@ BASELINE_URI = "s3://cloudviz-artifacts/cloudviz/executions/abc123/Preprocess/ba
 SCHEMA_URI = "s3://cloudviz-artifacts/cloudviz/executions/abc123/Preprocess/schema/schema.json"
 SETTINGS = AwsSettings(region="eu-west-1", account_id="123456789012", artifact_bucket="cloudviz-artifacts",
                        alarm_email="ops@example.com", model_package_arn=PACKAGE_ARN, model_version=7,
-                       baseline_statistics_uri=BASELINE_URI, data_schema_uri=SCHEMA_URI)
+                       baseline_statistics_uri=BASELINE_URI, data_schema_uri=SCHEMA_URI,
+                       cors_origins=("https://app.example.com",))  # CORS on: the preflights are checked too
 STAGES = ("dev", "prod")
 
 

@@ -43,6 +43,7 @@ from serving_lambdas.store.dynamodb import partition_of
 REGION = "us-east-1"
 BUCKET = "cloudviz-artifacts-e2e"
 NAMES = ResourceNames("dev")
+ORIGIN = "https://app.example.com"  # the stage's one CORS origin
 SEED = {"x1": 6.7, "x2": 3.3, "x3": 5.7, "x4": 2.5}
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -100,7 +101,8 @@ def deployed(aws_in_process, model_tarball: Path, monkeypatch: pytest.MonkeyPatc
         package = serving_zip()
         s3.put_object(Bucket=BUCKET, Key=package.key, Body=package.data)
         settings = AwsSettings(region=REGION, artifact_bucket=BUCKET, model_package_arn=package_arn,
-                               model_version=version, data_schema_uri=f"s3://{BUCKET}/{SCHEMA_KEY}")
+                               model_version=version, data_schema_uri=f"s3://{BUCKET}/{SCHEMA_KEY}",
+                               cors_origins=(ORIGIN,))
         endpoint, api = synthesize(NAMES.stage, settings)[:2]
         cloudformation = boto3.client("cloudformation", region_name=REGION)
         results = [deploy_stack(cloudformation, s3, spec, BUCKET, False, poll_seconds=0) for spec in (endpoint, api)]
@@ -114,7 +116,8 @@ def deployed(aws_in_process, model_tarball: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def post(deployment: Deployment, body: object, key: str | None = None, raw: str | None = None) -> requests.Response:
-    headers = {"x-api-key": deployment.key if key is None else key, "Content-Type": "application/json"}
+    headers = {"x-api-key": deployment.key if key is None else key, "Content-Type": "application/json",
+               "Origin": ORIGIN}
     return requests.post(deployment.url, data=raw if raw is not None else json.dumps(body), headers=headers,
                          timeout=10)
 
@@ -145,7 +148,8 @@ def test_predictions_through_the_stage_url_reach_the_handlers_the_table_and_the_
 
     answer = post(deployed, SEED)
     assert answer.status_code == 200, answer.text
-    assert answer.headers["Access-Control-Allow-Origin"] == "*"  # the stack's AllowedOrigin, set by the handler
+    assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN  # the stage's cors_origins, by the handler
+    assert answer.headers["Vary"] == "Origin"
     document = answer.json()
     classes = CLASS_NAMES.split(",")
     assert (document["prediction"], document["label"]) == (1, classes[1])
@@ -227,7 +231,7 @@ def test_bad_input_and_missing_keys_are_refused_at_the_stage_url(deployed):
         refused = post(deployed, SEED, key=key)
         assert (refused.status_code, refused.json()) == (403, {"message": "Forbidden"})
         # API Gateway's own errors carry the DEFAULT_4XX gateway response's CORS header.
-        assert refused.headers["Access-Control-Allow-Origin"] == "*"
+        assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
     anonymous = requests.get(deployed.url, timeout=10)
     assert anonymous.status_code == 403
     no_route = requests.delete(deployed.url, headers={"x-api-key": deployed.key}, timeout=10)
@@ -276,7 +280,8 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
     for preflight in preflights:
         (response,) = preflight["Integration"]["IntegrationResponses"]
         headers = response["ResponseParameters"]
-        assert headers["method.response.header.Access-Control-Allow-Origin"] == "'*'"  # the stage's allowed origin
+        assert "method.response.header.Access-Control-Allow-Origin" not in headers  # echoed by the template:
+        assert f'#if($origin == "{ORIGIN}")' in response["ResponseTemplates"]["application/json"]
         assert "x-api-key" in headers["method.response.header.Access-Control-Allow-Headers"].lower()
     allowed = [p["Integration"]["IntegrationResponses"][0]["ResponseParameters"][
         "method.response.header.Access-Control-Allow-Methods"] for p in preflights]
@@ -301,9 +306,10 @@ def test_skipped_resources_are_checked_in_the_template_and_completed_from_it(dep
 def test_get_model_through_the_stage_url_describes_the_served_version_from_its_schema(deployed):
     """The inference function answers GET /model from the endpoint configuration's tags: the version, and the ranges
     of the data schema the cloudviz:data-schema tag names, read from S3."""
-    answer = requests.get(deployed.api_outputs["ApiUrl"] + "/model", headers={"x-api-key": deployed.key}, timeout=10)
+    answer = requests.get(deployed.api_outputs["ApiUrl"] + "/model", headers={"x-api-key": deployed.key,
+                          "Origin": ORIGIN}, timeout=10)
     assert answer.status_code == 200, answer.text
-    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
     model = answer.json()
     assert (model["endpoint"], model["model_version"], model["task"]) == (NAMES.endpoint_name, 2, "multiclass")
     assert {f["name"]: (f["min"], f["max"]) for f in model["features"]} == RANGES

@@ -14,7 +14,9 @@ from deploy.aws.stacks import synthesize
 from pipelines.definition import PIPELINE_NAME
 
 # Actions IAM offers no resource type for: "*" is the only resource they accept.
-RESOURCE_STAR_ACTIONS = {"ecr:GetAuthorizationToken"}
+RESOURCE_STAR_ACTIONS = {"ecr:GetAuthorizationToken", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+RUNTIME = {"OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"],  # every function's: logs and traces
+           "Tracing": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]}
 
 
 # --- least privilege -------------------------------------------------------------------------------------------
@@ -65,8 +67,7 @@ def test_each_function_role_grants_only_what_its_function_does():
         "InvokeTheEndpoint": ["sagemaker:InvokeEndpoint"], "StorePredictions": ["dynamodb:PutItem"],
         "DescribeTheEndpoint": ["sagemaker:DescribeEndpoint"],
         "ReadServedModelVersion": ["sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
-        "ReadDataSchemas": ["s3:GetObject"], "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "RecordFeedback": ["dynamodb:UpdateItem"]}
+        "ReadDataSchemas": ["s3:GetObject"], "RecordFeedback": ["dynamodb:UpdateItem"], **RUNTIME}
     # The schemas the pipeline registers (any version's: a new version changes a tag, not this policy), and no
     # other object: the registered SCHEMA_URI matches the pattern, its baseline statistics beside it do not.
     (schemas,) = inference["ReadDataSchemas"]["Resource"]
@@ -82,13 +83,11 @@ def test_each_function_role_grants_only_what_its_function_does():
     assert names.inference_log_group in inference["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
     retrieve = statements_by_sid(api, "RetrieveRole")
     assert {sid: statement["Action"] for sid, statement in retrieve.items()} == {
-        "ReadPredictions": ["dynamodb:GetItem", "dynamodb:Query"],
-        "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+        "ReadPredictions": ["dynamodb:GetItem", "dynamodb:Query"], **RUNTIME}
     assert names.retrieve_log_group in retrieve["OwnLogGroup"]["Resource"][0]["Fn::Sub"]
     drift = statements_by_sid(stacks("dev")["monitoring"].template, "DriftRole")
     assert {sid: statement["Action"] for sid, statement in drift.items()} == {
-        "ReadPredictions": ["dynamodb:Query"], "ReadTheBaseline": ["s3:GetObject"],
-        "OwnLogGroup": ["logs:CreateLogStream", "logs:PutLogEvents"]}
+        "ReadPredictions": ["dynamodb:Query"], "ReadTheBaseline": ["s3:GetObject"], **RUNTIME}
     assert drift["ReadPredictions"]["Resource"][0]["Fn::Sub"].endswith(f":table/{names.table_name}")
     baseline_arn = drift["ReadTheBaseline"]["Resource"][0]["Fn::Sub"]
     # The statistics of the baseline's bucket: a new baseline changes the function's environment, not this policy.

@@ -286,7 +286,7 @@ def test_the_role_grants_exactly_what_the_function_calls(account):
     role = automation("dev")["Resources"]["RetrainRole"]["Properties"]
     statements = role["Policies"][0]["PolicyDocument"]["Statement"]
     granted = {action for statement in statements for action in statement["Action"]
-               if statement["Sid"] not in ("OwnLogGroup", "ReportFailures")}  # Lambda's logs and its destination
+               if statement["Sid"] not in ("OwnLogGroup", "Tracing", "ReportFailures")}  # the runtime's, destination
     assert called == granted
     by_sid = {statement["Sid"]: statement for statement in statements}
     assert by_sid["ReadAndStartThePipeline"]["Resource"] == [{"Fn::Sub": (

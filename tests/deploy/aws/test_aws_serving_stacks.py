@@ -4,6 +4,7 @@ output path), when API Gateway takes a new deployment, and how the prod predicti
 from __future__ import annotations
 
 import fnmatch
+import json
 
 import pytest
 from sagemaker_definition import BUCKET, flattened, offline_definition
@@ -73,20 +74,42 @@ def deployment_id(template: dict) -> str:
     return key
 
 
-def test_a_changed_allowed_origin_reaches_the_stage_through_a_new_deployment():
+def with_origins(*origins: str) -> dict:
+    return stack("dev", "api", AwsSettings(**{**SETTINGS.__dict__, "cors_origins": origins}))
+
+
+def test_changed_cors_origins_reach_the_stage_through_a_new_deployment():
     """A Deployment is a snapshot; CloudFormation makes a new one only for a new logical id, so everything in the
-    snapshot (here the CORS origin of the preflights and gateway responses) must change that id."""
+    snapshot (here the CORS origins of the preflights and gateway responses) must change that id."""
     default = stack("dev", "api")
-    other = stack("dev", "api", AwsSettings(**{**SETTINGS.__dict__, "allowed_origin": "https://app.example.com"}))
+    other = with_origins("https://app.example.com")
     assert deployment_id(default) != deployment_id(other)
-    preflight = other["Resources"]["PredictionsOptionsMethod"]["Properties"]["Integration"]["IntegrationResponses"]
-    assert preflight[0]["ResponseParameters"]["method.response.header.Access-Control-Allow-Origin"] == (
-        "'https://app.example.com'")
+    integration = other["Resources"]["PredictionsOptionsMethod"]["Properties"]["Integration"]
+    template = integration["IntegrationResponses"][0]["ResponseTemplates"]["application/json"]
+    assert '$origin == "https://app.example.com"' in template
+    assert "#set($context.responseOverride.header.Access-Control-Allow-Origin = $origin)" in template
+    assert "#set($context.responseOverride.status = 403)" in template  # any other origin
     assert other["Resources"]["InferenceFunction"]["Properties"]["Environment"]["Variables"][
-        "CORS_ALLOW_ORIGIN"] == "https://app.example.com"
+        "CORS_ALLOW_ORIGINS"] == "https://app.example.com"
+    assert other["Resources"]["Default4xxResponse"]["Properties"]["ResponseParameters"][
+        "gatewayresponse.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
     assert deployment_id(stack("dev", "api")) == deployment_id(default), "the same template, the same deployment"
-    with pytest.raises(ValueError, match="allowed origin \"'\\*'\" must be"):
-        stack("dev", "api", AwsSettings(**{**SETTINGS.__dict__, "allowed_origin": "'*'"}))
+    with pytest.raises(ValueError, match="CORS origin '\\*' must be scheme://host"):
+        with_origins("*")
+
+
+def test_without_origins_the_api_answers_no_cors_at_all():
+    """The default: no preflight methods, no CORS on API Gateway's errors, none from the functions."""
+    resources = stack("dev", "api")["Resources"]
+    assert not [name for name, body in resources.items() if body["Type"] == "AWS::ApiGateway::Method"
+                and body["Properties"]["HttpMethod"] == "OPTIONS"]
+    assert "Access-Control" not in json.dumps({name: resources[name] for name in (
+        "Default4xxResponse", "Default5xxResponse", "InferenceFunction", "RetrieveFunction")})
+    assert resources["InferenceFunction"]["Properties"]["Environment"]["Variables"]["CORS_ALLOW_ORIGINS"] == ""
+    several = with_origins("https://a.example", "https://b.example")
+    template = json.dumps(several["Resources"]["ModelOptionsMethod"])
+    assert '$origin == \\"https://a.example\\" || $origin == \\"https://b.example\\"' in template
+    assert "ResponseParameters" not in several["Resources"]["Default4xxResponse"]["Properties"]  # cannot choose
 
 
 def test_the_prod_table_outlives_its_stack_and_every_item_expires():

@@ -4,6 +4,7 @@ settings reaching the synthesized stacks, where command-line flags win."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,12 @@ SYNTH_PACKAGE = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/cloudviziri
 
 def test_the_defaults_and_the_example_file_are_todays_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no cloudviz.toml here: the defaults
-    today = {"dev": StageConfig("ml.t2.medium", 1), "prod": StageConfig("ml.m5.large", 2)}
+    today = {"dev": StageConfig("ml.t2.medium", 1, api_reserved_concurrency=0, prediction_retention_days=365),
+             "prod": StageConfig("ml.m5.large", 2, api_reserved_concurrency=20, prediction_retention_days=365)}
     assert load_stage_configs() == today
     assert load_stage_configs(EXAMPLE_CONFIG) == today
     (tmp_path / "cloudviz.toml").write_text('[stages.prod]\ninstance_count = 3\n')
-    assert load_stage_configs()["prod"] == StageConfig("ml.m5.large", 3)  # found in the working directory
+    assert load_stage_configs()["prod"] == replace(today["prod"], instance_count=3)  # found in the working directory
 
 
 def synth(capsys, tmp_path: Path, stage: str, *extra: str) -> tuple[int, str]:
@@ -39,7 +41,7 @@ def synth(capsys, tmp_path: Path, stage: str, *extra: str) -> tuple[int, str]:
     ('[stages.staging]\ninstance_count = 1\n', "[stages.staging]: unknown stage; the stages are dev, prod"),
     ('[stages.prod]\ninstance_size = "big"\n', "[stages.prod] instance_size: unknown key; the keys are "
                                                 "instance_type, instance_count, retrain_schedule, alarm_email, "
-                                                "allowed_origin"),
+                                                "cors_origins"),
     ('[stages.prod]\ninstance_count = "2"\n', "[stages.prod] instance_count: expected an integer, got str '2'"),
     ('[stages.prod]\ninstance_count = true\n', "[stages.prod] instance_count: expected an integer, got bool True"),
     ('[stages.prod]\ninstance_count = 0\n', "[stages.prod] instance_count: 0 must be at least 1 (the "
@@ -47,8 +49,12 @@ def synth(capsys, tmp_path: Path, stage: str, *extra: str) -> tuple[int, str]:
     ('[stages.dev]\ninstance_type = "ml.inf1.xlarge"\n', "[stages.dev] instance_type: 'ml.inf1.xlarge' must match"),
     ('[stages.dev]\nalarm_email = "oncall"\n', "[stages.dev] alarm_email: 'oncall' must match"),
     ('[stages.dev]\nretrain_schedule = "weekly"\n', "[stages.dev] retrain_schedule: 'weekly' must match"),
-    ('[stages.dev]\nallowed_origin = "https://example.com/app"\n',
-     "[stages.dev] allowed_origin: 'https://example.com/app' must be * or scheme://host[:port]"),
+    ('[stages.dev]\ncors_origins = ["https://example.com/app"]\n',
+     "[stages.dev] cors_origins: CORS origin 'https://example.com/app' must be scheme://host[:port]"),
+    ('[stages.dev]\ncors_origins = "https://example.com"\n',
+     "[stages.dev] cors_origins: expected a list of strings, got str 'https://example.com'"),
+    ('[stages.dev]\ncors_origins = [1]\n', "[stages.dev] cors_origins: expected a list of strings, got [1]"),
+    ('[stages.dev]\nallowed_origin = "*"\n', "[stages.dev] allowed_origin: replaced by cors_origins, a list"),
     ('[stages.dev]\ninstance_count = 1\n[prod]\n', "unknown key or table 'prod'"),
     ('[stages.dev\n', "not valid TOML: "),
 ])
@@ -75,7 +81,7 @@ def test_the_config_reaches_the_stacks_and_flags_win(tmp_path, capsys):
     path = tmp_path / "cloudviz.toml"
     path.write_text('[stages.prod]\ninstance_type = "ml.c5.xlarge"\ninstance_count = 3\n'
                     'retrain_schedule = "rate(7 days)"\nalarm_email = "team@example.com"\n'
-                    'allowed_origin = "https://dashboard.example.com"\n')
+                    'cors_origins = ["https://dashboard.example.com"]\n')
     assert synth(capsys, tmp_path, "prod", "--config", str(path), "--alarm-email", "oncall@example.com")[0] == 0
     endpoint = written_parameters(tmp_path, PROD.endpoint_stack)
     assert (endpoint["InstanceType"], endpoint["InstanceCount"]) == ("ml.c5.xlarge", "3")

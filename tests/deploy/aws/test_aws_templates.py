@@ -16,6 +16,7 @@ from deploy.aws.lambda_zip import lambda_zips, serving_zip
 from deploy.aws.names import MODEL_VERSION_TAG, PRODUCTION_VARIANT, ResourceNames
 from deploy.aws.settings import AwsSettings
 from deploy.aws.stacks import synthesize, write_synth
+from deploy.aws.templates.api import access_log_group
 from pipelines.definition import DEFAULT_GROUP, PIPELINE_NAME
 from serving_lambdas.config import inference_settings
 from serving_lambdas.served_version import DATA_SCHEMA_TAG
@@ -138,7 +139,7 @@ def test_names_are_consistent_across_stacks(stage):
     assert inference["Environment"]["Variables"]["PREDICTION_STORE"] == {"Fn::Sub": "dynamodb:${PredictionTable}"}
     assert functions["RetrieveFunction"]["Properties"]["FunctionName"] == names.retrieve_function
     groups = {body["Properties"]["LogGroupName"] for body in resources_of(api, "AWS::Logs::LogGroup").values()}
-    assert groups == {names.inference_log_group, names.retrieve_log_group}
+    assert groups == {names.inference_log_group, names.retrieve_log_group, access_log_group(names)}
     table = api["Resources"]["PredictionTable"]["Properties"]
     assert (table["TableName"], table["KeySchema"], table["AttributeDefinitions"], table["BillingMode"]) == (
         names.table_name, KEY_SCHEMA, ATTRIBUTE_DEFINITIONS, BILLING_MODE)

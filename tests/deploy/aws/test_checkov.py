@@ -15,13 +15,15 @@ import os
 import re
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from project_root import ROOT
 
 from deploy.aws.settings import AwsSettings
-from deploy.aws.stacks import synthesize
+from deploy.aws.stacks import apigw_logging_stack, synthesize
+from deploy.aws.stage_config import default_config
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 SETTINGS = AwsSettings(region="eu-west-1", account_id="123456789012", artifact_bucket="cloudviz-artifacts",
@@ -33,8 +35,11 @@ MIN_REASON = 20  # characters: a reason, not a placeholder
 
 
 def templates() -> dict[str, dict]:
-    """Every stack template of both stages, by stack name."""
-    return {spec.name: spec.template for stage in ("dev", "prod") for spec in synthesize(stage, SETTINGS)}
+    """Every stack template of both stages with each stage's default settings, and the account stack
+    (``--create-apigw-logging-role``), by stack name."""
+    specs = [spec for stage in ("dev", "prod")
+             for spec in synthesize(stage, replace(SETTINGS, **default_config(stage).api_settings()))]
+    return {spec.name: spec.template for spec in (*specs, apigw_logging_stack())}
 
 
 def declared_skips(documents: dict[str, dict]) -> dict[tuple[str, str, str], str]:
@@ -128,3 +133,19 @@ def test_a_skip_without_a_reason_is_refused():
     resource[first]["Metadata"] = {"checkov": {"skip": [{"id": "CKV_AWS_1"}, {"id": "CKV_AWS_2", "comment": " "},
                                                         {"id": "all", "comment": "because we felt like it, really"}]}}
     assert len(unjustified(declared_skips(documents))) == 3
+
+
+# Checks that are fixed in the templates, never skipped: (stack, resource, check) checkov must see pass.
+MUST_PASS = [
+    *((f"cloudviz-{stage}-api", "ApiStage", "CKV_AWS_76") for stage in ("dev", "prod")),  # the access log
+    *(("cloudviz-prod-api", function, "CKV_AWS_115") for function in ("InferenceFunction", "RetrieveFunction")),
+    *(("cloudviz-apigw-logging", resource, check) for resource, check in (
+        ("ApiGatewayCloudWatchRole", "CKV_AWS_60"), ("ApiGatewayCloudWatchRole", "CKV_AWS_61"))),
+]
+
+
+def test_what_is_fixed_passes_checkov_without_a_skip(runs):
+    passed = {(r["stack"], r["resource"], r["check"]) for r in runs["as_generated"] if r["outcome"] == "passed"}
+    assert [check for check in MUST_PASS if check not in passed] == []
+    account = [r for r in runs["as_generated"] if r["stack"] == "cloudviz-apigw-logging"]
+    assert account and all(r["outcome"] == "passed" for r in account)
