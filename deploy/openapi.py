@@ -22,8 +22,9 @@ def generic_document() -> dict:
     return json.loads(GENERIC_DOCUMENT.read_text(encoding="utf-8"))
 
 
-def openapi_document(description: dict) -> dict:
-    """The OpenAPI 3 document of the API serving the model ``description`` describes."""
+def openapi_document(description: dict, max_batch_rows: int) -> dict:
+    """The OpenAPI 3 document of the API serving the model ``description`` describes, taking batches of at most
+    ``max_batch_rows`` rows (the inference function's ``MAX_BATCH_ROWS``)."""
     document = generic_document()
     schemas = document["components"]["schemas"]
     names = [feature["name"] for feature in description["features"]]
@@ -35,6 +36,10 @@ def openapi_document(description: dict) -> dict:
     single = schemas["SingleInput"]
     single["required"] = names
     single["properties"] = {**properties, **single["properties"]}
+    for batch, field in (("BatchInput", "input_data"), ("InstancesInput", "instances")):
+        schemas[batch]["properties"][field]["maxItems"] = max_batch_rows
+        schemas[batch]["description"] = schemas[batch]["description"].replace(
+            "at most MAX_BATCH_ROWS (default 100)", f"at most {max_batch_rows}")
     row = schemas["BatchInput"]["properties"]["input_data"]["items"]
     row["minItems"] = row["maxItems"] = len(names)
     row["description"] = f"[{', '.join(names)}]"

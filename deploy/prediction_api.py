@@ -66,10 +66,11 @@ def build_prediction_api(
 
 def served_openapi(request: PlainRequest) -> PlainResponse:
     """GET /openapi.json: the document of the model the endpoint serves now (no key needed)."""
-    description = json.dumps(live_description(inference_settings()), sort_keys=True)
-    return 200, {"Content-Type": "application/json"}, _generated(description)
+    settings = inference_settings()
+    description = json.dumps(live_description(settings), sort_keys=True)
+    return 200, {"Content-Type": "application/json"}, _generated(description, settings.max_batch_rows)
 
 
 @lru_cache(maxsize=8)
-def _generated(description: str) -> bytes:
-    return json.dumps(openapi_document(json.loads(description)), indent=2).encode()
+def _generated(description: str, max_batch_rows: int) -> bytes:
+    return json.dumps(openapi_document(json.loads(description), max_batch_rows), indent=2).encode()

@@ -51,6 +51,8 @@ def true_label(body: object, settings: InferenceSettings) -> str | float:
     classes = settings.class_names
     if isinstance(value, str) and value in classes:
         return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 2.0 is the integer 2 to JSON Schema, so the OpenAPI document's ClassIndex allows it
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
         return classes[value]
     raise PayloadError(f"{FIELD} {value!r} is not a class of the model: {_expected(settings)}")

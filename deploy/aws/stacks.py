@@ -20,7 +20,7 @@ from deploy.aws.templates.monitoring import monitoring_template
 from deploy.openapi import openapi_document
 from pipelines.datasets import IRIS_FEATURE_DESCRIPTIONS
 from pipelines.definition import DEFAULT_GROUP
-from serving_lambdas.config import inference_settings
+from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS, inference_settings
 from serving_lambdas.model_description import describe
 
 
@@ -140,6 +140,7 @@ def write_synth(directory: str | Path, stage: str, settings: AwsSettings, group:
         written.append(path)
     if settings.model_task:
         path = target / "openapi.json"
-        path.write_text(json.dumps(openapi_document(model_description(stage, settings, group)), indent=2) + "\n")
+        document = openapi_document(model_description(stage, settings, group), DEFAULT_MAX_BATCH_ROWS)
+        path.write_text(json.dumps(document, indent=2) + "\n")
         written.append(path)
     return written

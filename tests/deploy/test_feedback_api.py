@@ -47,6 +47,7 @@ def test_an_index_is_recorded_as_its_class_name_and_the_same_label_again_changes
     assert status == 200 and first["feedback"]["label"] == "versicolor"
     assert feedback(api, prediction["id"], {"label": "versicolor"}) == (200, first)
     assert feedback(api, prediction["id"], {"label": 2}) == (200, first)
+    assert feedback(api, prediction["id"], {"label": 2.0}) == (200, first)  # an integer, as JSON Schema reads it
 
 
 def test_another_label_is_a_409_and_the_first_stays(api):  # noqa: F811
@@ -69,6 +70,7 @@ def test_an_unknown_id_is_a_404_and_stores_nothing(api):  # noqa: F811
     ({"label": "daisy"}, "label 'daisy' is not a class of the model: send a class name or index: setosa (0), "
                          "virginica (1), versicolor (2)"),
     ({"label": 3}, "label 3 is not a class of the model"),
+    ({"label": 1.5}, "label 1.5 is not a class of the model"),
     ({"label": True}, "label True is not a class of the model"),
     ({"label": "virginica", "note": "x"}, "unexpected field 'note'"),
     ([1], "the body must be a JSON object, not an array"),

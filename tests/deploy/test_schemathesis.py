@@ -16,10 +16,11 @@ from schemathesis.engine import Status
 from schemathesis.engine import events as engine_events
 from schemathesis.openapi.checks import RejectedPositiveData
 from test_feedback_api import houses  # noqa: F401 (a fixture)
-from test_postman import KEY, api, spec_of  # noqa: F401 (api: a fixture)
+from test_postman import KEY, api, call, spec_of  # noqa: F401 (api: a fixture)
 
 from deploy.local_service import LocalService
 from pipelines.state import StateHome
+from serving_lambdas.config import DEFAULT_MAX_BATCH_ROWS
 from serving_lambdas.listing import TOKEN_PATTERN
 
 SEED = 20261205
@@ -100,6 +101,18 @@ def test_the_documents_next_token_is_the_pattern_the_server_accepts(api):  # noq
     (parameter,) = [parameter for parameter in spec_of(api)["paths"]["/predictions"]["get"]["parameters"]
                     if parameter["name"] == "next_token"]
     assert parameter["schema"]["pattern"] == f"^{TOKEN_PATTERN}$"
+
+
+def test_the_documents_batch_limit_is_the_servers(api):  # noqa: F811
+    """A batch the document allows is served; one row more, which it forbids, is the server's 400."""
+    schemas = spec_of(api)["components"]["schemas"]
+    limit = schemas["InstancesInput"]["properties"]["instances"]["maxItems"]
+    assert schemas["BatchInput"]["properties"]["input_data"]["maxItems"] == limit == DEFAULT_MAX_BATCH_ROWS
+    assert f"at most {limit}" in schemas["BatchInput"]["description"]
+    row = [6.7, 3.3, 5.7, 2.5]
+    assert call(api, "POST", "/predictions", {"input_data": [row] * limit})[0] == 200
+    status, _, answer = call(api, "POST", "/predictions", {"input_data": [row] * (limit + 1)})
+    assert status == 400 and str(limit) in answer["message"], answer
 
 
 @pytest.mark.parametrize("served", ["api", "houses_api"], ids=["iris", "regression"])
