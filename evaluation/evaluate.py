@@ -6,16 +6,18 @@ A SageMaker Processing script (imports nothing outside this folder): Model Monit
 The champion input (``champion/``) holds the live model's archive (``model.tar.gz`` as Train writes it, or any
 artifact the built-in container serves: an ``xgboost-model`` member, or the archive's only file), optionally a
 ``champion.json`` naming its group and version and a ``schema.json``, the data schema it was trained on, or nothing
-but the no-champion marker (no file, or only ``README.json``). The gate passes when the gate metric meets the
-threshold and the challenger is not worse than the champion by more than ``--max-regression`` in the metric's
-direction. Without a champion (a group's first model) the threshold alone decides. A champion whose task, number of
-features or number of classes differs from the challenger's schema was trained for another contract: its scores on
-these rows mean nothing, so it is reported as ``not_comparable`` (with why) and the threshold alone decides, as an
-MLOps engineer retraining on a changed schema expects. With the champion's ``schema.json`` its features and classes
-are matched by name: the same ones in another order are compared (each test column and class index taken as the
-champion's order has it), other names are not comparable. (A model archive records no names: without the schema, a
-champion with the same counts is compared.) A champion archive that cannot be read fails the step: a live model
-nobody can load is an incident to look at, not a reason to skip the comparison.
+but the no-champion marker (no file, or only ``README.json``). The champion's schema may come in an input of its own
+(``champion_schema/``, one JSON file besides the marker): on AWS the model artifact and the schema are two objects.
+The gate passes when the gate metric meets the threshold and the challenger is not worse than the champion by more
+than ``--max-regression`` in the metric's direction. Without a champion (a group's first model) the threshold alone
+decides. A champion whose task, number of features or number of classes differs from the challenger's schema was
+trained for another contract: its scores on these rows mean nothing, so it is reported as ``not_comparable`` (with
+why) and the threshold alone decides, as an MLOps engineer retraining on a changed schema expects. With the
+champion's ``schema.json`` its features and classes are matched by name: the same ones in another order are compared
+(each test column and class index taken as the champion's order has it), other names are not comparable. (A model
+archive records no names: without the schema, a champion with the same counts is compared.) A champion archive that
+cannot be read fails the step: a live model nobody can load is an incident to look at, not a reason to skip
+the comparison.
 """
 
 from __future__ import annotations
@@ -291,9 +293,9 @@ def feature_importance(booster: xgb.Booster, features: list[str]) -> dict[str, f
     return {name: float(gain.get(f"f{i}", gain.get(name, 0.0))) for i, name in enumerate(features)}
 
 
-def champion_input(folder: Path) -> tuple[xgb.Booster | None, dict, dict | None]:
+def champion_input(folder: Path, schema_folder: Path) -> tuple[xgb.Booster | None, dict, dict | None]:
     """The champion's booster (None: no champion), what ``champion.json`` says about it (group, version) and its
-    data schema (None: not given)."""
+    data schema, from ``folder`` or else ``schema_folder`` (None: not given)."""
     if not folder.is_dir():
         return None, {}, None
     files = sorted(path for path in folder.rglob("*") if path.is_file())
@@ -303,7 +305,27 @@ def champion_input(folder: Path) -> tuple[xgb.Booster | None, dict, dict | None]
     if len(archives) > 1:
         names = ", ".join(str(path.relative_to(folder)) for path in archives)
         raise InputError(f"{folder}: the champion input holds one model archive, not {len(archives)} files ({names})")
-    return (read_booster(archives[0], container_rule=True) if archives else None), known or {}, schema
+    return (read_booster(archives[0], container_rule=True) if archives else None), known or {}, (
+        schema or separate_schema(schema_folder))
+
+
+def separate_schema(folder: Path) -> dict | None:
+    """The one JSON file of the champion-schema input, the no-champion marker aside (None: none given)."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.name != NO_CHAMPION_MARKER) if (
+        folder.is_dir()) else []
+    if len(files) > 1:
+        names = ", ".join(str(path.relative_to(folder)) for path in files)
+        raise InputError(f"{folder}: the champion schema input holds one schema, not {len(files)} files ({names})")
+    if not files:
+        return None
+    try:
+        schema = json.loads(files[0].read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{files[0]}: the champion's schema is not JSON: {error}") from None
+    if not isinstance(schema, dict) or not isinstance(schema.get("feature_columns"), list):
+        raise InputError(f"{files[0]}: the champion's schema has no feature_columns list (not a Preprocess "
+                         "schema.json)")
+    return schema
 
 
 def task_of(objective: str) -> str:
@@ -402,7 +424,7 @@ def evaluate(base: Path, gate_metric: str = "", gate_threshold: float = 0.9, max
     test_x, test_y = load_test(base / "test", len(features))
     if task != "regression" and not all_class_indices(test_y, len(classes)):
         raise InputError(f"{base / 'test'}: labels outside the {len(classes)} classes of the schema")
-    champion, known, champion_schema = champion_input(base / "champion")
+    champion, known, champion_schema = champion_input(base / "champion", base / "champion_schema")
     report = score(booster, task, test_x, test_y, classes)
     report["feature_importance"] = feature_importance(booster, features)
     report["gate"] = gate(report, task, gate_metric, gate_threshold)

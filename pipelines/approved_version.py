@@ -8,6 +8,8 @@ rejection, keeps its number, and one page may not hold them all.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 APPROVED = "Approved"
 # Below the artifact prefix: the object a run without a champion reads as its champion (a Processing input needs an
 # existing object; the pipeline upsert stages it).
@@ -31,11 +33,19 @@ def newest_approved(sagemaker_client: object, group: str) -> tuple[str, int] | N
     return arn, int(version)
 
 
-def live_model_data(sagemaker_client: object, group: str) -> str | None:
-    """The model artifact (ModelDataUrl) of ``group``'s newest Approved version, the champion a retraining run is
-    compared with; None when the group has none."""
+class Champion(NamedTuple):
+    """What Evaluate needs of a group's live model: its artifact and the data schema it registered ("" if none)."""
+
+    model_data: str
+    data_schema: str
+
+
+def live_champion(sagemaker_client: object, group: str) -> Champion | None:
+    """The model artifact (ModelDataUrl) and DataSchema metadata of ``group``'s newest Approved version, the champion
+    a retraining run is compared with; None when the group has none."""
     newest = newest_approved(sagemaker_client, group)
     if newest is None:
         return None
     package = sagemaker_client.describe_model_package(ModelPackageName=newest[0])
-    return package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    return Champion(package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
+                    (package.get("CustomerMetadataProperties") or {}).get("DataSchema", ""))

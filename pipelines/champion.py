@@ -23,6 +23,7 @@ from pipelines.runs import RunStore
 from pipelines.state import StateHome, write_json_atomic
 
 CHAMPION_PARAMETER = "ChampionModelData"
+CHAMPION_SCHEMA_PARAMETER = "ChampionDataSchema"  # locally the champion folder holds it; on AWS its own input
 CHAMPION_FILE = "champion.json"  # read by evaluation/evaluate.py, which imports nothing of ours
 MODEL_ARCHIVE = "model.tar.gz"
 CHAMPION_SCHEMA = "schema.json"  # read by evaluation/evaluate.py

@@ -134,6 +134,14 @@ PARAMETERS = (
         "the champion's model artifact (a model.tar.gz path or s3:// URI). Empty: the group's live model (locally "
         "the version live in prod, else dev; on AWS the newest Approved version), or none for a group's first model",
     ),
+    Parameter(
+        "ChampionDataSchema",
+        "String",
+        "",
+        "the data schema the champion was trained on (its version's schema.json, a path or s3:// URI), so Evaluate "
+        "matches its features and classes by name. Empty: the live model's, resolved with ChampionModelData (without "
+        "one, features and classes are matched by count)",
+    ),
     Parameter("ModelPackageGroupName", "String", DEFAULT_GROUP,
               f"model registry group to register into ({DEFAULT_GROUP}: the bundled iris data's; a run on your own "
               "data names its own)"),
@@ -208,6 +216,7 @@ def evaluate_step() -> ProcessingStep:
             ProcessingInput("test", StepOutput("Preprocess", "test"), f"{PROCESSING}/test"),
             ProcessingInput("schema", StepOutput("Preprocess", "schema"), f"{PROCESSING}/schema"),
             ProcessingInput("champion", Param("ChampionModelData"), f"{PROCESSING}/champion"),
+            ProcessingInput("champion_schema", Param("ChampionDataSchema"), f"{PROCESSING}/champion_schema"),
         ),
         outputs=(ProcessingOutput("evaluation", f"{PROCESSING}/evaluation"),),
         arguments=("--gate-metric", Param("GateMetric"), "--gate-threshold", Param("GateThreshold"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from pipelines.champion import CHAMPION_PARAMETER, local_champion
+from pipelines.champion import CHAMPION_PARAMETER, CHAMPION_SCHEMA_PARAMETER, local_champion, no_champion_folder
 from pipelines.dag import Pipeline, TrainingStep
 from pipelines.data.versions import IRIS, local_dataset_store
 from pipelines.datasets import iris_csv
@@ -18,7 +18,8 @@ from pipelines.state import StateHome
 
 def resolve_parameters(pipeline: Pipeline, overrides: dict[str, str], home: StateHome) -> dict:
     """The defaults with ``overrides`` (``NAME=VALUE`` texts) applied and checked; a UserError naming the
-    parameter that is wrong. An empty ChampionModelData becomes the group's live model (``pipelines.champion``)."""
+    parameter that is wrong. An empty ChampionModelData becomes the group's live model (``pipelines.champion``), whose
+    folder holds its schema too: an empty ChampionDataSchema adds none."""
     values = pipeline.defaults()
     for name, text in overrides.items():
         parameter = pipeline.parameter(name)
@@ -33,7 +34,7 @@ def resolve_parameters(pipeline: Pipeline, overrides: dict[str, str], home: Stat
     pipeline.validate(values)
     as_given = dict(values)
     for name in pipeline.file_parameters():
-        if name == CHAMPION_PARAMETER and not str(values[name]).strip():
+        if name in (CHAMPION_PARAMETER, CHAMPION_SCHEMA_PARAMETER) and not str(values[name]).strip():
             continue  # the group's live model, once the group is known (below)
         values[name] = str(local_file(name, values[name], home.data))
     for step in pipeline.steps:
@@ -43,6 +44,8 @@ def resolve_parameters(pipeline: Pipeline, overrides: dict[str, str], home: Stat
     values.update(data_parameters(as_given, given))
     if CHAMPION_PARAMETER in values and not str(values[CHAMPION_PARAMETER]).strip():
         values[CHAMPION_PARAMETER] = str(local_champion(home, str(values["ModelPackageGroupName"])))
+    if CHAMPION_SCHEMA_PARAMETER in values and not str(values[CHAMPION_SCHEMA_PARAMETER]).strip():
+        values[CHAMPION_SCHEMA_PARAMETER] = str(no_champion_folder(home))
     return values
 
 

@@ -113,7 +113,7 @@ class Compiler:
         default = parameter.default if value is None else value
         if parameter.name == "InputData" and not default:
             default = self.target.input_data_uri
-        if parameter.name == "ChampionModelData" and not default:  # resolved when an execution starts
+        if parameter.name in ("ChampionModelData", "ChampionDataSchema") and not default:  # resolved at the start
             default = no_champion(self.target.bucket, self.target.prefix).uri
         options = {"enum_values": enum} if enum else {}
         return getattr(self.sdk.parameters, kind[parameter.type])(name=parameter.name, default_value=default,

@@ -4,8 +4,8 @@ aws`` and ``cloudviz.aws``."""
 
 from __future__ import annotations
 
-from pipelines.approved_version import live_model_data
-from pipelines.champion import CHAMPION_PARAMETER
+from pipelines.approved_version import live_champion
+from pipelines.champion import CHAMPION_PARAMETER, CHAMPION_SCHEMA_PARAMETER
 from pipelines.data.versions import IRIS, DatasetStore
 from pipelines.definition import (
     DEFAULT_GROUP,
@@ -79,11 +79,15 @@ def with_dataset_version(overrides: dict[str, str], datasets: DatasetStore | Non
 
 
 def with_champion(sagemaker: object, overrides: dict[str, str]) -> dict[str, str]:
-    """``overrides`` with ChampionModelData resolved when the execution starts, unless given: the newest Approved
-    version's artifact of the run's group; left out when there is none, so the definition's default, the
-    no-champion object, applies."""
+    """``overrides`` with ChampionModelData and ChampionDataSchema resolved when the execution starts, unless
+    ChampionModelData is given: the newest Approved version's artifact of the run's group and the data schema it
+    registered; left out when there is none, so the definition's defaults, the no-champion object, apply."""
     if overrides.get(CHAMPION_PARAMETER, "").strip():
         return overrides
-    others = {name: value for name, value in overrides.items() if name != CHAMPION_PARAMETER}
-    url = live_model_data(sagemaker, overrides.get("ModelPackageGroupName", DEFAULT_GROUP))
-    return {**others, CHAMPION_PARAMETER: url} if url else others
+    others = {name: value for name, value in overrides.items()
+              if name not in (CHAMPION_PARAMETER, CHAMPION_SCHEMA_PARAMETER)}
+    champion = live_champion(sagemaker, overrides.get("ModelPackageGroupName", DEFAULT_GROUP))
+    if champion is None:
+        return others
+    schema = {CHAMPION_SCHEMA_PARAMETER: champion.data_schema} if champion.data_schema else {}
+    return {**others, CHAMPION_PARAMETER: champion.model_data, **schema}

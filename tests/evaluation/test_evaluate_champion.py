@@ -171,9 +171,26 @@ def test_a_champion_with_the_classes_and_features_in_another_order_is_scored_by_
     section = evaluated(base, "--max-regression", "0")["champion"]
     assert section["status"] == "compared"
     assert section["champion_value"] == pytest.approx(accuracy_of(softmax, iris_split))
-    # without its schema, the same champion is scored on the wrong indices
-    (base / "champion" / "schema.json").unlink()
+    # on AWS the schema is an input of its own (ChampionDataSchema): the same remapping
+    (base / "champion_schema").mkdir()
+    (base / "champion" / "schema.json").rename(base / "champion_schema" / "schema.json")
+    assert evaluated(base, "--max-regression", "0")["champion"] == section
+    # without its schema (the no-champion marker in its place), the same champion is scored on the wrong indices
+    (base / "champion_schema" / "schema.json").unlink()
+    (base / "champion_schema" / "README.json").write_text('{"cloudviz": "no champion"}', encoding="utf-8")
     assert evaluated(base)["champion"]["champion_value"] < accuracy_of(softmax, iris_split) - 0.5
+
+
+def test_a_champion_schema_input_that_is_not_a_schema_fails_the_step_naming_it(
+    tmp_path: Path, iris_split: dict, softmax: xgb.Booster, capsys: pytest.CaptureFixture[str]
+):
+    base = write_layout(tmp_path, softmax, iris_split["test_x"], iris_split["test_y"])
+    write_champion(base, softmax)
+    (base / "champion_schema").mkdir()
+    (base / "champion_schema" / "evaluation.json").write_text('{"gate": {}}', encoding="utf-8")
+    assert evaluate.main(["--base-dir", str(base)]) == 2
+    assert "evaluation.json: the champion's schema has no feature_columns list" in capsys.readouterr().err
+    assert not (base / "evaluation" / "evaluation.json").exists()
 
 
 def test_a_binary_champion_with_its_classes_swapped_is_scored_by_name(tmp_path: Path, iris_split: dict):

@@ -75,7 +75,8 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
         "Preprocess.test": steps["Preprocess"].outputs["test"],
         "Preprocess.schema": steps["Preprocess"].outputs["schema"],
         "GateMetric": "", "GateThreshold": 0.9,
-        "ChampionModelData": str(home.root / "no-champion"), "MaxRegression": 0.01,
+        "ChampionModelData": str(home.root / "no-champion"), "ChampionDataSchema": str(home.root / "no-champion"),
+        "MaxRegression": 0.01,
     }
     assert steps["Preprocess"].inputs["InputData"] == str(home.datasets / "iris" / "versions" / "1.manifest")
     assert (record.parameters["DataSetVersion"], record.parameters["InputDataType"]) == ("iris@1", "ManifestFile")
@@ -251,7 +252,7 @@ def one_step_pipeline(script: Path, retry: RetryPolicy = NO_RETRY) -> Pipeline:
 
 
 def test_the_parameters_that_name_files_are_those_a_processing_step_takes_as_inputs(tmp_path: Path):
-    assert build_pipeline().file_parameters() == ["InputData", "ChampionModelData"]
+    assert build_pipeline().file_parameters() == ["InputData", "ChampionModelData", "ChampionDataSchema"]
     pipeline = one_step_pipeline(tmp_path / "work.py")
     assert pipeline.file_parameters() == ["InputData"], "Marker is an argument: its text, not a file"
 

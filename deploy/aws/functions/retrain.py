@@ -29,7 +29,7 @@ from typing import Any
 
 import boto3
 
-from pipelines.approved_version import NO_CHAMPION_KEY, live_model_data
+from pipelines.approved_version import NO_CHAMPION_KEY, live_champion
 from pipelines.retraining import Decision, drift_run_decision, scheduled_run_decision
 
 logger = logging.getLogger()
@@ -163,9 +163,13 @@ class Pipeline:
                 return None
             arguments["NextToken"] = page["NextToken"]
 
-    def champion(self) -> str:
-        """The newest Approved package's model artifact, or the no-champion object."""
-        return live_model_data(self.sagemaker, self.group) or f"s3://{self.bucket}/{self.prefix}/{NO_CHAMPION_KEY}"
+    def champion(self) -> dict[str, str]:
+        """ChampionModelData and ChampionDataSchema: the newest Approved package's model artifact and registered data
+        schema, or the no-champion object."""
+        none = f"s3://{self.bucket}/{self.prefix}/{NO_CHAMPION_KEY}"
+        champion = live_champion(self.sagemaker, self.group)
+        return {"ChampionModelData": champion.model_data if champion else none,
+                "ChampionDataSchema": (champion.data_schema if champion else "") or none}
 
     def start(self, trigger: Trigger, version: DatasetVersion, reason: str, token: str, now: datetime) -> str:
         parameters = {
@@ -174,7 +178,7 @@ class Pipeline:
             "InputData": version.manifest_uri,
             "InputDataType": "ManifestFile",
             "DataSetVersion": version.ref,
-            "ChampionModelData": self.champion(),
+            **self.champion(),
             "ModelPackageGroupName": self.group,
         }
         return self.sagemaker.start_pipeline_execution(

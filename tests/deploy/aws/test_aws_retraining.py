@@ -163,9 +163,10 @@ class Account:
         path.write_text(IRIS_HEADER + "".join(f"{row}\n" for row in rows))
         return self.store.add("iris", path).ref
 
-    def approve(self, model_data: str) -> None:
+    def approve(self, model_data: str, data_schema: str | None = None) -> None:
+        metadata = {"CustomerMetadataProperties": {"DataSchema": data_schema}} if data_schema else {}
         self.sagemaker.create_model_package(
-            ModelPackageGroupName=DEFAULT_GROUP, ModelApprovalStatus="Approved",
+            ModelPackageGroupName=DEFAULT_GROUP, ModelApprovalStatus="Approved", **metadata,
             InferenceSpecification={"Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/xgb:1",
                                                     "ModelDataUrl": model_data}],
                                     "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]})
@@ -194,7 +195,7 @@ DRIFT = {"source": "aws.cloudwatch", "detail-type": "CloudWatch Alarm State Chan
 def test_a_schedule_with_a_new_data_version_starts_one_run_with_it_and_the_champion(account, caplog):
     ref = account.add_rows(["5.1,3.5,1.4,0.2,setosa"])
     version = account.store.resolve(ref)
-    account.approve("s3://models/champion/model.tar.gz")
+    account.approve("s3://models/champion/model.tar.gz", "s3://models/champion/schema.json")
     outcome = account.run(SCHEDULE)
     assert outcome["started"] and ref == "iris@2"  # iris@1 is the bundled data, iris@2 adds the row
     (execution,) = account.executions()
@@ -205,6 +206,7 @@ def test_a_schedule_with_a_new_data_version_starts_one_run_with_it_and_the_champ
     assert parameters == {**version.parameters, "Eta": "0.2", "InputData": version.manifest_uri,
                           "InputDataType": "ManifestFile", "DataSetVersion": "iris@2",
                           "ChampionModelData": "s3://models/champion/model.tar.gz",
+                          "ChampionDataSchema": "s3://models/champion/schema.json",
                           "ModelPackageGroupName": DEFAULT_GROUP}
     assert version.manifest_uri.startswith(f"s3://{BUCKET}/{PREFIX}/datasets/iris/")
     assert json.loads(caplog.records[-1].getMessage())["started"] is True
@@ -224,7 +226,8 @@ def test_a_schedule_without_a_new_data_version_skips_and_starts_nothing(account,
     assert account.run({**SCHEDULE, "schedule": "weekly"})["started"]
     account.add_rows(["6.3,3.3,6.0,2.5,virginica"])
     again = account.run(SCHEDULE)
-    assert again["started"] and account.parameters(again["execution"])["ChampionModelData"] == (
+    started = account.parameters(again["execution"])
+    assert again["started"] and started["ChampionModelData"] == started["ChampionDataSchema"] == (
         f"s3://{BUCKET}/{PREFIX}/cloudviz/no-champion/README.json")
     assert account.errors == []
 

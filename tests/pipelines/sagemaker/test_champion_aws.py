@@ -21,11 +21,14 @@ def test_evaluate_reads_the_champion_input_and_max_regression():
     assert inputs["champion"]["S3Uri"] == {"Get": "Parameters.ChampionModelData"}
     assert (inputs["champion"]["LocalPath"], inputs["champion"]["S3DataType"]) == (
         "/opt/ml/processing/champion", "S3Prefix")
+    assert inputs["champion_schema"]["S3Uri"] == {"Get": "Parameters.ChampionDataSchema"}
+    assert inputs["champion_schema"]["LocalPath"] == "/opt/ml/processing/champion_schema"
     arguments = step["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert arguments[arguments.index("--max-regression") + 1] == {"Std:Join": {
         "On": "", "Values": [{"Get": "Parameters.MaxRegression"}]}}
     parameters = {p["Name"]: p for p in document["Parameters"]}
-    assert parameters["ChampionModelData"]["DefaultValue"] == NO_CHAMPION
+    assert parameters["ChampionModelData"]["DefaultValue"] == parameters["ChampionDataSchema"]["DefaultValue"] == (
+        NO_CHAMPION)
     assert (parameters["MaxRegression"]["Type"], parameters["MaxRegression"]["DefaultValue"]) == ("Float", 0.01)
     register, _ = flattened(document["Steps"])["Register"]
     assert register["Arguments"]["CustomerMetadataProperties"]["ChampionModelData"] == {
@@ -48,8 +51,11 @@ IRIS = iris_version_parameters()  # no data given: the data set iris's newest ve
 
 
 def register(sagemaker, group: str, status: str, model_data_url: str) -> None:
+    """A version as the pipeline's Register step files it: its DataSchema beside the model artifact."""
+    schema = model_data_url.replace("Train/job/output/model.tar.gz", "Preprocess/schema/schema.json")
     sagemaker.create_model_package(
         ModelPackageGroupName=group, ModelApprovalStatus=status,
+        CustomerMetadataProperties={"DataSchema": schema},
         InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": model_data_url}],
                                 "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]})
 
@@ -68,7 +74,9 @@ def test_an_execution_compares_with_the_newest_approved_version(account, capsys)
     register(sagemaker, "CloudVizIris", "Approved", models[0])
     register(sagemaker, "CloudVizIris", "Approved", models[1])
     register(sagemaker, "CloudVizIris", "PendingManualApproval", models[2])
-    assert started_parameters(capsys, sagemaker) == {"ChampionModelData": models[1], **IRIS}
+    assert started_parameters(capsys, sagemaker) == {
+        "ChampionModelData": models[1], "ChampionDataSchema": models[1].replace(
+            "Train/job/output/model.tar.gz", "Preprocess/schema/schema.json"), **IRIS}
     given = f"s3://{BUCKET}/elsewhere/model.tar.gz"
     assert started_parameters(capsys, sagemaker, f"ChampionModelData={given}") == {"ChampionModelData": given, **IRIS}
     sagemaker.create_model_package_group(ModelPackageGroupName="Penguins")
