@@ -383,7 +383,8 @@ class AwsProject(Project):
         if force:
             raise UserError("force: on AWS a stage serves an Approved version only (approve it first)")
         bucket = self.account.required_bucket()
-        config = with_schedules(stage_config(self.account.config, stage))  # ./cloudviz.schedules.json
+        config = with_schedules(  # and ./cloudviz.schedules.json
+            stage_config(self.account.config, stage, artifact_prefix=self.account.prefix))
         package_arn, served = stage_package(self.account.session, stage, group)
         if version is not None and version != served:
             how = ("approve it and reject the newer Approved ones" if stage == STAGES[0]
@@ -402,7 +403,8 @@ class AwsProject(Project):
 
         names = self._names(target, group)
         self._names(source, group)
-        config = with_schedules(stage_config(self.account.config, target))  # ./cloudviz.schedules.json
+        config = with_schedules(  # and ./cloudviz.schedules.json
+            stage_config(self.account.config, target, artifact_prefix=self.account.prefix))
         deployment, promotion = promote_stage(self.account.session, source, target, config,
                                               self.account.required_bucket(), progress=logger.info, group=group)
         changed = promotion["previous_model_package_arn"] != deployment["model_package_arn"]

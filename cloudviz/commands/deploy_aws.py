@@ -19,6 +19,7 @@ from cloudviz.api.aws import aws_errors
 from cloudviz.commands.arguments import Actions, add_json
 from cloudviz.commands.output import emit
 from deploy.aws.names import DEFAULT_GROUP, STAGES, ResourceNames
+from deploy.aws.stage_config import DEFAULT_ARTIFACT_PREFIX
 from pipelines.errors import UserError
 from pipelines.sagemaker.target import BUCKET_ENV
 
@@ -98,6 +99,10 @@ def register(deploy_actions: Actions, destroy_actions: Actions, promote_actions:
         parser.add_argument("--group", default=DEFAULT_GROUP, help=GROUP_HELP)
         add_json(parser)
     for parser in (deploy, promote):
+        parser.add_argument("--prefix", default=DEFAULT_ARTIFACT_PREFIX,
+                            help="the S3 key prefix `pipeline` and `data --target aws` use: the retrain function "
+                                 f"reads the data sets below it (default {DEFAULT_ARTIFACT_PREFIX})")
+    for parser in (deploy, promote):
         parser.add_argument("--create-apigw-logging-role", action="store_true", help=APIGW_LOGGING_HELP)
     deploy.add_argument("--dry-run", action="store_true", help="create and print each change set, execute none")
     deploy.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
@@ -122,8 +127,8 @@ def deploy_command(args: argparse.Namespace) -> int:
     from deploy.aws.stage_config import with_schedules
     from deploy.aws.stage_release import stage_config
 
-    config = with_schedules(stage_config(args.config, args.stage, args.alarm_email, args.retrain_schedule),
-                            args.schedules)
+    config = with_schedules(
+        stage_config(args.config, args.stage, args.alarm_email, args.retrain_schedule, args.prefix), args.schedules)
     if args.synth:
         return synth_command(args, config)
     if args.model_package_arn:
@@ -202,8 +207,8 @@ def promote_command(args: argparse.Namespace) -> int:
     from deploy.aws.stage_config import with_schedules
     from deploy.aws.stage_release import PROMOTED_KEY, promote_stage, stage_config
 
-    config = with_schedules(stage_config(args.config, args.target, args.alarm_email, args.retrain_schedule),
-                            args.schedules)
+    config = with_schedules(
+        stage_config(args.config, args.target, args.alarm_email, args.retrain_schedule, args.prefix), args.schedules)
     region, bucket = required_options(args)
 
     import boto3

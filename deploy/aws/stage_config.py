@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pipelines.scheduling.definitions import ScheduleDefinition
 
 DEFAULT_CONFIG = Path("cloudviz.toml")  # in the working directory
+DEFAULT_ARTIFACT_PREFIX = "cloudviz"  # the commands' --prefix default
 STAGES_TABLE = "stages"
 
 
@@ -39,6 +40,9 @@ class StageConfig:
     # template's default); default_config gives each stage its own.
     api_reserved_concurrency: int = 0
     prediction_retention_days: int = 0
+    # Where the pipeline and `cloudviz data add --target aws` keep data sets (their --prefix): the retrain function
+    # reads the versions there. Not a key of the file: the commands' --prefix.
+    artifact_prefix: str = DEFAULT_ARTIFACT_PREFIX
 
     def api_settings(self) -> dict:
         """The :class:`~deploy.aws.settings.AwsSettings` fields of the stage's API functions and table."""
@@ -48,7 +52,7 @@ class StageConfig:
     def retraining_settings(self) -> dict:
         """The :class:`~deploy.aws.settings.AwsSettings` fields of scheduled and drift-triggered retraining."""
         return {"schedules": self.schedules, "retrain_on_drift": self.retrain_on_drift,
-                "retrain_cooldown_hours": self.retrain_cooldown_hours}
+                "retrain_cooldown_hours": self.retrain_cooldown_hours, "artifact_prefix": self.artifact_prefix}
 
 
 # Each API function's reserved concurrency by default: none in dev, so that a new account (whose Lambda quota of 10

@@ -40,11 +40,11 @@ def group_option(group: str) -> str:
 
 
 def stage_config(path: str | None, stage: str, alarm_email: str | None = None,
-                 retrain_schedule: str | None = None) -> StageConfig:
+                 retrain_schedule: str | None = None, artifact_prefix: str | None = None) -> StageConfig:
     """The stage's settings from the config file (default ./cloudviz.toml), with the given values over them."""
     config = load_stage_configs(path)[stage]
-    overrides = {key: value for key, value in (("alarm_email", alarm_email),
-                                               ("retrain_schedule", retrain_schedule)) if value is not None}
+    overrides = {key: value for key, value in (("alarm_email", alarm_email), ("retrain_schedule", retrain_schedule),
+                                               ("artifact_prefix", artifact_prefix)) if value is not None}
     return replace(config, **overrides)
 
 

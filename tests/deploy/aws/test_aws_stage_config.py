@@ -95,3 +95,16 @@ def test_the_config_reaches_the_stacks_and_flags_win(tmp_path, capsys):
     endpoint = written_parameters(tmp_path, DEV.endpoint_stack)
     assert (endpoint["InstanceType"], endpoint["InstanceCount"]) == ("ml.t2.medium", "1")
     assert written_parameters(tmp_path, DEV.automation_stack)["ScheduleState"] == "DISABLED"
+
+
+def test_the_retrain_function_reads_the_data_sets_below_the_prefix_the_pipeline_used(tmp_path, capsys):
+    """`pipeline --prefix ml/cloudviz` keeps the data sets below it: `deploy aws --prefix` points the retrain function
+    there, its environment and its S3 permissions alike."""
+    assert synth(capsys, tmp_path, "dev", "--prefix", "ml/cloudviz")[0] == 0
+    template = json.loads((tmp_path / "out" / f"{DEV.automation_stack}.json").read_text())
+    (function,) = [resource for resource in template["Resources"].values()
+                   if resource["Type"] == "AWS::Lambda::Function"
+                   and "ARTIFACT_PREFIX" in resource["Properties"]["Environment"]["Variables"]]
+    assert function["Properties"]["Environment"]["Variables"]["ARTIFACT_PREFIX"] == "ml/cloudviz"
+    text = json.dumps(template)
+    assert "ml/cloudviz/datasets/" in text and '"cloudviz/datasets/' not in text
