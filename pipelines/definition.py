@@ -31,6 +31,7 @@ from pipelines.dag import (
 )
 from pipelines.datasets import IRIS_PARAMETERS
 from pipelines.errors import UserError
+from pipelines.objectives import BINARY_OBJECTIVE, MULTICLASS_OBJECTIVES, REGRESSION_OBJECTIVE, objective_for
 from pipelines.registry import APPROVAL_STATUSES
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 PIPELINE_NAME = "CloudVizPipeline"
 DEFAULT_GROUP = "CloudVizIris"
 GATE_PASSED_PATH = "gate.passed"
-MULTICLASS_OBJECTIVES = ("multi:softprob", "multi:softmax")
-BINARY_OBJECTIVE, REGRESSION_OBJECTIVE = "binary:logistic", "reg:squarederror"
 TASKS = {**dict.fromkeys(MULTICLASS_OBJECTIVES, "multiclass"), BINARY_OBJECTIVE: "binary",
          REGRESSION_OBJECTIVE: "regression"}
 # The metrics GateMetric may name, per task (Evaluate's report sections; empty: accuracy, or r2 for regression).
@@ -277,14 +276,6 @@ def version_parameters(version: DatasetVersion, given: Collection[str], manifest
     describing = {**version.parameters, **objective_for(version.schema)}
     return {"DataSetVersion": version.ref, "InputData": manifest, "InputDataType": "ManifestFile",
             **{name: value for name, value in describing.items() if name not in given}}
-
-
-def objective_for(schema: Mapping) -> dict[str, str]:
-    """The Objective a data set's task needs when the default (multi:softprob: three classes or more) cannot train
-    it: reg:squarederror for regression, binary:logistic for two classes; none otherwise."""
-    if schema.get("task") == "regression":
-        return {"Objective": REGRESSION_OBJECTIVE}
-    return {"Objective": BINARY_OBJECTIVE} if len(schema.get("classes") or ()) == 2 else {}
 
 
 def suggested_group(input_data: str) -> str:

@@ -27,7 +27,7 @@ RETRAIN_HANDLER = "retrain.handler"
 AUTOMATION_MODULES = ("redeploy", "retrain", "smoke_test")  # deploy/aws/functions/<module>.py
 # The pipelines modules the retrain function imports (the retraining decisions), relative to the package: files,
 # or folders whose Python files all go.
-RETRAIN_MODULES = ("__init__.py", "approved_version.py", "retraining.py")
+RETRAIN_MODULES = ("__init__.py", "approved_version.py", "objectives.py", "retraining.py")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 
 from pipelines.approved_version import NO_CHAMPION_KEY, live_champion
+from pipelines.objectives import objective_for
 from pipelines.retraining import Decision, drift_run_decision, scheduled_run_decision
 
 logger = logging.getLogger()
@@ -47,7 +48,8 @@ VERSION_JSON = re.compile(r"([1-9][0-9]*)\.json")
 
 @dataclass(frozen=True)
 class DatasetVersion:
-    """What a run needs of a data set version: its ref (``NAME@N``), manifest and describing parameters."""
+    """What a run needs of a data set version: its ref (``NAME@N``), manifest and describing parameters (with the
+    Objective its task needs, as a local run on it takes)."""
 
     ref: str
     manifest_uri: str
@@ -62,8 +64,9 @@ def newest_version(s3: Any, bucket: str, prefix: str, dataset: str) -> DatasetVe
     if not numbers:
         return None
     document = json.loads(s3.get_object(Bucket=bucket, Key=f"{folder}{max(numbers)}.json")["Body"].read())
+    describing = {**document.get("parameters", {}), **objective_for(document.get("schema", {}))}
     return DatasetVersion(f"{dataset}@{document['version']}", document["manifest"],
-                          {key: str(value) for key, value in document.get("parameters", {}).items()})
+                          {key: str(value) for key, value in describing.items()})
 
 
 @dataclass(frozen=True)

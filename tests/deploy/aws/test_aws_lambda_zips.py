@@ -79,7 +79,8 @@ def test_automation_zip_holds_its_functions_on_boto3(tmp_path):
     package = automation_zip()
     with zipfile.ZipFile(__import__("io").BytesIO(package.data)) as archive:
         assert archive.namelist() == ["pipelines/__init__.py", "pipelines/approved_version.py",
-                                      "pipelines/retraining.py", "redeploy.py", "retrain.py", "smoke_test.py"]
+                                      "pipelines/objectives.py", "pipelines/retraining.py", "redeploy.py",
+                                      "retrain.py", "smoke_test.py"]
     assert automation_zip().data == package.data
     assert import_from_zip(package.data, tmp_path / "automation",
                            ["redeploy.handler", "retrain.handler", "smoke_test.handler"]) == []

@@ -317,3 +317,25 @@ def test_the_stage_settings_turn_drift_retraining_on_and_a_bad_cooldown_is_named
         load_stage_configs(path)
     with pytest.raises(UserError, match="--schedules .*nowhere.json: no such file"):
         with_schedules(config, tmp_path / "nowhere.json")
+
+
+@pytest.mark.parametrize(("header", "rows", "options", "objective"), [
+    ("tenure,charges,churned\n", ["1,20.5,yes", "30,80.0,no", "12,45.0,no"], {"label_column": "churned"},
+     "binary:logistic"),
+    ("rooms,area,price\n", ["3,70.0,210000", "5,120.5,390000", "2,45.0,150000"],
+     {"label_column": "price", "task": "regression"}, "reg:squarederror"),
+])
+def test_a_scheduled_run_trains_a_data_set_with_the_objective_its_task_needs(account, monkeypatch, header, rows,
+                                                                             options, objective):
+    """As a local run on the version does: a two-class or regression data set cannot train as multi:softprob."""
+    monkeypatch.setenv("MODEL_PACKAGE_GROUP", "Own")  # the group's own automation stack
+    path = account.tmp_path / "own.csv"
+    path.write_text(header + "".join(f"{row}\n" for row in rows))
+    version = account.store.add("own", path, group="Own", **options)
+    account.sagemaker.create_model_package_group(ModelPackageGroupName="Own")
+    outcome = account.run({"schedule": "nightly-own", "dataset": "own", "parameters": {}})
+    assert outcome["started"], outcome
+    parameters = account.parameters(outcome["execution"])
+    assert (parameters["Objective"], parameters["ModelPackageGroupName"]) == (objective, "Own")
+    assert parameters["LabelColumn"] == version.parameters["LabelColumn"]
+    assert account.errors == []
