@@ -7,7 +7,11 @@ import copy
 import functools
 import os
 import socket
+import tempfile
+from pathlib import Path
 
+from pipelines.data.storage import LocalStorage
+from pipelines.data.versions import DatasetStore
 from pipelines.sagemaker import definition
 
 REGION = "eu-west-1"
@@ -51,10 +55,12 @@ def flattened(steps: list[dict], parent: str | None = None) -> dict[str, tuple[d
     return found
 
 
-def iris_version_parameters(bucket: str = BUCKET, version: int = 1) -> dict[str, str]:
-    """What an execution started with no data sends: the data set iris's newest version (its manifest in the
-    bucket, all its parts) and the parameters that describe iris."""
-    return {"DataSetVersion": f"iris@{version}", "InputDataType": "ManifestFile",
-            "InputData": f"s3://{bucket}/cloudviz/datasets/iris/versions/{version}.manifest",
+def iris_version_parameters(bucket: str = BUCKET) -> dict[str, str]:
+    """What an execution started with no data sends: the data set iris's first version, the bundled data (its
+    manifest in the bucket, named by the version's content) and the parameters that describe iris."""
+    with tempfile.TemporaryDirectory() as folder:
+        bundled = DatasetStore(LocalStorage(Path(folder))).resolve("iris@1").id  # made as in any store
+    return {"DataSetVersion": "iris@1", "InputDataType": "ManifestFile",
+            "InputData": f"s3://{bucket}/cloudviz/datasets/iris/versions/1-{bundled}.manifest",
             "LabelColumn": "species", "FeatureColumns": "x1,x2,x3,x4", "ClassNames": "setosa,virginica,versicolor",
             "ModelPackageGroupName": "CloudVizIris"}

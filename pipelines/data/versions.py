@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -35,8 +34,7 @@ IRIS_SCHEMA = DatasetSchema(IRIS_COLUMNS, IRIS_PARAMETERS["LabelColumn"], "class
 NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
 REF = re.compile(rf"(?P<name>{NAME})(?:@(?P<version>[1-9][0-9]*))?")
 MANY_CLASSES = 20  # a label column of more distinct numbers than this, task not given: ask which task is meant
-COMMIT_ATTEMPTS = 40
-COMMIT_PAUSE_SECONDS = 0.25  # while another add of the same data set finishes its version
+COMMIT_ATTEMPTS = 40  # versions other adds of the same data set may commit first
 
 
 @dataclass(frozen=True)
@@ -199,27 +197,26 @@ class DatasetStore:
 
     def _commit(self, name: str, part: Part, schema: DatasetSchema, parameters: dict, origin: str,
                 exported_predictions: tuple[str, ...]) -> DatasetVersion:
-        """Version newest + 1 with ``part``: its manifest, then its json, each written only if absent."""
+        """Version newest + 1 with ``part``. Its manifest is named by the version's content, so writing it never
+        conflicts; its json, written only if absent, is the one commit point: an add interrupted in between leaves
+        a manifest nothing names, and blocks nothing; an add that loses the race for a number takes the next."""
         for _ in range(COMMIT_ATTEMPTS):
             newest = self._newest_stored(name)
             if newest is not None and any(p.sha256 == part.sha256 for p in newest.parts):
                 return newest
             number = 1 if newest is None else newest.version + 1
             parts = (part,) if newest is None else (*newest.parts, part)
-            manifest = manifest_of(self.storage.uri(f"{name}/"), [p.key for p in parts]).to_bytes()
-            manifest_key = f"{name}/versions/{number}.manifest"
-            if (not self.storage.write_if_absent(manifest_key, manifest)
-                    and self.storage.read(manifest_key) != manifest):
-                time.sleep(COMMIT_PAUSE_SECONDS)  # another add's version, not committed yet
-                continue
+            manifest_key = f"{name}/versions/{number}-{version_id(parts)}.manifest"
+            self.storage.write_if_absent(manifest_key, manifest_of(self.storage.uri(f"{name}/"),
+                                                                   [p.key for p in parts]).to_bytes())
             version = DatasetVersion(
                 name, number, version_id(parts), parts, sum(p.rows for p in parts),
                 datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"), origin, schema.to_dict(),
                 parameters, self.storage.uri(manifest_key), exported_predictions)
             if self.storage.write_if_absent(f"{name}/versions/{number}.json", _json_bytes(version.to_dict())):
                 return version
-        raise UserError(f"{self.storage.uri(manifest_key)} exists without its version record: another add of {name} "
-                        "is still running, or one was interrupted; if none runs, delete that file and add again")
+        raise UserError(f"data set {name}: {COMMIT_ATTEMPTS} other adds committed a version before this one; "
+                        "add it again")
 
     def _stored_numbers(self, name: str) -> list[int]:
         return sorted(n for key in self.storage.list(f"{name}/versions/") if (n := _version_number(key)))

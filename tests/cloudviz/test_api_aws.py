@@ -128,7 +128,8 @@ def test_start_upserts_the_pipeline_and_starts_an_execution_with_the_values_give
     staged = {key.rsplit("/", 1)[1] for key in keys if "/datasets/" not in key}
     assert staged == {"preprocess.py", "evaluate.py", "iris.csv", "README.json"}  # README.json: no champion
     assert {key for key in keys if "/datasets/iris/versions/" in key} == {
-        "cloudviz/datasets/iris/versions/1.json", "cloudviz/datasets/iris/versions/1.manifest"}  # iris@1, made once
+        "cloudviz/datasets/iris/versions/1.json", iris_version_parameters(BUCKET)["InputData"].split("/", 3)[3]}
+    # iris@1, made once
 
     own = f"s3://{BUCKET}/data/penguins.csv"
     with pytest.raises(UserError, match="parameter ModelPackageGroupName: name the model registry group"):
@@ -284,6 +285,6 @@ def test_start_on_a_data_set_version_sends_its_manifest_and_its_parameters(steps
     assert sagemaker.list_pipelines()["PipelineSummaries"] == []
     run = aws_project.pipeline.start(dataset="iris")
     assert run.parameters == {
-        "DataSetVersion": "iris@1", "InputData": f"s3://{BUCKET}/cloudviz/datasets/iris/versions/1.manifest",
+        "DataSetVersion": "iris@1", "InputData": iris_version_parameters(BUCKET)["InputData"],
         "InputDataType": "ManifestFile", "LabelColumn": "species", "FeatureColumns": "x1,x2,x3,x4",
         "ClassNames": "setosa,virginica,versicolor", "ModelPackageGroupName": GROUP}

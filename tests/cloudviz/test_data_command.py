@@ -69,7 +69,8 @@ def test_data_add_list_show(home: StateHome, tmp_path: Path, capsys: pytest.Capt
     code, out, _ = run(capsys, "data", "show", "iris@1")
     assert code == 0 and out.startswith("iris@1 (id ") and "150 rows in 1 part(s), bundled" in out
     assert "Task: classification; label species; features x1, x2, x3, x4; classes setosa, virginica, versicolor" in out
-    assert f"Manifest: {(home.datasets / 'iris/versions/1.manifest').as_uri()}" in out
+    first_id = out.split("(id ", 1)[1].split(")", 1)[0]
+    assert f"Manifest: {(home.datasets / f'iris/versions/1-{first_id}.manifest').as_uri()}" in out
     code, out, _ = run(capsys, "data", "show", "iris", "--json")
     assert json.loads(out)["version"] == 2
 
@@ -126,7 +127,8 @@ def test_data_on_s3_through_the_command(home: StateHome, tmp_path: Path, capsys:
         code, out, _ = run(capsys, "data", "add", more, *aws)
         assert code == 0 and out.startswith("iris@2: added 2 rows")
         code, out, _ = run(capsys, "data", "show", "iris", *aws, "--json")
-        assert json.loads(out)["manifest"] == "s3://artifacts/team/datasets/iris/versions/2.manifest"
+        shown = json.loads(out)
+        assert shown["manifest"] == f"s3://artifacts/team/datasets/iris/versions/2-{shown['id']}.manifest"
         keys = [item["Key"] for item in s3.list_objects_v2(Bucket="artifacts")["Contents"]]
         assert len(keys) == 6 and all(key.startswith("team/datasets/iris/") for key in keys)
     assert not home.datasets.exists()
@@ -156,7 +158,7 @@ def test_project_data_on_aws(tmp_path: Path) -> None:
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="artifacts")
         project = cloudviz.aws(region="us-east-1", bucket="artifacts")
         added = project.data.add(csv_file(tmp_path, "more.csv", ROWS))
-        assert added.manifest_uri == "s3://artifacts/cloudviz/datasets/iris/versions/2.manifest"
+        assert added.manifest_uri == f"s3://artifacts/cloudviz/datasets/iris/versions/2-{added.id}.manifest"
         assert [version.ref for version in project.data.list()] == ["iris@1", "iris@2"]
         with pytest.raises(NotFoundError, match=r"no prediction table on any stage"):
             project.data.export_feedback()

@@ -78,7 +78,8 @@ def test_iris_run_trains_evaluates_and_registers(home: StateHome):
         "ChampionModelData": str(home.root / "no-champion"), "ChampionDataSchema": str(home.root / "no-champion"),
         "MaxRegression": 0.01,
     }
-    assert steps["Preprocess"].inputs["InputData"] == str(home.datasets / "iris" / "versions" / "1.manifest")
+    iris = local_dataset_store(home).resolve("iris@1")
+    assert steps["Preprocess"].inputs["InputData"] == str(home.datasets / "iris" / "versions" / f"1-{iris.id}.manifest")
     assert (record.parameters["DataSetVersion"], record.parameters["InputDataType"]) == ("iris@1", "ManifestFile")
     # The bundled data's parameters are the original contract's, recorded with the run as before.
     assert {name: record.parameters[name] for name in ("LabelColumn", "FeatureColumns", "ClassNames")} == {

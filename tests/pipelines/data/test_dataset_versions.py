@@ -176,7 +176,7 @@ def test_refs_and_names_are_checked(store: DatasetStore) -> None:
 
 def test_the_manifest_lists_every_part_below_the_data_sets_folder(store: DatasetStore, tmp_path: Path) -> None:
     version = store.add("iris", write(tmp_path, "more.csv", IRIS_ROWS))
-    manifest_path = tmp_path / "home/datasets/iris/versions/2.manifest"
+    manifest_path = tmp_path / f"home/datasets/iris/versions/2-{version.id}.manifest"  # named by its content
     assert version.manifest_uri == manifest_path.as_uri()
     manifest = parse_manifest(manifest_path.read_bytes(), str(manifest_path))
     assert manifest.prefix == (tmp_path / "home/datasets/iris").as_uri() + "/"

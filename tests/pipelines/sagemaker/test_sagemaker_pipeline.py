@@ -236,7 +236,7 @@ def test_start_on_aws_with_a_data_set_version_sends_its_manifest_and_its_paramet
     version = s3_dataset_store(s3, BUCKET, "cloudviz").resolve("iris")  # the bundled data's version 1, in S3
     arn = run_json(capsys, *argv[:-2], "--dataset", "iris")["pipeline_execution_arn"]
     parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
-    manifest = f"s3://{BUCKET}/cloudviz/datasets/iris/versions/1.manifest"
+    manifest = f"s3://{BUCKET}/cloudviz/datasets/iris/versions/1-{version.id}.manifest"
     assert {p["Name"]: p["Value"] for p in parameters} == {
         "DataSetVersion": "iris@1", "InputData": manifest, "InputDataType": "ManifestFile",
         **IRIS_PARAMETERS, "ModelPackageGroupName": "CloudVizIris"}
