@@ -311,8 +311,9 @@ def champion_input(folder: Path, schema_folder: Path) -> tuple[xgb.Booster | Non
 
 def separate_schema(folder: Path) -> dict | None:
     """The one JSON file of the champion-schema input, the no-champion marker aside (None: none given)."""
-    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.name != NO_CHAMPION_MARKER) if (
-        folder.is_dir()) else []
+    if not folder.is_dir():
+        return None
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.name != NO_CHAMPION_MARKER)
     if len(files) > 1:
         names = ", ".join(str(path.relative_to(folder)) for path in files)
         raise InputError(f"{folder}: the champion schema input holds one schema, not {len(files)} files ({names})")
