@@ -22,7 +22,7 @@ from deploy.release import local_endpoint_name
 from pipelines import sqlite_files
 from pipelines.errors import NotFoundError, UserError
 from pipelines.state import StateHome
-from serving_lambdas.store.sqlite import COLUMNS, SCHEMA
+from serving_lambdas.store.sqlite import COLUMNS, SCHEMA, writers_lock_file
 
 logger = logging.getLogger(__name__)
 LOCK_FILE = ".endpoints.lock"  # in the state home: one process migrates, the others wait for it
@@ -157,6 +157,7 @@ def _move_sqlite(source: Path, target: Path) -> None:
     _checkpoint(source)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(source, target)
+    writers_lock_file(source).unlink(missing_ok=True)  # nobody has the file open (checked): its lock is unused
     logger.info("moved %s to %s", source, target)
 
 
@@ -183,6 +184,7 @@ def split_predictions(home: StateHome, source: Path, deployments: Mapping[str, l
         for target, rows in batches.items():
             copied[target] = copied.get(target, 0) + _insert(target, rows)
     source.unlink()
+    writers_lock_file(source).unlink(missing_ok=True)
     for target, count in copied.items():
         if target == unassigned(source):
             logger.warning("%d predictions of %s match no endpoint's deployments (its model version deployed at or"

@@ -7,11 +7,13 @@ transaction that stores its predictions; expired keys are deleted as new ones ar
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import astuple
 from pathlib import Path
 
@@ -66,6 +68,11 @@ MIGRATION = (
 )
 
 
+def writers_lock_file(path: Path) -> Path:
+    """The file a store's writers ``flock`` (beside the database: it goes where the database goes)."""
+    return path.with_name(path.name + ".writers")
+
+
 class SqliteStore:
     """Predictions in the SQLite file at ``path`` (created with its folder if missing)."""
 
@@ -75,9 +82,10 @@ class SqliteStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        # Writers of this process queue here: SQLite's busy handler sleeps (1, 2, 5 ... 100 ms), which makes a slow
-        # p99 under concurrent requests (benchmarks/README.md); other processes still meet SQLite's own lock.
+        # Writers queue here (``_writing``): SQLite's busy handler sleeps (1, 2, 5 ... 100 ms), which makes a slow
+        # p99 under concurrent requests (benchmarks/README.md).
         self._write_lock = threading.Lock()
+        self._writers_file = writers_lock_file(self.path)
         connection = self._connection()
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(SCHEMA)
@@ -113,14 +121,27 @@ class SqliteStore:
             self._local.connection = connection
         return connection
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Held around each write transaction: this process's threads queue on a lock, processes (the local
+        gateway's Lambda workers) on an ``flock`` of the ``.writers`` file, both woken the moment it is free."""
+        with self._write_lock:
+            descriptor = os.open(self._writers_file, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(descriptor)
+
     def put(self, records: Sequence[PredictionRecord], answered: IdempotentRequest | None = None) -> None:
         connection = self._connection()
         rows = [_row(record) for record in records]
-        placeholders = ", ".join("?" * len(rows[0])) if rows else ""
-        with self._write_lock:
+        insert = f"INSERT INTO predictions ({COLUMNS}) VALUES ({', '.join('?' * len(rows[0]))})" if rows else None
+        with self._writing():
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(f"INSERT INTO predictions ({COLUMNS}) VALUES ({placeholders})", rows)
+                if insert is not None:
+                    connection.executemany(insert, rows)
                 if answered is not None and connection.execute(
                         ANSWER, (answered.status, answered.body, answered.digest, answered.token)).rowcount != 1:
                     raise ClaimLost(f"idempotency key {answered.digest} is no longer held by this request")
@@ -138,7 +159,7 @@ class SqliteStore:
         """In one transaction: delete the expired keys, read the key's row, and write ``request`` over it unless it
         is held."""
         connection = self._connection()
-        with self._write_lock:
+        with self._writing():
             connection.execute("BEGIN IMMEDIATE")
             try:
                 connection.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
@@ -156,14 +177,14 @@ class SqliteStore:
         return held
 
     def release(self, request: IdempotentRequest) -> None:
-        with self._write_lock:
+        with self._writing():
             self._connection().execute("DELETE FROM idempotency_keys WHERE digest = ? AND token = ? AND status IS NULL",
                                        (request.digest, request.token))
 
     def record_feedback(self, prediction_id: str, feedback: Feedback) -> PredictionRecord | None:
         """One UPDATE of the row, when it has no label yet, then the row read back in the same transaction."""
         connection = self._connection()
-        with self._write_lock:
+        with self._writing():
             connection.execute("BEGIN IMMEDIATE")
             try:
                 connection.execute(RECORD_FEEDBACK, (feedback.label, feedback.recorded_at, prediction_id))

@@ -97,6 +97,7 @@ def test_databases_logs_and_the_key_are_created_owner_only_whatever_the_umask(tm
     ScheduleHistory(home.schedules_db).last_due("nightly")
     AlarmHistory(home.root / "endpoints" / "e" / "alarms.db")
     store = SqliteStore(home.root / "endpoints" / "e" / "predictions.db")
+    store.put([])  # a write makes the writers' lock file
     with sqlite3.connect(store.path) as reader:  # the store's own connection keeps -wal and -shm in place
         reader.execute("SELECT count(*) FROM predictions").fetchone()
         assert {mode(Path(f"{store.path}{suffix}")) for suffix in ("", "-wal", "-shm")} == {0o600}
