@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy.gateway import ApiGateway, LambdaRoute, PlainRequest, PlainRoute
+from deploy.gateway.access_log import AccessLog
 
 KEY = "test-key-0123456789abcdef"
 ORIGIN = "http://example.test"  # the one web origin the test gateway answers CORS to
@@ -303,6 +304,21 @@ def test_access_log_has_one_json_line_per_request(connection, access_log):
     assert lines[1]["request_bytes"] == 5
     assert lines[2]["bytes"] == len(b'{"message":"Forbidden"}')
     assert len({line["request_id"] for line in lines}) == 3
+
+
+def test_access_log_rotates_by_size_with_whole_lines_and_an_existing_file_counted(tmp_path: Path):
+    path = tmp_path / "access.log"
+    path.write_text(json.dumps({"status": 0, "note": "x" * 150}) + "\n", encoding="utf-8")  # a serve of before
+    log = AccessLog(path, max_bytes=300)
+    for number in range(1, 10):
+        log.write({"status": 200, "number": number})
+    log.close()
+    files = [path, *(path.with_name(f"access.log.{n}") for n in range(1, 6))]
+    kept = [file for file in files if file.exists()]
+    assert all(file.stat().st_size <= 300 for file in kept)
+    numbers = sorted(line.get("number", 0) for file in kept for line in log_lines(file))
+    assert numbers == list(range(10))  # nothing lost or split: every line whole, in one of the files
+    assert path.with_name("access.log.1").exists()
 
 
 def test_request_id_header_matches_the_event_and_the_log(connection, access_log):
