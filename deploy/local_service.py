@@ -78,6 +78,7 @@ class LocalService:
         smoke_test: bool = False,
         cors_origins: Sequence[str] = (),
         max_connections: int | None = None,
+        lambda_workers: int = 0,
     ) -> None:
         """``alarm_period_seconds`` replaces the alarm rules' own period (60 s) locally; ``notifiers`` receive the
         alarms' changes into and out of ALARM (``on_event`` too), and are closed with the service. Only the first
@@ -86,7 +87,8 @@ class LocalService:
         always does; it is a client's request, stored and counted like any, so an embedder that measures its own
         traffic (a test, a notebook) may leave it out, and its versions then cannot be promoted. ``cors_origins``:
         the web origins the API answers CORS to (none: no CORS). ``max_connections``: the connections each of the
-        endpoint and the API holds at once (None: the server's default)."""
+        endpoint and the API holds at once (None: the server's default). ``lambda_workers``: the processes the
+        serving Lambdas run in (0: in this one; ``deploy.gateway.lambda_pool``)."""
         self.home = home
         self.group = group
         self.stage = stage
@@ -108,6 +110,7 @@ class LocalService:
         self.smoke_tests = smoke_test
         self.cors_origins = tuple(cors_origins)
         self.limits = Limits() if max_connections is None else Limits(max_connections=max_connections)
+        self.lambda_workers = lambda_workers
         self.last_smoke_test: SmokeTest | None = None
         self._examples: dict[int, dict[str, float] | str] = {}  # example rows (or why none) by version: fixed
         self._schemas: dict[int, dict] = {}  # the schema GET /model describes each version from, once it went live
@@ -152,7 +155,7 @@ class LocalService:
         self.api = build_prediction_api(
             environment, self.api_key, port=api_port, access_log=self.files.access_log,
             extra_routes=[self.api_metrics.route(), *dashboard.routes()], observers=[self.api_metrics.observe_request],
-            cors_origins=self.cors_origins,
+            cors_origins=self.cors_origins, lambda_workers=self.lambda_workers,
         )
         self.api.limits = self.limits
         self.api.start()
@@ -236,6 +239,8 @@ class LocalService:
         self._publish_schema(model, deployment.version)
         self.slot.swap(model)
         forget_served_versions()  # the handlers' cached "which version is served" is stale from this moment
+        if self.api.lambda_pool is not None:
+            self.api.lambda_pool.forget_cached_state()
         self.drift.set_baseline(*baseline)
         self.live = deployment
         self.endpoint_metrics.set_live_version(deployment.version)

@@ -46,11 +46,13 @@ def build_prediction_api(
     extra_routes: Sequence[LambdaRoute | PlainRoute] = (),
     observers: Sequence[Callable[[dict], None]] = (),
     cors_origins: Sequence[str] = (),
+    lambda_workers: int = 0,
 ) -> ApiGateway:
     """The API, not yet started. ``environment`` is the handlers' configuration (ENDPOINT_NAME,
     SAGEMAKER_RUNTIME_URL, PREDICTION_STORE, FEATURE_NAMES, ...), set in ``os.environ`` while the API serves;
     ``extra_routes`` adds the gateway's own pages (metrics, a dashboard) beside GET /openapi.json; ``observers``
-    receive every access-log entry; ``cors_origins`` the web origins allowed to call the API (none: no CORS)."""
+    receive every access-log entry; ``cors_origins`` the web origins allowed to call the API (none: no CORS);
+    ``lambda_workers`` the processes the handlers run in (0: this one)."""
     return ApiGateway(
         [*prediction_routes(), PlainRoute("GET", "/openapi.json", served_openapi), *extra_routes],
         api_key,
@@ -61,6 +63,7 @@ def build_prediction_api(
         observers=observers,
         environment=environment,
         cors_origins=cors_origins,
+        lambda_workers=lambda_workers,
     )
 
 

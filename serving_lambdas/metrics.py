@@ -45,4 +45,9 @@ def document(values: Mapping[str, tuple[float, str]], dimensions: Mapping[str, s
 
 
 def emit(values: Mapping[str, tuple[float, str]], **dimensions: str) -> None:
-    _sink(document(values, dimensions))
+    publish(document(values, dimensions))
+
+
+def publish(emf_document: dict) -> None:
+    """Send a document made here or by a handler in another process (the local gateway's workers) to the sink."""
+    _sink(emf_document)

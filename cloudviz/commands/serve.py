@@ -15,6 +15,7 @@ from cloudviz.commands.arguments import (
     STATE_HOME_HELP,
     Actions,
     add_endpoint,
+    non_negative_int,
     port_number,
     positive_int,
     positive_seconds,
@@ -24,6 +25,8 @@ from cloudviz.commands.schedule import add_retraining_options, start_retraining
 from deploy.monitoring.notifications import SMTP_SECURITIES
 from pipelines.errors import UserError
 
+# Lambda workers beyond the cores only queue; past 8 the gateway in front of them is the limit, and each holds boto3.
+DEFAULT_LAMBDA_WORKERS = min(os.cpu_count() or 1, 8)
 STAGE_PORTS = {"dev": (8000, 8080), "prod": (8001, 8081)}  # (API, endpoint): both stages can serve at once
 
 
@@ -40,7 +43,7 @@ def serve_command(args: argparse.Namespace) -> int:
         serving = project.serve(args.group, args.stage, api_port=api_port, endpoint_port=endpoint_port,
                                 alarm_period_seconds=args.alarm_period, notifiers=[*notifiers, *retrain],
                                 on_event=print_flushed, cors_origins=args.cors_origin,
-                                max_connections=args.max_connections)
+                                max_connections=args.max_connections, lambda_workers=args.lambda_workers)
     except AlreadyServed as error:
         raise UserError(f"{error.reason}: stop that `cloudviz serve` first") from None
     except PortTaken as error:
@@ -108,6 +111,10 @@ def register(groups: Actions) -> None:
     serve.add_argument("--max-connections", type=positive_int, metavar="N",
                        help="client connections each of the API and the endpoint holds at once (default 512; fewer "
                        "when the open-file limit requires): beyond, the longest idle one is closed, else 503")
+    serve.add_argument("--lambda-workers", type=non_negative_int, default=DEFAULT_LAMBDA_WORKERS, metavar="N",
+                       help="processes the serving Lambdas run in, one request at a time each, as Lambda's execution "
+                       "environments (default: one per CPU, at most 8: here %(default)s; 0: in the serve process "
+                       "itself, e.g. to debug a handler)")
     serve.add_argument("--cors-origin", type=cors_origin, action="append", default=[], metavar="ORIGIN",
                        help="a web page origin (scheme://host[:port]) allowed to call the prediction routes from a "
                        "browser; repeat for more (default: none, no CORS headers)")

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote
 from deploy.gateway import responses
 from deploy.gateway.access_log import AccessLog
 from deploy.gateway.events import LambdaContext, proxy_event
+from deploy.gateway.lambda_pool import LambdaPool
 from deploy.gateway.policy import CorsPolicy, is_loopback_host, key_matches
 from deploy.gateway.responses import MalformedProxyResponse, Response
 from deploy.gateway.routes import LambdaRoute, PlainRequest, PlainRoute, Route, Router
@@ -47,7 +48,9 @@ class ApiGateway(Service):
 
     ``environment`` is the handlers' configuration, read from environment variables as on AWS Lambda: the
     handlers run in this process, so it is set in ``os.environ`` from ``start`` and the previous values come
-    back at ``close``. One process therefore serves one such configuration at a time."""
+    back at ``close``. One process therefore serves one such configuration at a time. With ``lambda_workers``,
+    the Lambda routes' handlers run in that many worker processes instead (``deploy.gateway.lambda_pool``),
+    started with that configuration."""
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class ApiGateway(Service):
         cors_origins: Sequence[str] = (),
         observers: Sequence[Callable[[dict], None]] = (),
         environment: Mapping[str, str] | None = None,
+        lambda_workers: int = 0,
     ) -> None:
         self.router = Router([*routes, *(static_route(path, file) for path, file in (static or {}).items())])
         super().__init__(host, port, max_body_bytes, thread_name="api-gateway")
@@ -73,16 +77,24 @@ class ApiGateway(Service):
         self.environment = dict(environment or {})
         self._log: AccessLog | None = None
         self._replaced: dict[str, str | None] = {}  # the environment variables set at start, as they were
+        self.lambda_workers = lambda_workers
+        self.lambda_pool: LambdaPool | None = None
 
     def start(self) -> ApiGateway:
         self._log = AccessLog(self.access_log_path) if self.access_log_path is not None else None
         self._replaced = {name: os.environ.get(name) for name in self.environment}
         os.environ.update(self.environment)
+        if self.lambda_workers:
+            self.lambda_pool = LambdaPool(self.lambda_workers, self.environment).start()
         return super().start()
 
     def close(self) -> None:
-        """Stop serving, then close the access log and give the environment back its previous values."""
+        """Stop serving, then stop the Lambda workers, close the access log and give the environment back its
+        previous values."""
         super().close()
+        if self.lambda_pool is not None:
+            self.lambda_pool.close()
+            self.lambda_pool = None
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -178,7 +190,11 @@ class ApiGateway(Service):
                     api_key=supplied_key if route.api_key_required else None,
                 )
                 context = LambdaContext(route.function_name, route.memory_limit_in_mb, route.timeout_seconds)
-                return responses.from_proxy_result(route.handler(event, context)), resource.template, None
+                if self.lambda_pool is None:
+                    result = route.handler(event, context)
+                else:
+                    result = self.lambda_pool.invoke(route.handler, event, context)
+                return responses.from_proxy_result(result), resource.template, None
             plain = PlainRequest(
                 method=method,
                 path=unquote(raw_path),

@@ -15,9 +15,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cloudviz.commands.serve import DEFAULT_LAMBDA_WORKERS
 from deploy.api_key import api_key
 from deploy.deployments import DeploymentStore
 from deploy.local_service import LocalService
@@ -133,10 +135,12 @@ def test_serve_answers_the_seed_example_with_the_live_version(home: StateHome):
     assert (answer["prediction"], answer["label"], answer["model_version"]) == (1, "virginica", 1)
 
 
-def test_approving_a_newer_version_swaps_it_in_with_no_failed_request(home: StateHome):
+@pytest.mark.parametrize("lambda_workers", [0, 2], ids=["handlers in-process", "handlers in worker processes"])
+def test_approving_a_newer_version_swaps_it_in_with_no_failed_request(home: StateHome, lambda_workers: int):
     registry(home).update_approval(GROUP, 1, "Approved")
     events: list[str] = []
-    with LocalService(home, GROUP, KEY, on_event=events.append).start(poll_seconds=0.05) as service:
+    with LocalService(home, GROUP, KEY, on_event=events.append,
+                      lambda_workers=lambda_workers).start(poll_seconds=0.05) as service:
         failures: list[tuple[int, dict]] = []
         versions: set[int] = set()
         stop = threading.Event()
@@ -209,6 +213,9 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
         assert "cloudviz promote local --from dev --to prod" in lines[-1]
         status, answer = post(api, SEED)
         assert (status, answer["prediction"]) == (200, 1)
+        workers = [child for child in psutil.Process(process.pid).children()
+                   if "deploy.gateway.lambda_worker" in " ".join(child.cmdline())]
+        assert len(workers) == DEFAULT_LAMBDA_WORKERS  # the handlers' processes: one per CPU by default
     finally:
         process.send_signal(stop)
         try:
@@ -219,6 +226,7 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
             pytest.fail(f"serve did not stop on {stop.name}:\n{err}")
     assert process.returncode == 0, err
     assert "Stopping." in out and "Traceback" not in err
+    assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
 
 
 def test_endpoint_down_is_a_503_and_nothing_is_stored(home: StateHome):

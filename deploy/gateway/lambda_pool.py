@@ -1,0 +1,160 @@
+"""Lambda execution environments for the local gateway: the Lambda routes' handlers in worker processes.
+
+On AWS each request to a function runs in one of its execution environments, one request at a time each. The
+gateway can do the same (``ApiGateway(lambda_workers=N)``, ``cloudviz serve --lambda-workers``): a request's
+Python work in the handler (validation, boto3, the store write) then runs beside the gateway's and the
+endpoint's on the machine's other cores, instead of queueing with them for one interpreter lock
+(benchmarks/README.md, "Serving"). Handlers must be module-level functions (a worker imports them by name).
+
+A worker that dies or outlives the route's timeout is replaced; its request is the client's 502, as a crashed
+or timed-out function's is on AWS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from deploy.gateway.events import LambdaContext
+from deploy.gateway.lambda_worker import Invocation, Outcome, handler_name
+from serving_lambdas import metrics
+
+STOP_SECONDS = 5.0
+WORKER_MAIN = "import sys; from deploy.gateway.lambda_worker import serve; serve(int(sys.argv[1]))"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # a worker imports the handlers from the same tree
+
+
+class LambdaFailed(Exception):
+    """The function did not answer: it raised (the message is its traceback), crashed or timed out."""
+
+
+class _Worker:
+    """One worker process and the connection to it."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", WORKER_MAIN, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), env=dict(environment), stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C is the gateway's to handle: it ends its workers
+            )
+        self.connection = Connection(ours.detach())
+
+    def call(self, invocation: Invocation, timeout: float) -> Outcome:
+        self.connection.send(invocation)
+        if not self.connection.poll(timeout):
+            raise TimeoutError(f"no answer within {timeout:.1f} s")
+        return self.connection.recv()
+
+    def stop(self, kill: bool = False) -> None:
+        self.connection.close()  # EOF: the worker returns
+        if kill:
+            self.process.kill()
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class LambdaPool:
+    """``size`` worker processes with ``environment`` (the functions' configuration) added to this process's."""
+
+    def __init__(self, size: int, environment: Mapping[str, str]) -> None:
+        if size < 1:
+            raise ValueError(f"a Lambda pool needs at least one worker, not {size}")
+        self.size = size
+        self.environment = {**os.environ, **environment,
+                            "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE_ROOT),
+                                                                        os.environ.get("PYTHONPATH")]))}
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._closed = False
+
+    def start(self) -> LambdaPool:
+        for _ in range(self.size):
+            self._add(_Worker(self.environment))
+        return self
+
+    def invoke(self, handler: Callable[[dict, object], dict], event: dict, context: LambdaContext) -> dict:
+        """``handler(event, context)`` in a free worker (waiting for one at most the route's timeout): its result;
+        LambdaFailed when it raised, crashed or timed out. Its metric documents and log records are published
+        here, as the handler's own would be."""
+        worker = self._free_worker(context)
+        try:
+            outcome = worker.call(Invocation(handler_name(handler), event, context, self._generation),
+                                  context.get_remaining_time_in_millis() / 1000)
+        except Exception as error:  # it crashed, timed out or answered nonsense: never reused
+            self._replace(worker)
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise LambdaFailed(f"{context.function_name}'s execution environment ended ({reason})") from None
+        self._idle.put(worker)
+        _publish(outcome)
+        if outcome.error is not None:
+            raise LambdaFailed(outcome.error)
+        assert outcome.result is not None
+        return outcome.result
+
+    def _free_worker(self, context: LambdaContext) -> _Worker:
+        """A free worker that is alive (one that ended while idle is replaced first), within the timeout."""
+        while True:
+            timeout = context.get_remaining_time_in_millis() / 1000
+            try:
+                worker = self._idle.get(timeout=timeout)
+            except queue.Empty:
+                raise LambdaFailed(f"no execution environment of {context.function_name} was free within the"
+                                   f" function's timeout") from None
+            if worker.process.poll() is None:
+                return worker
+            self._replace(worker)
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids, now."""
+        with self._lock:
+            return [worker.process.pid for worker in self._workers]
+
+    def forget_cached_state(self) -> None:
+        """What the handlers cached (the served version) is stale: each worker forgets it before its next event."""
+        self._generation += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+
+    def _add(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._closed:
+                worker.stop(kill=True)
+                return
+            self._workers.append(worker)
+        self._idle.put(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+        worker.stop(kill=True)
+        self._add(_Worker(self.environment))
+
+
+def _publish(outcome: Outcome) -> None:
+    for document in outcome.documents:
+        metrics.publish(document)
+    for record in outcome.records:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
