@@ -25,8 +25,9 @@ from cloudviz.commands.schedule import add_retraining_options, start_retraining
 from deploy.monitoring.notifications import SMTP_SECURITIES
 from pipelines.errors import UserError
 
-# Lambda workers beyond the cores only queue; past 8 the gateway in front of them is the limit, and each holds boto3.
-DEFAULT_LAMBDA_WORKERS = min(os.cpu_count() or 1, 8)
+# A worker spends about a third of a call waiting for the endpoint: one more than the CPUs keeps them busy
+# (benchmarks/README.md, "Serving"); past 8 the gateway in front of them is the limit, and each holds boto3 (~60 MB).
+DEFAULT_LAMBDA_WORKERS = min((os.cpu_count() or 1) + 1, 8)
 STAGE_PORTS = {"dev": (8000, 8080), "prod": (8001, 8081)}  # (API, endpoint): both stages can serve at once
 
 
@@ -113,8 +114,8 @@ def register(groups: Actions) -> None:
                        "when the open-file limit requires): beyond, the longest idle one is closed, else 503")
     serve.add_argument("--lambda-workers", type=non_negative_int, default=DEFAULT_LAMBDA_WORKERS, metavar="N",
                        help="processes the serving Lambdas run in, one request at a time each, as Lambda's execution "
-                       "environments (default: one per CPU, at most 8: here %(default)s; 0: in the serve process "
-                       "itself, e.g. to debug a handler)")
+                       "environments (default: one more than the CPUs, at most 8: here %(default)s; 0: in the serve "
+                       "process itself, e.g. to debug a handler)")
     serve.add_argument("--cors-origin", type=cors_origin, action="append", default=[], metavar="ORIGIN",
                        help="a web page origin (scheme://host[:port]) allowed to call the prediction routes from a "
                        "browser; repeat for more (default: none, no CORS headers)")

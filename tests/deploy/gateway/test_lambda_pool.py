@@ -8,6 +8,8 @@ import http.client
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +18,7 @@ import psutil
 import pytest
 
 from deploy.gateway import ApiGateway, LambdaRoute
+from deploy.gateway.lambda_pool import HandOff
 from serving_lambdas import metrics
 
 KEY = "pool-test-key-0123456789abcdef"
@@ -109,3 +112,27 @@ def test_closing_the_gateway_ends_its_workers():
     server.close()
     assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
                                          for worker in workers)
+
+
+def test_free_workers_go_to_the_waiting_requests_in_their_order_of_arrival():
+    hand_off: HandOff[str] = HandOff()
+    got: dict[int, str | None] = {}
+
+    def wait(number: int) -> None:
+        got[number] = hand_off.get(timeout=30)
+
+    waiting = []
+    for number in range(3):
+        waiting.append(threading.Thread(target=wait, args=(number,)))
+        waiting[-1].start()
+        while len(hand_off._waiting) <= number:  # this one queues behind those before it
+            time.sleep(0.001)
+    for item in ("first", "second", "third"):
+        hand_off.put(item)
+    hand_off.put("free")
+    for thread in waiting:
+        thread.join()
+    assert got == {0: "first", 1: "second", 2: "third"}
+    assert hand_off.get(timeout=0) == "free"  # no one waits: a free item is taken at once
+    assert hand_off.get(timeout=0.01) is None  # none free within the timeout
+    assert not hand_off._waiting
