@@ -5,19 +5,23 @@ One model (the pipeline's, trained on iris by the real runner into ``benchmarks/
 * endpoint: CloudViz's local endpoint (``deploy.endpoint.EndpointServer``) in its own process, answering
   ``POST /invocations`` with a single-row ``text/csv`` body;
 * mlflow: ``mlflow models serve --env-manager local`` on the same booster, saved with
-  ``mlflow.xgboost.save_model``, answering the same row as ``text/csv`` (MLflow's CSV input has a header line).
+  ``mlflow.xgboost.save_model``, answering the same row as ``application/json`` in MLflow's documented ``inputs``
+  tensor format (``{"inputs": [[...]]}``; its CSV input goes through pandas ``read_csv``, an unfairly slow peer).
   MLflow lives in its own virtual environment (``.venv-bench-mlflow``, made on first use), not in the project's;
-* api: ``cloudviz serve`` (endpoint and API gateway in one process, as users run it), answering
+* api: ``cloudviz serve`` as users run it (started with this interpreter, ``python -m cloudviz serve``), answering
   ``POST /predictions`` with the original API's JSON body and an API key: gateway, inference Lambda, boto3
-  ``invoke_endpoint``, the endpoint, and the SQLite write of every prediction.
+  ``invoke_endpoint``, the endpoint, and the SQLite write of every prediction, in whatever processes
+  ``cloudviz serve`` runs them.
 
 The load comes from ``wrk`` (C, keep-alive connections; installed with apt when missing), with the same
 connections, threads and duration for every side, after a warm-up; the sides alternate for ``--rounds`` rounds
 and the medians are compared. A side that answers anything but 2xx fails the run. Each side's CPU time per
-request is its server process tree's (user + system, psutil) over the measured run.
+request is its server process tree's (user + system, psutil) over the measured run, and the tree's process count
+(after the warm-up) is reported.
 
-Targets (from the issue): endpoint requests/s >= 2x MLflow's; endpoint p99 <= 10 ms; API requests/s >= 50% of
-the endpoint's. Rewrites the "Serving" section of ``benchmarks/README.md``; exit status 1 when a target is missed.
+Targets (issue 12 item 9, at the default 16 connections): endpoint requests/s >= 2x MLflow's; endpoint p99
+<= 10 ms; API requests/s >= 1x MLflow's; API p99 <= 25 ms; no failed request. Rewrites the "Serving" section of
+``benchmarks/README.md``; exit status 1 when a target is missed.
 
     .venv/bin/python benchmarks/bench_serving.py [--connections N] [--duration S] [--rounds N] [--no-readme]
 """
@@ -54,9 +58,16 @@ ROW = [6.7, 3.3, 5.7, 2.5]
 FEATURES = ("x1", "x2", "x3", "x4")
 CSV_ROW = ",".join(map(str, ROW))
 JSON_ROW = json.dumps(dict(zip(FEATURES, ROW, strict=True)))  # the original API's body
-RPS_VS_MLFLOW_TARGET = 2.0
-P99_TARGET_MS = 10.0
-API_SHARE_TARGET = 0.5
+MLFLOW_JSON_ROW = json.dumps({"inputs": [ROW]})  # MLflow's documented tensor input for a pyfunc
+API_SIDE = (
+    f"`cloudviz serve`, `POST /predictions` with `{JSON_ROW}` and the API key: the gateway (with its access-log "
+    "line), the inference Lambda, boto3 `invoke_endpoint`, the endpoint and the SQLite write of every prediction, in "
+    "the processes `cloudviz serve` runs (its whole process tree's CPU is counted)."
+)
+ENDPOINT_VS_MLFLOW_TARGET = 2.0
+ENDPOINT_P99_TARGET_MS = 10.0
+API_VS_MLFLOW_TARGET = 1.0
+API_P99_TARGET_MS = 25.0
 WRK_DONE = """
 done = function(summary, latency, requests)
   io.write(string.format('\\n{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d,'
@@ -90,6 +101,7 @@ class Load:
     requests: int
     failures: int
     cpu_us_per_request: float  # the server process tree's user + system CPU time over the run
+    processes: int  # processes in the server's tree after the warm-up
 
 
 # -- set-up ---------------------------------------------------------------------------------------
@@ -107,7 +119,7 @@ def trained_home() -> Path:
     shutil.rmtree(home / "endpoints", ignore_errors=True)  # earlier runs' predictions and access log
     for stale in (*home.glob("predictions.db*"), home / "logs" / "api-access.log"):  # a home of before: serve
         stale.unlink(missing_ok=True)  # would move them into the endpoint's folder
-    cloudviz = [str(REPO / ".venv" / "bin" / "cloudviz")]
+    cloudviz = [sys.executable, "-m", "cloudviz"]
     environment = {**os.environ, "CLOUDVIZ_HOME": str(home)}
     for step in (["pipeline", "run", "--quiet"], ["models", "approve", "CloudVizIris", "latest"], ["deploy", "local"]):
         subprocess.run(cloudviz + step, env=environment, check=True, stdout=subprocess.DEVNULL)
@@ -168,11 +180,11 @@ def targets(home: Path, tarball: Path, mlflow_dir: Path) -> list[Target]:
             {"MLFLOW_TRACKING_URI": f"file://{WORK / 'mlruns'}",
              "PATH": f"{MLFLOW_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"},
             f"http://127.0.0.1:{mlflow_port}/ping", f"http://127.0.0.1:{mlflow_port}/invocations",
-            "text/csv", ",".join(FEATURES) + "\n" + CSV_ROW, {},
+            "application/json", MLFLOW_JSON_ROW, {},
         ),
         Target(
             "api",
-            [str(REPO / ".venv" / "bin" / "cloudviz"), "serve", "--api-port", str(api_port),
+            [sys.executable, "-m", "cloudviz", "serve", "--api-port", str(api_port),
              "--endpoint-port", str(api_endpoint_port)],
             {"CLOUDVIZ_HOME": str(home), "CLOUDVIZ_API_KEY": API_KEY},
             f"http://127.0.0.1:{api_port}/openapi.json", f"http://127.0.0.1:{api_port}/predictions",
@@ -221,11 +233,15 @@ def wrk_script(target: Target, folder: Path) -> Path:
     return path
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its descendants so far."""
-    root = psutil.Process(pid)
     total = 0.0
-    for process in (root, *root.children(recursive=True)):
+    for process in process_tree(pid):
         with contextlib.suppress(psutil.Error):  # it ended between the listing and the read
             times = process.cpu_times()
             total += times.user + times.system
@@ -233,11 +249,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def load(wrk: str, target: Target, script: Path, connections: int, threads: int, seconds: int, server: int) -> Load:
+    processes = len(process_tree(server))  # the measured run comes after the warm-up
     cpu_before = cpu_seconds(server)
-    output = subprocess.run(
+    run = subprocess.run(
         [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), target.path],
-        capture_output=True, text=True, check=True,
-    ).stdout
+        capture_output=True, text=True, check=False,
+    )
+    if run.returncode != 0:
+        raise SystemExit(f"wrk failed on the {target.name} side ({run.returncode}): {run.stderr.strip()}")
+    output = run.stdout
     cpu = cpu_seconds(server) - cpu_before
     figures = json.loads(output.strip().splitlines()[-1])
     return Load(
@@ -248,6 +268,7 @@ def load(wrk: str, target: Target, script: Path, connections: int, threads: int,
         requests=figures["requests"],
         failures=figures["status_errors"] + figures["socket_errors"],
         cpu_us_per_request=cpu / max(figures["requests"], 1) * 1e6,
+        processes=processes,
     )
 
 
@@ -335,14 +356,16 @@ def verdicts(runs: dict[str, list[Load]]) -> list[tuple[str, str, str, bool]]:
     medians = {name: median_load(loads) for name, loads in runs.items()}
     endpoint, mlflow, api = medians["endpoint"], medians["mlflow"], medians["api"]
     failures = sum(one.failures for loads in runs.values() for one in loads)
-    vs_mlflow = endpoint.requests_per_second / mlflow.requests_per_second
-    share = api.requests_per_second / endpoint.requests_per_second
+    endpoint_vs_mlflow = endpoint.requests_per_second / mlflow.requests_per_second
+    api_vs_mlflow = api.requests_per_second / mlflow.requests_per_second
     return [
-        ("endpoint requests/s / MLflow's", f">= {RPS_VS_MLFLOW_TARGET:.1f}", f"{vs_mlflow:.2f}",
-         vs_mlflow >= RPS_VS_MLFLOW_TARGET),
-        ("endpoint p99 latency", f"<= {P99_TARGET_MS:.0f} ms", f"{endpoint.p99_ms:.2f} ms",
-         endpoint.p99_ms <= P99_TARGET_MS),
-        ("API requests/s / endpoint's", f">= {API_SHARE_TARGET:.2f}", f"{share:.2f}", share >= API_SHARE_TARGET),
+        ("endpoint requests/s / MLflow's", f">= {ENDPOINT_VS_MLFLOW_TARGET:.1f}", f"{endpoint_vs_mlflow:.2f}",
+         endpoint_vs_mlflow >= ENDPOINT_VS_MLFLOW_TARGET),
+        ("endpoint p99 latency", f"<= {ENDPOINT_P99_TARGET_MS:.0f} ms", f"{endpoint.p99_ms:.2f} ms",
+         endpoint.p99_ms <= ENDPOINT_P99_TARGET_MS),
+        ("API requests/s / MLflow's", f">= {API_VS_MLFLOW_TARGET:.1f}", f"{api_vs_mlflow:.2f}",
+         api_vs_mlflow >= API_VS_MLFLOW_TARGET),
+        ("API p99 latency", f"<= {API_P99_TARGET_MS:.0f} ms", f"{api.p99_ms:.2f} ms", api.p99_ms <= API_P99_TARGET_MS),
         ("failed requests (non-2xx, socket errors), all sides", "0", f"{failures:,}", failures == 0),
     ]
 
@@ -355,7 +378,7 @@ def section(
     rows = [
         [name, f"{m.requests_per_second:,.0f}", ", ".join(f"{one.requests_per_second:,.0f}" for one in runs[name]),
          f"{m.p50_ms:.2f}", f"{m.p90_ms:.2f}", f"{m.p99_ms:.2f}", f"{m.cpu_us_per_request:,.0f}",
-         str(sum(one.failures for one in runs[name]))]
+         ", ".join(str(one.processes) for one in runs[name]), str(sum(one.failures for one in runs[name]))]
         for name, m in medians.items()
     ]
     lines = [
@@ -368,24 +391,26 @@ def section(
         f"`{CSV_ROW}`.",
         "- **mlflow**: `mlflow models serve --env-manager local` on the same booster saved with "
         "`mlflow.xgboost.save_model`, MLflow's default server settings (it ran "
-        f"{mlflow_server_used}), the same row as `text/csv` with the header line MLflow's CSV input takes "
-        "(pandas `read_csv`).",
-        "- **api**: `cloudviz serve`, `POST /predictions` with `{\"x1\":6.7,\"x2\":3.3,\"x3\":5.7,\"x4\":2.5}` and the "
-        "API key: the gateway (with its access-log line), the inference Lambda, boto3 `invoke_endpoint`, the endpoint "
-        "(same process) and the SQLite write of every prediction.", "",
+        f"{mlflow_server_used}), the same row as `application/json` in MLflow's documented `inputs` tensor format, "
+        f"`{MLFLOW_JSON_ROW}` (its CSV input goes through pandas `read_csv`, which would make it an unfairly slow "
+        "peer).",
+        f"- **api**: {API_SIDE}", "",
+        "Server CPU is each side's whole process tree's user + system time over the measured run; \"server "
+        "processes\" is the size of that tree (the root and all its descendants) counted after each round's warm-up.",
+        "",
         f"Command: `{command}`. Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.", "",
         "### Machine", "", *table(["", ""], [[k, v] for k, v in info.items()]), "",
         "### Results", "",
         *table(["side", "requests/s (median)", "each round", "p50 ms", "p90 ms", "p99 ms", "server CPU µs/request",
-                "failed requests"], rows),
+                "server processes (each round)", "failed requests"], rows),
         "",
         *table(["target", "limit", "measured", "result"],
                [[name, limit, measured, "PASS" if ok else "FAIL"] for name, limit, measured, ok in verdicts(runs)]),
         "", "What each side answered to the row:", "",
         *(f"- {name}: `{answer.strip()}`" for name, answer in answers.items()),
         "", "### Where the API's time goes", "",
-        "Each stage of the API path timed alone, serially in one process (microseconds per call; the API serves "
-        "from one Python process, so under load these costs add up on one interpreter lock):", "",
+        "Each stage of the API path timed alone, serially in one process with no contention (microseconds per "
+        "call):", "",
         *table(["stage", "µs per call"], [[name, f"{value:,.0f}"] for name, value in breakdown.items()]),
     ]
     return "\n".join(lines)
@@ -407,7 +432,7 @@ def serve_endpoint(tarball: Path, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=positive_int, default=8, help="keep-alive connections (default 8)")
+    parser.add_argument("--connections", type=positive_int, default=16, help="keep-alive connections (default 16)")
     parser.add_argument("--threads", type=positive_int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--duration", type=positive_int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--warmup", type=positive_int, default=3, help="seconds of warm-up per side (default 3)")
