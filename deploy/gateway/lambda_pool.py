@@ -125,7 +125,7 @@ class LambdaPool:
             self._add(_Worker(self.environment))
         return self
 
-    def invoke(self, handler: Callable[[dict, object], dict], event: dict, context: LambdaContext) -> dict:
+    def invoke(self, handler: Callable[[dict, object], dict], event: dict, context: LambdaContext) -> dict | None:
         """``handler(event, context)`` in a free worker (waiting for one at most the route's timeout): its result;
         LambdaFailed when it raised, crashed or timed out. Its metric documents and log records are published
         here, as the handler's own would be."""
@@ -141,8 +141,7 @@ class LambdaPool:
         _publish(outcome)
         if outcome.error is not None:
             raise LambdaFailed(outcome.error)
-        assert outcome.result is not None
-        return outcome.result
+        return outcome.result  # what the handler returned, checked by the gateway as a proxy response
 
     def _free_worker(self, context: LambdaContext) -> _Worker:
         """A free worker that is alive (one that ended while idle is replaced first), within the timeout."""
@@ -150,7 +149,7 @@ class LambdaPool:
             worker = self._idle.get(context.get_remaining_time_in_millis() / 1000)
             if worker is None:
                 raise LambdaFailed(f"no execution environment of {context.function_name} was free within the"
-                                   f" function's timeout") from None
+                                   f" function's timeout")
             if worker.process.poll() is None:
                 return worker
             self._replace(worker)
@@ -184,7 +183,8 @@ class LambdaPool:
             if worker in self._workers:
                 self._workers.remove(worker)
         worker.stop(kill=True)
-        self._add(_Worker(self.environment))
+        if not self._closed:  # a request failing as the pool closes is not replaced
+            self._add(_Worker(self.environment))
 
 
 def _publish(outcome: Outcome) -> None:
