@@ -198,7 +198,7 @@ class LocalProject(Project):
         ``cors_origins`` the web origins (``https://app.example.com``) allowed to call the API (none: no CORS);
         ``max_connections`` the connections each server holds at once (None: 512, within the open-file limit);
         ``lambda_workers`` the processes the serving Lambdas run in (0: in this process, one request at a time on
-        its interpreter lock; ``cloudviz serve`` uses one per CPU). Refused
+        its interpreter lock; ``cloudviz serve`` uses one more than the CPUs). Refused
         (AlreadyServed, PortTaken: UserErrors) when the endpoint is served already or a port is taken."""
         serving = start_serve(self.home, self._files(group, stage), group, stage, api_port=api_port,
                               endpoint_port=endpoint_port, alarm_period_seconds=alarm_period_seconds,

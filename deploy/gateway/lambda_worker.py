@@ -70,7 +70,7 @@ def run(connection: Connection) -> None:
     collector = _Collector()
     root = logging.getLogger()
     root.addHandler(collector)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO)  # the serve log's level: a debug line a request would cross processes for nothing
     outcome = Outcome()
     metrics.set_sink(lambda document: outcome.documents.append(document))
     generation = 0

@@ -85,7 +85,7 @@ class SqliteStore:
         # Writers queue here (``_writing``): SQLite's busy handler sleeps (1, 2, 5 ... 100 ms), which makes a slow
         # p99 under concurrent requests (benchmarks/README.md).
         self._write_lock = threading.Lock()
-        self._writers_file = writers_lock_file(self.path)
+        self._writers: int | None = None  # the descriptor of the ``.writers`` file, opened at the first write
         connection = self._connection()
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(SCHEMA)
@@ -126,12 +126,13 @@ class SqliteStore:
         """Held around each write transaction: this process's threads queue on a lock, processes (the local
         gateway's Lambda workers) on an ``flock`` of the ``.writers`` file, both woken the moment it is free."""
         with self._write_lock:
-            descriptor = os.open(self._writers_file, os.O_RDWR | os.O_CREAT, 0o600)
+            if self._writers is None:  # kept open, as the connections are: no open and close per write
+                self._writers = os.open(writers_lock_file(self.path), os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._writers, fcntl.LOCK_EX)
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
                 yield
             finally:
-                os.close(descriptor)
+                fcntl.flock(self._writers, fcntl.LOCK_UN)
 
     def put(self, records: Sequence[PredictionRecord], answered: IdempotentRequest | None = None) -> None:
         connection = self._connection()
