@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from deploy.api_smoke_test import SmokeTest, example_row, smoke_test_api
 from deploy.dashboard import Dashboard, DashboardSources
 from deploy.deployments import Deployment, DeploymentStore
-from deploy.endpoint import EndpointServer, ModelSlot, ServingModel, SwapRefused
+from deploy.endpoint import ServingModel, SwapRefused
+from deploy.endpoint.hosting import EndpointProcess, InProcessEndpoint
 from deploy.endpoint_state import EndpointFiles
 from deploy.gateway.events import LOCAL_REGION
 from deploy.http11 import Limits
@@ -24,7 +25,7 @@ from deploy.monitoring.alarm_rules import ALARM_RULES
 from deploy.monitoring.alarms import AlarmEvaluator
 from deploy.monitoring.drift import Baseline, DriftMonitor, load_baseline
 from deploy.monitoring.live_accuracy import LiveAccuracyMonitor
-from deploy.monitoring.metrics import ApiMetrics, EndpointMetrics
+from deploy.monitoring.metrics import ApiMetrics
 from deploy.monitoring.notifications import EventNotifier, Notifier
 from deploy.monitoring.sampler import MetricSampler, sampling_period
 from deploy.release import APPROVED_STAGE, deploy_local, load_checked, local_endpoint_name, stage_before
@@ -79,6 +80,7 @@ class LocalService:
         cors_origins: Sequence[str] = (),
         max_connections: int | None = None,
         lambda_workers: int = 0,
+        endpoint_process: bool = False,
     ) -> None:
         """``alarm_period_seconds`` replaces the alarm rules' own period (60 s) locally; ``notifiers`` receive the
         alarms' changes into and out of ALARM (``on_event`` too), and are closed with the service. Only the first
@@ -88,7 +90,8 @@ class LocalService:
         traffic (a test, a notebook) may leave it out, and its versions then cannot be promoted. ``cors_origins``:
         the web origins the API answers CORS to (none: no CORS). ``max_connections``: the connections each of the
         endpoint and the API holds at once (None: the server's default). ``lambda_workers``: the processes the
-        serving Lambdas run in (0: in this one; ``deploy.gateway.lambda_pool``)."""
+        serving Lambdas run in (0: in this one; ``deploy.gateway.lambda_pool``). ``endpoint_process``: the endpoint
+        runs in a process of its own (``deploy.endpoint.hosting``), restarted if it ends; else in this one."""
         self.home = home
         self.group = group
         self.stage = stage
@@ -97,19 +100,21 @@ class LocalService:
         self.registry = ModelRegistry(home.registry_db)
         self.store = DeploymentStore(home.deployments)
         self.api_key = api_key
-        self.ports = (api_port, endpoint_port)
+        self.api_port = api_port
         self.on_event = on_event  # and every event is logged
         self.refused: set[int] = set()
         self.api_metrics = ApiMetrics()
-        self.endpoint_metrics = EndpointMetrics(self.endpoint)
-        self.sampler = MetricSampler(self.api_metrics, self.endpoint_metrics, sampling_period(alarm_period_seconds))
+        self.limits = Limits() if max_connections is None else Limits(max_connections=max_connections)
+        hosting = EndpointProcess if endpoint_process else InProcessEndpoint
+        self.endpoint_server = hosting(self.endpoint, endpoint_port, self.limits)
+        self.sampler = MetricSampler(self.api_metrics, self.endpoint_server.metrics,
+                                     sampling_period(alarm_period_seconds))
         self.alarm_history = AlarmHistory(self.files.alarms_db)
         self.alarm_period_seconds = alarm_period_seconds
         self.notifiers = [*notifiers, EventNotifier(on_event)]
         self.evaluator: AlarmEvaluator | None = None
         self.smoke_tests = smoke_test
         self.cors_origins = tuple(cors_origins)
-        self.limits = Limits() if max_connections is None else Limits(max_connections=max_connections)
         self.lambda_workers = lambda_workers
         self.last_smoke_test: SmokeTest | None = None
         self._examples: dict[int, dict[str, float] | str] = {}  # example rows (or why none) by version: fixed
@@ -118,8 +123,6 @@ class LocalService:
         self._watcher: threading.Thread | None = None
 
     def start(self, poll_seconds: float = 1.0) -> LocalService:
-        from deploy.prediction_api import build_prediction_api
-
         live = self.store.current(self.endpoint)
         if live is None and self.stage != APPROVED_STAGE:
             source = stage_before(self.stage)
@@ -132,18 +135,26 @@ class LocalService:
         self.live = live
         self.signature = Signature.of(self.registry.get(self.group, live.version), RunStore(self.home.runs))
         self._publish_schema(model, live.version)
-        self.slot = ModelSlot(model)
-        self.endpoint_metrics.set_live_version(live.version)
-        api_port, endpoint_port = self.ports
-        self.endpoint_server = EndpointServer(
-            self.slot, name=self.endpoint, port=endpoint_port, metrics=self.endpoint_metrics
-        )
-        self.endpoint_server.limits = self.limits
-        self.endpoint_server.start()
+        self.endpoint_server.start(model)
+        try:
+            self._start_api(live.version)
+        except BaseException:  # nothing is left serving: the endpoint may be a process of its own
+            self.endpoint_server.close()
+            raise
+        if self.smoke_tests:
+            self.smoke_test()
+        self._watcher = threading.Thread(target=self._watch, args=(poll_seconds,), name="deploy-watcher", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _start_api(self, version: int) -> None:
+        """The API in front of the started endpoint, with its monitors and the alarm evaluator."""
+        from deploy.prediction_api import build_prediction_api
+
         environment = lambda_environment(self.signature, self.endpoint, self.endpoint_server.url, self.home)
         lambda_metrics.set_sink(self.api_metrics.observe_lambda)  # the handlers' EMF documents, in-process
         store = open_store(StoreSpec.parse(environment["PREDICTION_STORE"]))  # the handlers' store, shared
-        baseline, why = self._drift_baseline(live.version)
+        baseline, why = self._drift_baseline(version)
         self.drift = DriftMonitor(baseline, metrics=self.api_metrics, store=store, unavailable_because=why)
         self.live_accuracy = LiveAccuracyMonitor(store, self.api_metrics)
         dashboard = Dashboard(DashboardSources(
@@ -153,7 +164,7 @@ class LocalService:
             live_accuracy=self.live_accuracy, api_url=lambda: self.api.url,
         ))
         self.api = build_prediction_api(
-            environment, self.api_key, port=api_port, access_log=self.files.access_log,
+            environment, self.api_key, port=self.api_port, access_log=self.files.access_log,
             extra_routes=[self.api_metrics.route(), *dashboard.routes()], observers=[self.api_metrics.observe_request],
             cors_origins=self.cors_origins, lambda_workers=self.lambda_workers,
         )
@@ -162,11 +173,6 @@ class LocalService:
         self.evaluator = AlarmEvaluator(ALARM_RULES, self.sampler, self.alarm_history, self.notifiers,
                                         self.alarm_period_seconds,
                                         before_sample=[self.drift.refresh, self.live_accuracy.refresh]).start()
-        if self.smoke_tests:
-            self.smoke_test()
-        self._watcher = threading.Thread(target=self._watch, args=(poll_seconds,), name="deploy-watcher", daemon=True)
-        self._watcher.start()
-        return self
 
     def close(self) -> None:
         self._stop.set()
@@ -187,9 +193,18 @@ class LocalService:
     def _watch(self, poll_seconds: float) -> None:
         while not self._stop.wait(poll_seconds):
             try:
+                self._revive_endpoint()
                 self.poll()
             except Exception as error:  # the watcher must outlive a bad poll: the endpoint keeps serving
                 self._event(f"deployment watcher: {error}")
+
+    def _revive_endpoint(self) -> None:
+        """Start the endpoint's process again, on its port with the live model, if it ended unasked (killed,
+        crashed), as SageMaker replaces a failed instance; until then its callers get 503s."""
+        status = self.endpoint_server.exit_status
+        if status is not None:
+            self._event(f"{self.endpoint}: the endpoint's process ended (exit status {status}); starting it again")
+            self.endpoint_server.start()
 
     def poll(self) -> None:
         """Deploy a newly approved version (first stage only), or follow a deployment recorded by another process."""
@@ -237,13 +252,12 @@ class LocalService:
         previous = self.live.version
         baseline = self._drift_baseline(deployment.version)  # read first: readers never see new live, old baseline
         self._publish_schema(model, deployment.version)
-        self.slot.swap(model)
+        self.endpoint_server.swap(model)
         forget_served_versions()  # the handlers' cached "which version is served" is stale from this moment
         if self.api.lambda_pool is not None:
             self.api.lambda_pool.forget_cached_state()
         self.drift.set_baseline(*baseline)
         self.live = deployment
-        self.endpoint_metrics.set_live_version(deployment.version)
         self._event(f"{self.endpoint}: version {previous} -> {deployment.version} ({deployment.reason})",
                     version=deployment.version)
 

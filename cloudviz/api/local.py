@@ -189,7 +189,8 @@ class LocalProject(Project):
     def serve(self, group: str, stage: str = "dev", *, api_port: int = 0, endpoint_port: int = 0,
               alarm_period_seconds: float | None = None, notifiers: Sequence[Notifier] = (),
               on_event: Callable[[str], None] | None = None, cors_origins: Sequence[str] = (),
-              max_connections: int | None = None, lambda_workers: int = 0) -> LocalServing:
+              max_connections: int | None = None, lambda_workers: int = 0,
+              endpoint_process: bool = False) -> LocalServing:
         """Start the stage's endpoint and prediction API in this process on 127.0.0.1 (ports 0: free ones; dev
         deploys the newest Approved version when nothing is live), smoke-test the live version through the API, and
         record the serve where ``cloudviz dashboard`` and ``api()`` find it, until ``close()``. ``notifiers``
@@ -198,13 +199,15 @@ class LocalProject(Project):
         ``cors_origins`` the web origins (``https://app.example.com``) allowed to call the API (none: no CORS);
         ``max_connections`` the connections each server holds at once (None: 512, within the open-file limit);
         ``lambda_workers`` the processes the serving Lambdas run in (0: in this process, one request at a time on
-        its interpreter lock; ``cloudviz serve`` uses one more than the CPUs). Refused
+        its interpreter lock; ``cloudviz serve`` uses one more than the CPUs); ``endpoint_process`` runs the endpoint in
+        a process of its own (``cloudviz serve`` does), restarted if it ends. Refused
         (AlreadyServed, PortTaken: UserErrors) when the endpoint is served already or a port is taken."""
         serving = start_serve(self.home, self._files(group, stage), group, stage, api_port=api_port,
                               endpoint_port=endpoint_port, alarm_period_seconds=alarm_period_seconds,
                               notifiers=notifiers, on_event=on_event,
                               forget=lambda: self._served.pop((group, stage), None), cors_origins=cors_origins,
-                              max_connections=max_connections, lambda_workers=lambda_workers)
+                              max_connections=max_connections, lambda_workers=lambda_workers,
+                              endpoint_process=endpoint_process)
         self._served[group, stage] = serving
         return serving
 

@@ -91,7 +91,7 @@ def start_serve(home: StateHome, files: EndpointFiles, group: str, stage: str, *
                 endpoint_port: int, alarm_period_seconds: float | None, notifiers: Sequence[Notifier],
                 on_event: Callable[[str], None] | None, forget: Callable[[], None],
                 cors_origins: Sequence[str] = (), max_connections: int | None = None,
-                lambda_workers: int = 0) -> LocalServing:
+                lambda_workers: int = 0, endpoint_process: bool = False) -> LocalServing:
     """Check, start and record the serve; closing it stops the service, forgets the record, then calls
     ``forget``. OSError when a port cannot be listened on after all."""
     from deploy.api_key import api_key
@@ -115,6 +115,7 @@ def start_serve(home: StateHome, files: EndpointFiles, group: str, stage: str, *
     service = LocalService(home, group, key, api_port, endpoint_port, alarm_period_seconds=alarm_period_seconds,
                            notifiers=notifiers, stage=stage, smoke_test=True, cors_origins=cors_origins,
                            max_connections=max_connections, lambda_workers=lambda_workers,
+                           endpoint_process=endpoint_process,
                            **({"on_event": on_event} if on_event is not None else {}))
     service.start()
     record = ServeRecord(service.api.url, service.endpoint_server.url, os.getpid(), group)

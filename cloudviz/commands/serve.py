@@ -44,7 +44,8 @@ def serve_command(args: argparse.Namespace) -> int:
         serving = project.serve(args.group, args.stage, api_port=api_port, endpoint_port=endpoint_port,
                                 alarm_period_seconds=args.alarm_period, notifiers=[*notifiers, *retrain],
                                 on_event=print_flushed, cors_origins=args.cors_origin,
-                                max_connections=args.max_connections, lambda_workers=args.lambda_workers)
+                                max_connections=args.max_connections, lambda_workers=args.lambda_workers,
+                                endpoint_process=True)
     except AlreadyServed as error:
         raise UserError(f"{error.reason}: stop that `cloudviz serve` first") from None
     except PortTaken as error:

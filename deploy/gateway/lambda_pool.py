@@ -13,59 +13,34 @@ or timed-out function's is on AWS.
 from __future__ import annotations
 
 import collections
-import logging
 import os
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Generic, TypeVar
 
+from deploy.child_process import Child, republish
 from deploy.gateway.events import LambdaContext
 from deploy.gateway.lambda_worker import Invocation, Outcome, handler_name
 from serving_lambdas import metrics
 
-STOP_SECONDS = 5.0
-WORKER_MAIN = "import sys; from deploy.gateway.lambda_worker import serve; serve(int(sys.argv[1]))"
 T = TypeVar("T")
-SOURCE_ROOT = Path(__file__).resolve().parents[2]  # a worker imports the handlers from the same tree
 
 
 class LambdaFailed(Exception):
     """The function did not answer: it raised (the message is its traceback), crashed or timed out."""
 
 
-class _Worker:
+class _Worker(Child):
     """One worker process and the connection to it."""
 
     def __init__(self, environment: Mapping[str, str]) -> None:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", WORKER_MAIN, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), env=dict(environment), stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a terminal's Ctrl-C is the gateway's to handle: it ends its workers
-            )
-        self.connection = Connection(ours.detach())
+        super().__init__("deploy.gateway.lambda_worker", environment)
 
     def call(self, invocation: Invocation, timeout: float) -> Outcome:
         self.connection.send(invocation)
         if not self.connection.poll(timeout):
             raise TimeoutError(f"no answer within {timeout:.1f} s")
         return self.connection.recv()
-
-    def stop(self, kill: bool = False) -> None:
-        self.connection.close()  # EOF: the worker returns
-        if kill:
-            self.process.kill()
-        try:
-            self.process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 class HandOff(Generic[T]):
@@ -111,9 +86,7 @@ class LambdaPool:
         if size < 1:
             raise ValueError(f"a Lambda pool needs at least one worker, not {size}")
         self.size = size
-        self.environment = {**os.environ, **environment,
-                            "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE_ROOT),
-                                                                        os.environ.get("PYTHONPATH")]))}
+        self.environment = {**os.environ, **environment}
         self._idle: HandOff[_Worker] = HandOff()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
@@ -191,6 +164,4 @@ def _publish(outcome: Outcome) -> None:
     for document in outcome.documents:
         metrics.publish(document)
     for record in outcome.records:
-        logger = logging.getLogger(record.name)
-        if logger.isEnabledFor(record.levelno):
-            logger.handle(record)
+        republish(record)

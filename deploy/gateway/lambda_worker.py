@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from deploy.child_process import plain_record
 from deploy.gateway.events import LambdaContext
 from serving_lambdas import metrics
 from serving_lambdas.served_version import forget_served_versions
@@ -42,19 +43,14 @@ def handler_name(handler: object) -> str:
 
 
 class _Collector(logging.Handler):
-    """Keeps the records of one invocation, made plain (message formatted, traceback as text) to cross processes."""
+    """Keeps the records of one invocation, made plain to cross processes."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        plain = logging.makeLogRecord(record.__dict__)
-        plain.msg, plain.args = record.getMessage(), None
-        if record.exc_info:
-            plain.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-        plain.exc_info = None
-        self.records.append(plain)
+        self.records.append(plain_record(record))
 
 
 def _resolve(name: str) -> object:

@@ -135,12 +135,14 @@ def test_serve_answers_the_seed_example_with_the_live_version(home: StateHome):
     assert (answer["prediction"], answer["label"], answer["model_version"]) == (1, "virginica", 1)
 
 
-@pytest.mark.parametrize("lambda_workers", [0, 2], ids=["handlers in-process", "handlers in worker processes"])
-def test_approving_a_newer_version_swaps_it_in_with_no_failed_request(home: StateHome, lambda_workers: int):
+@pytest.mark.parametrize(("lambda_workers", "endpoint_process"), [(0, False), (2, True)],
+                         ids=["all in-process", "handlers and endpoint in processes of their own"])
+def test_approving_a_newer_version_swaps_it_in_with_no_failed_request(home: StateHome, lambda_workers: int,
+                                                                      endpoint_process: bool):
     registry(home).update_approval(GROUP, 1, "Approved")
     events: list[str] = []
-    with LocalService(home, GROUP, KEY, on_event=events.append,
-                      lambda_workers=lambda_workers).start(poll_seconds=0.05) as service:
+    with LocalService(home, GROUP, KEY, on_event=events.append, lambda_workers=lambda_workers,
+                      endpoint_process=endpoint_process).start(poll_seconds=0.05) as service:
         failures: list[tuple[int, dict]] = []
         versions: set[int] = set()
         stop = threading.Event()
@@ -213,9 +215,11 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
         assert "cloudviz promote local --from dev --to prod" in lines[-1]
         status, answer = post(api, SEED)
         assert (status, answer["prediction"]) == (200, 1)
-        workers = [child for child in psutil.Process(process.pid).children()
-                   if "deploy.gateway.lambda_worker" in " ".join(child.cmdline())]
+        children = psutil.Process(process.pid).children()
+        workers = [child for child in children if "deploy.gateway.lambda_worker" in " ".join(child.cmdline())]
         assert len(workers) == DEFAULT_LAMBDA_WORKERS  # the handlers' processes
+        endpoint = [child for child in children if "deploy.endpoint.hosting_main" in " ".join(child.cmdline())]
+        assert len(endpoint) == 1  # the endpoint's own
     finally:
         process.send_signal(stop)
         try:
@@ -226,7 +230,26 @@ def test_serve_command_prints_what_to_call_and_stops_on_ctrl_c(home: StateHome, 
             pytest.fail(f"serve did not stop on {stop.name}:\n{err}")
     assert process.returncode == 0, err
     assert "Stopping." in out and "Traceback" not in err
-    assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
+    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in workers + endpoint)
+
+
+def test_an_endpoint_process_that_dies_is_started_again_with_the_live_model(home: StateHome):
+    registry(home).update_approval(GROUP, 1, "Approved")
+    events: list[str] = []
+    with LocalService(home, GROUP, KEY, on_event=events.append,
+                      endpoint_process=True).start(poll_seconds=0.05) as service:
+        assert post(service.api.url, SEED)[0] == 200
+        pid, port = service.endpoint_server.pid, service.endpoint_server.port
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # 503s until it is back
+            status, answer = post(service.api.url, SEED)
+            if status == 200:
+                break
+            assert status == 503, answer
+        assert status == 200 and answer["model_version"] == 1
+        assert service.endpoint_server.port == port and service.endpoint_server.pid != pid
+    assert events == [f"{service.endpoint}: the endpoint's process ended (exit status -9); starting it again"]
 
 
 def test_endpoint_down_is_a_503_and_nothing_is_stored(home: StateHome):

@@ -185,17 +185,19 @@ def expected_description(data: DataSet) -> dict:
     return answer
 
 
-@pytest.mark.parametrize("lambda_workers", [0, 2], ids=["handlers in-process", "handlers in workers"])
+@pytest.mark.parametrize(("lambda_workers", "endpoint_process"), [(0, False), (2, True)],
+                         ids=["all in-process", "handlers and endpoint in processes"])
 @pytest.mark.parametrize("name", ["binary", "two-class-softprob", "five-class", "regression", "iris"])
 def test_each_task_is_answered_stored_listed_and_counted(trained, tmp_path: Path, monkeypatch, name: str,
-                                                         lambda_workers: int):
+                                                         lambda_workers: int, endpoint_process: bool):
     data, booster, tarball = trained[name]
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     home = StateHome(tmp_path / "home")
     register(home, data, tarball)
     rows = data.x[:5].round(3)
     scores = booster.predict(xgb.DMatrix(rows.astype(np.float32))).tolist()
-    with LocalService(home, data.group, KEY, lambda_workers=lambda_workers).start() as service:
+    with LocalService(home, data.group, KEY, lambda_workers=lambda_workers,
+                      endpoint_process=endpoint_process).start() as service:
         status, single = call(service.api.url, "POST", "/predictions",
                               {"features": dict(zip(data.features, rows[0].tolist(), strict=True))})
         assert status == 200, single

@@ -177,7 +177,7 @@ def test_a_failed_smoke_test_keeps_the_version_live_and_blocks_promotion(
     version = regression_version(home, tmp_path)
     events: list[str] = []
     with LocalService(home, GROUP, KEY, on_event=events.append, smoke_test=True).start() as dev:
-        assert dev.live.version == version and dev.slot.current.version == version, "it stays live"
+        assert dev.live.version == version and dev.endpoint_server.version == version, "it stays live"
         failed = dev.last_smoke_test
     assert failed.passed is False
     assert failed.detail == "POST /predictions answered 502: Internal server error"

@@ -17,7 +17,6 @@ from polling import wait_for
 
 from cloudviz.cli import main
 from cloudviz.render import alarms_line as render_alarms_line
-from deploy.endpoint import EndpointServer
 from deploy.local_service import LocalService
 from deploy.monitoring.alarm_rules import ALARM_RULES
 from deploy.monitoring.notifications import EmailNotifier, SmtpSettings, WebhookNotifier
@@ -89,8 +88,9 @@ def state_of(service: LocalService, name: str) -> str:
     return next(state.state for state in service.evaluator.states() if state.name == name)
 
 
+@pytest.mark.parametrize("endpoint_process", [False, True], ids=["endpoint in-process", "endpoint process"])
 def test_5xx_alarm_fires_and_resolves_and_both_channels_hear_it(home: StateHome, webhook: WebhookReceiver, mailbox,
-                                                                capsys: pytest.CaptureFixture):
+                                                                capsys: pytest.CaptureFixture, endpoint_process: bool):
     box, smtp_port = mailbox
     notifiers = [WebhookNotifier(webhook.url, backoff_seconds=0.05),
                  EmailNotifier(SmtpSettings("127.0.0.1", smtp_port, "cloudviz@localhost", ("oncall@example.com",)),
@@ -98,7 +98,7 @@ def test_5xx_alarm_fires_and_resolves_and_both_channels_hear_it(home: StateHome,
     events: list[str] = []
     name = FIVE_XX.name
     with LocalService(home, GROUP, KEY, on_event=events.append, alarm_period_seconds=0.5,
-                      notifiers=notifiers).start() as service:
+                      notifiers=notifiers, endpoint_process=endpoint_process).start() as service:
         assert service.sampler.period_seconds == 0.5
         assert [rule.period_seconds for rule in service.evaluator.rules] == [0.5] * len(ALARM_RULES)
         # OK, and a period of good traffic sampled: the rule can turn OK on a period before the first request
@@ -106,12 +106,10 @@ def test_5xx_alarm_fires_and_resolves_and_both_channels_hear_it(home: StateHome,
             s.requests and not s.errors_5xx and s.latency_p99_ms is not None for s in service.sampler.series()),
             "OK under good traffic") == {200}
 
-        port = service.endpoint_server.port
         service.endpoint_server.close()  # the model endpoint goes down: the API answers 503
         assert traffic_until(service, lambda: state_of(service, name) == "ALARM", "ALARM under 5xx") == {503}
 
-        service.endpoint_server = EndpointServer(service.slot, name=service.endpoint, port=port,
-                                                 metrics=service.endpoint_metrics).start()
+        service.endpoint_server.start()  # the same model, on the same port
         assert 200 in traffic_until(service, lambda: state_of(service, name) == "OK", "OK again after recovery")
         wait_for(lambda: len([b for b in webhook.accepted if alarm_of(b)["AlarmName"] == name]) == 2
                  and len([m for _, m in box.messages if name in m["Subject"]]) == 2, "both notifications")
