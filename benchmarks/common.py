@@ -63,7 +63,7 @@ def write_section(heading: str, text: str) -> None:
     )
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current, count=1)
+        updated = pattern.sub(lambda _: text + "\n\n", current, count=1)  # a blank line before the next heading
     else:
         updated = current.rstrip("\n") + "\n\n" + text + "\n"
     README.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
