@@ -27,7 +27,8 @@ from deploy.http11 import Limits
 from deploy.monitoring.metrics import EndpointMetrics
 
 START_SECONDS = 120.0  # a new interpreter imports numpy and XGBoost, then loads the model
-CALL_SECONDS = 60.0  # a swap loads and probes a model
+SWAP_SECONDS = 60.0  # a swap unpickles and probes a model
+METRICS_SECONDS = 10.0
 
 
 class EndpointProcessError(Exception):
@@ -44,20 +45,27 @@ class Boot:
     model: ServingModel
 
 
-class InProcessEndpoint:
-    """The endpoint served by threads of this process."""
+class _Hosted:
+    """An endpoint's name, its port (0 until first started: a free one, then kept) and its connection limits."""
 
     def __init__(self, name: str, port: int = 0, limits: Limits | None = None) -> None:
         self.name = name
         self.port = port
         self.limits = limits or Limits()
-        self.metrics = EndpointMetrics(name)
-        self.slot = ModelSlot()
-        self.server: EndpointServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class InProcessEndpoint(_Hosted):
+    """The endpoint served by threads of this process."""
+
+    def __init__(self, name: str, port: int = 0, limits: Limits | None = None) -> None:
+        super().__init__(name, port, limits)
+        self.metrics = EndpointMetrics(name)
+        self.slot = ModelSlot()
+        self.server: EndpointServer | None = None
 
     @property
     def version(self) -> int | None:
@@ -98,7 +106,7 @@ class _PulledMetrics:
 
     def collect(self) -> list:
         try:
-            return self.endpoint.call(("metrics",), CALL_SECONDS)
+            return self.endpoint.call(("metrics",), METRICS_SECONDS)
         except EndpointProcessError:
             return []
 
@@ -111,13 +119,11 @@ class PulledEndpointMetrics:
         self.registry.register(_PulledMetrics(endpoint))
 
 
-class EndpointProcess:
+class EndpointProcess(_Hosted):
     """The endpoint served by a process of its own (``deploy.endpoint.hosting_main``)."""
 
     def __init__(self, name: str, port: int = 0, limits: Limits | None = None) -> None:
-        self.name = name
-        self.port = port
-        self.limits = limits or Limits()
+        super().__init__(name, port, limits)
         self.metrics = PulledEndpointMetrics(self)
         self.model: ServingModel | None = None  # the one it serves (loaded here too, to start a new process with)
         self._child: Child | None = None
@@ -125,10 +131,6 @@ class EndpointProcess:
         self._calls = threading.Lock()  # one call at a time: each waits for its own reply
         self._replies: queue.Queue = queue.Queue()
         self._closing = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def version(self) -> int | None:
@@ -169,7 +171,7 @@ class EndpointProcess:
 
     def swap(self, model: ServingModel) -> None:
         """Serve ``model`` from now on; SwapRefused (the live one stays) when it fails its probe."""
-        refused = self.call(("swap", model), CALL_SECONDS)
+        refused = self.call(("swap", model), SWAP_SECONDS)
         if refused is not None:
             raise SwapRefused(refused)
         self.model = model
@@ -198,8 +200,10 @@ class EndpointProcess:
         try:
             kind, value = self._replies.get(timeout=timeout)
         except queue.Empty:
-            raise EndpointProcessError(f"the endpoint {self.name}'s process did not answer within {timeout:.0f} s")\
-                from None
+            # Hung: killed, so that its late answer is never taken for the next call's (serve starts it again).
+            self._child.process.kill()
+            raise EndpointProcessError(f"the endpoint {self.name}'s process did not answer within {timeout:.0f} s"
+                                       " and was killed") from None
         if kind == "ended":
             raise EndpointProcessError(f"the endpoint {self.name}'s process ended")
         if kind == "failed":

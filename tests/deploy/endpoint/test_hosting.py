@@ -44,6 +44,14 @@ def samples(endpoint: EndpointProcess | InProcessEndpoint) -> dict[tuple[str, tu
             for family in endpoint.metrics.registry.collect() for sample in family.samples}
 
 
+def exit_status_of(endpoint: EndpointProcess) -> int | None:
+    """Its exit status once its process has ended (within 10 s)."""
+    deadline = time.monotonic() + 10
+    while endpoint.exit_status is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return endpoint.exit_status
+
+
 def test_the_process_answers_as_the_in_process_endpoint_does(hosted, artifacts):
     model = ServingModel.load(artifacts["softprob"], version=3)
     endpoints = [hosted(kind, model) for kind in (InProcessEndpoint, EndpointProcess)]
@@ -121,9 +129,14 @@ def test_close_ends_the_process_and_start_serves_again_on_the_same_port(hosted, 
 def test_a_killed_process_is_reported_with_its_exit_status(hosted, artifacts):
     endpoint = hosted(EndpointProcess, ServingModel.load(artifacts["softprob"]))
     os.kill(endpoint.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while endpoint.exit_status is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert endpoint.exit_status == -signal.SIGKILL
+    assert exit_status_of(endpoint) == -signal.SIGKILL
     with pytest.raises(EndpointProcessError):
         endpoint.call(("metrics",), 10)
+
+
+def test_a_process_that_does_not_answer_is_killed(hosted, artifacts):
+    endpoint = hosted(EndpointProcess, ServingModel.load(artifacts["softprob"]))
+    os.kill(endpoint.pid, signal.SIGSTOP)  # hung
+    with pytest.raises(EndpointProcessError, match="did not answer within 0 s and was killed"):
+        endpoint.call(("metrics",), 0.2)
+    assert exit_status_of(endpoint) == -signal.SIGKILL
