@@ -135,8 +135,8 @@ class LocalService:
         self.live = live
         self.signature = Signature.of(self.registry.get(self.group, live.version), RunStore(self.home.runs))
         self._publish_schema(model, live.version)
-        self.endpoint_server.start(model)
         try:
+            self.endpoint_server.start(model)
             self._start_api(live.version)
         except BaseException:  # nothing is left serving: the endpoint may be a process of its own
             self.endpoint_server.close()

@@ -130,7 +130,6 @@ class EndpointProcess(_Hosted):
         self._receiver: threading.Thread | None = None
         self._calls = threading.Lock()  # one call at a time: each waits for its own reply
         self._replies: queue.Queue = queue.Queue()
-        self._closing = False
 
     @property
     def version(self) -> int | None:
@@ -142,19 +141,18 @@ class EndpointProcess(_Hosted):
 
     @property
     def exit_status(self) -> int | None:
-        """The exit status of its process (-N: killed by signal N) if it ended without being closed, else None."""
-        if self._child is None or self._closing:
-            return None
-        return self._child.process.poll()
+        """The exit status of its process (-N: killed by signal N) if it ended without being closed (also when it
+        could not start), else None."""
+        return None if self._child is None else self._child.process.poll()
 
     def start(self, model: ServingModel | None = None) -> EndpointProcess:
         """Start a process serving ``model`` (None: the one served last) on the port (0 at first: a free one,
-        then kept); OSError when it cannot listen, EndpointProcessError when it does not start."""
+        then kept); OSError when it cannot listen, EndpointProcessError when it does not start (its ended process
+        is kept until ``close``: ``exit_status`` says to try again)."""
         self.close()
         self.model = model or self.model
         if self.model is None:
             raise ValueError("the endpoint's first start needs a model")
-        self._closing = False
         self._replies = queue.Queue()
         self._child = Child("deploy.endpoint.hosting_main", os.environ)
         self._receiver = threading.Thread(target=self._receive, args=(self._child, self._replies), daemon=True,
@@ -164,7 +162,6 @@ class EndpointProcess(_Hosted):
             self._child.connection.send(Boot(self.name, self.port, self.limits, self.model))
             answer = self._reply(START_SECONDS)
         if isinstance(answer, OSError):
-            self.close()
             raise answer
         self.port = answer
         return self
@@ -179,7 +176,7 @@ class EndpointProcess(_Hosted):
     def call(self, request: tuple, timeout: float) -> object:
         """Send ``request`` and wait for its answer; EndpointProcessError when the process is gone or silent."""
         with self._calls:
-            if self._child is None or self._closing:
+            if self._child is None:
                 raise EndpointProcessError(f"the endpoint {self.name}'s process is not running")
             try:
                 self._child.connection.send(request)
@@ -191,7 +188,6 @@ class EndpointProcess(_Hosted):
         """Stop the process (EOF on its connection: it stops serving, then ends)."""
         child, self._child = self._child, None
         if child is not None:
-            self._closing = True
             child.end()
             self._receiver.join()  # it reads until the process's end of the connection closes
             child.connection.close()

@@ -355,3 +355,12 @@ def test_a_cached_run_reports_the_versions_current_approval_status(home: StateHo
     document = json.loads(cli(capsys, "runs", "show", "latest", "--json")[1])
     assert document["registered"]["approval_status"] == "Rejected"
     assert document["steps"]["Register"]["properties"]["approval_status"] == "PendingManualApproval"  # as recorded
+
+
+@pytest.mark.parametrize(("value", "message"), [("-1", "must be 0 or more, got -1"),
+                                                ("two", "invalid integer value: 'two'")])
+def test_serve_refuses_a_bad_worker_count_naming_the_option(capsys, value: str, message: str):
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--lambda-workers", value])
+    assert exited.value.code == 2
+    assert f"argument --lambda-workers: {message}" in capsys.readouterr().err

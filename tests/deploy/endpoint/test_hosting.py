@@ -98,19 +98,28 @@ def test_a_swap_serves_the_new_model_and_a_refused_one_keeps_the_old(hosted, art
 def test_its_log_reaches_the_serve_process(hosted, artifacts, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO, logger="deploy")
     endpoint = hosted(EndpointProcess, ServingModel.load(artifacts["softprob"], version=4))
-    endpoint.call(("metrics",), 10)  # the start line was sent before the first answer
+    endpoint.call(("metrics",), 10)  # the start line was sent before this call's answer
     started = [record for record in caplog.records if record.name == "deploy.endpoint.hosting_main"]
     assert [record.getMessage() for record in started] == [
         f"endpoint {NAME}: process {endpoint.pid} serves version 4 on 127.0.0.1:{endpoint.port}"]
 
 
-def test_a_taken_port_is_the_oserror_of_listening(hosted, artifacts):
+def test_a_taken_port_is_the_oserror_of_listening_and_a_later_start_takes_it(artifacts):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
+        port = taken.getsockname()[1]
+        endpoint = EndpointProcess(NAME, port)
         with pytest.raises(OSError) as caught:
-            hosted(EndpointProcess, ServingModel.load(artifacts["softprob"]), port=taken.getsockname()[1])
-    assert caught.value.errno == errno.EADDRINUSE
+            endpoint.start(ServingModel.load(artifacts["softprob"], version=2))
+    try:
+        assert caught.value.errno == errno.EADDRINUSE
+        assert exit_status_of(endpoint) == 0, "ended: the serve process's watcher tries again"
+        endpoint.start()  # the port is free now
+        assert (endpoint.port, endpoint.version) == (port, 2)
+        assert invoke(endpoint, CONTRACT_EXAMPLE)[0] == 200
+    finally:
+        endpoint.close()
 
 
 def test_close_ends_the_process_and_start_serves_again_on_the_same_port(hosted, artifacts):
